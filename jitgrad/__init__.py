@@ -1,0 +1,67 @@
+"""jitgrad: PyTorch-style reverse-mode autograd whose primitives and VJPs are Numba kernels
+generated from one op registry. ``import jitgrad`` and write PyTorch code.
+
+Nothing compiles at import: kernels are generated and compiled on first use, then cached in
+memory and on disk (see jitgrad.backends.cpu).
+"""
+from . import dtypes as _dtypes
+from .dtypes import (bool_ as bool, float32, float64, int32, int64, get_default_dtype,
+                     set_default_dtype)
+from .tensor import Size, Tensor, device, full, tensor, zeros
+from .creation import (arange, as_tensor, empty, empty_like, eye, from_numpy, full_like,
+                       linspace, manual_seed, ones, ones_like, rand, rand_like, randint, randn,
+                       randn_like, randperm, seed, zeros_like)
+from .autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from . import functional_ops as _F
+from .functional_ops import (abs, add, allclose, amax, amin, argmax, argmin, bmm, broadcast_to,
+                             cat, chunk, clamp, clip, concat, cos, div, dot, eq, equal, erf, exp,
+                             expm1, flatten, ge, gt, inner, isfinite, isnan, le, log, log1p,
+                             log_softmax, logical_and, logical_not, logsumexp, lt, matmul, max,
+                             maximum, mean, min, minimum, mm, mul, mv, ne, neg, negative,
+                             nonzero, outer, permute, pow, prod, reciprocal, relu, reshape,
+                             rsqrt, select, sigmoid, sign, sin, softmax, split, sqrt, square,
+                             squeeze, stack, std, sub, sum, t, tan, tanh, transpose, unbind,
+                             unsqueeze, var, where)
+from . import autograd, nn  # noqa: E402
+from .autograd import functional as _autograd_functional  # noqa: E402,F401
+
+_F.bind_methods()
+
+float = float32
+double = float64
+long = int64
+int = int32
+half = None  # not supported
+multiply, divide, subtract = mul, div, sub
+greater, less, greater_equal, less_equal, not_equal = gt, lt, ge, le, ne
+
+
+def is_tensor(x) -> "bool":
+    return isinstance(x, Tensor)
+
+
+def numel(x) -> "int":
+    return x.numel()
+
+
+class cuda:  # noqa: N801 - mirrors torch.cuda
+    @staticmethod
+    def is_available():
+        return False
+
+    @staticmethod
+    def device_count():
+        return 0
+
+    @staticmethod
+    def synchronize():
+        pass
+
+
+def explain_kernels():
+    """Counters of generated kernels built and launched (see JITGRAD_DEBUG=1 for sources)."""
+    from ._debug import COUNTERS
+    return dict(COUNTERS)
+
+
+__version__ = "0.1.0"

@@ -1,0 +1,103 @@
+"""_format: torch-style ``repr`` of tensors (4 decimals, aligned columns, scientific when the
+magnitudes call for it, ``...`` summaries above 1000 elements)."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import dtypes
+
+PRECISION = 4
+THRESHOLD = 1000
+EDGEITEMS = 3
+LINEWIDTH = 80
+
+
+def _float_formatter(a: np.ndarray):
+    finite = a[np.isfinite(a)].astype(np.float64)
+    if finite.size == 0:
+        return lambda v: _special(v) or f"{v:.{PRECISION}f}"
+    absf = np.abs(finite)
+    nz = absf[absf != 0]
+    if np.all(finite == np.round(finite)):
+        if nz.size and (nz.max() / nz.min() > 1000.0 or nz.max() > 1e8):
+            return lambda v: _special(v) or f"{v:.{PRECISION}e}"
+        return lambda v: _special(v) or f"{v:.0f}."
+    if nz.size and (nz.max() / nz.min() > 1000.0 or nz.max() > 1e8 or nz.min() < 1e-4):
+        return lambda v: _special(v) or f"{v:.{PRECISION}e}"
+    return lambda v: _special(v) or f"{v:.{PRECISION}f}"
+
+
+def _special(v):
+    if np.isnan(v):
+        return "nan"
+    if np.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return None
+
+
+def _summarize(a):
+    return a.size > THRESHOLD
+
+
+def _elements(a, summarize):
+    """Flat list of the elements that will be printed (for the column width)."""
+    if a.ndim == 0:
+        return [a.item()]
+    if summarize and a.shape[0] > 2 * EDGEITEMS:
+        parts = list(a[:EDGEITEMS]) + list(a[-EDGEITEMS:])
+    else:
+        parts = list(a)
+    out = []
+    for p in parts:
+        out += _elements(np.asarray(p), summarize)
+    return out
+
+
+def _render(a, fmt, width, indent, summarize):
+    if a.ndim == 0:
+        return fmt(a.item()).rjust(width)
+    if a.ndim == 1:
+        items = [fmt(v).rjust(width) for v in a.tolist()]
+        if summarize and a.shape[0] > 2 * EDGEITEMS:
+            items = items[:EDGEITEMS] + ["..."] + items[-EDGEITEMS:]
+        per_line = max(1, (LINEWIDTH - indent) // (width + 2))
+        lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
+        return "[" + (",\n" + " " * (indent + 1)).join(lines) + "]"
+    rows = range(a.shape[0])
+    if summarize and a.shape[0] > 2 * EDGEITEMS:
+        rows = list(range(EDGEITEMS)) + [None] + list(range(a.shape[0] - EDGEITEMS, a.shape[0]))
+    sep = "," + "\n" * (a.ndim - 1) + " " * (indent + 1)
+    parts = ["..." if r is None else _render(a[r], fmt, width, indent + 1, summarize)
+             for r in rows]
+    return "[" + sep.join(parts) + "]"
+
+
+def format_array(a: np.ndarray, indent: int) -> str:
+    summarize = _summarize(a)
+    if a.size == 0:
+        return "[]"
+    if a.dtype.kind == "f":
+        fmt = _float_formatter(a if not summarize else np.asarray(_elements(a, True)))
+    elif a.dtype.kind == "b":
+        fmt = lambda v: "True" if v else "False"  # noqa: E731
+    else:
+        fmt = str
+    width = max(len(fmt(v)) for v in _elements(a, summarize))
+    return _render(a, fmt, width, indent, summarize)
+
+
+def format_tensor(t) -> str:
+    a = t._data
+    prefix = "tensor("
+    body = format_array(a, len(prefix))
+    extras = []
+    if a.size == 0 and a.shape != (0,):
+        extras.append(f"size={tuple(a.shape)}")
+    d = dtypes.from_numpy(a.dtype)
+    if d not in (dtypes.get_default_dtype(), dtypes.int64, dtypes.bool_):
+        extras.append(f"dtype={d}")
+    if t.grad_fn is not None:
+        extras.append(f"grad_fn=<{t.grad_fn.name()}>")
+    elif t._rg:
+        extras.append("requires_grad=True")
+    return prefix + body + "".join(", " + e for e in extras) + ")"

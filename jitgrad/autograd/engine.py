@@ -1,0 +1,179 @@
+"""engine: graph nodes (``grad_fn`` objects) and the iterative backward sweep.
+
+A node's ``next_edges`` holds, per input, the input's ``grad_fn`` node, an ``AccumulateGrad`` node
+for a leaf that requires grad, or ``None``. The sweep counts dependencies with an explicit stack
+(a 100,000-op chain never touches the recursion limit) and then runs nodes in Kahn order,
+summing gradients that meet at a node before running it.
+"""
+from __future__ import annotations
+
+import weakref
+
+from . import grad_mode
+
+_FREED_MSG = (
+    "Trying to backward through the graph a second time (or directly access saved tensors after "
+    "they have already been freed). Saved intermediate values of the graph are freed when you call "
+    ".backward() or autograd.grad(). Specify retain_graph=True if you need to backward through the "
+    "graph a second time or if you need to access saved tensors after calling backward.")
+
+
+class Node:
+    """Base of every ``grad_fn``. Subclasses are named after torch's nodes (``MulBackward0``)."""
+
+    __slots__ = ("next_edges", "saved_versions", "released", "retained", "__weakref__")
+
+    def __init__(self, next_edges):
+        self.next_edges = next_edges
+        self.saved_versions = None    # ((version_cell, version, array), ...) checked at backward
+        self.released = False
+        self.retained = None          # weakref to the output tensor when retain_grad() was called
+
+    def name(self) -> str:
+        return type(self).__name__
+
+    def __repr__(self):
+        return f"<{type(self).__name__} object at {id(self):#x}>"
+
+    @property
+    def next_functions(self):
+        return tuple((e, 0) for e in self.next_edges)
+
+    def check_saved(self):
+        if self.released:
+            raise RuntimeError(_FREED_MSG)
+        sv = self.saved_versions
+        if sv:
+            for cell, version, arr in sv:
+                if cell[0] != version:
+                    raise RuntimeError(
+                        "one of the variables needed for gradient computation has been modified "
+                        f"by an inplace operation: [{arr.dtype} tensor of shape {list(arr.shape)}], "
+                        f"which is needed "
+                        f"by {self.name()}, is at version {cell[0]}; expected version {version} "
+                        "instead.")
+
+    def release(self):
+        """Free what backward needed (called after backward unless retain_graph)."""
+
+    def apply(self, g, create_graph: bool):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+_node_classes: dict = {}
+
+
+def node_class(base: type, name: str) -> type:
+    """The subclass of ``base`` called ``name`` (so that repr shows ``<AddBackward0 ...>``)."""
+    key = (base, name)
+    cls = _node_classes.get(key)
+    if cls is None:
+        cls = type(name, (base,), {"__slots__": ()})
+        _node_classes[key] = cls
+    return cls
+
+
+class AccumulateGrad(Node):
+    """Sink for a leaf tensor: adds the incoming gradient into ``variable.grad``."""
+
+    __slots__ = ("variable",)
+
+    def __init__(self, variable):
+        super().__init__(())
+        self.variable = variable
+
+    def apply(self, g, create_graph):
+        accumulate_into_grad(self.variable, g, create_graph)
+        return ()
+
+
+def accumulate_into_grad(t, g, create_graph):
+    from ..tensor import Tensor
+    if tuple(g.shape) != tuple(t.shape):
+        raise RuntimeError(f"gradient of shape {tuple(g.shape)} does not match tensor of shape "
+                           f"{tuple(t.shape)}")
+    if g._data.dtype != t._data.dtype:
+        g = g.to(t.dtype)
+    if t.grad is None:
+        t.grad = g if create_graph else Tensor._make(g._data.copy())
+    elif create_graph or t.grad.requires_grad:
+        t.grad = t.grad + g
+    else:
+        t.grad._data += g._data
+
+
+def grad_edge(t):
+    """The edge a consumer of ``t`` records: its grad_fn, its AccumulateGrad, or None."""
+    fn = t.grad_fn
+    if fn is not None:
+        return fn
+    if not t.requires_grad:
+        return None
+    ref = t._accum
+    acc = ref() if ref is not None else None
+    if acc is None:
+        acc = AccumulateGrad(t)
+        t._accum = weakref.ref(acc)
+    return acc
+
+
+def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, accumulate=True):
+    """roots: [(node, grad Tensor)]. capture: {node: slot} whose incoming grads are returned
+    (``autograd.grad``); with ``accumulate=False`` leaves' ``.grad`` are left alone."""
+    deps: dict = {}
+    stack = []
+    for n, _ in roots:
+        if n not in deps:
+            deps[n] = 0
+            stack.append(n)
+    while stack:
+        n = stack.pop()
+        for e in n.next_edges:
+            if e is None:
+                continue
+            c = deps.get(e)
+            if c is None:
+                deps[e] = 1
+                stack.append(e)
+            else:
+                deps[e] = c + 1
+    pending: dict = {}
+    for n, g in roots:
+        _add_pending(pending, n, g)
+    captured = {}
+    ready = [n for n in dict.fromkeys(n for n, _ in roots) if deps[n] == 0]
+    with grad_mode.set_grad_enabled(create_graph):
+        while ready:
+            n = ready.pop()
+            g = pending.pop(n, None)
+            if capture is not None and n in capture and g is not None:
+                captured[capture[n]] = g
+            if g is None:
+                grads = (None,) * len(n.next_edges)
+            elif isinstance(n, AccumulateGrad):
+                if accumulate:
+                    n.apply(g, create_graph)
+                grads = ()
+            else:
+                if n.retained is not None and accumulate:
+                    t = n.retained()
+                    if t is not None:
+                        accumulate_into_grad(t, g, create_graph)
+                grads = n.apply(g, create_graph)
+                if not retain_graph:
+                    n.release()
+            for e, gi in zip(n.next_edges, grads):
+                if e is None:
+                    continue
+                if gi is not None:
+                    _add_pending(pending, e, gi)
+                c = deps[e] - 1
+                deps[e] = c
+                if c == 0:
+                    ready.append(e)
+    return captured
+
+
+def _add_pending(pending, n, g):
+    prev = pending.get(n)
+    pending[n] = g if prev is None else prev + g

@@ -1,0 +1,40 @@
+"""Scalar helpers that generated kernel modules import (``from jitgrad.backends._prelude import *``).
+
+Transcendentals come from :mod:`jitgrad.vmath` (branch-free, SIMD-friendly) when it provides
+them, else from ``math`` wrapped as inline njit functions. Nothing here compiles at import.
+"""
+import math
+
+import numba
+import numpy as np
+
+_inline = dict(inline="always", error_model="numpy")
+
+
+def _wrap(f):
+    return numba.njit(**_inline)(f)
+
+
+vm_exp = _wrap(lambda x: math.exp(x))
+vm_log = _wrap(lambda x: math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan))
+vm_log1p = _wrap(lambda x: math.log1p(x) if x > -1 else (-math.inf if x == -1 else math.nan))
+vm_expm1 = _wrap(lambda x: math.expm1(x))
+vm_sin = _wrap(lambda x: math.sin(x))
+vm_cos = _wrap(lambda x: math.cos(x))
+vm_tan = _wrap(lambda x: math.tan(x))
+vm_tanh = _wrap(lambda x: math.tanh(x))
+
+
+@numba.njit(**_inline)
+def vm_sigmoid(x):
+    return 1 / (1 + vm_exp(-x))
+
+
+try:  # prefer the vectorizable implementations when jitgrad.vmath provides them
+    from jitgrad.vmath import VMATH_FUNCS as _VM
+except Exception:  # pragma: no cover - vmath is optional during development
+    _VM = {}
+for _name, _fn in _VM.items():
+    globals()["vm_" + _name] = _fn
+
+__all__ = ["math", "np", "numba"] + [n for n in dict(globals()) if n.startswith("vm_")]

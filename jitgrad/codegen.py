@@ -1,0 +1,179 @@
+"""codegen: render registry rules (called with symbolic values) into Numba kernel source.
+
+A rule such as ``lambda m, x, out, g: g * (1 - out * out)`` is called with :class:`Sym` arguments
+and ``m = SYM_MATH``; every operation appends one ``tN = ...`` line, so a value used twice is
+computed once. :func:`render_kernel` wraps such a body in a flat or an N-d broadcasting loop.
+"""
+from __future__ import annotations
+
+import math
+
+# Scalar functions available in generated modules (see backends/cpu.py for the prelude).
+FUNC_SRC = {
+    "exp": "vm_exp", "log": "vm_log", "log1p": "vm_log1p", "expm1": "vm_expm1",
+    "sin": "vm_sin", "cos": "vm_cos", "tan": "vm_tan", "tanh": "vm_tanh",
+    "sigmoid": "vm_sigmoid", "sqrt": "math.sqrt", "erf": "math.erf", "abs": "abs",
+    "sign": "np.sign",
+}
+
+
+class Emitter:
+    """Collects the straight-line body of one kernel."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self.n = 0
+
+    def let(self, expr: str) -> "Sym":
+        name = f"t{self.n}"
+        self.n += 1
+        self.lines.append(f"{name} = {expr}")
+        return Sym(self, name)
+
+    def operand(self, v) -> str:
+        if isinstance(v, Sym):
+            return v.name
+        if isinstance(v, bool):
+            return repr(v)
+        if isinstance(v, (int, float)):
+            if math.isnan(v):
+                return "T(np.nan)"
+            if math.isinf(v):
+                return "T(np.inf)" if v > 0 else "T(-np.inf)"
+            return f"T({float(v)!r})"  # typed constant: a bare float literal would promote f32 to f64
+        raise TypeError(f"cannot render {v!r} in a kernel")
+
+
+class Sym:
+    """A named scalar inside a kernel being generated."""
+
+    __slots__ = ("em", "name")
+    __hash__ = None
+
+    def __init__(self, em: Emitter, name: str):
+        self.em = em
+        self.name = name
+
+    def _bin(self, op, a, b):
+        em = self.em
+        return em.let(f"{em.operand(a)} {op} {em.operand(b)}")
+
+    def __add__(self, o): return self._bin("+", self, o)
+    def __radd__(self, o): return self._bin("+", o, self)
+    def __sub__(self, o): return self._bin("-", self, o)
+    def __rsub__(self, o): return self._bin("-", o, self)
+    def __mul__(self, o): return self._bin("*", self, o)
+    def __rmul__(self, o): return self._bin("*", o, self)
+    def __truediv__(self, o): return self._bin("/", self, o)
+    def __rtruediv__(self, o): return self._bin("/", o, self)
+    def __pow__(self, o): return self._bin("**", self, o)
+    def __rpow__(self, o): return self._bin("**", o, self)
+    def __neg__(self): return self.em.let(f"-{self.name}")
+    def __gt__(self, o): return self._bin(">", self, o)
+    def __ge__(self, o): return self._bin(">=", self, o)
+    def __lt__(self, o): return self._bin("<", self, o)
+    def __le__(self, o): return self._bin("<=", self, o)
+    def __eq__(self, o): return self._bin("==", self, o)
+    def __ne__(self, o): return self._bin("!=", self, o)
+
+
+class _SymMath:
+    """The rule vocabulary rendered as kernel source."""
+
+    def __getattr__(self, fname):
+        src = FUNC_SRC[fname]
+
+        def call(x):
+            return x.em.let(f"{src}({x.name})")
+        return call
+
+    @staticmethod
+    def where(c, a, b):
+        em = next(v.em for v in (c, a, b) if isinstance(v, Sym))
+        return em.let(f"{em.operand(a)} if {em.operand(c)} else {em.operand(b)}")
+
+    @staticmethod
+    def and_(a, b):
+        return a.em.let(f"{a.name} and {b.name}")
+
+    @staticmethod
+    def maximum(a, b):  # NaN-propagating like torch.maximum
+        em = a.em if isinstance(a, Sym) else b.em
+        x, y = em.operand(a), em.operand(b)
+        return em.let(f"{x} if ({x} > {y} or {x} != {x}) else {y}")
+
+    @staticmethod
+    def minimum(a, b):
+        em = a.em if isinstance(a, Sym) else b.em
+        x, y = em.operand(a), em.operand(b)
+        return em.let(f"{x} if ({x} < {y} or {x} != {x}) else {y}")
+
+
+SYM_MATH = _SymMath()
+
+
+def render_body(rule, n_in: int, with_out_and_g: bool = False, n_g: int = 0):
+    """Call ``rule(SYM_MATH, x0, x1, ...[, out, g])`` with symbols; return (emitter, result)."""
+    em = Emitter()
+    args = [Sym(em, f"x{i}") for i in range(n_in)]
+    if with_out_and_g:
+        args += [Sym(em, "out"), Sym(em, "g")]
+    return em, rule(SYM_MATH, *args)
+
+
+def used_names(lines, names):
+    """Which of ``names`` the rendered lines read (decides what a node must save)."""
+    import re
+    text = "\n".join(lines)
+    return {n for n in names if re.search(rf"\b{n}\b", text)}
+
+
+class Load:
+    """One kernel operand: parameter name, the body's variable name, and how it is read.
+
+    kind: 'a' array indexed per element, 's' size-1 array read once, 'c' scalar argument.
+    mask: in an N-d kernel, per dimension True where the operand is broadcast (index 0).
+    cast: whether the value is converted to the compute dtype ``T`` on load."""
+
+    __slots__ = ("param", "var", "kind", "cast", "mask")
+
+    def __init__(self, param, var, kind, cast=True, mask=None):
+        self.param, self.var, self.kind, self.cast, self.mask = param, var, kind, cast, mask
+
+
+def render_kernel(name: str, loads: list, body_lines: list, results: list,
+                  ndim: int | None) -> str:
+    """Source of ``def name(<load params>, o0, o1, ...)``: a flat loop over the first output
+    (ndim None: all 'a' operands C-contiguous with the output's size) or an ndim-deep loop."""
+    outs = [f"o{j}" for j in range(len(results))]
+    lines = [f"def {name}({', '.join([ld.param for ld in loads] + outs)}):"]
+    ind = "    "
+    inner = []
+    for ld in loads:
+        cast = "T" if ld.cast else ""
+        if ld.kind == "c":
+            lines.append(f"{ind}{ld.var} = {cast}({ld.param})")
+        elif ld.kind == "s":
+            lines.append(f"{ind}{ld.var} = {cast}({ld.param}.flat[0])")
+        else:
+            if ndim is None:
+                ix = "i"
+            else:
+                ix = ", ".join("0" if (ld.mask and ld.mask[d]) else f"i{d}"
+                               for d in range(ndim)) or "()"
+            inner.append(f"{ld.var} = {cast}({ld.param}[{ix}])")
+    if ndim is None:
+        lines.append(f"{ind}for i in range({outs[0]}.size):")
+        depth, oix = 2, "i"
+    elif ndim == 0:
+        depth, oix = 1, "()"
+    else:
+        lines.append(ind + ", ".join(f"n{d}" for d in range(ndim)) + f", = {outs[0]}.shape")
+        for d in range(ndim):
+            lines.append(ind * (d + 1) + f"for i{d} in range(n{d}):")
+        depth, oix = ndim + 1, ", ".join(f"i{d}" for d in range(ndim))
+    pad = ind * depth
+    lines += [pad + x for x in inner]
+    lines += [pad + x for x in body_lines]
+    lines += [pad + f"{o}[{oix}] = {r}" for o, r in zip(outs, results)]
+    return "\n".join(lines) + "\n"

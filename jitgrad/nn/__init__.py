@@ -1,0 +1,2 @@
+"""jitgrad.nn: ``functional`` (losses, activations) for now."""
+from . import functional  # noqa: F401

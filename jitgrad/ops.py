@@ -1,0 +1,192 @@
+"""ops: the op registry — every primitive declared once, with its forward rule and one VJP rule
+per input.
+
+Elementwise primitives are scalar rules written in a tiny vocabulary (``+ - * /``, comparisons,
+``m.exp``, ``m.where``, ...). Each rule is called with three kinds of argument:
+  * ``codegen.Sym`` — renders Numba kernel source (forward and VJP kernels);
+  * ``Tensor`` with ``m = tensor.TENSOR_MATH`` — builds a differentiable backward
+    (``create_graph=True``, higher-order derivatives);
+  * plain floats with ``m = FLOAT_MATH`` — lets each rule be checked on its own.
+VJP rules take ``(m, *xs, out, g)``. Which of ``xs``/``out`` a VJP reads is found by rendering it,
+so a node saves only what its backward needs (like derivatives.yaml's ``result``).
+
+Structural primitives (reductions, matmul, movement, indexing) are registered in
+``tensor.py``/``functional`` modules with array forwards and Tensor-level VJPs; their names are
+listed in :data:`STRUCTURAL` so that the test table can check every primitive has a row.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import codegen
+
+
+@dataclass(eq=False)
+class Elementwise:
+    name: str
+    arity: int
+    fwd: Callable
+    vjps: tuple                    # per input: rule (m, *xs, out, g) -> grad, or None
+    grad_fn: str                   # torch's node name, e.g. "MulBackward0"
+    dtype_rule: str = "same"       # same | float (ints -> default float) | compare (bool out)
+    bool_inputs: tuple = ()        # inputs read without casting to the compute dtype (where's cond)
+    _saves: dict = field(default_factory=dict, repr=False)
+
+    def saves(self, i: int) -> set:
+        """Names among x0.., out that VJP i reads ('g' excluded)."""
+        s = self._saves.get(i)
+        if s is None:
+            em, res = codegen.render_body(self.vjps[i], self.arity, with_out_and_g=True)
+            s = codegen.used_names(em.lines + [em.operand(res)],
+                                   [f"x{k}" for k in range(self.arity)] + ["out"])
+            self._saves[i] = s
+        return s
+
+
+ELEMENTWISE: dict[str, Elementwise] = {}
+
+
+def _ew(name, arity, fwd, vjps, grad_fn, dtype_rule="same", bool_inputs=()):
+    ELEMENTWISE[name] = Elementwise(name, arity, fwd, tuple(vjps), grad_fn, dtype_rule,
+                                    bool_inputs)
+
+
+_2_SQRTPI = 2 / math.sqrt(math.pi)
+_SQRT1_2 = 1 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1 / math.sqrt(2.0 * math.pi)
+
+# --- arithmetic --------------------------------------------------------------------------------
+_ew("add", 2, lambda m, x, y: x + y,
+    [lambda m, x, y, out, g: g, lambda m, x, y, out, g: g], "AddBackward0")
+_ew("sub", 2, lambda m, x, y: x - y,
+    [lambda m, x, y, out, g: g, lambda m, x, y, out, g: -g], "SubBackward0")
+_ew("rsub", 2, lambda m, x, y: y - x,  # scalar - tensor
+    [lambda m, x, y, out, g: -g, lambda m, x, y, out, g: g], "RsubBackward1")
+_ew("mul", 2, lambda m, x, y: x * y,
+    [lambda m, x, y, out, g: g * y, lambda m, x, y, out, g: g * x], "MulBackward0")
+_ew("div", 2, lambda m, x, y: x / y,
+    [lambda m, x, y, out, g: g / y, lambda m, x, y, out, g: -g * x / (y * y)], "DivBackward0",
+    "float")
+# d/dx x**y is 0 where y == 0 (also at x == 0), and d/dy is 0 where x == 0 and y >= 0, like torch
+_ew("pow", 2, lambda m, x, y: x ** y,
+    [lambda m, x, y, out, g: m.where(y == 0, 0, g * y * x ** (y - 1)),
+     lambda m, x, y, out, g: m.where(m.and_(x == 0, y >= 0), 0, g * out * m.log(x))],
+    "PowBackward1")
+_ew("maximum", 2, lambda m, x, y: m.maximum(x, y),  # ties split the gradient evenly, like torch
+    [lambda m, x, y, out, g: m.where(x > y, g, m.where(x == y, g * 0.5, 0)),
+     lambda m, x, y, out, g: m.where(y > x, g, m.where(x == y, g * 0.5, 0))], "MaximumBackward0")
+_ew("minimum", 2, lambda m, x, y: m.minimum(x, y),
+    [lambda m, x, y, out, g: m.where(x < y, g, m.where(x == y, g * 0.5, 0)),
+     lambda m, x, y, out, g: m.where(y < x, g, m.where(x == y, g * 0.5, 0))], "MinimumBackward0")
+_ew("neg", 1, lambda m, x: -x, [lambda m, x, out, g: -g], "NegBackward0")
+_ew("abs", 1, lambda m, x: m.abs(x), [lambda m, x, out, g: g * m.sign(x)], "AbsBackward0")
+_ew("sign", 1, lambda m, x: m.sign(x), [lambda m, x, out, g: 0], "SignBackward0")
+_ew("square", 1, lambda m, x: x * x, [lambda m, x, out, g: g * 2 * x], "PowBackward0")
+_ew("reciprocal", 1, lambda m, x: 1 / x, [lambda m, x, out, g: -g * out * out],
+    "ReciprocalBackward0", "float")
+# relu(NaN) = NaN like torch; subgradient 0 at x == 0
+_ew("relu", 1, lambda m, x: m.where(x <= 0, 0, x),
+    [lambda m, x, out, g: m.where(out > 0, g, 0)], "ReluBackward0")
+_ew("clamp", 3, lambda m, x, lo, hi: m.where(x < lo, lo, m.where(x > hi, hi, x)),
+    [lambda m, x, lo, hi, out, g: m.where(m.and_(x >= lo, x <= hi), g, 0),
+     lambda m, x, lo, hi, out, g: m.where(x < lo, g, 0),
+     lambda m, x, lo, hi, out, g: m.where(x > hi, g, 0)], "ClampBackward1")
+_ew("where", 3, lambda m, c, x, y: m.where(c, x, y),
+    [None, lambda m, c, x, y, out, g: m.where(c, g, 0),
+     lambda m, c, x, y, out, g: m.where(c, 0, g)], "WhereBackward0", bool_inputs=(0,))
+
+# --- transcendental ----------------------------------------------------------------------------
+_ew("exp", 1, lambda m, x: m.exp(x), [lambda m, x, out, g: g * out], "ExpBackward0", "float")
+_ew("log", 1, lambda m, x: m.log(x), [lambda m, x, out, g: g / x], "LogBackward0", "float")
+_ew("log1p", 1, lambda m, x: m.log1p(x), [lambda m, x, out, g: g / (x + 1)], "Log1PBackward0",
+    "float")
+_ew("expm1", 1, lambda m, x: m.expm1(x), [lambda m, x, out, g: g * (out + 1)],
+    "Expm1Backward0", "float")
+_ew("sqrt", 1, lambda m, x: m.sqrt(x), [lambda m, x, out, g: g / (2 * out)], "SqrtBackward0",
+    "float")
+_ew("rsqrt", 1, lambda m, x: 1 / m.sqrt(x), [lambda m, x, out, g: -0.5 * g * out * out * out],
+    "RsqrtBackward0", "float")
+_ew("sin", 1, lambda m, x: m.sin(x), [lambda m, x, out, g: g * m.cos(x)], "SinBackward0",
+    "float")
+_ew("cos", 1, lambda m, x: m.cos(x), [lambda m, x, out, g: -g * m.sin(x)], "CosBackward0",
+    "float")
+_ew("tan", 1, lambda m, x: m.tan(x), [lambda m, x, out, g: g * (1 + out * out)],
+    "TanBackward0", "float")
+_ew("tanh", 1, lambda m, x: m.tanh(x), [lambda m, x, out, g: g * (1 - out * out)],
+    "TanhBackward0", "float")
+_ew("sigmoid", 1, lambda m, x: m.sigmoid(x), [lambda m, x, out, g: g * out * (1 - out)],
+    "SigmoidBackward0", "float")
+_ew("gelu", 1, lambda m, x: x * 0.5 * (1 + m.erf(x * _SQRT1_2)),
+    [lambda m, x, out, g: g * (0.5 * (1 + m.erf(x * _SQRT1_2))
+                               + x * _INV_SQRT_2PI * m.exp(-0.5 * x * x))],
+    "GeluBackward0", "float")
+_ew("silu", 1, lambda m, x: x * m.sigmoid(x),
+    [lambda m, x, out, g: g * m.sigmoid(x) * (1 + x * (1 - m.sigmoid(x)))],
+    "SiluBackward0", "float")
+
+_ew("erf", 1, lambda m, x: m.erf(x), [lambda m, x, out, g: g * _2_SQRTPI * m.exp(-x * x)],
+    "ErfBackward0", "float")
+
+# --- comparisons (not differentiable; bool output) ---------------------------------------------
+for _name, _fn in [("eq", lambda m, x, y: x == y), ("ne", lambda m, x, y: x != y),
+                   ("lt", lambda m, x, y: x < y), ("le", lambda m, x, y: x <= y),
+                   ("gt", lambda m, x, y: x > y), ("ge", lambda m, x, y: x >= y)]:
+    _ew(_name, 2, _fn, [None, None], "", "compare")
+_ew("logical_and", 2, lambda m, x, y: m.and_(x, y), [None, None], "", "compare",
+    bool_inputs=(0, 1))
+
+# --- losses written as elementwise primitives with their own (numerically safe) rules ----------
+# max(z, 0) - z*y + log1p(exp(-|z|)): never overflows for large |z|
+_ew("bce_with_logits", 2,
+    lambda m, z, y: m.maximum(z, 0) - z * y + m.log1p(m.exp(-m.abs(z))),
+    [lambda m, z, y, out, g: g * (m.sigmoid(z) - y), lambda m, z, y, out, g: -g * z],
+    "BinaryCrossEntropyWithLogitsBackward0", "float")
+# torch clamps each log term at -100 and the gradient denominator at 1e-12
+_ew("bce", 2,
+    lambda m, p, y: -(y * m.maximum(m.log(p), -100) + (1 - y) * m.maximum(m.log(1 - p), -100)),
+    [lambda m, p, y, out, g: g * (p - y) / m.maximum((1 - p) * p, 1e-12),
+     lambda m, p, y, out, g: g * (m.maximum(m.log(1 - p), -100) - m.maximum(m.log(p), -100))],
+    "BinaryCrossEntropyBackward0", "float")
+_ew("mse", 2, lambda m, x, y: (x - y) * (x - y),
+    [lambda m, x, y, out, g: 2 * g * (x - y), lambda m, x, y, out, g: -2 * g * (x - y)],
+    "MseLossBackward0", "float")
+
+
+class _FloatMath:
+    """The rule vocabulary on Python floats (rule unit tests)."""
+    exp = staticmethod(math.exp)
+    log = staticmethod(lambda x: math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan))
+    log1p = staticmethod(lambda x: math.log1p(x) if x > -1 else
+                         (-math.inf if x == -1 else math.nan))
+    expm1 = staticmethod(math.expm1)
+    sin = staticmethod(math.sin)
+    cos = staticmethod(math.cos)
+    tan = staticmethod(math.tan)
+    tanh = staticmethod(math.tanh)
+    sqrt = staticmethod(lambda x: math.sqrt(x) if x >= 0 else math.nan)
+    erf = staticmethod(math.erf)
+    abs = staticmethod(abs)
+    sigmoid = staticmethod(lambda x: 1 / (1 + math.exp(-x)) if x > -700 else 0.0)
+    sign = staticmethod(lambda x: float((x > 0) - (x < 0)))
+    where = staticmethod(lambda c, a, b: a if c else b)
+    and_ = staticmethod(lambda a, b: a and b)
+    maximum = staticmethod(lambda a, b: a if (a > b or a != a) else b)
+    minimum = staticmethod(lambda a, b: a if (a < b or a != a) else b)
+
+
+FLOAT_MATH = _FloatMath()
+
+# Structural primitives (array forward + Tensor-level VJP), registered by name in tensor.py and
+# nn/functional.py through ``structural``; listed here so the test table can check coverage.
+STRUCTURAL: dict[str, dict] = {}
+
+
+def structural(name: str, grad_fn: str):
+    def deco(cls):
+        cls.op_name = name
+        cls.grad_fn = grad_fn
+        STRUCTURAL[name] = cls
+        return cls
+    return deco

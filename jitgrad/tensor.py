@@ -1,0 +1,813 @@
+"""tensor: the Tensor class, elementwise op application (kernels generated from ops.ELEMENTWISE)
+and the generic application of structural primitives (array forward + Tensor-level VJP)."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _debug, codegen, dtypes
+from .autograd import grad_mode
+from .autograd.engine import Node, grad_edge, node_class, run_backward
+from .backends import cpu
+from .ops import ELEMENTWISE, Elementwise
+
+_STATE = grad_mode.STATE
+
+
+class Size(tuple):
+    """Shape tuple that prints like torch.Size."""
+
+    def __repr__(self):
+        return f"jitgrad.Size({list(self)})"
+
+    def numel(self):
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+
+class device:
+    """A device handle; only ``cpu`` exists until the CUDA backend lands."""
+
+    __slots__ = ("type",)
+
+    def __init__(self, spec="cpu"):
+        spec = str(spec) if not isinstance(spec, device) else spec.type
+        kind = spec.split(":")[0]
+        if kind == "cuda":
+            raise RuntimeError("jitgrad: the CUDA backend is not available yet (device='cuda'); "
+                               "only device='cpu' is supported in this version")
+        if kind != "cpu":
+            raise RuntimeError(f"jitgrad: unknown device {spec!r}; expected 'cpu'")
+        self.type = "cpu"
+
+    def __repr__(self):
+        return "device(type='cpu')"
+
+    def __str__(self):
+        return "cpu"
+
+    def __eq__(self, other):
+        return str(other) == "cpu" or (isinstance(other, device) and other.type == self.type)
+
+    def __hash__(self):
+        return hash("cpu")
+
+
+_CPU = device("cpu")
+
+
+def check_device(dev):
+    if dev is not None:
+        device(dev)
+
+
+class Tensor:
+    """A NumPy array with autograd metadata; ``_data`` is always an ``np.ndarray``."""
+
+    __slots__ = ("_data", "_rg", "grad", "grad_fn", "_vc", "_base", "_accum", "__weakref__")
+    __array_priority__ = 1000  # make ndarray <op> Tensor defer to Tensor's reflected operators
+
+    def __init__(self, data, dtype=None, requires_grad=False):
+        t = tensor(data, dtype=dtype, requires_grad=requires_grad)
+        self._data, self._rg, self.grad, self.grad_fn = t._data, t._rg, None, None
+        self._vc, self._base, self._accum = [0], None, None
+
+    @classmethod
+    def _make(cls, data: np.ndarray, rg: bool = False, fn=None, base=None):
+        t = object.__new__(cls)
+        t._data = data
+        t._rg = rg
+        t.grad = None
+        t.grad_fn = fn
+        if base is None:
+            t._vc = [0]
+            t._base = None
+        else:  # a view shares the version counter of the tensor it looks into
+            t._vc = base._vc
+            t._base = base if base._base is None else base._base
+        t._accum = None
+        return t
+
+    # --- metadata --------------------------------------------------------------------------
+    @property
+    def shape(self) -> Size:
+        return Size(self._data.shape)
+
+    def size(self, dim=None):
+        if dim is None:
+            return Size(self._data.shape)
+        return self._data.shape[_norm_dim(dim, self._data.ndim)]
+
+    def dim(self) -> int:
+        return self._data.ndim
+
+    ndim = property(dim)
+
+    def numel(self) -> int:
+        return self._data.size
+
+    nelement = numel
+
+    @property
+    def dtype(self) -> dtypes.DType:
+        return dtypes.from_numpy(self._data.dtype)
+
+    @property
+    def device(self):
+        return _CPU
+
+    @property
+    def is_cuda(self):
+        return False
+
+    def is_floating_point(self):
+        return self._data.dtype.kind == "f"
+
+    def element_size(self):
+        return self._data.itemsize
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._rg
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        self.requires_grad_(value)
+
+    def requires_grad_(self, requires_grad=True):
+        requires_grad = bool(requires_grad)
+        if self.grad_fn is not None and not requires_grad:
+            raise RuntimeError("you can only change requires_grad flags of leaf variables. If you "
+                               "want to use a computed variable in a subgraph that doesn't require "
+                               "differentiation use var_no_grad = var.detach().")
+        if requires_grad and self._data.dtype.kind != "f":
+            raise RuntimeError("only Tensors of floating point dtype can require gradients "
+                               f"(got {self.dtype})")
+        self._rg = requires_grad
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def _version(self) -> int:
+        return self._vc[0]
+
+    @property
+    def data(self) -> "Tensor":
+        """A detached tensor sharing storage (like torch's ``.data``)."""
+        return Tensor._make(self._data, base=self)
+
+    @data.setter
+    def data(self, value):
+        self._data = value._data if isinstance(value, Tensor) else np.asarray(value)
+
+    def retain_grad(self):
+        if not self._rg:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self.grad_fn is not None:
+            import weakref
+            self.grad_fn.retained = weakref.ref(self)
+
+    @property
+    def retains_grad(self):
+        return self.grad_fn is not None and self.grad_fn.retained is not None
+
+    # --- conversion ------------------------------------------------------------------------
+    def numpy(self, force=False):
+        if self._rg and not force:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
+                               "tensor.detach().numpy() instead.")
+        return self._data
+
+    def __array__(self, dtype=None, copy=None):
+        if dtype is not None and np.dtype(dtype) != self._data.dtype:
+            return self._data.astype(dtype)
+        return self._data.copy() if copy else self._data
+
+    def item(self):
+        if self._data.size != 1:
+            raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted "
+                               "to Scalar")
+        return self._data.reshape(-1)[0].item()
+
+    def tolist(self):
+        return self._data.tolist()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        if self._data.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {self._data.size} elements is "
+                               "ambiguous")
+        return bool(self._data.reshape(-1)[0])
+
+    def __index__(self):
+        if self._data.dtype.kind not in "iub" or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an "
+                            "index")
+        return int(self.item())
+
+    def __len__(self):
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self):
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._data.shape[0]))
+
+    def __hash__(self):
+        return id(self)
+
+    def __repr__(self):
+        from ._format import format_tensor
+        return format_tensor(self)
+
+    def __format__(self, spec):
+        if self._data.ndim == 0 and spec:
+            return format(self.item(), spec)
+        return repr(self)
+
+    def __reduce_ex__(self, proto):
+        return (_rebuild, (self._data, self._rg))
+
+    def detach(self) -> "Tensor":
+        return Tensor._make(self._data, base=self)
+
+    def detach_(self):
+        self.grad_fn = None
+        self._rg = False
+        return self
+
+    def to(self, *args, dtype=None, device=None, copy=False, **kwargs):
+        for a in args:
+            if isinstance(a, (dtypes.DType, type)) or (isinstance(a, str) and
+                                                       a.split(".")[-1] in dtypes._BY_NAME):
+                dtype = a
+            elif isinstance(a, Tensor):
+                dtype = a.dtype
+            else:
+                device = a
+        check_device(device)
+        if dtype is None:
+            return self.clone() if copy else self
+        d = dtypes.from_any(dtype)
+        if d.np == self._data.dtype and not copy:
+            return self
+        return apply_fn(_ToCopy, (self,), dtype=d)
+
+    def cpu(self):
+        return self
+
+    def cuda(self, *args, **kwargs):
+        device("cuda")
+
+    def type(self, dtype=None):
+        if dtype is None:
+            return f"jitgrad.{type(self).__name__}"
+        return self.to(dtype)
+
+    def float(self):
+        return self.to(dtypes.float32)
+
+    def double(self):
+        return self.to(dtypes.float64)
+
+    def long(self):
+        return self.to(dtypes.int64)
+
+    def int(self):
+        return self.to(dtypes.int32)
+
+    def bool(self):
+        return self.to(dtypes.bool_)
+
+    def clone(self) -> "Tensor":
+        return apply_fn(_Clone, (self,))
+
+    def contiguous(self) -> "Tensor":
+        if self._data.flags.c_contiguous:
+            return self
+        return apply_fn(_Clone, (self,))
+
+    def is_contiguous(self):
+        return self._data.flags.c_contiguous
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        from .autograd import backward
+        backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+
+    def register_hook(self, hook):
+        raise NotImplementedError("register_hook is not supported yet")
+
+
+def _rebuild(data, rg):
+    return Tensor._make(np.array(data), rg)
+
+
+def _norm_dim(dim, ndim, op="dim"):
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], "
+                         f"but got {dim})")
+    return dim % n if ndim else 0
+
+
+def broadcast_shapes(*shapes):
+    nd = max((len(s) for s in shapes), default=0)
+    out = []
+    for d in range(nd):
+        size = 1
+        for s in shapes:
+            k = d - (nd - len(s))
+            if k < 0:
+                continue
+            v = s[k]
+            if v != 1:
+                if size != 1 and size != v:
+                    raise RuntimeError(
+                        "The size of tensor a must match the size of tensor b at non-singleton "
+                        f"dimension {d}: shapes {' and '.join(str(tuple(x)) for x in shapes)} "
+                        "cannot be broadcast together")
+                size = v
+        out.append(size)
+    return tuple(out)
+
+
+# =============================================================================================
+# Elementwise application
+
+
+class ElementwiseNode(Node):
+    """Backward of one elementwise primitive: one generated VJP kernel computes the gradients of
+    all inputs that need one; broadcast inputs are then summed back to their shapes.
+
+    ``operands`` keeps only what the VJP rules read (other Tensor slots are None); ``metas``
+    keeps every operand's (shape, dtype) for the un-broadcast."""
+
+    __slots__ = ("row", "operands", "metas", "out_data", "need", "out_shape", "cdt", "reduce",
+                 "n_red")
+
+    def apply(self, g, create_graph):
+        self.check_saved()
+        if create_graph:
+            return self._apply_tensor(g)
+        row, ops, cdt, out_shape = self.row, self.operands, self.cdt, self.out_shape
+        gd = g._data
+        if self.reduce is not None:  # g is the gradient of sum/mean of the elementwise result
+            if self.reduce == "mean":
+                gd = gd / self.n_red
+            gd = np.asarray(gd, dtype=cdt.np).reshape(1)
+            gkind = "s"
+        else:
+            gkind = "a"
+        outd = self.out_data
+        extra = [outd if outd is not None else None, gd if gkind == "a" else None]
+        flat, ndim, arrays, kinds, masks = _plan(ops, out_shape, extra)
+        if outd is None:
+            outd, okind = gd, gkind
+        else:
+            okind = "a"
+        if gkind == "a":
+            gd = gd.reshape(-1) if flat else gd
+        if okind == "a":
+            outd = outd.reshape(-1) if flat else outd
+        key = (row.name, "vjp", self.need, cdt.name, kinds, masks, gkind, okind)
+        kern = cpu._kernels.get(key)
+        if kern is None:
+            kern = _build_vjp_kernel(key, row, self.need, cdt, kinds, masks, ndim, gkind, okind)
+        outs = [np.empty(out_shape, cdt.np) for _ in self.need]
+        if outs[0].size:
+            _debug.COUNTERS["kernel_launches"] += 1
+            if flat:
+                kern(*arrays, outd, gd, *[o.reshape(-1) for o in outs])
+            else:
+                kern(*arrays, outd, gd, *outs)
+        res = [None] * len(ops)
+        for o, i in zip(outs, self.need):
+            shape, dt = self.metas[i]
+            if shape != out_shape:
+                o = _sum_to_array(o, shape)
+            if o.dtype != dt:
+                o = o.astype(dt)
+            res[i] = Tensor._make(o)
+        return res
+
+    def _apply_tensor(self, g):
+        """create_graph: evaluate the same rules on Tensors so the backward is differentiable."""
+        row, ops = self.row, self.operands
+        if self.reduce is not None:
+            g = (g / self.n_red if self.reduce == "mean" else g).expand(self.out_shape)
+        out = None
+        if any("out" in row.saves(i) for i in self.need):
+            out = row.fwd(TENSOR_MATH, *ops)
+        res = [None] * len(ops)
+        for i in self.need:
+            gi = row.vjps[i](TENSOR_MATH, *ops, out, g)
+            shape, dt = self.metas[i]
+            if not isinstance(gi, Tensor):
+                gi = full(self.out_shape, float(gi), dtypes.from_numpy(dt))
+            gi = sum_to(gi, shape)
+            if gi._data.dtype != dt:
+                gi = gi.to(dtypes.from_numpy(dt))
+            res[i] = gi
+        return res
+
+    def release(self):
+        if self.saved_versions is not None:
+            self.released = True
+            self.out_data = None
+            self.operands = tuple(None if isinstance(o, Tensor) else o for o in self.operands)
+
+
+def _plan(ops, out_shape, extra=()):
+    """Decide the loop form for operands (Tensors, scalars, or None = not passed) that produce
+    ``out_shape``; ``extra`` are further out-shaped arrays (or None) that must fit the loop.
+
+    Returns (flat, ndim, arrays, kinds, masks): flat when every array operand is C-contiguous
+    with the output's shape or has one element; otherwise an N-d loop with broadcast masks."""
+    flat = True
+    for o in ops:
+        if type(o) is Tensor or isinstance(o, Tensor):
+            d = o._data
+            if d.size != 1 and (d.shape != out_shape or not d.flags.c_contiguous):
+                flat = False
+                break
+    if flat:
+        for d in extra:
+            if d is not None and not d.flags.c_contiguous:
+                flat = False
+                break
+    arrays, kinds = [], []
+    if flat:
+        for o in ops:
+            if o is None:
+                kinds.append(None)
+            elif isinstance(o, Tensor):
+                d = o._data
+                if d.size == 1:
+                    kinds.append("s")
+                    arrays.append(d)
+                else:
+                    kinds.append("a")
+                    arrays.append(d.reshape(-1))
+            else:
+                kinds.append("c")
+                arrays.append(o)
+        return True, None, arrays, tuple(kinds), None
+    nd = len(out_shape)
+    masks = []
+    for o in ops:
+        if o is None:
+            kinds.append(None)
+            masks.append(None)
+        elif isinstance(o, Tensor):
+            d = o._data
+            if d.ndim < nd:
+                d = d.reshape((1,) * (nd - d.ndim) + d.shape)
+            kinds.append("a")
+            arrays.append(d)
+            masks.append(tuple(d.shape[k] == 1 and out_shape[k] != 1 for k in range(nd)))
+        else:
+            kinds.append("c")
+            arrays.append(o)
+            masks.append(None)
+    return False, nd, arrays, tuple(kinds), tuple(masks)
+
+
+def _loads(row, kinds, masks, prefix="a"):
+    return [codegen.Load(f"{prefix}{k}", f"x{k}", kinds[k], k not in row.bool_inputs,
+                         masks[k] if masks else None)
+            for k in range(len(kinds)) if kinds[k] is not None]
+
+
+def _build_fwd_kernel(key, row, cdt, kinds, masks, ndim):
+    em, res = codegen.render_body(row.fwd, row.arity)
+    name = f"ew_{row.name}_fwd"
+    src = codegen.render_kernel(name, _loads(row, kinds, masks), em.lines, [em.operand(res)],
+                                ndim)
+    return cpu.compile_source(key, src, name, cdt.np.name)
+
+
+def _build_vjp_kernel(key, row, need, cdt, kinds, masks, ndim, gkind, okind):
+    em = codegen.Emitter()
+    args = [codegen.Sym(em, f"x{k}") for k in range(row.arity)]
+    out_s, g_s = codegen.Sym(em, "out"), codegen.Sym(em, "g")
+    results = [em.operand(row.vjps[i](codegen.SYM_MATH, *args, out_s, g_s)) for i in need]
+    full_mask = (False,) * ndim if ndim else None
+    loads = _loads(row, kinds, masks) + [codegen.Load("aout", "out", okind, True, full_mask),
+                                         codegen.Load("ag", "g", gkind, True, full_mask)]
+    name = f"ew_{row.name}_vjp"
+    src = codegen.render_kernel(name, loads, em.lines, results, ndim)
+    return cpu.compile_source(key, src, name, cdt.np.name)
+
+
+def _result_dtype(row, ops):
+    dims, zero, scalars = [], [], []
+    for k, o in enumerate(ops):
+        if k in row.bool_inputs:
+            continue
+        if isinstance(o, Tensor):
+            (dims if o._data.ndim else zero).append(dtypes.from_numpy(o._data.dtype))
+        else:
+            scalars.append(o)
+    cdt = dtypes.result_type(dims, zero, scalars)
+    if row.dtype_rule == "float" and not cdt.is_floating_point:
+        cdt = dtypes.get_default_dtype()
+    return cdt
+
+
+def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
+                      reduce: str | None = None, out: np.ndarray | None = None) -> Tensor:
+    """Run one elementwise primitive on Tensors/Python scalars (broadcasting) and record it.
+
+    reduce='sum'|'mean' folds a full reduction into the same node (losses)."""
+    if len(ops) == 2 and type(ops[0]) is Tensor and type(ops[1]) is Tensor \
+            and ops[0]._data.dtype is ops[1]._data.dtype and not row.bool_inputs:
+        cdt = dtypes.from_numpy(ops[0]._data.dtype)
+        if row.dtype_rule == "float" and cdt.category != 2:
+            cdt = dtypes.get_default_dtype()
+    else:
+        for o in ops:
+            if not isinstance(o, (Tensor, numbers.Number)):
+                raise TypeError(f"{row.name}(): expected Tensor or number operands, got "
+                                f"{type(o).__name__}")
+        cdt = _result_dtype(row, ops)
+    shapes = [o._data.shape for o in ops if isinstance(o, Tensor)]
+    out_shape = shapes[0]
+    for s in shapes[1:]:
+        if s != out_shape:
+            out_shape = broadcast_shapes(*shapes)
+            break
+    flat, ndim, arrays, kinds, masks = _plan(ops, out_shape)
+    out_np = np.bool_ if row.dtype_rule == "compare" else cdt.np
+    key = (row.name, "fwd", cdt.name, kinds, masks)
+    kern = cpu._kernels.get(key)
+    if kern is None:
+        kern = _build_fwd_kernel(key, row, cdt, kinds, masks, ndim)
+    if out is None:
+        out = np.empty(out_shape, out_np)
+    if out.size:
+        _debug.COUNTERS["kernel_launches"] += 1
+        kern(*arrays, out.reshape(-1) if flat else out)
+    n_red = 1
+    full_out = out
+    if reduce is not None:
+        n_red = out.size
+        s = cpu.reduce_sum(out, tuple(range(out.ndim)), out.dtype)
+        out = (s / n_red).astype(out.dtype) if reduce == "mean" else s
+    res = Tensor._make(out)
+    if _STATE.enabled and row.dtype_rule != "compare":
+        need = tuple(k for k, o in enumerate(ops) if isinstance(o, Tensor) and o._rg)
+        if need:
+            node = node_class(ElementwiseNode, grad_fn or row.grad_fn)(
+                tuple(grad_edge(o) if isinstance(o, Tensor) else None for o in ops))
+            node.row, node.need, node.out_shape, node.cdt = row, need, out_shape, cdt
+            node.reduce, node.n_red = reduce, n_red
+            saves = set()
+            for i in need:
+                saves |= row.saves(i)
+            node.out_data = full_out if "out" in saves else None
+            node.operands = tuple(o if not isinstance(o, Tensor) or f"x{k}" in saves else None
+                                  for k, o in enumerate(ops))
+            node.metas = tuple((o._data.shape, o._data.dtype) if isinstance(o, Tensor) else None
+                               for o in ops)
+            sv = [(o._vc, o._vc[0], o._data) for k, o in enumerate(ops)
+                  if isinstance(o, Tensor) and f"x{k}" in saves]
+            if "out" in saves and reduce is None:
+                sv.append((res._vc, 0, out))
+            node.saved_versions = tuple(sv) if sv else None
+            res._rg = True
+            res.grad_fn = node
+    return res
+
+
+def ew(name, *ops, grad_fn=None):
+    return apply_elementwise(ELEMENTWISE[name], ops, grad_fn)
+
+
+def _as_operand(x):
+    if isinstance(x, Tensor) or isinstance(x, numbers.Number):
+        return x
+    if isinstance(x, np.ndarray):
+        return Tensor._make(x)
+    return NotImplemented
+
+
+# =============================================================================================
+# Structural primitives: array forward, Tensor-level backward (so higher order comes free)
+
+
+class Ctx:
+    """What a structural op's forward leaves for its backward."""
+
+    def save_for_backward(self, *tensors):
+        self.saved_tensors = tensors
+
+
+class FunctionNode(Node):
+    __slots__ = ("fn", "ctx", "inputs")
+
+    def apply(self, g, create_graph):
+        self.check_saved()
+        grads = self.fn.backward(self.ctx, g)
+        if not isinstance(grads, tuple):
+            grads = (grads,)
+        return grads
+
+    def release(self):
+        if self.saved_versions is not None:
+            self.released = True
+            self.ctx = None
+
+
+def apply_fn(fn, inputs: tuple, grad_fn: str | None = None, view_of=None, save=False, ctx=None,
+             **params):
+    """Run structural primitive ``fn`` (a class with static ``forward(ctx, *arrays, **params)``
+    and ``backward(ctx, g)``). ``save`` keeps the inputs for backward (version-checked);
+    ``view_of`` marks the result as a view sharing that tensor's version counter."""
+    if ctx is None:
+        ctx = Ctx()
+    ctx.shapes = [t._data.shape for t in inputs]
+    out = fn.forward(ctx, *[t._data for t in inputs], **params)
+    res = Tensor._make(out, base=view_of)
+    if _STATE.enabled and fn.differentiable:
+        for t in inputs:
+            if t._rg:
+                break
+        else:
+            return res
+        node = node_class(FunctionNode, grad_fn or fn.grad_fn)(tuple(grad_edge(t) for t in inputs))
+        node.fn, node.ctx = fn, ctx
+        ctx.needs_input_grad = tuple(t._rg for t in inputs)
+        if save:
+            ctx.saved_tensors = inputs
+            node.saved_versions = tuple((t._vc, t._vc[0], t._data) for t in inputs)
+        res._rg = True
+        res.grad_fn = node
+    return res
+
+
+class Function:
+    differentiable = True
+
+
+class _ToCopy(Function):
+    grad_fn = "ToCopyBackward0"
+
+    @staticmethod
+    def forward(ctx, x, dtype):
+        ctx.in_dtype = dtypes.from_numpy(x.dtype)
+        if dtype.np.kind != "f":
+            ctx.needs = False
+        return x.astype(dtype.np)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g.to(ctx.in_dtype),)
+
+
+class _Clone(Function):
+    grad_fn = "CloneBackward0"
+
+    @staticmethod
+    def forward(ctx, x):
+        return np.array(x, order="C", copy=True)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g,)
+
+
+def sum_to(t: Tensor, shape) -> Tensor:
+    """Sum ``t`` down to a shape it was broadcast from (the one place broadcasting is undone
+    for Tensor-level backward rules)."""
+    shape = tuple(shape)
+    if t._data.shape == shape:
+        return t
+    lead = t._data.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + k for k, s in enumerate(shape)
+                                      if s == 1 and t._data.shape[lead + k] != 1)
+    r = t.sum(dim=axes, keepdim=True) if axes else t
+    return r.reshape(shape)
+
+
+def _sum_to_array(a: np.ndarray, shape) -> np.ndarray:
+    shape = tuple(shape)
+    lead = a.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + k for k, s in enumerate(shape)
+                                      if s == 1 and a.shape[lead + k] != 1)
+    if not axes:
+        return a.reshape(shape)
+    return cpu.reduce_sum(a, axes, a.dtype).reshape(shape)
+
+
+# =============================================================================================
+# Creation (needed by the rules above; the public set is in creation.py)
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
+    check_device(device)
+    if isinstance(data, Tensor):
+        arr = data._data.copy()
+    else:
+        arr = _to_array(data)
+    if dtype is not None:
+        arr = arr.astype(dtypes.from_any(dtype).np, copy=False)
+    else:
+        d = dtypes.from_numpy(arr.dtype)
+        if d.np != arr.dtype:
+            arr = arr.astype(d.np)
+        elif arr.dtype.kind == "f" and not isinstance(data, np.ndarray) and \
+                not _has_float64_leaf(data):
+            arr = arr.astype(dtypes.get_default_dtype().np, copy=False)
+    arr = np.array(arr, copy=True, order="C") if arr.base is not None or \
+        isinstance(data, np.ndarray) else arr
+    t = Tensor._make(arr)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def _has_float64_leaf(data):
+    if isinstance(data, (np.floating, np.ndarray)):
+        return np.asarray(data).dtype == np.float64
+    if isinstance(data, Tensor):
+        return data._data.dtype == np.float64
+    if isinstance(data, (list, tuple)) and data:
+        return _has_float64_leaf(data[0])
+    return False
+
+
+def _to_array(data):
+    if isinstance(data, np.ndarray):
+        return data
+    if isinstance(data, (list, tuple)):
+        if any(isinstance(x, Tensor) for x in data):
+            return np.stack([_to_array(x) for x in data]) if data else np.array([])
+        arr = np.array(data)
+        if arr.dtype == object:
+            raise TypeError(f"could not build a tensor from {type(data).__name__} of ragged or "
+                            "non-numeric items")
+        return arr
+    if isinstance(data, Tensor):
+        return data._data
+    if isinstance(data, (numbers.Number, np.generic)):
+        return np.array(data)
+    raise TypeError(f"tensor(): could not infer dtype of {type(data).__name__}")
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(size, 0, dtype, device, requires_grad)
+
+
+def full(size, fill_value, dtype=None, device=None, requires_grad=False):
+    if dtype is None:
+        dtype = dtypes.result_type((), (), (fill_value,))
+    return _filled((size,), fill_value, dtype, device, requires_grad)
+
+
+def _filled(size, value, dtype, device, requires_grad):
+    check_device(device)
+    shape = _shape_arg(size)
+    d = dtypes.from_any(dtype) if dtype is not None else dtypes.get_default_dtype()
+    t = Tensor._make(np.full(shape, value, d.np))
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def _shape_arg(size) -> tuple:
+    if len(size) == 1 and isinstance(size[0], (tuple, list, Size)):
+        size = tuple(size[0])
+    out = []
+    for s in size:
+        if isinstance(s, Tensor):
+            s = int(s)
+        if not isinstance(s, (int, np.integer)) or isinstance(s, bool):
+            raise TypeError(f"size must be a sequence of ints, got {size!r}")
+        if s < 0:
+            raise RuntimeError(f"Trying to create tensor with negative dimension {s}: {size}")
+        out.append(int(s))
+    return tuple(out)
+
+
+class _TensorMath:
+    """The rule vocabulary on Tensors (differentiable backward for create_graph)."""
+
+    def __getattr__(self, name):
+        from . import functional_ops as F
+        return getattr(F, name)
+
+
+TENSOR_MATH = _TensorMath()
