@@ -149,6 +149,9 @@ def render_kernel(name: str, loads: list, body_lines: list, results: list,
     lines = [f"def {name}({', '.join([ld.param for ld in loads] + outs)}):"]
     ind = "    "
     inner = []
+    if ndim is None:  # flat loop: view every full operand as 1-D (free for C-contiguous arrays)
+        for p in [ld.param for ld in loads if ld.kind == "a"] + outs:
+            lines.append(f"{ind}{p} = {p}.reshape({p}.size)")
     for ld in loads:
         cast = "T" if ld.cast else ""
         if ld.kind == "c":

@@ -17,7 +17,7 @@ from .autograd import grad_mode
 from .autograd.engine import grad_edge, node_class
 from .backends import cpu
 from .ops import ELEMENTWISE, structural
-from .tensor import (Ctx, FunctionNode, Function, Tensor, _norm_dim, apply_elementwise, apply_fn,
+from .tensor import (Ctx, FunctionNode, Function, Tensor, _sum_to_array, _norm_dim, apply_elementwise, apply_fn,
                      broadcast_shapes, ew, full, sum_to, zeros, _STATE)
 
 _E = ELEMENTWISE
@@ -206,6 +206,22 @@ def _keep_shape(shape, axes):
     return tuple(1 if k in axes else s for k, s in enumerate(shape))
 
 
+def _expand_back_array(g, in_shape, axes, keepdim):
+    out = np.empty(in_shape, g.dtype)
+    out[...] = g if keepdim else g.reshape(_keep_shape(in_shape, axes))
+    return out
+
+
+def _softmax_vjp(ctx, g, log):
+    out = ctx.out
+    o3, _ = cpu.arb_view(out, (ctx.axis,))
+    g3, _ = cpu.arb_view(g, (ctx.axis,))
+    res = np.empty(o3.shape, out.dtype)
+    if res.size:
+        cpu.softmax_vjp_arb(o3, g3, res, log)
+    return res.reshape(out.shape)
+
+
 def _expand_back(g, in_shape, axes, keepdim):
     """Gradient of a reduction over ``axes``: reshape g to keepdim form, broadcast to input."""
     if not keepdim:
@@ -226,6 +242,10 @@ class _Sum(Function):
     @staticmethod
     def backward(ctx, g):
         return (_expand_back(g, ctx.shapes[0], ctx.axes, ctx.keepdim),)
+
+    @staticmethod
+    def backward_arrays(ctx, g):
+        return (_expand_back_array(g, ctx.shapes[0], ctx.axes, ctx.keepdim),)
 
 
 def sum(x, dim=None, keepdim=False, dtype=None):
@@ -253,6 +273,10 @@ class _Mean(Function):
     @staticmethod
     def backward(ctx, g):
         return (_expand_back(g / ctx.n, ctx.shapes[0], ctx.axes, ctx.keepdim),)
+
+    @staticmethod
+    def backward_arrays(ctx, g):
+        return (_expand_back_array(g / ctx.n, ctx.shapes[0], ctx.axes, ctx.keepdim),)
 
 
 def mean(x, dim=None, keepdim=False, dtype=None):
@@ -523,6 +547,10 @@ class _Reshape(Function):
     def backward(ctx, g):
         return (g.reshape(ctx.shapes[0]),)
 
+    @staticmethod
+    def backward_arrays(ctx, g):
+        return (g.reshape(ctx.shapes[0]),)
+
 
 def _infer_shape(shape, numel):
     shape = list(shape)
@@ -623,6 +651,10 @@ class _Permute(Function):
     def backward(ctx, g):
         return (permute(g, tuple(np.argsort(ctx.perm).tolist())),)
 
+    @staticmethod
+    def backward_arrays(ctx, g):
+        return (np.transpose(g, np.argsort(ctx.perm)),)
+
 
 def permute(x, *dims, grad_fn=None):
     x = _tt(x)
@@ -671,6 +703,10 @@ class _Expand(Function):
     @staticmethod
     def backward(ctx, g):
         return (sum_to(g, ctx.shapes[0]),)
+
+    @staticmethod
+    def backward_arrays(ctx, g):
+        return (_sum_to_array(g, ctx.shapes[0]),)
 
 
 def expand(x, *sizes):
@@ -901,6 +937,10 @@ class _GetItem(Function):
     def backward(ctx, g):
         return (apply_fn(_IndexBackward, (g,), shape=ctx.shapes[0], idx=ctx.idx),)
 
+    @staticmethod
+    def backward_arrays(ctx, g):
+        return (_IndexBackward.forward(ctx, g, ctx.shapes[0], ctx.idx),)
+
 
 @structural("index_backward", "IndexPutBackward0")
 class _IndexBackward(Function):
@@ -941,6 +981,17 @@ class _SetItem(Function):
             gv = sum_to(getitem(g, ctx.idx), ctx.shapes[1])
             if gv._data.dtype != ctx.v_dtype:
                 gv = gv.to(dtypes.from_numpy(ctx.v_dtype))
+        return gx, gv
+
+    @staticmethod
+    def backward_arrays(ctx, g):
+        gx = gv = None
+        if ctx.needs_input_grad[0]:
+            gx = np.array(g, copy=True, order="C")
+            gx[ctx.idx] = 0
+        if ctx.needs_input_grad[1]:
+            gv = _sum_to_array(np.asarray(g[ctx.idx]), ctx.shapes[1]).astype(ctx.v_dtype,
+                                                                             copy=False)
         return gx, gv
 
 
@@ -1025,6 +1076,25 @@ class _Matmul(Function):
             ga = sum_to(matmul(g2, b2.mT), a2.shape).reshape(a.shape)
         if ctx.needs_input_grad[1]:
             gb = sum_to(matmul(a2.mT, g2), b2.shape).reshape(b.shape)
+        return ga, gb
+
+    @staticmethod
+    def backward_arrays(ctx, g):
+        a, b = (t._data for t in ctx.saved_tensors)
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        if a.ndim == 1 or b.ndim == 1:
+            gshape = list(g.shape)
+            if a.ndim == 1:
+                gshape.insert(len(gshape) - (0 if b.ndim == 1 else 1), 1)
+            if b.ndim == 1:
+                gshape.append(1)
+            g = g.reshape(gshape)
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = _sum_to_array(np.matmul(g, np.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
+        if ctx.needs_input_grad[1]:
+            gb = _sum_to_array(np.matmul(np.swapaxes(a2, -1, -2), g), b2.shape).reshape(b.shape)
         return ga, gb
 
 
@@ -1129,6 +1199,10 @@ class _Softmax(Function):
             out = Tensor._make(ctx.out)
         return (out * (g - sum(g * out, ctx.axis, keepdim=True)),)
 
+    @staticmethod
+    def backward_arrays(ctx, g):
+        return (_softmax_vjp(ctx, g, False),)
+
 
 @structural("log_softmax", "LogSoftmaxBackward0")
 class _LogSoftmax(_Softmax):
@@ -1140,6 +1214,10 @@ class _LogSoftmax(_Softmax):
         else:
             out = Tensor._make(ctx.out)
         return (g - exp(out) * sum(g, ctx.axis, keepdim=True),)
+
+    @staticmethod
+    def backward_arrays(ctx, g):
+        return (_softmax_vjp(ctx, g, True),)
 
 
 def _softmax_dim(x, dim):

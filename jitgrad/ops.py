@@ -33,6 +33,7 @@ class Elementwise:
     dtype_rule: str = "same"       # same | float (ints -> default float) | compare (bool out)
     bool_inputs: tuple = ()        # inputs read without casting to the compute dtype (where's cond)
     _saves: dict = field(default_factory=dict, repr=False)
+    _node_cls: dict = field(default_factory=dict, repr=False)
 
     def saves(self, i: int) -> set:
         """Names among x0.., out that VJP i reads ('g' excluded)."""

@@ -378,10 +378,6 @@ class ElementwiseNode(Node):
             outd, okind = gd, gkind
         else:
             okind = "a"
-        if gkind == "a":
-            gd = gd.reshape(-1) if flat else gd
-        if okind == "a":
-            outd = outd.reshape(-1) if flat else outd
         key = (row.name, "vjp", self.need, cdt.name, kinds, masks, gkind, okind)
         kern = cpu._kernels.get(key)
         if kern is None:
@@ -389,10 +385,7 @@ class ElementwiseNode(Node):
         outs = [np.empty(out_shape, cdt.np) for _ in self.need]
         if outs[0].size:
             _debug.COUNTERS["kernel_launches"] += 1
-            if flat:
-                kern(*arrays, outd, gd, *[o.reshape(-1) for o in outs])
-            else:
-                kern(*arrays, outd, gd, *outs)
+            kern(*arrays, outd, gd, *outs)
         res = [None] * len(ops)
         for o, i in zip(outs, self.need):
             shape, dt = self.metas[i]
@@ -455,12 +448,8 @@ def _plan(ops, out_shape, extra=()):
                 kinds.append(None)
             elif isinstance(o, Tensor):
                 d = o._data
-                if d.size == 1:
-                    kinds.append("s")
-                    arrays.append(d)
-                else:
-                    kinds.append("a")
-                    arrays.append(d.reshape(-1))
+                kinds.append("s" if d.size == 1 else "a")
+                arrays.append(d)
             else:
                 kinds.append("c")
                 arrays.append(o)
@@ -527,6 +516,18 @@ def _result_dtype(row, ops):
     return cdt
 
 
+def _save_plan(row: Elementwise, need: tuple):
+    """(keep operand k?, save out?) for the VJPs of ``need``, cached on the row."""
+    plan = row._saves.get(need)
+    if plan is None:
+        names = set()
+        for i in need:
+            names |= row.saves(i)
+        plan = (tuple(f"x{k}" in names for k in range(row.arity)), "out" in names)
+        row._saves[need] = plan
+    return plan
+
+
 def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
                       reduce: str | None = None, out: np.ndarray | None = None) -> Tensor:
     """Run one elementwise primitive on Tensors/Python scalars (broadcasting) and record it.
@@ -543,23 +544,26 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
                 raise TypeError(f"{row.name}(): expected Tensor or number operands, got "
                                 f"{type(o).__name__}")
         cdt = _result_dtype(row, ops)
-    shapes = [o._data.shape for o in ops if isinstance(o, Tensor)]
-    out_shape = shapes[0]
-    for s in shapes[1:]:
-        if s != out_shape:
-            out_shape = broadcast_shapes(*shapes)
-            break
+    out_shape = None
+    for o in ops:
+        if isinstance(o, Tensor):
+            s = o._data.shape
+            if out_shape is None:
+                out_shape = s
+            elif s != out_shape:
+                out_shape = broadcast_shapes(*[o._data.shape for o in ops
+                                               if isinstance(o, Tensor)])
+                break
     flat, ndim, arrays, kinds, masks = _plan(ops, out_shape)
-    out_np = np.bool_ if row.dtype_rule == "compare" else cdt.np
     key = (row.name, "fwd", cdt.name, kinds, masks)
     kern = cpu._kernels.get(key)
     if kern is None:
         kern = _build_fwd_kernel(key, row, cdt, kinds, masks, ndim)
     if out is None:
-        out = np.empty(out_shape, out_np)
+        out = np.empty(out_shape, np.bool_ if row.dtype_rule == "compare" else cdt.np)
     if out.size:
         _debug.COUNTERS["kernel_launches"] += 1
-        kern(*arrays, out.reshape(-1) if flat else out)
+        kern(*arrays, out)
     n_red = 1
     full_out = out
     if reduce is not None:
@@ -568,23 +572,24 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
         out = (s / n_red).astype(out.dtype) if reduce == "mean" else s
     res = Tensor._make(out)
     if _STATE.enabled and row.dtype_rule != "compare":
-        need = tuple(k for k, o in enumerate(ops) if isinstance(o, Tensor) and o._rg)
+        need = tuple([k for k, o in enumerate(ops) if isinstance(o, Tensor) and o._rg])
         if need:
-            node = node_class(ElementwiseNode, grad_fn or row.grad_fn)(
-                tuple(grad_edge(o) if isinstance(o, Tensor) else None for o in ops))
+            name = grad_fn or row.grad_fn
+            cls = row._node_cls.get(name)
+            if cls is None:
+                cls = row._node_cls[name] = node_class(ElementwiseNode, name)
+            node = cls(tuple([grad_edge(o) if isinstance(o, Tensor) else None for o in ops]))
             node.row, node.need, node.out_shape, node.cdt = row, need, out_shape, cdt
             node.reduce, node.n_red = reduce, n_red
-            saves = set()
-            for i in need:
-                saves |= row.saves(i)
-            node.out_data = full_out if "out" in saves else None
-            node.operands = tuple(o if not isinstance(o, Tensor) or f"x{k}" in saves else None
-                                  for k, o in enumerate(ops))
-            node.metas = tuple((o._data.shape, o._data.dtype) if isinstance(o, Tensor) else None
-                               for o in ops)
-            sv = [(o._vc, o._vc[0], o._data) for k, o in enumerate(ops)
-                  if isinstance(o, Tensor) and f"x{k}" in saves]
-            if "out" in saves and reduce is None:
+            keep, keep_out = _save_plan(row, need)
+            node.out_data = full_out if keep_out else None
+            node.operands = tuple([o if k or not isinstance(o, Tensor) else None
+                                   for o, k in zip(ops, keep)])
+            node.metas = tuple([(o._data.shape, o._data.dtype) if isinstance(o, Tensor) else None
+                                for o in ops])
+            sv = [(o._vc, o._vc[0], o._data) for o, k in zip(ops, keep)
+                  if k and isinstance(o, Tensor)]
+            if keep_out and reduce is None:
                 sv.append((res._vc, 0, out))
             node.saved_versions = tuple(sv) if sv else None
             res._rg = True
@@ -619,8 +624,13 @@ class FunctionNode(Node):
     __slots__ = ("fn", "ctx", "inputs")
 
     def apply(self, g, create_graph):
-        self.check_saved()
-        grads = self.fn.backward(self.ctx, g)
+        if self.saved_versions is not None or self.released:
+            self.check_saved()
+        fn = self.fn
+        if not create_graph and fn.backward_arrays is not None:
+            return [None if a is None else Tensor._make(a)
+                    for a in fn.backward_arrays(self.ctx, g._data)]
+        grads = fn.backward(self.ctx, g)
         if not isinstance(grads, tuple):
             grads = (grads,)
         return grads
@@ -659,7 +669,11 @@ def apply_fn(fn, inputs: tuple, grad_fn: str | None = None, view_of=None, save=F
 
 
 class Function:
+    """A structural primitive. ``backward`` is written with Tensor ops (differentiable again,
+    used under create_graph); ``backward_arrays``, when a class defines it, is the same rule on
+    NumPy arrays for plain first-order backward, where Tensor bookkeeping would dominate."""
     differentiable = True
+    backward_arrays = None
 
 
 class _ToCopy(Function):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from math import prod
 import os
 import sys
 import tempfile
@@ -232,6 +233,25 @@ def softmax_arb(x, out, log):
 
 
 @numba.njit(**_NJIT)
+def softmax_vjp_arb(out, g, res, log):
+    """VJP of (log_)softmax over the middle axis given its output."""
+    A, R, B = out.shape
+    for a in range(A):
+        for b in range(B):
+            s = 0.0
+            if log:
+                for r in range(R):
+                    s += g[a, r, b]
+                for r in range(R):
+                    res[a, r, b] = g[a, r, b] - np.exp(out[a, r, b]) * s
+            else:
+                for r in range(R):
+                    s += g[a, r, b] * out[a, r, b]
+                for r in range(R):
+                    res[a, r, b] = out[a, r, b] * (g[a, r, b] - s)
+
+
+@numba.njit(**_NJIT)
 def var_arb(x, out, correction):
     """Two-pass variance in float64 over the middle axis."""
     A, R, B = x.shape
@@ -265,12 +285,11 @@ def arb_view(x: np.ndarray, axes: tuple):
         x = np.transpose(x, keep + list(axes))
         axes = tuple(range(len(keep), nd))
         lo, hi = axes[0], axes[-1]
-    x = np.ascontiguousarray(x)
+    if not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
     shp = x.shape
-    A = int(np.prod(shp[:lo], dtype=np.int64))
-    R = int(np.prod(shp[lo:hi + 1], dtype=np.int64))
-    B = int(np.prod(shp[hi + 1:], dtype=np.int64))
-    return x.reshape(A, R, B), shp[:lo] + shp[hi + 1:]
+    return x.reshape(prod(shp[:lo]), prod(shp[lo:hi + 1]), prod(shp[hi + 1:])), \
+        shp[:lo] + shp[hi + 1:]
 
 
 def reduce_sum(x: np.ndarray, axes: tuple, out_dtype) -> np.ndarray:
