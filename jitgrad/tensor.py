@@ -402,8 +402,10 @@ class ElementwiseNode(Node):
         if self.reduce is not None:
             g = (g / self.n_red if self.reduce == "mean" else g).expand(self.out_shape)
         out = None
-        if any("out" in row.saves(i) for i in self.need):
-            out = row.fwd(TENSOR_MATH, *ops)
+        if self.out_data is not None:
+            # like torch's saved ``result``: the output rebuilt around its own grad_fn (this
+            # node), so a double backward flows through it without a reference cycle at rest
+            out = Tensor._make(self.out_data, True, self)
         res = [None] * len(ops)
         for i in self.need:
             gi = row.vjps[i](TENSOR_MATH, *ops, out, g)
@@ -511,6 +513,8 @@ def _result_dtype(row, ops):
         else:
             scalars.append(o)
     cdt = dtypes.result_type(dims, zero, scalars)
+    if cdt is None:  # every operand is a bool input (logical ops)
+        cdt = dtypes.bool_
     if row.dtype_rule == "float" and not cdt.is_floating_point:
         cdt = dtypes.get_default_dtype()
     return cdt

@@ -18,7 +18,18 @@ def is_grad_enabled() -> bool:
 
 
 class _GradModeContext:
+    """Base of no_grad / enable_grad: a context manager, and a decorator with or without
+    parentheses (``@no_grad`` and ``@no_grad()``), like torch."""
     _target: bool
+
+    def __new__(cls, orig_func=None):
+        self = super().__new__(cls)
+        if orig_func is not None and callable(orig_func):
+            return self(orig_func)
+        return self
+
+    def __init__(self, orig_func=None):
+        pass
 
     def __enter__(self):
         self._prev = STATE.enabled
@@ -29,11 +40,13 @@ class _GradModeContext:
         STATE.enabled = self._prev
         return False
 
+    def _fresh(self):
+        return type(self)()
+
     def __call__(self, fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with self.__class__() if not isinstance(self, set_grad_enabled) \
-                    else set_grad_enabled(self._target):
+            with self._fresh():
                 return fn(*args, **kwargs)
         return wrapper
 
@@ -50,7 +63,11 @@ class enable_grad(_GradModeContext):
 
 class set_grad_enabled(_GradModeContext):
     """``set_grad_enabled(False)`` takes effect at once (like torch) and also works as a
-    context manager that restores the previous mode on exit."""
+    context manager that restores the previous mode on exit, or as a decorator (which restores
+    the mode at decoration time and applies it on each call)."""
+
+    def __new__(cls, mode):
+        return object.__new__(cls)
 
     def __init__(self, mode: bool):
         self._target = bool(mode)
@@ -63,3 +80,10 @@ class set_grad_enabled(_GradModeContext):
     def __exit__(self, *exc):
         STATE.enabled = self._prev
         return False
+
+    def _fresh(self):
+        return set_grad_enabled(self._target)
+
+    def __call__(self, fn):
+        STATE.enabled = self._prev
+        return super().__call__(fn)
