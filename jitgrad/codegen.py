@@ -23,6 +23,7 @@ class Emitter:
     def __init__(self):
         self.lines: list[str] = []
         self.n = 0
+        self.T = "T"  # the constructor typed constants are rendered with (the compute dtype)
 
     def let(self, expr: str) -> "Sym":
         name = f"t{self.n}"
@@ -37,10 +38,10 @@ class Emitter:
             return repr(v)
         if isinstance(v, (int, float)):
             if math.isnan(v):
-                return "T(np.nan)"
+                return f"{self.T}(np.nan)"
             if math.isinf(v):
-                return "T(np.inf)" if v > 0 else "T(-np.inf)"
-            return f"T({float(v)!r})"  # typed constant: a bare float literal would promote f32 to f64
+                return f"{self.T}(np.inf)" if v > 0 else f"{self.T}(-np.inf)"
+            return f"{self.T}({float(v)!r})"  # typed: a bare float literal would promote f32
         raise TypeError(f"cannot render {v!r} in a kernel")
 
 
@@ -143,14 +144,26 @@ class Load:
 
 def render_kernel(name: str, loads: list, body_lines: list, results: list,
                   ndim: int | None) -> str:
-    """Source of ``def name(<load params>, o0, o1, ...)``: a flat loop over the first output
-    (ndim None: all 'a' operands C-contiguous with the output's size) or an ndim-deep loop."""
+    """Source of ``def name(<load params>, o0, o1, ...)`` writing each result elementwise: a
+    flat loop (ndim None: all 'a' operands C-contiguous with the output's size) or an
+    ndim-deep loop with broadcast masks."""
+    return render_fused(name, loads, body_lines, [("full", r, None) for r in results], ndim)
+
+
+def render_fused(name: str, loads: list, body_lines: list, results: list,
+                 ndim: int | None) -> str:
+    """Like :func:`render_kernel`, with results ``(kind, var, axes)``: kind 'full' stores the
+    value per element; 'sum' accumulates it over ``axes`` (all dims: a float64 scalar
+    accumulator stored in ``o[0]``; some dims: ``o[...] +=`` into a keepdim-shaped output,
+    which needs the N-d loop)."""
     outs = [f"o{j}" for j in range(len(results))]
     lines = [f"def {name}({', '.join([ld.param for ld in loads] + outs)}):"]
     ind = "    "
     inner = []
+    full_params = [ld.param for ld in loads if ld.kind == "a"] + \
+        [o for o, r in zip(outs, results) if r[0] == "full"]
     if ndim is None:  # flat loop: view every full operand as 1-D (free for C-contiguous arrays)
-        for p in [ld.param for ld in loads if ld.kind == "a"] + outs:
+        for p in full_params:
             lines.append(f"{ind}{p} = {p}.reshape({p}.size)")
     for ld in loads:
         cast = "T" if ld.cast else ""
@@ -165,18 +178,39 @@ def render_kernel(name: str, loads: list, body_lines: list, results: list,
                 ix = ", ".join("0" if (ld.mask and ld.mask[d]) else f"i{d}"
                                for d in range(ndim)) or "()"
             inner.append(f"{ld.var} = {cast}({ld.param}[{ix}])")
+    accs = []
+    for j, (kind, var, axes) in enumerate(results):
+        if kind == "sum" and (ndim is None or len(axes) == ndim):
+            lines.append(f"{ind}acc{j} = {outs[j]}[0]")
+            accs.append(j)
+    first = next(o for o, r in zip(outs, results) if r[0] == "full") if \
+        any(r[0] == "full" for r in results) else None
     if ndim is None:
-        lines.append(f"{ind}for i in range({outs[0]}.size):")
+        size = f"{first}.size" if first else \
+            next(f"{ld.param}.size" for ld in loads if ld.kind == "a")
+        lines.append(f"{ind}for i in range({size}):")
         depth, oix = 2, "i"
     elif ndim == 0:
         depth, oix = 1, "()"
     else:
-        lines.append(ind + ", ".join(f"n{d}" for d in range(ndim)) + f", = {outs[0]}.shape")
+        dims = ", ".join(f"n{d}" for d in range(ndim))
+        lines.append(f"{ind}{dims}, = {first + '.shape' if first else 'shape'}")
         for d in range(ndim):
             lines.append(ind * (d + 1) + f"for i{d} in range(n{d}):")
         depth, oix = ndim + 1, ", ".join(f"i{d}" for d in range(ndim))
     pad = ind * depth
     lines += [pad + x for x in inner]
     lines += [pad + x for x in body_lines]
-    lines += [pad + f"{o}[{oix}] = {r}" for o, r in zip(outs, results)]
+    for j, (kind, var, axes) in enumerate(results):
+        if kind == "full":
+            lines.append(pad + f"{outs[j]}[{oix}] = {var}")
+        elif j in accs:
+            lines.append(pad + f"acc{j} += {var}")
+        else:
+            rix = ", ".join("0" if d in axes else f"i{d}" for d in range(ndim))
+            lines.append(pad + f"{outs[j]}[{rix}] += {var}")
+    for j in accs:
+        lines.append(f"{ind}{outs[j]}[0] = acc{j}")
+    if ndim and first is None:  # no full output to take the iteration space from
+        lines[0] = lines[0][:-2] + ", shape):"
     return "\n".join(lines) + "\n"

@@ -12,7 +12,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import dtypes
+from . import dtypes, lazy
 from .autograd import grad_mode
 from .autograd.engine import grad_edge, node_class
 from .backends import cpu
@@ -136,7 +136,7 @@ def where(condition, x=None, y=None):
     if x is None and y is None:
         return nonzero(condition, as_tuple=True)
     c = _tt(condition)
-    if c._data.dtype != np.bool_:
+    if c._meta[1] != np.bool_:
         c = c.to(dtypes.bool_)
     return ew("where", c, _t(x), _t(y))
 
@@ -207,6 +207,9 @@ def _keep_shape(shape, axes):
 
 
 def _expand_back_array(g, in_shape, axes, keepdim):
+    if lazy.ENABLED:  # a broadcast view: the fused kernel reads it as one scalar
+        return np.broadcast_to(g if keepdim else g.reshape(_keep_shape(in_shape, axes)),
+                               in_shape)
     out = np.empty(in_shape, g.dtype)
     out[...] = g if keepdim else g.reshape(_keep_shape(in_shape, axes))
     return out
@@ -220,6 +223,25 @@ def _softmax_vjp(ctx, g, log):
     if res.size:
         cpu.softmax_vjp_arb(o3, g3, res, log)
     return res.reshape(out.shape)
+
+
+def _lazy_reduce(ctx, x, axes, keepdim, dtype, mean):
+    """sum/mean of a lazy tensor: folded into the kernel that computes x (lazy.py)."""
+    shape, dt = x._meta
+    ctx.axes, ctx.keepdim = axes, keepdim
+    n = 1
+    for a in axes:
+        n *= shape[a]
+    ctx.n = n
+    if dt.kind != "f" or (dtype is not None and dtype.np != dt) or x._lazy.row is None:
+        arrays = (x._data,)
+        return Tensor._make(_Mean.forward(ctx, *arrays, axes=axes, keepdim=keepdim) if mean
+                            else _Sum.forward(ctx, *arrays, axes=axes, keepdim=keepdim,
+                                              dtype=dtype))
+    out_shape = _keep_shape(shape, axes) if keepdim else \
+        tuple(s for k, s in enumerate(shape) if k not in axes)
+    return lazy.make_lazy(Tensor, lazy.Lazy(None, (x,), out_shape, dt, dt, axes, keepdim,
+                                             n if mean else None))
 
 
 def _expand_back(g, in_shape, axes, keepdim):
@@ -247,10 +269,14 @@ class _Sum(Function):
     def backward_arrays(ctx, g):
         return (_expand_back_array(g, ctx.shapes[0], ctx.axes, ctx.keepdim),)
 
+    @staticmethod
+    def lazy_forward(ctx, x, axes, keepdim, dtype):
+        return _lazy_reduce(ctx, x, axes, keepdim, dtype, mean=False)
+
 
 def sum(x, dim=None, keepdim=False, dtype=None):
     x = _tt(x)
-    axes = _dims(dim, x._data.ndim)
+    axes = _dims(dim, x.ndim)
     d = dtypes.from_any(dtype) if dtype is not None else None
     return apply_fn(_Sum, (x,), "SumBackward0" if dim is None else None, axes=axes,
                     keepdim=keepdim, dtype=d)
@@ -278,15 +304,19 @@ class _Mean(Function):
     def backward_arrays(ctx, g):
         return (_expand_back_array(g / ctx.n, ctx.shapes[0], ctx.axes, ctx.keepdim),)
 
+    @staticmethod
+    def lazy_forward(ctx, x, axes, keepdim):
+        return _lazy_reduce(ctx, x, axes, keepdim, None, mean=True)
+
 
 def mean(x, dim=None, keepdim=False, dtype=None):
     x = _tt(x)
     if dtype is not None:
         x = x.to(dtype)
-    if x._data.dtype.kind != "f":
+    if x._meta[1].kind != "f":
         raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be either a "
                            f"floating point or complex dtype. Got: {x.dtype}")
-    axes = _dims(dim, x._data.ndim)
+    axes = _dims(dim, x.ndim)
     return apply_fn(_Mean, (x,), "MeanBackward0" if dim is None else None, axes=axes,
                     keepdim=keepdim)
 
@@ -341,7 +371,7 @@ def prod(x, dim=None, keepdim=False, dtype=None):
     x = _tt(x)
     if dtype is not None:
         x = x.to(dtype)
-    axes = _dims(dim, x._data.ndim)
+    axes = _dims(dim, x.ndim)
     return apply_fn(_Prod, (x,), "ProdBackward0" if dim is None else None, save=True,
                     axes=axes, keepdim=keepdim)
 
@@ -351,7 +381,7 @@ _return_types = {n: namedtuple(n, ["values", "indices"]) for n in ("max", "min")
 
 
 def _check_nonempty(x, name, axes):
-    if x._data.size == 0 and (not axes or any(x._data.shape[a] == 0 for a in axes)):
+    if x.numel() == 0 and (not axes or any(x._meta[0][a] == 0 for a in axes)):
         raise IndexError(f"{name}(): Expected reduction dim to be specified for input.numel() "
                          f"== 0 (input of shape {tuple(x.shape)}).")
 
@@ -412,8 +442,8 @@ def _max_min(name, sign, x, dim=None, keepdim=False, other=None):
         _check_nonempty(x, name, ())
         return apply_fn(_Extreme, (x,), "MaxBackward1" if sign > 0 else "MinBackward1",
                         save=True, sign=sign)
-    axis = _norm_dim(dim, x._data.ndim)
-    if x._data.ndim == 0:
+    axis = _norm_dim(dim, x.ndim)
+    if x.ndim == 0:
         return _return_types[name](x.clone(), zeros((), dtype=dtypes.int64))
     _check_nonempty(x, name, (axis,))
     ctx = Ctx()
@@ -486,9 +516,9 @@ class _LogSumExp(Function):
 
 def logsumexp(x, dim, keepdim=False):
     x = _tt(x)
-    if x._data.dtype.kind != "f":
+    if x._meta[1].kind != "f":
         x = x.to(dtypes.get_default_dtype())
-    axes = _dims(dim, x._data.ndim)
+    axes = _dims(dim, x.ndim)
     return apply_fn(_LogSumExp, (x,), axes=axes, keepdim=keepdim, save=True)
 
 
@@ -523,7 +553,7 @@ def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
     x = _tt(x)
     if isinstance(dim, bool):
         unbiased, dim = dim, None
-    axes = _dims(dim, x._data.ndim)
+    axes = _dims(dim, x.ndim)
     return apply_fn(_Var, (x,), save=True, axes=axes, keepdim=keepdim,
                          correction=_correction(unbiased, correction))
 
@@ -550,6 +580,14 @@ class _Reshape(Function):
     @staticmethod
     def backward_arrays(ctx, g):
         return (g.reshape(ctx.shapes[0]),)
+
+    @staticmethod
+    def lazy_forward(ctx, x, shape):
+        lz = x._lazy
+        if lz.row is not None:  # an elementwise record changes iteration space: compute it
+            return Tensor._make(x._data.reshape(shape))
+        return lazy.make_lazy(Tensor, lazy.Lazy(None, lz.operands, shape, lz.dtype, lz.cdt,
+                                                 lz.axes, lz.keepdim, lz.scale))
 
 
 def _infer_shape(shape, numel):
@@ -580,9 +618,11 @@ def _shape_args(shape):
 
 def reshape(x, *shape, grad_fn=None):
     x = _tt(x)
-    shape = _infer_shape(_shape_args(shape), x._data.size)
-    if shape == x._data.shape:
+    shape = _infer_shape(_shape_args(shape), x.numel())
+    if shape == x._meta[0]:
         return apply_fn(_Reshape, (x,), grad_fn, view_of=x, shape=shape)
+    if x._arr is None and x._lazy.row is None:  # a pending reduction: reshape its record
+        return apply_fn(_Reshape, (x,), grad_fn, shape=shape)
     out = x._data.reshape(shape)
     view = np.may_share_memory(out, x._data)
     return apply_fn(_Reshape, (x,), grad_fn, view_of=x if view else None, shape=shape)
@@ -592,7 +632,7 @@ def view(x, *shape):
     x = _tt(x)
     if len(shape) == 1 and isinstance(shape[0], (dtypes.DType, type, str)):
         raise NotImplementedError("view(dtype) is not supported")
-    shape = _infer_shape(_shape_args(shape), x._data.size)
+    shape = _infer_shape(_shape_args(shape), x.numel())
     v = x._data.view()
     try:
         v.shape = shape
@@ -606,13 +646,13 @@ def view(x, *shape):
 
 def flatten(x, start_dim=0, end_dim=-1):
     x = _tt(x)
-    nd = x._data.ndim
+    nd = x.ndim
     if nd == 0:
         return reshape(x, 1)
     s, e = _norm_dim(start_dim, nd), _norm_dim(end_dim, nd)
     if s > e:
         raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
-    shp = x._data.shape
+    shp = x._meta[0]
     n = 1
     for d in shp[s:e + 1]:
         n *= d
@@ -621,22 +661,22 @@ def flatten(x, start_dim=0, end_dim=-1):
 
 def squeeze(x, dim=None):
     x = _tt(x)
-    shp = x._data.shape
+    shp = x._meta[0]
     if dim is None:
         return reshape(x, tuple(s for s in shp if s != 1), grad_fn="SqueezeBackward0")
-    dims = _dims(dim, x._data.ndim)
+    dims = _dims(dim, x.ndim)
     new = tuple(s for k, s in enumerate(shp) if not (k in dims and s == 1))
     return reshape(x, new, grad_fn="SqueezeBackward1")
 
 
 def unsqueeze(x, dim):
     x = _tt(x)
-    nd = x._data.ndim + 1
+    nd = x.ndim + 1
     if not -nd <= dim < nd:
         raise IndexError(f"Dimension out of range (expected to be in range of [{-nd}, {nd - 1}],"
                          f" but got {dim})")
     d = dim % nd
-    shp = x._data.shape
+    shp = x._meta[0]
     return reshape(x, shp[:d] + (1,) + shp[d:], grad_fn="UnsqueezeBackward0")
 
 
@@ -659,7 +699,7 @@ class _Permute(Function):
 def permute(x, *dims, grad_fn=None):
     x = _tt(x)
     dims = _shape_args(dims)
-    nd = x._data.ndim
+    nd = x.ndim
     if len(dims) != nd:
         raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does "
                            f"not match the length of the desired ordering of dimensions i.e. "
@@ -672,7 +712,7 @@ def permute(x, *dims, grad_fn=None):
 
 def transpose(x, dim0, dim1):
     x = _tt(x)
-    nd = x._data.ndim
+    nd = x.ndim
     if nd == 0:
         return x
     perm = list(range(nd))
@@ -686,10 +726,10 @@ swapaxes = transpose
 
 def t(x):
     x = _tt(x)
-    if x._data.ndim > 2:
+    if x.ndim > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is "
-                           f"{x._data.ndim}D")
-    if x._data.ndim < 2:
+                           f"{x.ndim}D")
+    if x.ndim < 2:
         return x
     return permute(x, (1, 0), grad_fn="TBackward0")
 
@@ -712,7 +752,7 @@ class _Expand(Function):
 def expand(x, *sizes):
     x = _tt(x)
     sizes = _shape_args(sizes)
-    shp = x._data.shape
+    shp = x._meta[0]
     if len(sizes) < len(shp):
         raise RuntimeError(f"expand: the number of sizes provided ({len(sizes)}) must be greater "
                            f"or equal to the number of dimensions in the tensor ({len(shp)})")
@@ -771,7 +811,7 @@ def cat(tensors, dim=0):
     tensors = [_tt(x) for x in tensors]
     if not tensors:
         raise RuntimeError("cat(): expected a non-empty list of Tensors")
-    nonempty = [x for x in tensors if not (x._data.ndim == 1 and x._data.size == 0)]
+    nonempty = [x for x in tensors if not (x.ndim == 1 and x.numel() == 0)]
     if not nonempty:
         return tensors[0].clone()
     ref = nonempty[0]._data
@@ -780,12 +820,12 @@ def cat(tensors, dim=0):
         raise RuntimeError("zero-dimensional tensor (at position 0) cannot be concatenated")
     axis = _norm_dim(dim, nd)
     for k, x in enumerate(nonempty):
-        s = x._data.shape
+        s = x._meta[0]
         if len(s) != nd or any(s[d] != ref.shape[d] for d in range(nd) if d != axis):
             raise RuntimeError(f"Sizes of tensors must match except in dimension {axis}. "
                                f"Expected size {list(ref.shape)} but got size {list(s)} for "
                                f"tensor number {k} in the list.")
-    dt = dtypes.result_type([dtypes.from_numpy(x._data.dtype) for x in nonempty])
+    dt = dtypes.result_type([dtypes.from_numpy(x._meta[1]) for x in nonempty])
     return apply_fn(_Cat, tuple(nonempty), axis=axis, dtype=dt.np)
 
 
@@ -809,29 +849,29 @@ def stack(tensors, dim=0):
     tensors = [_tt(x) for x in tensors]
     if not tensors:
         raise RuntimeError("stack expects a non-empty TensorList")
-    s0 = tensors[0]._data.shape
+    s0 = tensors[0]._meta[0]
     for k, x in enumerate(tensors):
-        if x._data.shape != s0:
+        if x._meta[0] != s0:
             raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(s0)} "
-                               f"at entry 0 and {list(x._data.shape)} at entry {k}")
+                               f"at entry 0 and {list(x._meta[0])} at entry {k}")
     nd = len(s0) + 1
     if not -nd <= dim < nd:
         raise IndexError(f"Dimension out of range (expected to be in range of [{-nd}, {nd - 1}],"
                          f" but got {dim})")
-    dt = dtypes.result_type([dtypes.from_numpy(x._data.dtype) for x in tensors])
+    dt = dtypes.result_type([dtypes.from_numpy(x._meta[1]) for x in tensors])
     return apply_fn(_Stack, tuple(tensors), axis=dim % nd, dtype=dt.np)
 
 
 def select(x, dim, index):
     x = _tt(x)
-    axis = _norm_dim(dim, x._data.ndim)
+    axis = _norm_dim(dim, x.ndim)
     return getitem(x, (slice(None),) * axis + (index,))
 
 
 def split(x, split_size_or_sections, dim=0):
     x = _tt(x)
-    axis = _norm_dim(dim, x._data.ndim)
-    n = x._data.shape[axis]
+    axis = _norm_dim(dim, x.ndim)
+    n = x._meta[0][axis]
     if isinstance(split_size_or_sections, int):
         s = split_size_or_sections
         if s <= 0 and n:
@@ -854,8 +894,8 @@ def split(x, split_size_or_sections, dim=0):
 
 def chunk(x, chunks, dim=0):
     x = _tt(x)
-    axis = _norm_dim(dim, x._data.ndim)
-    n = x._data.shape[axis]
+    axis = _norm_dim(dim, x.ndim)
+    n = x._meta[0][axis]
     if chunks <= 0:
         raise RuntimeError("chunk expects `chunks` to be greater than 0")
     size = -(-n // chunks) if n else 1
@@ -864,8 +904,8 @@ def chunk(x, chunks, dim=0):
 
 def unbind(x, dim=0):
     x = _tt(x)
-    axis = _norm_dim(dim, x._data.ndim)
-    return tuple(select(x, axis, k) for k in range(x._data.shape[axis]))
+    axis = _norm_dim(dim, x.ndim)
+    return tuple(select(x, axis, k) for k in range(x._meta[0][axis]))
 
 
 import builtins as _builtins  # noqa: E402
@@ -963,7 +1003,7 @@ class _IndexBackward(Function):
 
 def getitem(x, index, grad_fn=None):
     x = _tt(x)
-    idx, advanced = _convert_index(index, x._data.shape)
+    idx, advanced = _convert_index(index, x._meta[0])
     return apply_fn(_GetItem, (x,), grad_fn or _index_name(idx, advanced),
                     view_of=None if advanced else x, idx=idx)
 
@@ -979,7 +1019,7 @@ class _SetItem(Function):
             gx = g * Tensor._make(ctx.keep_mask)
         if ctx.needs_input_grad[1]:
             gv = sum_to(getitem(g, ctx.idx), ctx.shapes[1])
-            if gv._data.dtype != ctx.v_dtype:
+            if gv._meta[1] != ctx.v_dtype:
                 gv = gv.to(dtypes.from_numpy(ctx.v_dtype))
         return gx, gv
 
@@ -1006,23 +1046,23 @@ def _check_inplace(x, name):
 
 
 def setitem(x, index, value):
-    idx, advanced = _convert_index(index, x._data.shape)
+    idx, advanced = _convert_index(index, x._meta[0])
     v = value if isinstance(value, Tensor) else None
     rec = _STATE.enabled and (x._rg or (v is not None and v._rg))
     if rec:
         _check_inplace(x, "__setitem__")
     vd = v._data if v is not None else value
-    if x._data.dtype.kind != "f" and v is not None and v._data.dtype.kind == "f":
+    if x._meta[1].kind != "f" and v is not None and v._meta[1].kind == "f":
         raise RuntimeError(f"Index put requires the source and destination dtypes match, got "
                            f"{x.dtype} for the destination and {v.dtype} for the source.")
     try:
-        target_shape = np.empty(x._data.shape, np.bool_)[idx].shape
+        target_shape = np.empty(x._meta[0], np.bool_)[idx].shape
     except IndexError as e:
         raise IndexError(f"{e} (indexing a tensor of shape {tuple(x.shape)})") from None
     if v is not None:
         try:
-            broadcast_shapes(v._data.shape, target_shape)
-            np.broadcast_shapes(v._data.shape, target_shape)
+            broadcast_shapes(v._meta[0], target_shape)
+            np.broadcast_shapes(v._meta[0], target_shape)
         except (RuntimeError, ValueError):
             raise RuntimeError(f"shape mismatch: value tensor of shape {list(v.shape)} cannot be "
                                f"broadcast to indexing result of shape {list(target_shape)}") \
@@ -1036,13 +1076,14 @@ def setitem(x, index, value):
         from .tensor import Ctx
         ctx = Ctx()
         ctx.idx = idx
-        ctx.shapes = [x._data.shape, ctx_node_inputs[1]._data.shape]
-        ctx.v_dtype = ctx_node_inputs[1]._data.dtype
-        mask = np.ones(x._data.shape, x._data.dtype)
+        ctx.shapes = [x._meta[0], ctx_node_inputs[1]._meta[0]]
+        ctx.v_dtype = ctx_node_inputs[1]._meta[1]
+        mask = np.ones(x._meta[0], x._meta[1])
         mask[idx] = 0
         ctx.keep_mask = mask
         ctx.needs_input_grad = (x._rg, ctx_node_inputs[1]._rg)
         node.fn, node.ctx = _SetItem, ctx
+    lazy.flush()  # pending lazy values may read x's old contents
     x._data[idx] = vd
     x._vc[0] += 1
     if rec:
@@ -1222,17 +1263,17 @@ class _LogSoftmax(_Softmax):
 
 def _softmax_dim(x, dim):
     if dim is None:
-        dim = 0 if x._data.ndim in (0, 1, 3) else 1
-    return _norm_dim(dim, x._data.ndim)
+        dim = 0 if x.ndim in (0, 1, 3) else 1
+    return _norm_dim(dim, x.ndim)
 
 
 def softmax(x, dim=None, dtype=None):
     x = _tt(x)
     if dtype is not None:
         x = x.to(dtype)
-    elif x._data.dtype.kind != "f":
+    elif x._meta[1].kind != "f":
         x = x.to(dtypes.get_default_dtype())
-    if x._data.ndim == 0:
+    if x.ndim == 0:
         return apply_fn(_Softmax, (x.reshape(1),), save=True, axis=0, log=False).reshape(())
     return apply_fn(_Softmax, (x,), axis=_softmax_dim(x, dim), log=False, save=True)
 
@@ -1241,9 +1282,9 @@ def log_softmax(x, dim=None, dtype=None):
     x = _tt(x)
     if dtype is not None:
         x = x.to(dtype)
-    elif x._data.dtype.kind != "f":
+    elif x._meta[1].kind != "f":
         x = x.to(dtypes.get_default_dtype())
-    if x._data.ndim == 0:
+    if x.ndim == 0:
         return apply_fn(_LogSoftmax, (x.reshape(1),), save=True, axis=0, log=True).reshape(())
     return apply_fn(_LogSoftmax, (x,), axis=_softmax_dim(x, dim), log=True, save=True)
 
@@ -1264,13 +1305,14 @@ def _inplace_ew(x, name, *others, grad_fn=None):
             raise RuntimeError("unsupported operation: the tensor is a broadcast (expanded) view;"
                                " clone() it before writing into it")
         res = apply_elementwise(row, (x,) + others, grad_fn)
-    if res._data.shape != x._data.shape:
+    if res._meta[0] != x._meta[0]:
         raise RuntimeError(f"output with shape {list(x.shape)} doesn't match the broadcast shape "
                            f"{list(res.shape)}")
-    if res._data.dtype != x._data.dtype and not np.can_cast(res._data.dtype, x._data.dtype,
+    if res._meta[1] != x._meta[1] and not np.can_cast(res._meta[1], x._meta[1],
                                                             "same_kind"):
-        raise RuntimeError(f"result type {dtypes.from_numpy(res._data.dtype)} can't be cast to "
+        raise RuntimeError(f"result type {dtypes.from_numpy(res._meta[1])} can't be cast to "
                            f"the desired output type {x.dtype}")
+    lazy.flush()
     x._data[...] = res._data
     x._vc[0] += 1
     if rec:

@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from . import _debug, codegen, dtypes
+from . import _debug, codegen, dtypes, lazy
 from .autograd import grad_mode
 from .autograd.engine import Node, grad_edge, node_class, run_backward
 from .backends import cpu
@@ -67,18 +67,20 @@ def check_device(dev):
 class Tensor:
     """A NumPy array with autograd metadata; ``_data`` is always an ``np.ndarray``."""
 
-    __slots__ = ("_data", "_rg", "grad", "grad_fn", "_vc", "_base", "_accum", "__weakref__")
+    __slots__ = ("_arr", "_lazy", "_rg", "grad", "grad_fn", "_vc", "_base", "_accum",
+                 "__weakref__")
     __array_priority__ = 1000  # make ndarray <op> Tensor defer to Tensor's reflected operators
 
     def __init__(self, data, dtype=None, requires_grad=False):
         t = tensor(data, dtype=dtype, requires_grad=requires_grad)
-        self._data, self._rg, self.grad, self.grad_fn = t._data, t._rg, None, None
+        self._arr, self._lazy, self._rg, self.grad, self.grad_fn = t._arr, None, t._rg, None, None
         self._vc, self._base, self._accum = [0], None, None
 
     @classmethod
     def _make(cls, data: np.ndarray, rg: bool = False, fn=None, base=None):
         t = object.__new__(cls)
-        t._data = data
+        t._arr = data
+        t._lazy = None
         t._rg = rg
         t.grad = None
         t.grad_fn = fn
@@ -91,29 +93,49 @@ class Tensor:
         t._accum = None
         return t
 
-    # --- metadata --------------------------------------------------------------------------
+    @property
+    def _data(self) -> np.ndarray:
+        """The values as an ndarray; a lazy (fused, not yet computed) tensor is realised here."""
+        a = self._arr
+        if a is None:
+            a = lazy.realize(self)
+        return a
+
+    # --- metadata (never realises a lazy tensor) ------------------------------------------
+    @property
+    def _meta(self):
+        """(shape, numpy dtype) without computing anything."""
+        a = self._arr
+        if a is None:
+            return self._lazy.shape, self._lazy.dtype
+        return a.shape, a.dtype
+
     @property
     def shape(self) -> Size:
-        return Size(self._data.shape)
+        return Size(self._meta[0])
 
     def size(self, dim=None):
+        shape = self._meta[0]
         if dim is None:
-            return Size(self._data.shape)
-        return self._data.shape[_norm_dim(dim, self._data.ndim)]
+            return Size(shape)
+        return shape[_norm_dim(dim, len(shape))]
 
     def dim(self) -> int:
-        return self._data.ndim
+        return len(self._meta[0])
 
     ndim = property(dim)
 
     def numel(self) -> int:
-        return self._data.size
+        n = 1
+        for s in self._meta[0]:
+            n *= s
+        return n
 
     nelement = numel
 
     @property
     def dtype(self) -> dtypes.DType:
-        return dtypes.from_numpy(self._data.dtype)
+        return dtypes.from_numpy(self._meta[1])
 
     @property
     def device(self):
@@ -124,10 +146,10 @@ class Tensor:
         return False
 
     def is_floating_point(self):
-        return self._data.dtype.kind == "f"
+        return self._meta[1].kind == "f"
 
     def element_size(self):
-        return self._data.itemsize
+        return self._meta[1].itemsize
 
     @property
     def requires_grad(self) -> bool:
@@ -143,7 +165,7 @@ class Tensor:
             raise RuntimeError("you can only change requires_grad flags of leaf variables. If you "
                                "want to use a computed variable in a subgraph that doesn't require "
                                "differentiation use var_no_grad = var.detach().")
-        if requires_grad and self._data.dtype.kind != "f":
+        if requires_grad and self._meta[1].kind != "f":
             raise RuntimeError("only Tensors of floating point dtype can require gradients "
                                f"(got {self.dtype})")
         self._rg = requires_grad
@@ -164,7 +186,9 @@ class Tensor:
 
     @data.setter
     def data(self, value):
-        self._data = value._data if isinstance(value, Tensor) else np.asarray(value)
+        lazy.flush()
+        self._arr = value._data if isinstance(value, Tensor) else np.asarray(value)
+        self._lazy = None
 
     def retain_grad(self):
         if not self._rg:
@@ -217,9 +241,10 @@ class Tensor:
         return int(self.item())
 
     def __len__(self):
-        if self._data.ndim == 0:
+        shape = self._meta[0]
+        if not shape:
             raise TypeError("len() of a 0-d tensor")
-        return self._data.shape[0]
+        return shape[0]
 
     def __iter__(self):
         if self._data.ndim == 0:
@@ -355,13 +380,13 @@ class ElementwiseNode(Node):
     ``operands`` keeps only what the VJP rules read (other Tensor slots are None); ``metas``
     keeps every operand's (shape, dtype) for the un-broadcast."""
 
-    __slots__ = ("row", "operands", "metas", "out_data", "need", "out_shape", "cdt", "reduce",
-                 "n_red")
+    __slots__ = ("row", "operands", "metas", "out_data", "out_shadow", "need", "out_shape",
+                 "cdt", "reduce", "n_red")
 
     def apply(self, g, create_graph):
         self.check_saved()
-        if create_graph:
-            return self._apply_tensor(g)
+        if create_graph or lazy.ENABLED:  # rules on (lazy) Tensors: the backward chain fuses
+            return self._apply_tensor(g, create_graph)
         row, ops, cdt, out_shape = self.row, self.operands, self.cdt, self.out_shape
         gd = g._data
         if self.reduce is not None:  # g is the gradient of sum/mean of the elementwise result
@@ -396,16 +421,21 @@ class ElementwiseNode(Node):
             res[i] = Tensor._make(o)
         return res
 
-    def _apply_tensor(self, g):
-        """create_graph: evaluate the same rules on Tensors so the backward is differentiable."""
+    def _apply_tensor(self, g, create_graph=True):
+        """The same rules evaluated on Tensors: differentiable again under create_graph, and
+        recorded lazily (fused into one backward kernel) when fusion is on."""
         row, ops = self.row, self.operands
         if self.reduce is not None:
             g = (g / self.n_red if self.reduce == "mean" else g).expand(self.out_shape)
         out = None
-        if self.out_data is not None:
+        if self.out_data is not None or self.out_shadow is not None:
             # like torch's saved ``result``: the output rebuilt around its own grad_fn (this
             # node), so a double backward flows through it without a reference cycle at rest
-            out = Tensor._make(self.out_data, True, self)
+            if self.out_shadow is not None and not create_graph:
+                out = self.out_shadow
+            else:
+                arr = self.out_data if self.out_data is not None else self.out_shadow._data
+                out = Tensor._make(arr, True, self) if create_graph else Tensor._make(arr)
         res = [None] * len(ops)
         for i in self.need:
             gi = row.vjps[i](TENSOR_MATH, *ops, out, g)
@@ -413,15 +443,15 @@ class ElementwiseNode(Node):
             if not isinstance(gi, Tensor):
                 gi = full(self.out_shape, float(gi), dtypes.from_numpy(dt))
             gi = sum_to(gi, shape)
-            if gi._data.dtype != dt:
+            if gi._meta[1] != dt:
                 gi = gi.to(dtypes.from_numpy(dt))
             res[i] = gi
         return res
 
     def release(self):
-        if self.saved_versions is not None:
+        if self.saved_versions is not None or self.out_shadow is not None:
             self.released = True
-            self.out_data = None
+            self.out_data = self.out_shadow = None
             self.operands = tuple(None if isinstance(o, Tensor) else o for o in self.operands)
 
 
@@ -509,7 +539,8 @@ def _result_dtype(row, ops):
         if k in row.bool_inputs:
             continue
         if isinstance(o, Tensor):
-            (dims if o._data.ndim else zero).append(dtypes.from_numpy(o._data.dtype))
+            shape, dt = o._meta
+            (dims if shape else zero).append(dtypes.from_numpy(dt))
         else:
             scalars.append(o)
     cdt = dtypes.result_type(dims, zero, scalars)
@@ -536,10 +567,11 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
                       reduce: str | None = None, out: np.ndarray | None = None) -> Tensor:
     """Run one elementwise primitive on Tensors/Python scalars (broadcasting) and record it.
 
-    reduce='sum'|'mean' folds a full reduction into the same node (losses)."""
+    With fusion on the op is only recorded (a lazy tensor, see lazy.py); otherwise its kernel
+    runs now. reduce='sum'|'mean' folds a full reduction into the same node (losses)."""
     if len(ops) == 2 and type(ops[0]) is Tensor and type(ops[1]) is Tensor \
-            and ops[0]._data.dtype is ops[1]._data.dtype and not row.bool_inputs:
-        cdt = dtypes.from_numpy(ops[0]._data.dtype)
+            and not row.bool_inputs and ops[0]._meta[1] is ops[1]._meta[1]:
+        cdt = dtypes.from_numpy(ops[0]._meta[1])
         if row.dtype_rule == "float" and cdt.category != 2:
             cdt = dtypes.get_default_dtype()
     else:
@@ -551,13 +583,16 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
     out_shape = None
     for o in ops:
         if isinstance(o, Tensor):
-            s = o._data.shape
+            s = o._meta[0]
             if out_shape is None:
                 out_shape = s
             elif s != out_shape:
-                out_shape = broadcast_shapes(*[o._data.shape for o in ops
+                out_shape = broadcast_shapes(*[o._meta[0] for o in ops
                                                if isinstance(o, Tensor)])
                 break
+    if lazy.ENABLED and out is None:
+        res, full_lz = _record_lazy(row, ops, cdt, out_shape, reduce)
+        return _record_node(row, ops, res, None, full_lz, out_shape, cdt, grad_fn, reduce)
     flat, ndim, arrays, kinds, masks = _plan(ops, out_shape)
     key = (row.name, "fwd", cdt.name, kinds, masks)
     kern = cpu._kernels.get(key)
@@ -575,29 +610,61 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
         s = cpu.reduce_sum(out, tuple(range(out.ndim)), out.dtype)
         out = (s / n_red).astype(out.dtype) if reduce == "mean" else s
     res = Tensor._make(out)
-    if _STATE.enabled and row.dtype_rule != "compare":
-        need = tuple([k for k, o in enumerate(ops) if isinstance(o, Tensor) and o._rg])
-        if need:
-            name = grad_fn or row.grad_fn
-            cls = row._node_cls.get(name)
-            if cls is None:
-                cls = row._node_cls[name] = node_class(ElementwiseNode, name)
-            node = cls(tuple([grad_edge(o) if isinstance(o, Tensor) else None for o in ops]))
-            node.row, node.need, node.out_shape, node.cdt = row, need, out_shape, cdt
-            node.reduce, node.n_red = reduce, n_red
-            keep, keep_out = _save_plan(row, need)
-            node.out_data = full_out if keep_out else None
-            node.operands = tuple([o if k or not isinstance(o, Tensor) else None
-                                   for o, k in zip(ops, keep)])
-            node.metas = tuple([(o._data.shape, o._data.dtype) if isinstance(o, Tensor) else None
-                                for o in ops])
-            sv = [(o._vc, o._vc[0], o._data) for o, k in zip(ops, keep)
-                  if k and isinstance(o, Tensor)]
-            if keep_out and reduce is None:
-                sv.append((res._vc, 0, out))
-            node.saved_versions = tuple(sv) if sv else None
-            res._rg = True
-            res.grad_fn = node
+    return _record_node(row, ops, res, full_out, None, out_shape, cdt, grad_fn, reduce)
+
+
+def _record_lazy(row, ops, cdt, out_shape, reduce):
+    """Record the op as a lazy tensor (plus a lazy sum/mean when ``reduce``)."""
+    for o in ops:
+        if isinstance(o, Tensor) and o._arr is None:
+            lz = o._lazy
+            if lz.row is None or lz.size > lazy.MAX_GROUP:  # a reduction is a group boundary
+                lazy.realize(o)
+    out_np = np.dtype(np.bool_) if row.dtype_rule == "compare" else cdt.np
+    lz = lazy.Lazy(row, ops, out_shape, out_np, cdt.np)
+    res = lazy.make_lazy(Tensor, lz)
+    if reduce is None:
+        return res, lz
+    n = 1
+    for s in out_shape:
+        n *= s
+    red = lazy.Lazy(None, (res,), (), out_np, cdt.np, axes=tuple(range(len(out_shape))),
+                    scale=n if reduce == "mean" else None)
+    return lazy.make_lazy(Tensor, red), lz
+
+
+def _record_node(row, ops, res, full_out, full_lz, out_shape, cdt, grad_fn, reduce):
+    """Attach the elementwise node (saving what the VJPs read) when grad is being recorded."""
+    if not _STATE.enabled or row.dtype_rule == "compare":
+        return res
+    need = tuple([k for k, o in enumerate(ops) if isinstance(o, Tensor) and o._rg])
+    if not need:
+        return res
+    name = grad_fn or row.grad_fn
+    cls = row._node_cls.get(name)
+    if cls is None:
+        cls = row._node_cls[name] = node_class(ElementwiseNode, name)
+    node = cls(tuple([grad_edge(o) if isinstance(o, Tensor) else None for o in ops]))
+    node.row, node.need, node.out_shape, node.cdt = row, need, out_shape, cdt
+    node.reduce = reduce
+    n = 1
+    for s in out_shape:
+        n *= s
+    node.n_red = n
+    keep, keep_out = _save_plan(row, need)
+    node.out_data = full_out if keep_out else None
+    # lazy: a second tensor on the same record stands for the output (no cycle through res)
+    node.out_shadow = lazy.make_lazy(Tensor, full_lz) if keep_out and full_lz is not None \
+        else None
+    node.operands = tuple([o if k or not isinstance(o, Tensor) else None
+                           for o, k in zip(ops, keep)])
+    node.metas = tuple([o._meta if isinstance(o, Tensor) else None for o in ops])
+    sv = [(o._vc, o._vc[0], o) for o, k in zip(ops, keep) if k and isinstance(o, Tensor)]
+    if keep_out and reduce is None and full_out is not None:
+        sv.append((res._vc, 0, Tensor._make(full_out)))  # a stand-in: no cycle through res
+    node.saved_versions = tuple(sv) if sv else None
+    res._rg = True
+    res.grad_fn = node
     return res
 
 
@@ -652,9 +719,13 @@ def apply_fn(fn, inputs: tuple, grad_fn: str | None = None, view_of=None, save=F
     ``view_of`` marks the result as a view sharing that tensor's version counter."""
     if ctx is None:
         ctx = Ctx()
-    ctx.shapes = [t._data.shape for t in inputs]
-    out = fn.forward(ctx, *[t._data for t in inputs], **params)
-    res = Tensor._make(out, base=view_of)
+    if fn.lazy_forward is not None and lazy.ENABLED and any(t._arr is None for t in inputs):
+        ctx.shapes = [t._meta[0] for t in inputs]
+        res = fn.lazy_forward(ctx, *inputs, **params)
+    else:
+        ctx.shapes = [t._data.shape for t in inputs]
+        out = fn.forward(ctx, *[t._data for t in inputs], **params)
+        res = Tensor._make(out, base=view_of)
     if _STATE.enabled and fn.differentiable:
         for t in inputs:
             if t._rg:
@@ -666,7 +737,7 @@ def apply_fn(fn, inputs: tuple, grad_fn: str | None = None, view_of=None, save=F
         ctx.needs_input_grad = tuple(t._rg for t in inputs)
         if save:
             ctx.saved_tensors = inputs
-            node.saved_versions = tuple((t._vc, t._vc[0], t._data) for t in inputs)
+            node.saved_versions = tuple((t._vc, t._vc[0], t) for t in inputs)
         res._rg = True
         res.grad_fn = node
     return res
@@ -678,6 +749,7 @@ class Function:
     NumPy arrays for plain first-order backward, where Tensor bookkeeping would dominate."""
     differentiable = True
     backward_arrays = None
+    lazy_forward = None   # (ctx, *tensors, **params) -> lazy Tensor, for ops fusion folds in
 
 
 class _ToCopy(Function):
@@ -711,11 +783,12 @@ def sum_to(t: Tensor, shape) -> Tensor:
     """Sum ``t`` down to a shape it was broadcast from (the one place broadcasting is undone
     for Tensor-level backward rules)."""
     shape = tuple(shape)
-    if t._data.shape == shape:
+    tshape = t._meta[0]
+    if tshape == shape:
         return t
-    lead = t._data.ndim - len(shape)
+    lead = len(tshape) - len(shape)
     axes = tuple(range(lead)) + tuple(lead + k for k, s in enumerate(shape)
-                                      if s == 1 and t._data.shape[lead + k] != 1)
+                                      if s == 1 and tshape[lead + k] != 1)
     r = t.sum(dim=axes, keepdim=True) if axes else t
     return r.reshape(shape)
 

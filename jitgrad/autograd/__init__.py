@@ -35,7 +35,7 @@ def _make_grads(outputs, grad_outputs):
                 raise RuntimeError(f"Mismatch in shape: grad_output[{k}] has a shape of "
                                    f"{tuple(g.shape)} and output[{k}] has a shape of "
                                    f"{tuple(out.shape)}.")
-            if g._data.dtype != out._data.dtype:
+            if g._meta[1] != out._meta[1]:
                 g = g.to(out.dtype)
         grads.append(g)
     return grads

@@ -25,7 +25,7 @@ class Node:
 
     def __init__(self, next_edges):
         self.next_edges = next_edges
-        self.saved_versions = None    # ((version_cell, version, array), ...) checked at backward
+        self.saved_versions = None    # ((version_cell, version, tensor), ...) checked at backward
         self.released = False
         self.retained = None          # weakref to the output tensor when retain_grad() was called
 
@@ -44,11 +44,12 @@ class Node:
             raise RuntimeError(_FREED_MSG)
         sv = self.saved_versions
         if sv:
-            for cell, version, arr in sv:
+            for cell, version, t in sv:
                 if cell[0] != version:
+                    arr = t._meta
                     raise RuntimeError(
                         "one of the variables needed for gradient computation has been modified "
-                        f"by an inplace operation: [{arr.dtype} tensor of shape {list(arr.shape)}], "
+                        f"by an inplace operation: [{arr[1]} tensor of shape {list(arr[0])}], "
                         f"which is needed "
                         f"by {self.name()}, is at version {cell[0]}; expected version {version} "
                         "instead.")
@@ -83,23 +84,34 @@ class AccumulateGrad(Node):
         self.variable = variable
 
     def apply(self, g, create_graph):
-        accumulate_into_grad(self.variable, g, create_graph)
-        return ()
+        return accumulate_into_grad(self.variable, g, create_graph)
 
 
 def accumulate_into_grad(t, g, create_graph):
     from ..tensor import Tensor
-    if tuple(g.shape) != tuple(t.shape):
-        raise RuntimeError(f"gradient of shape {tuple(g.shape)} does not match tensor of shape "
-                           f"{tuple(t.shape)}")
-    if g._data.dtype != t._data.dtype:
+    from .. import lazy
+    gshape, gdt = g._meta
+    tshape, tdt = t._meta
+    if gshape != tshape:
+        raise RuntimeError(f"gradient of shape {tuple(gshape)} does not match tensor of shape "
+                           f"{tuple(tshape)}")
+    if gdt != tdt:
         g = g.to(t.dtype)
     if t.grad is None:
-        t.grad = g if create_graph else Tensor._make(g._data.copy())
+        if create_graph:
+            t.grad = g
+        elif g._arr is None:  # lazy: a tensor of its own on the same record (never aliased)
+            t.grad = lazy.make_lazy(Tensor, g._lazy)
+            return t.grad
+        else:
+            t.grad = Tensor._make(g._data.copy())
     elif create_graph or t.grad.requires_grad:
         t.grad = t.grad + g
     else:
-        t.grad._data += g._data
+        from .. import lazy
+        lazy.flush()  # pending values may read the old .grad
+        acc = t.grad._data
+        acc += g._data
 
 
 def grad_edge(t):
@@ -141,6 +153,7 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
     for n, g in roots:
         _add_pending(pending, n, g)
     captured = {}
+    lazy_grads = []
     ready = [n for n in dict.fromkeys(n for n, _ in roots) if deps[n] == 0]
     with grad_mode.set_grad_enabled(create_graph):
         while ready:
@@ -152,13 +165,17 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
                 grads = (None,) * len(n.next_edges)
             elif isinstance(n, AccumulateGrad):
                 if accumulate:
-                    n.apply(g, create_graph)
+                    lz = n.apply(g, create_graph)
+                    if lz is not None:
+                        lazy_grads.append(lz)
                 grads = ()
             else:
                 if n.retained is not None and accumulate:
                     t = n.retained()
                     if t is not None:
-                        accumulate_into_grad(t, g, create_graph)
+                        lz = accumulate_into_grad(t, g, create_graph)
+                        if lz is not None:
+                            lazy_grads.append(lz)
                 grads = n.apply(g, create_graph)
                 if not retain_graph:
                     n.release()
@@ -171,6 +188,9 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
                 deps[e] = c
                 if c == 0:
                     ready.append(e)
+    if lazy_grads:  # every leaf gradient of this sweep in as few fused kernels as possible
+        from .. import lazy
+        lazy.realize_many(lazy_grads)
     return captured
 
 
