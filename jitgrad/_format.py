@@ -13,18 +13,24 @@ LINEWIDTH = 80
 
 
 def _float_formatter(a: np.ndarray):
-    finite = a[np.isfinite(a)].astype(np.float64)
-    if finite.size == 0:
-        return lambda v: _special(v) or f"{v:.{PRECISION}f}"
-    absf = np.abs(finite)
-    nz = absf[absf != 0]
-    if np.all(finite == np.round(finite)):
-        if nz.size and (nz.max() / nz.min() > 1000.0 or nz.max() > 1e8):
-            return lambda v: _special(v) or f"{v:.{PRECISION}e}"
-        return lambda v: _special(v) or f"{v:.0f}."
-    if nz.size and (nz.max() / nz.min() > 1000.0 or nz.max() > 1e8 or nz.min() < 1e-4):
-        return lambda v: _special(v) or f"{v:.{PRECISION}e}"
-    return lambda v: _special(v) or f"{v:.{PRECISION}f}"
+    """torch's _Formatter: the mode (integer / fixed / scientific) and the column width come
+    from the nonzero finite values only; nan/inf/0 are padded to that width."""
+    vals = a[np.isfinite(a)].astype(np.float64)
+    vals = vals[vals != 0]
+    if vals.size == 0:
+        return lambda v: _special(v) or f"{v:.0f}.", 1
+    absv = np.abs(vals)
+    big = absv.max() / absv.min() > 1000.0 or absv.max() > 1e8
+    if np.all(vals == np.ceil(vals)):
+        if big:
+            fmt = lambda v: _special(v) or f"{v:.{PRECISION}e}"  # noqa: E731
+        else:
+            fmt = lambda v: _special(v) or f"{v:.0f}."  # noqa: E731
+    elif big or absv.min() < 1e-4:
+        fmt = lambda v: _special(v) or f"{v:.{PRECISION}e}"  # noqa: E731
+    else:
+        fmt = lambda v: _special(v) or f"{v:.{PRECISION}f}"  # noqa: E731
+    return fmt, max(len(fmt(v)) for v in vals.tolist())
 
 
 def _special(v):
@@ -57,9 +63,12 @@ def _render(a, fmt, width, indent, summarize):
     if a.ndim == 0:
         return fmt(a.item()).rjust(width)
     if a.ndim == 1:
-        items = [fmt(v).rjust(width) for v in a.tolist()]
         if summarize and a.shape[0] > 2 * EDGEITEMS:
-            items = items[:EDGEITEMS] + ["..."] + items[-EDGEITEMS:]
+            vals = a[:EDGEITEMS].tolist() + a[-EDGEITEMS:].tolist()
+            items = [fmt(v).rjust(width) for v in vals]
+            items = items[:EDGEITEMS] + [" ..."] + items[EDGEITEMS:]
+        else:
+            items = [fmt(v).rjust(width) for v in a.tolist()]
         per_line = max(1, (LINEWIDTH - indent) // (width + 2))
         lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
         return "[" + (",\n" + " " * (indent + 1)).join(lines) + "]"
@@ -77,12 +86,10 @@ def format_array(a: np.ndarray, indent: int) -> str:
     if a.size == 0:
         return "[]"
     if a.dtype.kind == "f":
-        fmt = _float_formatter(a if not summarize else np.asarray(_elements(a, True)))
-    elif a.dtype.kind == "b":
-        fmt = lambda v: "True" if v else "False"  # noqa: E731
+        fmt, width = _float_formatter(a if not summarize else np.asarray(_elements(a, True)))
     else:
-        fmt = str
-    width = max(len(fmt(v)) for v in _elements(a, summarize))
+        fmt = (lambda v: "True" if v else "False") if a.dtype.kind == "b" else str
+        width = max(len(fmt(v)) for v in _elements(a, summarize))
     return _render(a, fmt, width, indent, summarize)
 
 
@@ -94,7 +101,8 @@ def format_tensor(t) -> str:
     if a.size == 0 and a.shape != (0,):
         extras.append(f"size={tuple(a.shape)}")
     d = dtypes.from_numpy(a.dtype)
-    if d not in (dtypes.get_default_dtype(), dtypes.int64, dtypes.bool_):
+    if d is not dtypes.get_default_dtype() and (a.size == 0 or d not in (dtypes.int64,
+                                                                            dtypes.bool_)):
         extras.append(f"dtype={d}")
     if t.grad_fn is not None:
         extras.append(f"grad_fn=<{t.grad_fn.name()}>")

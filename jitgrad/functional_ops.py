@@ -825,7 +825,7 @@ def cat(tensors, dim=0):
             raise RuntimeError(f"Sizes of tensors must match except in dimension {axis}. "
                                f"Expected size {list(ref.shape)} but got size {list(s)} for "
                                f"tensor number {k} in the list.")
-    dt = dtypes.result_type([dtypes.from_numpy(x._meta[1]) for x in nonempty])
+    dt = dtypes.result_type([dtypes.from_numpy(x._meta[1]) for x in tensors])
     return apply_fn(_Cat, tuple(nonempty), axis=axis, dtype=dt.np)
 
 

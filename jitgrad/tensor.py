@@ -403,7 +403,7 @@ class ElementwiseNode(Node):
             outd, okind = gd, gkind
         else:
             okind = "a"
-        key = (row.name, "vjp", self.need, cdt.name, kinds, masks, gkind, okind)
+        key = (row.name, "vjp", self.need, cdt.name, kinds, masks, ndim, gkind, okind)
         kern = cpu._kernels.get(key)
         if kern is None:
             kern = _build_vjp_kernel(key, row, self.need, cdt, kinds, masks, ndim, gkind, okind)
@@ -594,7 +594,7 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
         res, full_lz = _record_lazy(row, ops, cdt, out_shape, reduce)
         return _record_node(row, ops, res, None, full_lz, out_shape, cdt, grad_fn, reduce)
     flat, ndim, arrays, kinds, masks = _plan(ops, out_shape)
-    key = (row.name, "fwd", cdt.name, kinds, masks)
+    key = (row.name, "fwd", cdt.name, kinds, masks, ndim)
     kern = cpu._kernels.get(key)
     if kern is None:
         kern = _build_fwd_kernel(key, row, cdt, kinds, masks, ndim)
@@ -660,8 +660,8 @@ def _record_node(row, ops, res, full_out, full_lz, out_shape, cdt, grad_fn, redu
                            for o, k in zip(ops, keep)])
     node.metas = tuple([o._meta if isinstance(o, Tensor) else None for o in ops])
     sv = [(o._vc, o._vc[0], o) for o, k in zip(ops, keep) if k and isinstance(o, Tensor)]
-    if keep_out and reduce is None and full_out is not None:
-        sv.append((res._vc, 0, Tensor._make(full_out)))  # a stand-in: no cycle through res
+    if keep_out and reduce is None:  # the output is saved too: version-check it like torch
+        sv.append((res._vc, 0, node.out_shadow if full_out is None else Tensor._make(full_out)))
     node.saved_versions = tuple(sv) if sv else None
     res._rg = True
     res.grad_fn = node

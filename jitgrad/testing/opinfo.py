@@ -1,0 +1,441 @@
+"""opinfo: the per-op test table. One :class:`OpInfo` row per registry primitive (keyed like
+``ops.ELEMENTWISE`` / ``ops.STRUCTURAL``) says how to call the op through the public API, what
+NumPy computes for it, on which shapes and domain, which inputs are differentiable, and how far
+its derivatives are expected to work. ``tests/test_ops.py`` and ``tests/test_rules.py`` are
+generated from it; :data:`VARIANTS` holds extra rows (other call paths of the same primitives).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+import jitgrad
+from jitgrad import ops
+from jitgrad.nn import functional as F
+
+SAME = "same"  # torch= SAME: the row's own callable works on torch tensors too (method syntax)
+
+
+@dataclass
+class OpInfo:
+    name: str                          # registry key (or, for VARIANTS, a unique variant name)
+    op: Callable                       # public jitgrad callable; tensors passed positionally
+    ref: Callable                      # NumPy reference on float64 (or bool) arrays
+    shapes: list                       # samples: one tuple of input shapes per sample
+    domain: object = (-2.0, 2.0)       # (lo, hi) for every input, or a list with one per input
+    kinds: tuple | None = None         # per input: 'float' | 'bool' | 'discrete' (ties, zeros)
+    values: tuple = (-1.0, -0.5, 0.0, 0.5, 1.0)  # what 'discrete' inputs are drawn from
+    diff: tuple | None = None          # per input: differentiable (default: every float input)
+    grad_order: int = 2                # 0 none, 1 first derivatives, 2 second derivatives too
+    torch: object = None               # torch_module -> callable on torch tensors, SAME, or None
+    out_dtype: str = "same"            # 'same' (input float dtype) | 'bool' | 'int64'
+    elementwise: bool = False          # gets non-contiguous-layout tests
+    binary: bool = False               # tensor (+) tensor / scalar: dtype-promotion tests
+    scalar_operand: bool = True        # binary rows: the op also takes a Python number operand
+    numeric_grad: bool = True          # False: derivative undefined by central differences (ties)
+    rtol: float = 1e-10                # float64 forward vs ref / torch
+    atol: float = 1e-12
+    rtol32: float = 1e-5               # float32 forward vs ref / torch
+    atol32: float = 1e-6
+    grad_rtol: float = 1e-3            # gradcheck (float64 central differences)
+    grad_atol: float = 1e-5
+    f32_samples: int = 2               # float32 forward on the first n samples (compile time);
+                                       # float32 torch parity on the first one
+    variant_of: str | None = None      # VARIANTS: the registry row exercised
+    notes: str = ""
+
+    def __post_init__(self):
+        n = len(self.shapes[0])
+        if self.kinds is None:
+            self.kinds = ("float",) * n
+        if self.diff is None:
+            self.diff = tuple(k != "bool" and self.grad_order > 0 for k in self.kinds)
+        if isinstance(self.domain, tuple):
+            self.domain = [self.domain] * n
+
+    @property
+    def row(self) -> str:
+        return self.variant_of or self.name
+
+    def arrays(self, shapes, rng) -> list:
+        """Float64 (or bool) NumPy inputs for one sample, drawn from the domain."""
+        out = []
+        for shape, kind, (lo, hi) in zip(shapes, self.kinds, self.domain):
+            if kind == "bool":
+                out.append(np.asarray(rng.random(shape) < 0.5))
+            elif kind == "discrete":
+                out.append(np.asarray(rng.choice(np.asarray(self.values, np.float64), shape)))
+            else:
+                out.append(np.asarray(rng.uniform(lo, hi, shape)))
+        return out
+
+    def torch_op(self, torch):
+        if self.torch is None:
+            return None
+        return self.op if self.torch is SAME else self.torch(torch)
+
+
+def _t(path):
+    """torch= helper: ``_t("nn.functional.gelu")`` resolves torch.nn.functional.gelu lazily."""
+    def get(torch):
+        obj = torch
+        for part in path.split("."):
+            obj = getattr(obj, part)
+        return obj
+    return get
+
+
+def _lib(x):
+    """(module, nn.functional) of the library x belongs to: lets one lambda serve jitgrad and
+    torch where a row needs constants (targets, weights) built in the same library."""
+    if isinstance(x, jitgrad.Tensor):
+        return jitgrad, F
+    import torch
+    return torch, torch.nn.functional
+
+
+def _const(x, arr):
+    lib, _ = _lib(x)
+    return lib.from_numpy(np.array(arr, order="C"))
+
+
+# --- NumPy references ------------------------------------------------------------------------
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def _gelu(x):
+    return x * 0.5 * (1 + _erf(x / math.sqrt(2)))
+
+
+def _bce_wl(z, y):
+    return np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+
+
+def _bce(p, y):
+    return -(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log(1 - p), -100))
+
+
+def _logsumexp(x, axis):
+    if x.ndim == 0:
+        return x.copy()
+    m = np.max(x, axis=axis, keepdims=True) if x.size else np.zeros(x.shape[:-1] + (1,))
+    return np.squeeze(np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m, axis)
+
+
+def _softmax(x, axis=-1):
+    if x.ndim == 0:
+        return np.ones_like(x)
+    e = np.exp(x - (np.max(x, axis, keepdims=True) if x.size else 0))
+    return e / np.sum(e, axis, keepdims=True)
+
+
+def _log_softmax(x, axis=-1):
+    if x.ndim == 0:
+        return np.zeros_like(x)
+    return x - _logsumexp(x, axis)[..., None]
+
+
+def _nll_target(shape):
+    """Class indices for an (N, C, ...) or (C,) input: deterministic, every class used."""
+    if len(shape) == 1:
+        return np.array(1, np.int64)
+    n, c, rest = shape[0], shape[1], shape[2:]
+    return (np.arange(int(np.prod((n,) + rest))).reshape((n,) + rest) * 7 + 1) % c
+
+
+def _nll_ref(x, weight=None, ignore_index=-100, reduction="mean"):
+    t = _nll_target(x.shape)
+    if x.ndim == 1:
+        x, t = x[None], t.reshape(1)
+    c = x.shape[1]
+    w = np.ones(c) if weight is None else weight
+    valid = t != ignore_index
+    tt = np.where(valid, t, 0)
+    picked = np.take_along_axis(x, tt[:, None], axis=1)[:, 0]
+    wt = np.where(valid, w[tt], 0.0)
+    losses = -picked * wt
+    if reduction == "none":
+        return losses
+    return losses.sum() if reduction == "sum" else losses.sum() / wt.sum()
+
+
+def _nll(x):
+    _, fn = _lib(x)
+    return fn.nll_loss(x, _const(x, _nll_target(tuple(x.shape))))
+
+
+_NLL_W = np.array([0.5, 2.0, 1.0, 1.5])
+
+
+def _nll_weighted(x):
+    _, fn = _lib(x)
+    return fn.nll_loss(x, _const(x, _nll_target(tuple(x.shape))),
+                       weight=_const(x, _NLL_W.astype(np.asarray(x.detach()).dtype)),
+                       ignore_index=2, reduction="mean")
+
+
+def _cross_entropy(x):
+    _, fn = _lib(x)
+    return fn.cross_entropy(x, _const(x, _nll_target(tuple(x.shape))))
+
+
+def _setitem(x, v):
+    y = x.clone()
+    y[1:, :2] = v
+    return y
+
+
+def _setitem_ref(x, v):
+    y = x.copy()
+    y[1:, :2] = v
+    return y
+
+
+def _prod_others_ref(x):
+    return np.prod(x, axis=(0, 2))
+
+
+def _rev(x):
+    return x.permute(tuple(reversed(range(x.dim()))))
+
+
+# --- shape sets ------------------------------------------------------------------------------
+UNARY = [((3, 4),), ((),), ((0, 3),)]
+BINARY = [((3, 4), (3, 4)), ((3, 1), (1, 4)), ((), (2, 3)), ((0, 3), (0, 3))]
+TERNARY = [((3, 4),) * 3, ((3, 1), (1, 4), ()), ((),) * 3, ((0, 3),) * 3]
+# torch's clamp backward cannot broadcast x itself, so x keeps the full shape
+CLAMP = [((3, 4),) * 3, ((3, 4), (3, 1), (1, 4)), ((2, 3), (), ()), ((),) * 3, ((0, 3),) * 3]
+SAME_SHAPE = [((3, 4), (3, 4)), ((), ()), ((0, 3), (0, 3))]   # losses: target matches input
+REDUCE = [((3, 4),), ((),), ((0, 3),)]
+
+_POS = (0.1, 4.0)
+
+
+def _unary(name, ref, domain=(-2.0, 2.0), torch=None, **kw):
+    return OpInfo(name, getattr(jitgrad, name), ref, UNARY, domain,
+                  torch=torch or _t(name), elementwise=True, **kw)
+
+
+def _binary(name, op, ref, domain=(-2.0, 2.0), torch=None, **kw):
+    return OpInfo(name, op, ref, BINARY, domain, torch=torch or _t(name), elementwise=True,
+                  binary=True, **kw)
+
+
+def _compare(name, ref):
+    return OpInfo(name, getattr(jitgrad, name), ref, BINARY[:3], kinds=("discrete", "discrete"),
+                  grad_order=0, torch=_t(name), out_dtype="bool", elementwise=True, binary=True,
+                  f32_samples=1)
+
+
+_ROWS = [
+    # --- arithmetic ----------------------------------------------------------------------------
+    _binary("add", jitgrad.add, np.add),
+    _binary("sub", jitgrad.sub, np.subtract),
+    OpInfo("rsub", lambda x: 1.5 - x, lambda x: 1.5 - x, UNARY, torch=SAME, elementwise=True,
+           notes="scalar - tensor: the rsub row via Tensor.__rsub__"),
+    _binary("mul", jitgrad.mul, np.multiply),
+    _binary("div", jitgrad.div, np.divide, domain=[(-2.0, 2.0), (0.5, 2.0)]),
+    _binary("pow", jitgrad.pow, np.power, domain=[(0.5, 2.0), (-1.5, 1.5)]),
+    _binary("maximum", jitgrad.maximum, np.maximum, scalar_operand=False),
+    _binary("minimum", jitgrad.minimum, np.minimum, scalar_operand=False),
+    _unary("neg", np.negative),
+    _unary("abs", np.abs),
+    _unary("sign", np.sign),
+    _unary("square", np.square),
+    _unary("reciprocal", np.reciprocal, (0.5, 2.0)),
+    _unary("relu", lambda x: np.maximum(x, 0)),
+    OpInfo("clamp", jitgrad.clamp, lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi), CLAMP,
+           [(-2.0, 2.0), (-1.0, -0.25), (0.25, 1.0)], torch=_t("clamp"), elementwise=True),
+    OpInfo("where", jitgrad.where, np.where, TERNARY, kinds=("bool", "float", "float"),
+           torch=_t("where"), elementwise=True),
+    # --- transcendental ------------------------------------------------------------------------
+    _unary("exp", np.exp),
+    _unary("log", np.log, _POS),
+    _unary("log1p", np.log1p, (-0.5, 3.0)),
+    _unary("expm1", np.expm1),
+    _unary("sqrt", np.sqrt, _POS),
+    _unary("rsqrt", lambda x: 1 / np.sqrt(x), _POS),
+    _unary("sin", np.sin, (-3.0, 3.0)),
+    _unary("cos", np.cos, (-3.0, 3.0)),
+    _unary("tan", np.tan, (-1.2, 1.2)),
+    _unary("tanh", np.tanh, (-3.0, 3.0)),
+    _unary("sigmoid", _sigmoid, (-4.0, 4.0)),
+    OpInfo("gelu", F.gelu, _gelu, UNARY, (-3.0, 3.0), torch=_t("nn.functional.gelu"),
+           elementwise=True),
+    OpInfo("silu", F.silu, lambda x: x * _sigmoid(x), UNARY, (-3.0, 3.0),
+           torch=_t("nn.functional.silu"), elementwise=True),
+    _unary("erf", _erf),
+    # --- comparisons / logical (forward only) --------------------------------------------------
+    _compare("eq", np.equal),
+    _compare("ne", np.not_equal),
+    _compare("lt", np.less),
+    _compare("le", np.less_equal),
+    _compare("gt", np.greater),
+    _compare("ge", np.greater_equal),
+    OpInfo("logical_and", jitgrad.logical_and, np.logical_and, BINARY[:3],
+           kinds=("discrete", "discrete"), grad_order=0, torch=_t("logical_and"),
+           out_dtype="bool", elementwise=True, f32_samples=1),
+    # --- losses that are elementwise rows (reduced inside the node) -----------------------------
+    OpInfo("bce_with_logits", F.binary_cross_entropy_with_logits,
+           lambda z, y: np.mean(_bce_wl(z, y)), SAME_SHAPE, [(-3.0, 3.0), (0.0, 1.0)],
+           torch=_t("nn.functional.binary_cross_entropy_with_logits"), rtol=1e-9, elementwise=True),
+    OpInfo("bce", F.binary_cross_entropy, lambda p, y: np.mean(_bce(p, y)), SAME_SHAPE,
+           [(0.05, 0.95), (0.0, 1.0)], torch=_t("nn.functional.binary_cross_entropy"),
+           rtol=1e-9, elementwise=True),
+    OpInfo("mse", F.mse_loss, lambda x, y: np.mean((x - y) ** 2), SAME_SHAPE,
+           torch=_t("nn.functional.mse_loss"), rtol=1e-9, elementwise=True),
+    # --- reductions ----------------------------------------------------------------------------
+    OpInfo("sum", lambda x: x.sum(dim=-1), lambda x: x.sum(axis=-1) if x.ndim else x.copy(),
+           REDUCE, torch=SAME),
+    OpInfo("mean", lambda x: x.mean(dim=-1), lambda x: x.mean(axis=-1) if x.ndim else x.copy(),
+           REDUCE, torch=SAME),
+    OpInfo("prod", lambda x: x.prod(dim=-1), lambda x: x.prod(axis=-1) if x.ndim else x.copy(),
+           REDUCE, grad_order=1, torch=SAME, notes="double backward: NotImplementedError"),
+    OpInfo("prod_others", lambda x: jitgrad.prod(x, dim=(0, 2)), _prod_others_ref,
+           [((2, 3, 2),), ((3, 1, 4),)], kinds=("discrete",), values=(0.0, 0.0, 0.5, -1.5, 2.0),
+           grad_order=1, notes="prod's gradient with zeros, over non-adjacent dims"),
+    OpInfo("amax", lambda x: x.max(), np.max, [((3, 4),), ((),)], torch=SAME),
+    OpInfo("max_dim", lambda x: x.max(dim=-1).values,
+           lambda x: x.max(axis=-1) if x.ndim else x.copy(), REDUCE, torch=SAME),
+    OpInfo("logsumexp", lambda x: jitgrad.logsumexp(x, -1), lambda x: _logsumexp(x, -1),
+           REDUCE, torch=lambda T: lambda x: T.logsumexp(x, -1)),
+    OpInfo("var", lambda x: x.var(dim=-1), lambda x: x.var(axis=-1, ddof=1),
+           [((3, 4),), ((2, 3, 2),), ((0, 3),)], torch=SAME),
+    # --- movement / indexing -------------------------------------------------------------------
+    OpInfo("reshape", lambda x: x.reshape(-1), lambda x: x.reshape(-1), REDUCE, torch=SAME),
+    OpInfo("permute", _rev, lambda x: x.transpose(), [((2, 3, 4),), ((),), ((0, 3),)],
+           torch=SAME),
+    OpInfo("expand", lambda x: x.expand(2, *x.shape), lambda x: np.broadcast_to(x, (2,) + x.shape),
+           REDUCE, torch=SAME),
+    OpInfo("cat", lambda x, y: jitgrad.cat([x, y], dim=0), lambda x, y: np.concatenate([x, y]),
+           [((2, 3), (1, 3)), ((0, 3), (2, 3)), ((2,), (3,))],
+           torch=lambda T: lambda x, y: T.cat([x, y], dim=0)),
+    OpInfo("stack", lambda x, y: jitgrad.stack([x, y], dim=0), lambda x, y: np.stack([x, y]),
+           [((2, 3), (2, 3)), ((), ()), ((0, 3), (0, 3))],
+           torch=lambda T: lambda x, y: T.stack([x, y], dim=0)),
+    OpInfo("getitem", lambda x: x[1:, ::2], lambda x: x[1:, ::2], [((3, 4),), ((2, 3, 4),),
+                                                                    ((0, 3),)], torch=SAME),
+    OpInfo("index_backward", lambda x: x[[0, 2, 0]], lambda x: x[[0, 2, 0]],
+           [((3, 4),), ((3,),)], torch=SAME,
+           notes="advanced getitem with a repeated index: backward scatter-adds (index_backward),"
+                 " double backward differentiates index_backward"),
+    OpInfo("setitem", _setitem, _setitem_ref, [((3, 4), (2, 2)), ((3, 4), (1, 2)), ((3, 4), ())],
+           torch=SAME),
+    OpInfo("matmul", jitgrad.matmul, np.matmul,
+           [((2, 3), (3, 4)), ((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 4)),
+            ((2, 2, 3), (3, 4)), ((0, 3), (3, 2))], torch=_t("matmul"), rtol=1e-9),
+    OpInfo("softmax", lambda x: jitgrad.softmax(x, -1), _softmax, REDUCE,
+           torch=lambda T: lambda x: T.softmax(x, -1)),
+    OpInfo("log_softmax", lambda x: jitgrad.log_softmax(x, -1), _log_softmax, REDUCE,
+           torch=lambda T: lambda x: T.log_softmax(x, -1)),
+    OpInfo("nll_loss", _nll, _nll_ref, [((3, 4),), ((4,),), ((2, 4, 2),)], torch=SAME),
+]
+
+OPINFOS: dict[str, OpInfo] = {r.name: r for r in _ROWS}
+
+
+def _v(name, of, op, ref, shapes, f32_samples=1, **kw):
+    return OpInfo(name, op, ref, shapes, variant_of=of, f32_samples=f32_samples, **kw)
+
+
+VARIANTS: list[OpInfo] = [
+    _v("sub_alpha", "sub", lambda x, y: jitgrad.sub(x, y, alpha=2), lambda x, y: x - 2 * y,
+       BINARY[:2], torch=lambda T: lambda x, y: T.sub(x, y, alpha=2)),
+    _v("div_scalar", "div", lambda x: x / 3.0, lambda x: x / 3.0, UNARY[:2], torch=SAME),
+    _v("rdiv_scalar", "div", lambda x: 3.0 / x, lambda x: 3.0 / x, UNARY[:2], domain=(0.5, 2.0),
+       torch=SAME),
+    _v("pow_scalar_exponent", "pow", lambda x: x ** 2.5, lambda x: x ** 2.5, UNARY,
+       domain=(0.5, 2.0), torch=SAME),
+    _v("pow_scalar_base", "pow", lambda x: 2.0 ** x, lambda x: 2.0 ** x, UNARY, torch=SAME),
+    _v("pow_2_is_square", "square", lambda x: x ** 2, lambda x: x ** 2, UNARY[:2], torch=SAME),
+    _v("clamp_scalars", "clamp", lambda x: x.clamp(-0.5, 0.5), lambda x: np.clip(x, -0.5, 0.5),
+       UNARY, torch=SAME),
+    _v("clamp_min_only", "clamp", lambda x: x.clamp(min=-0.5), lambda x: np.maximum(x, -0.5),
+       UNARY[:2], torch=SAME),
+    _v("where_scalar_other", "where", lambda c, x: jitgrad.where(c, x, 0.0),
+       lambda c, x: np.where(c, x, 0.0), [((3, 4), (3, 4)), ((3, 1), (1, 4))],
+       kinds=("bool", "float"), torch=lambda T: lambda c, x: T.where(c, x, 0.0)),
+    _v("maximum_ties", "maximum", jitgrad.maximum, np.maximum, [((3, 4), (3, 4))],
+       kinds=("discrete", "discrete"), numeric_grad=False, torch=_t("maximum"),
+       notes="ties split the gradient evenly, like torch"),
+    _v("minimum_ties", "minimum", jitgrad.minimum, np.minimum, [((3, 4), (3, 4))],
+       kinds=("discrete", "discrete"), numeric_grad=False, torch=_t("minimum")),
+    _v("gelu_tanh", "tanh", lambda x: F.gelu(x, approximate="tanh"),
+       lambda x: 0.5 * x * (1 + np.tanh(0.7978845608028654 * (x + 0.044715 * x ** 3))),
+       UNARY[:2], domain=(-3.0, 3.0),
+       torch=lambda T: lambda x: T.nn.functional.gelu(x, approximate="tanh")),
+    _v("mse_none", "mse", lambda x, y: F.mse_loss(x, y, reduction="none"),
+       lambda x, y: (x - y) ** 2, SAME_SHAPE,
+       torch=lambda T: lambda x, y: T.nn.functional.mse_loss(x, y, reduction="none")),
+    _v("bce_sum", "bce", lambda p, y: F.binary_cross_entropy(p, y, reduction="sum"),
+       lambda p, y: np.sum(_bce(p, y)), SAME_SHAPE[:2], domain=[(0.05, 0.95), (0.0, 1.0)],
+       torch=lambda T: lambda p, y: T.nn.functional.binary_cross_entropy(p, y, reduction="sum")),
+    _v("bce_with_logits_none", "bce_with_logits",
+       lambda z, y: F.binary_cross_entropy_with_logits(z, y, reduction="none"), _bce_wl,
+       SAME_SHAPE, domain=[(-30.0, 30.0), (0.0, 1.0)],
+       torch=lambda T: lambda z, y: T.nn.functional.binary_cross_entropy_with_logits(
+           z, y, reduction="none"), notes="large |z|: the rule must not overflow"),
+    _v("l1_loss", "abs", F.l1_loss, lambda x, y: np.mean(np.abs(x - y)), SAME_SHAPE[:2],
+       torch=_t("nn.functional.l1_loss")),
+    _v("sum_all", "sum", lambda x: x.sum(), np.sum, REDUCE, torch=SAME),
+    _v("sum_dims_keepdim", "sum", lambda x: x.sum(dim=(0, 2), keepdim=True),
+       lambda x: x.sum(axis=(0, 2), keepdims=True), [((2, 3, 2),)], torch=SAME),
+    _v("mean_all", "mean", lambda x: x.mean(), np.mean, REDUCE[:2], torch=SAME),
+    _v("prod_all_with_zeros", "prod_others", lambda x: x.prod(), np.prod,
+       [((3, 4),), ((2, 3),)], kinds=("discrete",), values=(0.0, 0.5, -1.5, 2.0, 1.0),
+       grad_order=1, torch=SAME),
+    _v("amin", "amax", lambda x: x.min(), np.min, [((3, 4),)], torch=SAME),
+    _v("amax_ties", "amax", lambda x: x.max(), np.max, [((3, 4),)], kinds=("discrete",),
+       values=(0.0, 1.0), numeric_grad=False, torch=SAME,
+       notes="the gradient is shared evenly among tied maxima, like torch"),
+    _v("min_dim_keepdim", "max_dim", lambda x: x.min(dim=0, keepdim=True).values,
+       lambda x: x.min(axis=0, keepdims=True), [((3, 4),)], torch=SAME),
+    _v("max_dim_indices", "max_dim", lambda x: x.max(dim=-1).indices,
+       lambda x: np.argmax(x, axis=-1), [((3, 4),), ((2, 3, 4),)], kinds=("discrete",),
+       values=(0.0, 1.0), grad_order=0, out_dtype="int64", torch=SAME,
+       notes="ties: the first index, like torch and NumPy"),
+    _v("std", "var", lambda x: x.std(dim=-1), lambda x: x.std(axis=-1, ddof=1), [((3, 4),)],
+       torch=SAME),
+    _v("var_all_biased", "var", lambda x: x.var(unbiased=False), np.var, [((3, 4),)],
+       torch=SAME),
+    _v("view", "reshape", lambda x: x.view(2, -1), lambda x: x.reshape(2, -1), [((3, 4),)],
+       torch=SAME),
+    _v("unsqueeze_squeeze", "reshape", lambda x: x.unsqueeze(0).squeeze(), lambda x: x,
+       [((3, 4),), ((),)], torch=SAME),
+    _v("flatten", "reshape", lambda x: x.flatten(1), lambda x: x.reshape(x.shape[0], -1),
+       [((2, 3, 2),)], torch=SAME),
+    _v("transpose", "permute", lambda x: x.transpose(0, 1), lambda x: np.swapaxes(x, 0, 1),
+       [((2, 3, 4),)], torch=SAME),
+    _v("expand_broadcast", "expand", lambda x: x.expand(3, -1, 4),
+       lambda x: np.broadcast_to(x, (3, 2, 4)), [((2, 1),)], torch=SAME),
+    _v("cat_dim1", "cat", lambda x, y: jitgrad.cat([x, y], dim=1),
+       lambda x, y: np.concatenate([x, y], 1), [((2, 3), (2, 1))],
+       torch=lambda T: lambda x, y: T.cat([x, y], dim=1)),
+    _v("stack_last", "stack", lambda x, y: jitgrad.stack([x, y], dim=-1),
+       lambda x, y: np.stack([x, y], -1), [((2, 3), (2, 3))],
+       torch=lambda T: lambda x, y: T.stack([x, y], dim=-1)),
+    _v("getitem_int", "getitem", lambda x: x[1], lambda x: x[1], [((3, 4),)], torch=SAME),
+    _v("getitem_none_ellipsis", "getitem", lambda x: x[None, ..., 0],
+       lambda x: x[None, ..., 0], [((3, 4),)], torch=SAME),
+    _v("getitem_mask", "index_backward", lambda x: x[x > 0], lambda x: x[x > 0], [((3, 4),)],
+       torch=SAME),
+    _v("softmax_dim0", "softmax", lambda x: jitgrad.softmax(x, 0), lambda x: _softmax(x, 0),
+       [((3, 4),)], torch=lambda T: lambda x: T.softmax(x, 0)),
+    _v("nll_loss_weighted_ignore", "nll_loss", _nll_weighted,
+       lambda x: _nll_ref(x, _NLL_W, ignore_index=2), [((3, 4),)], torch=SAME),
+    _v("cross_entropy", "nll_loss", _cross_entropy,
+       lambda x: _nll_ref(_log_softmax(x, 1)), [((3, 4),)], torch=SAME),
+]
+
+ALL_INFOS: list[OpInfo] = list(OPINFOS.values()) + VARIANTS
+
+
+def registry_names() -> set:
+    return set(ops.ELEMENTWISE) | set(ops.STRUCTURAL)
