@@ -185,11 +185,24 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
             accs.append(j)
     first = next(o for o, r in zip(outs, results) if r[0] == "full") if \
         any(r[0] == "full" for r in results) else None
+    blocked = ndim is None and accs
     if ndim is None:
         size = f"{first}.size" if first else \
             next(f"{ld.param}.size" for ld in loads if ld.kind == "a")
-        lines.append(f"{ind}for i in range({size}):")
-        depth, oix = 2, "i"
+        if blocked:
+            # sums: values go to a block buffer (the loop stays vectorisable), each block is
+            # added with several float64 lanes (block_sum) — no loop-carried dependency
+            for j in accs:
+                lines.append(f"{ind}buf{j} = np.empty(SUM_BLOCK, np.float64)")
+            lines.append(f"{ind}n_all = {size}")
+            lines.append(f"{ind}for i_blk in range(0, n_all, SUM_BLOCK):")
+            lines.append(f"{ind * 2}m_blk = min(SUM_BLOCK, n_all - i_blk)")
+            lines.append(f"{ind * 2}for j_blk in range(m_blk):")
+            lines.append(f"{ind * 3}i = i_blk + j_blk")
+            depth, oix = 3, "i"
+        else:
+            lines.append(f"{ind}for i in range({size}):")
+            depth, oix = 2, "i"
     elif ndim == 0:
         depth, oix = 1, "()"
     else:
@@ -205,10 +218,13 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
         if kind == "full":
             lines.append(pad + f"{outs[j]}[{oix}] = {var}")
         elif j in accs:
-            lines.append(pad + f"acc{j} += {var}")
+            lines.append(pad + (f"buf{j}[j_blk] = {var}" if blocked else f"acc{j} += {var}"))
         else:
             rix = ", ".join("0" if d in axes else f"i{d}" for d in range(ndim))
             lines.append(pad + f"{outs[j]}[{rix}] += {var}")
+    if blocked:
+        for j in accs:
+            lines.append(f"{ind * 2}acc{j} += block_sum(buf{j}, m_blk)")
     for j in accs:
         lines.append(f"{ind}{outs[j]}[0] = acc{j}")
     if ndim and first is None:  # no full output to take the iteration space from

@@ -73,6 +73,10 @@ def div(x, y, rounding_mode=None):
 
 def pow(x, y):
     x, y = _t(x), _t(y)
+    if isinstance(x, Tensor) and x._meta[1].kind in "iub" and \
+            ((isinstance(y, numbers.Integral) and y < 0) or
+             (isinstance(y, Tensor) and y._meta[1].kind in "iu" and bool((y._data < 0).any()))):
+        raise RuntimeError("Integers to negative integer powers are not allowed.")
     if isinstance(x, Tensor) and not isinstance(y, Tensor):
         if y == 2:
             return ew("square", x)
@@ -104,7 +108,16 @@ sigmoid = _unary("sigmoid")
 relu = _unary("relu")
 square = _unary("square")
 reciprocal = _unary("reciprocal")
-neg = _unary("neg")
+def neg(x):
+    x = _tt(x)
+    if x._meta[1].kind == "b":
+        raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. If you "
+                           "are trying to invert a mask, use the `~` or `logical_not()` operator "
+                           "instead.")
+    return ew("neg", x)
+
+
+
 negative = neg
 abs = _unary("abs")
 sign = _unary("sign")
@@ -199,7 +212,8 @@ def _dims(dim, ndim):
         if len(ds) != len(dim):
             raise RuntimeError(f"dim {tuple(dim)} appears multiple times in the list of dims")
         return ds if ndim else ()
-    return (_norm_dim(dim, ndim),) if ndim else ()
+    d = _norm_dim(dim, ndim)  # validates: a 0-d tensor accepts dim in [-1, 0] like torch
+    return (d,) if ndim else ()
 
 
 def _keep_shape(shape, axes):
@@ -460,12 +474,27 @@ def min(x, dim=None, keepdim=False, *, other=None):
     return _max_min("min", -1, x, dim, keepdim, other)
 
 
+def _amax_amin(x, dim, keepdim, fn):
+    """amax/amin over dims: like torch, the gradient is shared evenly among tied extremes."""
+    x = _tt(x)
+    if dim is None:
+        return fn(x)
+    axes = _dims(dim, x.ndim)
+    with grad_mode.no_grad():
+        v = x
+        for a in reversed(axes):
+            v = fn(v, a, keepdim=True).values
+        mask = eq(x, v).to(x.dtype)
+        count = sum(mask, axes, keepdim=keepdim)
+    return sum(x * mask, axes, keepdim=keepdim) / count
+
+
 def amax(x, dim=None, keepdim=False):
-    return max(x) if dim is None else max(x, dim, keepdim).values
+    return _amax_amin(x, dim, keepdim, max)
 
 
 def amin(x, dim=None, keepdim=False):
-    return min(x) if dim is None else min(x, dim, keepdim).values
+    return _amax_amin(x, dim, keepdim, min)
 
 
 def argmax(x, dim=None, keepdim=False):
@@ -540,7 +569,9 @@ class _Var(Function):
         x, = ctx.saved_tensors
         gk = g if ctx.keepdim else g.reshape(_keep_shape(ctx.shapes[0], ctx.axes))
         mu = mean(x, ctx.axes, keepdim=True)
-        return (gk * (2.0 / (ctx.n - ctx.correction)) * (x - mu),)
+        with np.errstate(divide="ignore"):
+            scale = np.float64(2.0) / np.float64(ctx.n - ctx.correction)  # inf/nan like torch
+        return (gk * float(scale) * (x - mu),)
 
 
 def _correction(unbiased, correction):
@@ -613,6 +644,10 @@ def _infer_shape(shape, numel):
 def _shape_args(shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    for s in shape:
+        if not isinstance(s, (int, np.integer)) or isinstance(s, bool):
+            raise TypeError(f"shape must be a sequence of ints, got {shape!r} ({type(s).__name__} "
+                            "element)")
     return tuple(int(s) for s in shape)
 
 
@@ -647,9 +682,9 @@ def view(x, *shape):
 def flatten(x, start_dim=0, end_dim=-1):
     x = _tt(x)
     nd = x.ndim
+    s, e = _norm_dim(start_dim, nd), _norm_dim(end_dim, nd)
     if nd == 0:
         return reshape(x, 1)
-    s, e = _norm_dim(start_dim, nd), _norm_dim(end_dim, nd)
     if s > e:
         raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
     shp = x._meta[0]
@@ -713,10 +748,10 @@ def permute(x, *dims, grad_fn=None):
 def transpose(x, dim0, dim1):
     x = _tt(x)
     nd = x.ndim
+    a, b = _norm_dim(dim0, nd), _norm_dim(dim1, nd)
     if nd == 0:
         return x
     perm = list(range(nd))
-    a, b = _norm_dim(dim0, nd), _norm_dim(dim1, nd)
     perm[a], perm[b] = perm[b], perm[a]
     return permute(x, perm, grad_fn="TransposeBackward0")
 
@@ -930,6 +965,8 @@ def _convert_index(idx, shape):
             advanced = True
         elif isinstance(i, (list, np.ndarray)):
             i = np.asarray(i)
+            if i.size == 0 and i.dtype.kind == "f":  # x[[]]: an empty integer index
+                i = i.astype(np.int64)
             if i.dtype.kind == "f":
                 raise IndexError("tensors used as indices must be long, int, byte or bool "
                                  "tensors")
@@ -1274,6 +1311,7 @@ def softmax(x, dim=None, dtype=None):
     elif x._meta[1].kind != "f":
         x = x.to(dtypes.get_default_dtype())
     if x.ndim == 0:
+        _norm_dim(0 if dim is None else dim, 0)
         return apply_fn(_Softmax, (x.reshape(1),), save=True, axis=0, log=False).reshape(())
     return apply_fn(_Softmax, (x,), axis=_softmax_dim(x, dim), log=False, save=True)
 
@@ -1285,6 +1323,7 @@ def log_softmax(x, dim=None, dtype=None):
     elif x._meta[1].kind != "f":
         x = x.to(dtypes.get_default_dtype())
     if x.ndim == 0:
+        _norm_dim(0 if dim is None else dim, 0)
         return apply_fn(_LogSoftmax, (x.reshape(1),), save=True, axis=0, log=True).reshape(())
     return apply_fn(_LogSoftmax, (x,), axis=_softmax_dim(x, dim), log=True, save=True)
 

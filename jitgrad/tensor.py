@@ -608,7 +608,7 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
     if reduce is not None:
         n_red = out.size
         s = cpu.reduce_sum(out, tuple(range(out.ndim)), out.dtype)
-        out = (s / n_red).astype(out.dtype) if reduce == "mean" else s
+        out = np.asarray(s / n_red, dtype=out.dtype) if reduce == "mean" else s
     res = Tensor._make(out)
     return _record_node(row, ops, res, full_out, None, out_shape, cdt, grad_fn, reduce)
 
@@ -725,6 +725,8 @@ def apply_fn(fn, inputs: tuple, grad_fn: str | None = None, view_of=None, save=F
     else:
         ctx.shapes = [t._data.shape for t in inputs]
         out = fn.forward(ctx, *[t._data for t in inputs], **params)
+        if type(out) is not np.ndarray:  # NumPy returns scalars for 0-d results
+            out = np.asarray(out)
         res = Tensor._make(out, base=view_of)
     if _STATE.enabled and fn.differentiable:
         for t in inputs:
@@ -843,6 +845,13 @@ def _has_float64_leaf(data):
 def _to_array(data):
     if isinstance(data, np.ndarray):
         return data
+    arr = _to_array_inner(data)
+    if arr.dtype == np.uint64 or arr.dtype == object:
+        raise RuntimeError("Overflow when unpacking long: integer values must fit in int64")
+    return arr
+
+
+def _to_array_inner(data):
     if isinstance(data, (list, tuple)):
         if any(isinstance(x, Tensor) for x in data):
             return np.stack([_to_array(x) for x in data]) if data else np.array([])
