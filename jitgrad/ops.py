@@ -68,28 +68,32 @@ _ew("rsub", 2, lambda m, x, y: y - x,  # scalar - tensor
 _ew("mul", 2, lambda m, x, y: x * y,
     [lambda m, x, y, out, g: g * y, lambda m, x, y, out, g: g * x], "MulBackward0")
 _ew("div", 2, lambda m, x, y: x / y,
-    [lambda m, x, y, out, g: g / y, lambda m, x, y, out, g: -g * x / (y * y)], "DivBackward0",
+    [lambda m, x, y, out, g: g / y, lambda m, x, y, out, g: -g * ((x / y) / y)], "DivBackward0",
     "float")
 # d/dx x**y is 0 where y == 0 (also at x == 0), and d/dy is 0 where x == 0 and y >= 0, like torch
 _ew("pow", 2, lambda m, x, y: x ** y,
     [lambda m, x, y, out, g: m.where(y == 0, 0, g * y * x ** (y - 1)),
      lambda m, x, y, out, g: m.where(m.and_(x == 0, y >= 0), 0, g * out * m.log(x))],
     "PowBackward1")
-_ew("maximum", 2, lambda m, x, y: m.maximum(x, y),  # ties split the gradient evenly, like torch
-    [lambda m, x, y, out, g: m.where(x > y, g, m.where(x == y, g * 0.5, 0)),
-     lambda m, x, y, out, g: m.where(y > x, g, m.where(x == y, g * 0.5, 0))], "MaximumBackward0")
+# ties split the gradient evenly; with a NaN both sides get it (torch's masked_fill formula)
+_ew("maximum", 2, lambda m, x, y: m.maximum(x, y),
+    [lambda m, x, y, out, g: m.where(x < y, 0, m.where(x == y, g * 0.5, g)),
+     lambda m, x, y, out, g: m.where(x > y, 0, m.where(x == y, g * 0.5, g))], "MaximumBackward0")
 _ew("minimum", 2, lambda m, x, y: m.minimum(x, y),
-    [lambda m, x, y, out, g: m.where(x < y, g, m.where(x == y, g * 0.5, 0)),
-     lambda m, x, y, out, g: m.where(y < x, g, m.where(x == y, g * 0.5, 0))], "MinimumBackward0")
+    [lambda m, x, y, out, g: m.where(x > y, 0, m.where(x == y, g * 0.5, g)),
+     lambda m, x, y, out, g: m.where(x < y, 0, m.where(x == y, g * 0.5, g))], "MinimumBackward0")
 _ew("neg", 1, lambda m, x: -x, [lambda m, x, out, g: -g], "NegBackward0")
-_ew("abs", 1, lambda m, x: m.abs(x), [lambda m, x, out, g: g * m.sign(x)], "AbsBackward0")
-_ew("sign", 1, lambda m, x: m.sign(x), [lambda m, x, out, g: 0], "SignBackward0")
+_ew("abs", 1, lambda m, x: m.abs(x),
+    [lambda m, x, out, g: m.where(x > 0, g, m.where(x < 0, -g, 0))], "AbsBackward0")
+# sign(NaN) = 0 and sign(-0.) = 0. like torch (np.sign would give nan / -0.)
+_ew("sign", 1, lambda m, x: m.where(x > 0, 1, m.where(x < 0, -1, 0)),
+    [lambda m, x, out, g: 0], "SignBackward0")
 _ew("square", 1, lambda m, x: x * x, [lambda m, x, out, g: g * 2 * x], "PowBackward0")
 _ew("reciprocal", 1, lambda m, x: 1 / x, [lambda m, x, out, g: -g * out * out],
     "ReciprocalBackward0", "float")
-# relu(NaN) = NaN like torch; subgradient 0 at x == 0
-_ew("relu", 1, lambda m, x: m.where(x <= 0, 0, x),
-    [lambda m, x, out, g: m.where(out > 0, g, 0)], "ReluBackward0")
+# relu(NaN) = NaN and relu(-0.) = -0. like torch; subgradient 0 at x == 0, 1 at NaN
+_ew("relu", 1, lambda m, x: m.where(x < 0, 0, x),
+    [lambda m, x, out, g: m.where(out <= 0, 0, g)], "ReluBackward0")
 _ew("clamp", 3, lambda m, x, lo, hi: m.where(x < lo, lo, m.where(x > hi, hi, x)),
     [lambda m, x, lo, hi, out, g: m.where(m.and_(x >= lo, x <= hi), g, 0),
      lambda m, x, lo, hi, out, g: m.where(x < lo, g, 0),

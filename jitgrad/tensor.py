@@ -391,7 +391,8 @@ class ElementwiseNode(Node):
         gd = g._data
         if self.reduce is not None:  # g is the gradient of sum/mean of the elementwise result
             if self.reduce == "mean":
-                gd = gd / self.n_red
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    gd = gd / self.n_red
             gd = np.asarray(gd, dtype=cdt.np).reshape(1)
             gkind = "s"
         else:
@@ -608,7 +609,11 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
     if reduce is not None:
         n_red = out.size
         s = cpu.reduce_sum(out, tuple(range(out.ndim)), out.dtype)
-        out = np.asarray(s / n_red, dtype=out.dtype) if reduce == "mean" else s
+        if reduce == "mean":
+            with np.errstate(invalid="ignore", divide="ignore"):  # empty: nan like torch
+                out = np.asarray(s / n_red, dtype=out.dtype)
+        else:
+            out = s
     res = Tensor._make(out)
     return _record_node(row, ops, res, full_out, None, out_shape, cdt, grad_fn, reduce)
 
