@@ -187,8 +187,9 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
         any(r[0] == "full" for r in results) else None
     blocked = ndim is None and accs
     if ndim is None:
+        array_loads = [ld for ld in loads if ld.kind == "a"]
         size = f"{first}.size" if first else \
-            next(f"{ld.param}.size" for ld in loads if ld.kind == "a")
+            (f"{array_loads[0].param}.size" if array_loads else "n_iter")
         if blocked:
             # sums: values go to a block buffer (the loop stays vectorisable), each block is
             # added with several float64 lanes (block_sum) — no loop-carried dependency
@@ -229,4 +230,6 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
         lines.append(f"{ind}{outs[j]}[0] = acc{j}")
     if ndim and first is None:  # no full output to take the iteration space from
         lines[0] = lines[0][:-2] + ", shape):"
+    elif ndim is None and "n_iter" in "\n".join(lines):  # only scalars: pass the loop length
+        lines[0] = lines[0][:-2] + ", n_iter):"
     return "\n".join(lines) + "\n"

@@ -416,8 +416,10 @@ class _Extreme(Function):
     @staticmethod
     def backward(ctx, g):
         x, = ctx.saved_tensors
-        mask = eq(x.detach(), Tensor._make(ctx.out)).to(g.dtype)
-        return (mask * (g / mask.sum()),)
+        xd, out = x._data, ctx.out
+        hit = (xd == out) | (np.isnan(xd) & np.isnan(out))  # NaN maxima share g like torch
+        mask = Tensor._make(hit.astype(xd.dtype))
+        return (mask * (g / float(hit.sum())),)
 
 
 @structural("max_dim", "MaxBackward0")

@@ -233,8 +233,11 @@ def _run_group(roots, space):
                                  else np.int64))
     if prod(space):
         _debug.COUNTERS["kernel_launches"] += 1
-        if not flat and nd and all(k != "full" for k, _, _ in plan.outs):
+        no_full = all(k != "full" for k, _, _ in plan.outs)
+        if not flat and nd and no_full:
             kern(*leaves, *outs, space)
+        elif flat and no_full and "a" not in kinds:  # only scalar leaves: pass the length
+            kern(*leaves, *outs, prod(space))
         else:
             kern(*leaves, *outs)
     for (kind, _, axes), r, o in zip(plan.outs, roots, outs):

@@ -94,10 +94,11 @@ _ew("reciprocal", 1, lambda m, x: 1 / x, [lambda m, x, out, g: -g * out * out],
 # relu(NaN) = NaN and relu(-0.) = -0. like torch; subgradient 0 at x == 0, 1 at NaN
 _ew("relu", 1, lambda m, x: m.where(x < 0, 0, x),
     [lambda m, x, out, g: m.where(out <= 0, 0, g)], "ReluBackward0")
-_ew("clamp", 3, lambda m, x, lo, hi: m.where(x < lo, lo, m.where(x > hi, hi, x)),
+# clamp = min(max(x, lo), hi) like torch: with lo > hi the result (and gradient) is hi's
+_ew("clamp", 3, lambda m, x, lo, hi: m.minimum(m.maximum(x, lo), hi),
     [lambda m, x, lo, hi, out, g: m.where(m.and_(x >= lo, x <= hi), g, 0),
-     lambda m, x, lo, hi, out, g: m.where(x < lo, g, 0),
-     lambda m, x, lo, hi, out, g: m.where(x > hi, g, 0)], "ClampBackward1")
+     lambda m, x, lo, hi, out, g: m.where(m.and_(x < lo, lo <= hi), g, 0),
+     lambda m, x, lo, hi, out, g: m.where(lo > hi, g, m.where(x > hi, g, 0))], "ClampBackward1")
 _ew("where", 3, lambda m, c, x, y: m.where(c, x, y),
     [None, lambda m, c, x, y, out, g: m.where(c, g, 0),
      lambda m, c, x, y, out, g: m.where(c, 0, g)], "WhereBackward0", bool_inputs=(0,))

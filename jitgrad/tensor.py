@@ -452,6 +452,7 @@ class ElementwiseNode(Node):
     def release(self):
         if self.saved_versions is not None or self.out_shadow is not None:
             self.released = True
+            self.saved_versions = None
             self.out_data = self.out_shadow = None
             self.operands = tuple(None if isinstance(o, Tensor) else o for o in self.operands)
 
@@ -714,6 +715,7 @@ class FunctionNode(Node):
     def release(self):
         if self.saved_versions is not None:
             self.released = True
+            self.saved_versions = None
             self.ctx = None
 
 

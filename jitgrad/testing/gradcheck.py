@@ -12,12 +12,17 @@ import warnings
 
 import numpy as np
 
-from .. import autograd
-from ..autograd import grad_mode
-from ..creation import from_numpy
-from ..tensor import Tensor
-
 __all__ = ["GradcheckError", "gradcheck", "gradgradcheck"]
+
+
+def _jg():
+    """(autograd, grad_mode, Tensor, from_numpy), imported lazily: jitgrad.autograd may import
+    this module while it is itself being imported."""
+    from .. import autograd
+    from ..autograd import grad_mode
+    from ..creation import from_numpy
+    from ..tensor import Tensor
+    return autograd, grad_mode, Tensor, from_numpy
 
 
 class GradcheckError(RuntimeError):
@@ -30,6 +35,7 @@ def _as_tuple(x):
 
 def _diff_outputs(outputs):
     """Floating-point Tensor outputs (the ones that have a derivative), in order."""
+    Tensor = _jg()[2]
     return [o for o in outputs if isinstance(o, Tensor) and o.is_floating_point()]
 
 
@@ -62,6 +68,7 @@ def _numerical_jacobian(func, inputs, k, eps):
 
 def _analytical_jacobians(func, inputs, diff_idx):
     """One (numel(input), n_out) matrix per differentiable input, by one-hot backward passes."""
+    autograd, grad_mode, _, from_numpy = _jg()
     with grad_mode.enable_grad():
         outs = _diff_outputs(_as_tuple(func(*inputs)))
     sizes = [o.numel() for o in outs]
@@ -108,6 +115,7 @@ def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=T
     ``|analytic - numerical| <= atol + rtol * |numerical|`` (torch's criterion). Returns True, or
     raises :class:`GradcheckError` naming the input index and the largest absolute difference
     (returns False instead when ``raise_exception=False``)."""
+    Tensor = _jg()[2]
     inputs = _as_tuple(inputs)
     diff_idx = [k for k, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
     if not diff_idx:
@@ -130,9 +138,10 @@ def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=T
             diff = np.where(np.isnan(diff), np.inf, diff)
             j, e = np.unravel_index(np.argmax(np.where(bad, diff, -1)), a.shape)
             return _fail(
-                f"Jacobian mismatch for output 0 with respect to input {k},\n"
+                f"Jacobian mismatch with respect to input {k},\n"
                 f"max abs difference {float(diff[bad].max()):.6g} at input element {j}, output "
-                f"element {e} (analytical {a[j, e]!r}, numerical {numerical[j, e]!r}).\n"
+                f"element {e} of the flattened outputs (analytical {float(a[j, e])!r}, numerical "
+                f"{float(numerical[j, e])!r}).\n"
                 f"numerical:{numerical}\nanalytical:{a}\n", raise_exception)
     if nondet_tol >= 0:  # reentrant: a second backward gives the same gradients
         again = _analytical_jacobians(func, inputs, diff_idx)
@@ -151,6 +160,7 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
     """Check second derivatives: ``gradcheck`` of ``(*inputs, *grad_outputs) -> grad(func(*inputs),
     inputs, grad_outputs, create_graph=True)``. ``grad_outputs`` default to random float64
     tensors (requires_grad) shaped like the differentiable outputs."""
+    autograd, grad_mode, Tensor, from_numpy = _jg()
     inputs = _as_tuple(inputs)
     diff_idx = [k for k, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
     if grad_outputs is None:

@@ -7,7 +7,7 @@ generated from it; :data:`VARIANTS` holds extra rows (other call paths of the sa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -357,6 +357,11 @@ VARIANTS: list[OpInfo] = [
     _v("pow_2_is_square", "square", lambda x: x ** 2, lambda x: x ** 2, UNARY[:2], torch=SAME),
     _v("clamp_scalars", "clamp", lambda x: x.clamp(-0.5, 0.5), lambda x: np.clip(x, -0.5, 0.5),
        UNARY, torch=SAME),
+    _v("clamp_min_above_max", "clamp", jitgrad.clamp,
+       lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi), [((3, 4), (3, 1), (1, 4)),
+                                                            ((3, 4), (), ())],
+       domain=[(-2.0, 2.0), (0.25, 1.0), (-1.0, -0.25)], torch=_t("clamp"),
+       notes="torch: where min > max, every element is max"),
     _v("clamp_min_only", "clamp", lambda x: x.clamp(min=-0.5), lambda x: np.maximum(x, -0.5),
        UNARY[:2], torch=SAME),
     _v("where_scalar_other", "where", lambda c, x: jitgrad.where(c, x, 0.0),
@@ -395,6 +400,9 @@ VARIANTS: list[OpInfo] = [
     _v("amax_ties", "amax", lambda x: x.max(), np.max, [((3, 4),)], kinds=("discrete",),
        values=(0.0, 1.0), numeric_grad=False, torch=SAME,
        notes="the gradient is shared evenly among tied maxima, like torch"),
+    _v("amax_nan", "amax", lambda x: x.max(), np.max, [((3, 4),)], kinds=("discrete",),
+       values=(np.nan, 0.0, 1.0), numeric_grad=False, torch=SAME,
+       notes="max is NaN; torch shares the gradient among the NaN elements"),
     _v("min_dim_keepdim", "max_dim", lambda x: x.min(dim=0, keepdim=True).values,
        lambda x: x.min(axis=0, keepdims=True), [((3, 4),)], torch=SAME),
     _v("max_dim_indices", "max_dim", lambda x: x.max(dim=-1).indices,
