@@ -55,6 +55,11 @@ def sub(x, y, alpha=1):
     if alpha != 1:
         y = mul(y, alpha)
     x, y = _t(x), _t(y)
+    if any(isinstance(o, Tensor) and o._meta[1].kind == "b" for o in (x, y)) or \
+            isinstance(x, bool) or isinstance(y, bool):
+        raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. "
+                           "If you are trying to invert a mask, use the `~` or `logical_not()` "
+                           "operator instead.")
     if not isinstance(x, Tensor):
         return apply_elementwise(_E["rsub"], (y, x))
     return ew("sub", x, y)
@@ -77,6 +82,9 @@ def pow(x, y):
             ((isinstance(y, numbers.Integral) and y < 0) or
              (isinstance(y, Tensor) and y._meta[1].kind in "iu" and bool((y._data < 0).any()))):
         raise RuntimeError("Integers to negative integer powers are not allowed.")
+    if isinstance(x, Tensor) and x._meta[1].kind == "b" and \
+            isinstance(y, numbers.Integral) and not isinstance(y, bool):
+        x = x.to(dtypes.int64)  # torch: bool ** int is int64
     if isinstance(x, Tensor) and not isinstance(y, Tensor):
         if y == 2:
             return ew("square", x)
@@ -418,7 +426,7 @@ class _Extreme(Function):
         x, = ctx.saved_tensors
         xd, out = x._data, ctx.out
         hit = (xd == out) | (np.isnan(xd) & np.isnan(out))  # NaN maxima share g like torch
-        mask = Tensor._make(hit.astype(xd.dtype))
+        mask = Tensor._make(np.asarray(hit, dtype=xd.dtype))
         return (mask * (g / float(hit.sum())),)
 
 

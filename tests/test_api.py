@@ -685,7 +685,7 @@ GRAD_FN_CASES = {
     "dot": lambda M, x, y: x[0] @ y[0], "idx_int": lambda M, x, y: x[0],
     "idx_slice": lambda M, x, y: x[1:], "idx_tensor": lambda M, x, y: x[M.tensor([0, 0])],
     "idx_mask": lambda M, x, y: x[x > 0], "softmax": lambda M, x, y: x.softmax(0),
-    "log_softmax": lambda M, x, y: x.log_softmax(0), "to64": lambda M, x, y: x.double(),
+    "log_softmax": lambda M, x, y: x.log_softmax(0), "to32": lambda M, x, y: x.float(),
     "bce_logits": lambda M, x, y: M.nn.functional.binary_cross_entropy_with_logits(
         x, y.detach()),
     "mse": lambda M, x, y: M.nn.functional.mse_loss(x, y),

@@ -567,11 +567,8 @@ def test_saved_tensors_released_after_backward():
 
 
 @pytest.mark.parametrize("op", ["sin", "matmul", "prod"])
-@pytest.mark.xfail(strict=True, reason="BUG: after backward (no retain_graph) nodes keep their "
-                                       "saved tensors alive through saved_versions "
-                                       "((version_cell, version, tensor) tuples), so activations "
-                                       "live as long as the output is referenced")
 def test_saved_intermediate_freed_after_backward_while_graph_alive(op):
+    # regression: saved_versions ((version_cell, version, tensor) tuples) kept activations alive
     x = jt(np.linspace(0.1, 1.0, 1000))
     a = x * 2.0
     arr = weakref.ref(a._data)        # the only other owner: b's node (b saves a)

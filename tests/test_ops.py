@@ -11,25 +11,9 @@ from jitgrad import autograd
 from jitgrad.testing import GradcheckError, gradcheck, gradgradcheck
 from jitgrad.testing.opinfo import ALL_INFOS, OPINFOS, VARIANTS, registry_names
 
-# (test, row name or param id) -> "BUG: ...": jitgrad bugs this table found that are not fixed
-# yet; their tests stay in the suite as strict xfails.
-_CLAMP_INVERTED = ("BUG: clamp(x, min, max) with min > max gives min where x < min; torch (and "
-                   "min(max(x, min), max)) gives max everywhere, and the gradient goes to max. "
-                   "The rows' VJPs also disagree with its own forward there (x < min and x > max: "
-                   "both min and max get g)")
-KNOWN_BUGS: dict = {
-    ("promotion", "sub-bool+pyint"): (
-        "BUG: bool_tensor - 2 computes; torch raises RuntimeError (subtraction with a bool tensor "
-        "is not supported)"),
-    ("promotion", "pow-bool+pyint"): (
-        "BUG: bool_tensor ** 2 is bool (routed to square, x * x); torch gives int64"),
-    ("torch", "amax_nan"): (
-        "BUG: x.max() / x.min() over an input containing NaN: every element's gradient is NaN "
-        "(mask x == out is all False, g / mask.sum() = g / 0); torch shares g among the NaNs"),
-    ("forward", "clamp_min_above_max"): _CLAMP_INVERTED,
-    ("grad", "clamp_min_above_max"): _CLAMP_INVERTED,
-    ("torch", "clamp_min_above_max"): _CLAMP_INVERTED,
-}
+# (test, row name or param id) -> "BUG: ...": jitgrad bugs this table finds that are not fixed
+# yet; their tests stay in the suite as strict xfails (none open right now).
+KNOWN_BUGS: dict = {}
 
 
 def _params(test, cases):
