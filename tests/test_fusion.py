@@ -402,6 +402,37 @@ def test_long_chain_crosses_group_limit(monkeypatch):
     np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.xfail(strict=True, reason="BUG (perf): the fused backward of a k-op chain "
+                   "recomputes the forward from the last realised tensor in every backward "
+                   "group, so the rows evaluated grow ~k^2 (up to MAX_GROUP per step): W5 "
+                   "k=100 fused is ~6x slower than eager, k=1000 ~25x")
+def test_chain_backward_work_is_linear(monkeypatch):
+    """Timing-free: count the rows every fused kernel evaluates for fwd+bwd of a k-op chain;
+    doubling k should about double them."""
+    rows = []
+    init = lazy._Plan.__init__
+
+    def counting_init(self, roots, space):
+        init(self, roots, space)
+        rows.append(len(self.nodes))
+
+    monkeypatch.setattr(lazy._Plan, "__init__", counting_init)
+
+    def total_rows(k):
+        rows.clear()
+        x = jg.tensor(np.linspace(-1, 1, 5), requires_grad=True)
+        y = x
+        for i in range(k):
+            y = y * 1.01 if i % 2 == 0 else jg.sin(y)
+        loss = y.sum()
+        loss.backward()
+        loss.item()
+        return sum(rows)
+
+    r48, r96 = total_rows(48), total_rows(96)
+    assert r96 <= 2.5 * r48, f"rows evaluated: k=48 -> {r48}, k=96 -> {r96}"
+
+
 def test_partial_sum_and_mean_folded():
     a = np.arange(12.0).reshape(3, 4) / 7
 

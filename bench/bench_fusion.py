@@ -1,0 +1,395 @@
+"""Lazy-fusion benchmarks: jitgrad with fusion on vs jitgrad eager, torch eager, torch.compile,
+jax.jit and hand-written NumPy.
+
+Groups
+* ``fusion-w1-float32`` / ``fusion-w1-float64`` -- W1 forward+backward+``loss.item()``:
+  ``y = tanh(a*x+b) * exp(-x*x) / (1 + x*x) + sin(x) * sigmoid(x); y.sum().backward()``
+  with x (N,) and 0-d a, b requiring grad; N = 1e3, 1e5, 1e6 (1e7 only without --quick;
+  ids ``N1e3`` ... ``N1e7``, so ``-k "not N1e7"`` leaves it out).
+* ``fusion-w5`` -- a chain of k = 1, 10, 100, 1000 ops alternating ``y * 1.01`` and ``sin(y)``
+  on x float32 (1e5,), then ``.sum().backward()`` (``ops=k``: the summary prints time per op).
+* ``fusion-compile`` -- W1 float32[1e3] first call (trace + compile + run) in a fresh process:
+  jitgrad with an empty kernel cache, jitgrad with a warm disk cache, torch.compile with its
+  caches disabled, jax.jit. The timed quantity is the whole subprocess (imports included); the
+  first call alone is ``extra_info["in_process_s"]`` (printed by the summary).
+
+Peers: ``jitgrad`` is jitgrad with fusion on (the reference every ratio is taken to),
+``jitgrad_eager`` the same code with fusion off. Every W1/W5 benchmark also records its first
+call in this process as ``extra_info["first_call_s"]`` (compile, or loading compiled code from a
+disk/in-memory cache when an earlier benchmark already built it).
+
+torch runs with ``torch.set_num_threads(1)`` by default, like jitgrad's serial kernels and NumPy
+(its intra-op pool is very slow on a loaded machine); ``JITGRAD_BENCH_TORCH_THREADS=n`` changes
+that. Values of every peer are checked against jitgrad's outside the timed part; no benchmark
+asserts on time.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import types
+
+import numpy as np
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+W1_SIZES = [10**3, 10**5, 10**6, 10**7]
+W5_N = 10**5
+W5_KS = [1, 10, 100, 1000]
+W1_PEERS = ["jitgrad", "jitgrad_eager", "torch", "torch_compile", "jax", "numpy"]
+W5_PEERS = ["jitgrad", "jitgrad_eager", "torch", "torch_compile"]
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _jitgrad():
+    try:
+        import jitgrad
+    except ImportError as e:  # a real failure, not a skip: jitgrad is what we measure
+        pytest.fail(f"cannot import jitgrad: {e!r}")
+    return jitgrad
+
+
+def _torch():
+    return pytest.importorskip("torch", reason="torch not installed (pip install -e '.[bench]')")
+
+
+def _jax():
+    return pytest.importorskip("jax", reason="jax not installed (pip install jax jaxlib)")
+
+
+@contextlib.contextmanager
+def _fusion(flag: bool):
+    from jitgrad import lazy
+    prev = lazy.is_fusion_enabled()
+    lazy.set_fusion(flag)
+    try:
+        yield
+    finally:
+        lazy.set_fusion(prev)
+
+
+@contextlib.contextmanager
+def _torch_threads(benchmark):
+    torch = _torch()
+    prev = torch.get_num_threads()
+    n = int(os.environ.get("JITGRAD_BENCH_TORCH_THREADS", "1"))
+    torch.set_num_threads(n)
+    benchmark.extra_info["torch_threads"] = n
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
+@contextlib.contextmanager
+def _peer_context(peer, benchmark, dtype=None):
+    """Global state a peer runs under: fusion on/off, torch threads, jax x64."""
+    with contextlib.ExitStack() as st:
+        if peer.startswith("jitgrad"):
+            st.enter_context(_fusion(peer == "jitgrad"))
+        elif peer.startswith("torch"):
+            st.enter_context(_torch_threads(benchmark))
+        elif peer == "jax":
+            st.enter_context(_jax().enable_x64(dtype == "float64"))
+        yield
+
+
+def _np(t):
+    if hasattr(t, "detach"):
+        t = t.detach()
+    return np.asarray(t.numpy() if hasattr(t, "numpy") else t)
+
+
+def _first_call(benchmark, fn):
+    t0 = time.perf_counter()
+    out = fn()
+    benchmark.extra_info["first_call_s"] = time.perf_counter() - t0
+    return out
+
+
+def _tol(dtype, n):
+    """(rtol, atol) for a sum of n terms of size ~1 accumulated in different orders."""
+    eps = np.finfo(dtype).eps
+    return 1e3 * eps, 10 * eps * n
+
+
+def _nid(n):
+    return f"N1e{int(round(np.log10(n)))}"
+
+
+# --------------------------------------------------------------------------- W1
+
+def _w1(lib, x, a, b):
+    y = lib.tanh(a * x + b) * lib.exp(-x * x) / (1 + x * x) + lib.sin(x) * lib.sigmoid(x)
+    return y.sum()
+
+
+def _w1_inputs(dtype, n):
+    x = np.random.default_rng(0).uniform(-3, 3, n).astype(dtype)
+    return x, np.array(0.7, dtype), np.array(-0.3, dtype)
+
+
+def _w1_numpy(x, a, b):
+    """Hand-written forward + backward (loss, dL/da, dL/db), in the inputs' dtype."""
+    one = x.dtype.type(1)
+    xx = x * x
+    t = np.tanh(a * x + b)
+    e = np.exp(-xx)
+    r = one / (one + xx)
+    y = t * e * r + np.sin(x) * (one / (one + np.exp(-x)))
+    du = (one - t * t) * e * r  # dL/du, u = a*x + b
+    return y.sum(), (du * x).sum(), du.sum()
+
+
+def _w1_step(peer, dtype, n):
+    """(step, result): step() runs one forward+backward; result() -> (loss, ga, gb)."""
+    xv, av, bv = _w1_inputs(dtype, n)
+    if peer in ("jitgrad", "jitgrad_eager", "torch", "torch_compile"):
+        lib = _jitgrad() if peer.startswith("jitgrad") else _torch()
+        x = lib.tensor(xv)
+        a = lib.tensor(av, requires_grad=True)
+        b = lib.tensor(bv, requires_grad=True)
+        if peer == "torch_compile":
+            import torch._dynamo
+            torch._dynamo.reset()
+            f = lib.compile(functools.partial(_w1, lib))
+        else:
+            f = functools.partial(_w1, lib)
+
+        def step():
+            a.grad = None
+            b.grad = None
+            loss = f(x, a, b)
+            loss.backward()
+            return loss.item()
+
+        def result():
+            return step(), _np(a.grad), _np(b.grad)
+
+        return step, result
+    if peer == "jax":
+        jax = _jax()
+        import jax.numpy as jnp
+
+        jns = types.SimpleNamespace(tanh=jnp.tanh, exp=jnp.exp, sin=jnp.sin,
+                                    sigmoid=jax.nn.sigmoid)
+        vg = jax.jit(jax.value_and_grad(functools.partial(_w1, jns), argnums=(1, 2)))
+        x, a, b = jnp.asarray(xv), jnp.asarray(av), jnp.asarray(bv)
+
+        def step():
+            return jax.block_until_ready(vg(x, a, b))
+
+        def result():
+            loss, (ga, gb) = step()
+            return float(loss), np.asarray(ga), np.asarray(gb)
+
+        return step, result
+    assert peer == "numpy"
+
+    def step():
+        return _w1_numpy(xv, av, bv)
+
+    return step, step
+
+
+@functools.lru_cache(maxsize=None)
+def _w1_reference(dtype, n):
+    _, result = _w1_step("jitgrad", dtype, n)
+    with _fusion(True):
+        return result()
+
+
+@pytest.mark.parametrize("peer", W1_PEERS)
+@pytest.mark.parametrize("n", W1_SIZES, ids=_nid)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def bench_w1(benchmark, dtype, n, peer, quick, assert_close):
+    if quick and n > 10**6:
+        pytest.skip("N=1e7 runs only without --quick")
+    benchmark.group = f"fusion-w1-{dtype}"
+    benchmark.extra_info.update(peer=peer, case=f"W1 fwd+bwd {dtype}[{_nid(n)}]")
+    want = _w1_reference(dtype, n)
+    with _peer_context(peer, benchmark, dtype):
+        step, result = _w1_step(peer, dtype, n)
+        try:
+            _first_call(benchmark, step)
+        except Exception as e:  # noqa: BLE001
+            if peer == "torch_compile":
+                pytest.skip(f"torch.compile failed: {type(e).__name__}: {e}"[:500])
+            raise
+        got = result()  # correctness outside the timed part
+        rtol, atol = _tol(dtype, n)
+        for name, g, w in zip(("loss", "dL/da", "dL/db"), got, want):
+            if name != "loss":  # loss comes back as a Python float from .item()
+                assert np.asarray(g).dtype == np.dtype(dtype), f"{peer} {name} dtype"
+            assert_close(f"{peer} {name}", g, w, rtol=rtol, atol=atol)
+        benchmark(step)
+
+
+# --------------------------------------------------------------------------- W5
+
+def _chain(lib, x, k):
+    y = x
+    for i in range(k):
+        y = y * 1.01 if i % 2 == 0 else lib.sin(y)
+    return y.sum()
+
+
+def _w5_step(peer, k):
+    xv = np.linspace(-1, 1, W5_N).astype(np.float32)
+    lib = _jitgrad() if peer.startswith("jitgrad") else _torch()
+    x = lib.tensor(xv, requires_grad=True)
+    f = functools.partial(_chain, lib, k=k)
+    if peer == "torch_compile":
+        import torch._dynamo
+        torch._dynamo.reset()
+        f = lib.compile(f)
+
+    def step():
+        x.grad = None
+        loss = f(x)
+        loss.backward()
+        return loss.item()
+
+    def result():
+        return step(), _np(x.grad)
+
+    return step, result
+
+
+_W5_REF: dict = {}
+
+
+def _w5_reference(k):
+    if k not in _W5_REF:
+        _, result = _w5_step("jitgrad", k)
+        with _fusion(True):
+            _W5_REF[k] = result()
+    return _W5_REF[k]
+
+
+@pytest.mark.benchmark(group="fusion-w5")
+@pytest.mark.parametrize("peer", W5_PEERS)
+@pytest.mark.parametrize("k", W5_KS)
+def bench_w5_chain(benchmark, k, peer, quick, pedantic_kwargs, assert_close):
+    benchmark.extra_info.update(peer=peer, case=f"chain k={k} f32[1e5]", ops=k)
+    with _peer_context(peer, benchmark):
+        step, result = _w5_step(peer, k)
+        try:
+            _first_call(benchmark, step)
+        except Exception as e:  # noqa: BLE001
+            if peer == "torch_compile":
+                pytest.skip(f"torch.compile failed: {type(e).__name__}: {e}"[:500])
+            raise
+        got = result()
+        if peer == "jitgrad":
+            _W5_REF.setdefault(k, got)
+    want = _w5_reference(k)
+    assert_close(f"{peer} loss", got[0], want[0], rtol=1e-4, atol=10 * 1.2e-7 * W5_N)
+    assert_close(f"{peer} x.grad", got[1], want[1], rtol=1e-4, atol=1e-5)
+    with _peer_context(peer, benchmark):
+        if k >= 100:  # up to seconds per call: a few fixed rounds
+            kw = dict(pedantic_kwargs, warmup_rounds=0)
+            if not quick:
+                kw["rounds"] = 5 if k <= 100 else 3
+            benchmark.pedantic(step, **kw)
+        else:
+            benchmark(step)
+
+
+# --------------------------------------------------------------------------- compile
+
+_COMPILE_CHILD = textwrap.dedent("""
+    import sys, time, json
+    import numpy as np
+    peer = sys.argv[1]
+    x = np.random.default_rng(0).uniform(-3, 3, 1000).astype(np.float32)
+    av, bv = np.float32(0.7), np.float32(-0.3)
+    if peer.startswith("jitgrad"):
+        import jitgrad as L
+        L.lazy.set_fusion(True)
+    elif peer == "torch_compile":
+        import torch as L
+        import torch._inductor.config
+        L.set_num_threads(1)
+        L._inductor.config.force_disable_caches = True
+    else:
+        import types, jax, jax.numpy as jnp
+        jns = types.SimpleNamespace(tanh=jnp.tanh, exp=jnp.exp, sin=jnp.sin,
+                                    sigmoid=jax.nn.sigmoid)
+    def w1(lib, x, a, b):
+        y = lib.tanh(a * x + b) * lib.exp(-x * x) / (1 + x * x) + lib.sin(x) * lib.sigmoid(x)
+        return y.sum()
+    t0 = time.perf_counter()
+    if peer == "jax":
+        vg = jax.jit(jax.value_and_grad(lambda x, a, b: w1(jns, x, a, b), argnums=(1, 2)))
+        loss, (ga, gb) = jax.block_until_ready(vg(jnp.asarray(x), jnp.asarray(av),
+                                                  jnp.asarray(bv)))
+        res = [float(loss), float(ga), float(gb)]
+    else:
+        f = (lambda *a: w1(L, *a)) if peer.startswith("jitgrad") else L.compile(
+            lambda *a: w1(L, *a))
+        a = L.tensor(av, requires_grad=True)
+        b = L.tensor(bv, requires_grad=True)
+        loss = f(L.tensor(x), a, b)
+        loss.backward()
+        res = [loss.item(), a.grad.item(), b.grad.item()]
+    print(json.dumps(dict(first_call_s=time.perf_counter() - t0, res=res)))
+""")
+
+
+def _compile_env(cache_dir):
+    env = dict(os.environ)
+    env.pop("JITGRAD_CACHE", None)
+    env["JITGRAD_CACHE_DIR"] = cache_dir
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _run_compile_child(peer, cache_dir):
+    out = subprocess.run([sys.executable, "-c", _COMPILE_CHILD, peer], cwd=REPO_ROOT,
+                         env=_compile_env(cache_dir), capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.benchmark(group="fusion-compile")
+@pytest.mark.parametrize("peer", ["jitgrad", "jitgrad_diskcache", "torch_compile", "jax"])
+def bench_compile_first_call(benchmark, peer, quick, tmp_path, assert_close):
+    """First call of W1 float32[1e3] in a fresh process (compile + run)."""
+    benchmark.extra_info.update(peer=peer, case="W1 f32[1e3] first call, fresh process")
+    if peer == "torch_compile":
+        _torch()
+    elif peer == "jax":
+        _jax()
+    warm = str(tmp_path / "warm")
+    if peer == "jitgrad_diskcache":
+        _run_compile_child(peer, warm)  # fill the cache (untimed)
+    firsts, results = [], []
+
+    def run():
+        # jitgrad: a new empty kernel cache each round; diskcache: the warm one
+        d = warm if peer == "jitgrad_diskcache" else tempfile.mkdtemp(dir=tmp_path)
+        try:
+            r = _run_compile_child(peer, d)
+        except RuntimeError as e:
+            if peer == "torch_compile":
+                pytest.skip(f"torch.compile failed in a fresh process: {e}"[:500])
+            raise
+        firsts.append(r["first_call_s"])
+        results.append(r["res"])
+
+    benchmark.pedantic(run, rounds=1 if quick else 3, iterations=1, warmup_rounds=0)
+    benchmark.extra_info["in_process_s"] = min(firsts)
+    want = [float(np.asarray(v)) for v in _w1_reference("float32", 1000)]
+    for r in results:
+        assert_close(f"{peer} loss/ga/gb", r, want, rtol=1e-4, atol=1e-3)
