@@ -297,7 +297,8 @@ _PHASES = [Phase.explicit, Phase.reuse, Phase.generate] + (
     [Phase.shrink] if os.environ.get("JITGRAD_TEST_SHRINK") == "1" else [])
 
 
-@settings(max_examples=int(os.environ.get("JITGRAD_TEST_DAG_EXAMPLES", "40")), deadline=None, derandomize=True, phases=_PHASES,
+@settings(max_examples=int(os.environ.get("JITGRAD_TEST_DAG_EXAMPLES", "40")), deadline=None,
+          derandomize=True, phases=_PHASES,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                  HealthCheck.data_too_large])
 @given(dags())
