@@ -14,7 +14,6 @@ Each benchmark checks its values against a reference outside the timed part
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import subprocess
@@ -24,102 +23,25 @@ import numpy as np
 import pytest
 from numba import njit
 
+from bench import workloads as W
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # --------------------------------------------------------------------------- helpers
 
-def _import_jitgrad():
-    try:
-        import jitgrad
-    except ImportError as e:  # a real failure, not a skip: jitgrad is what we measure
-        pytest.fail(f"cannot import jitgrad: {e!r}")
-    return jitgrad
-
-
-def _import_torch():
-    return pytest.importorskip("torch", reason="torch not installed (pip install -e '.[bench]')")
-
-
-def _import_jax():
-    jax = pytest.importorskip("jax", reason="jax not installed (pip install jax jaxlib)")
-    return jax
-
-
 def _lib(peer):
-    return _import_jitgrad() if peer == "jitgrad" else _import_torch()
+    return W.import_jitgrad() if peer == "jitgrad" else W.import_torch()
 
 
 def _note_threads(benchmark, peer):
     # torch's intra-op pool (default: one thread per core) stalls for milliseconds
     # when the machine is loaded, even on 5-element tensors; record it with the result.
     if peer == "torch":
-        benchmark.extra_info["torch_threads"] = _import_torch().get_num_threads()
-
-
-def _np(t):
-    """Tensor (jitgrad or torch) -> numpy array."""
-    if hasattr(t, "detach"):
-        t = t.detach()
-    return np.asarray(t.numpy())
+        benchmark.extra_info["torch_threads"] = W.import_torch().get_num_threads()
 
 
 # --------------------------------------------------------------------------- tutorial
-
-N_IN, N_OUT = 5, 3
-
-
-def _tutorial_inputs():
-    rng = np.random.default_rng(0)
-    w = rng.standard_normal((N_IN, N_OUT)).astype(np.float32)
-    b = rng.standard_normal(N_OUT).astype(np.float32)
-    x = np.ones(N_IN, dtype=np.float32)
-    y = np.zeros(N_OUT, dtype=np.float32)
-    return x, y, w, b
-
-
-def _tutorial_numpy_reference(x, y, w, b):
-    """loss, dL/dw, dL/db in float64: mean BCE-with-logits of z = x @ w + b."""
-    x, y, w, b = (a.astype(np.float64) for a in (x, y, w, b))
-    z = x @ w + b
-    loss = np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
-    dz = (1.0 / (1.0 + np.exp(-z)) - y) / z.size
-    return loss, np.outer(x, dz), dz
-
-
-def _tutorial_reference():
-    x, y, w, b = _tutorial_inputs()
-    if importlib.util.find_spec("torch") is None:
-        return _tutorial_numpy_reference(x, y, w, b)
-    import torch
-    wt = torch.tensor(w, requires_grad=True)
-    bt = torch.tensor(b, requires_grad=True)
-    z = torch.matmul(torch.tensor(x), wt) + bt
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(z, torch.tensor(y))
-    loss.backward()
-    return loss.item(), wt.grad.numpy(), bt.grad.numpy()
-
-
-def _tutorial_eager_step(lib, w, b):
-    """The tutorial verbatim with ``torch`` replaced by ``lib``."""
-    bce = lib.nn.functional.binary_cross_entropy_with_logits
-
-    def step():
-        w.grad = None
-        b.grad = None
-        x = lib.ones(5)
-        y = lib.zeros(3)
-        z = lib.matmul(x, w) + b
-        loss = bce(z, y)
-        loss.backward()
-        return loss
-
-    def result():
-        loss = step()
-        return loss.item(), _np(w.grad), _np(b.grad)
-
-    return step, result
-
 
 @njit(error_model="numpy", cache=False)
 def _tutorial_floor(x, w, b, y, gw, gb):
@@ -144,7 +66,7 @@ def _tutorial_floor(x, w, b, y, gw, gb):
 
 
 def _tutorial_floor_step():
-    x, y, w, b = _tutorial_inputs()
+    x, y, w, b = W.tutorial_inputs()
     gw = np.empty_like(w)
     gb = np.empty_like(b)
 
@@ -158,27 +80,6 @@ def _tutorial_floor_step():
     return step, result
 
 
-def _tutorial_jax_step():
-    jax = _import_jax()
-    import jax.numpy as jnp
-
-    def loss_fn(w, b, x, y):
-        z = jnp.matmul(x, w) + b
-        return jnp.mean(jnp.maximum(z, 0) - z * y + jnp.log1p(jnp.exp(-jnp.abs(z))))
-
-    vg = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1)))
-    x, y, w, b = (jnp.asarray(a) for a in _tutorial_inputs())
-
-    def step():
-        return jax.block_until_ready(vg(w, b, x, y))
-
-    def result():
-        loss, (gw, gb) = step()
-        return float(loss), np.asarray(gw), np.asarray(gb)
-
-    return step, result
-
-
 @pytest.mark.benchmark(group="tutorial")
 @pytest.mark.parametrize("peer", ["jitgrad", "torch", "jax", "njit_floor"])
 def bench_tutorial(benchmark, peer, assert_close):
@@ -186,16 +87,16 @@ def bench_tutorial(benchmark, peer, assert_close):
     _note_threads(benchmark, peer)
     if peer in ("jitgrad", "torch"):
         lib = _lib(peer)
-        _, _, w, b = _tutorial_inputs()
-        step, result = _tutorial_eager_step(
+        _, _, w, b = W.tutorial_inputs()
+        step, result = W.tutorial_eager_step(
             lib, lib.tensor(w, requires_grad=True), lib.tensor(b, requires_grad=True))
     elif peer == "jax":
-        step, result = _tutorial_jax_step()
+        step, result = W.tutorial_jax_step(W.import_jax())
     else:
         step, result = _tutorial_floor_step()
 
     # Correctness outside the timed part (this also warms up any JIT).
-    want = _tutorial_reference()
+    want = W.tutorial_reference()
     for _ in range(2):
         got = result()
     for name, g, r in zip(("loss", "w.grad", "b.grad"), got, want):
@@ -242,7 +143,7 @@ def _perop_result(peer, op, n):
     x = lib.tensor(_perop_input(), requires_grad=True)
     step = _perop_step(lib, op, n, x)
     step()
-    return step, _np(x.grad)
+    return step, W.to_numpy(x.grad)
 
 
 @pytest.mark.benchmark(group="per-op")
@@ -254,7 +155,7 @@ def bench_per_op(benchmark, op, n, peer, assert_close):
     _note_threads(benchmark, peer)
     step, got = _perop_result(peer, op, n)
     step()  # warm
-    if importlib.util.find_spec("torch") is not None and peer != "torch":
+    if W.has("torch") and peer != "torch":
         _, want = _perop_result("torch", op, n)
         assert_close(f"{peer} {op} x{n} grad", got, want)
     benchmark(step)
@@ -277,8 +178,8 @@ def _subprocess_env():
 def bench_import(benchmark, peer, pedantic_kwargs):
     benchmark.extra_info.update(peer=peer, case="import (fresh process)")
     if peer == "jitgrad":
-        _import_jitgrad()
-    elif peer != "python" and importlib.util.find_spec(peer) is None:
+        W.import_jitgrad()
+    elif peer != "python" and not W.has(peer):
         pytest.skip(f"{peer} not installed")
     code = "pass" if peer == "python" else _IMPORT_STMT.format(mod=peer)
     cmd = [sys.executable, "-c", code]

@@ -41,6 +41,8 @@ import types
 import numpy as np
 import pytest
 
+from bench import workloads as W
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 W1_SIZES = [10**3, 10**5, 10**6, 10**7]
@@ -52,20 +54,10 @@ W5_PEERS = ["jitgrad", "jitgrad_eager", "torch", "torch_compile"]
 
 # --------------------------------------------------------------------------- helpers
 
-def _jitgrad():
-    try:
-        import jitgrad
-    except ImportError as e:  # a real failure, not a skip: jitgrad is what we measure
-        pytest.fail(f"cannot import jitgrad: {e!r}")
-    return jitgrad
-
-
-def _torch():
-    return pytest.importorskip("torch", reason="torch not installed (pip install -e '.[bench]')")
-
-
-def _jax():
-    return pytest.importorskip("jax", reason="jax not installed (pip install jax jaxlib)")
+_jitgrad = W.import_jitgrad
+_torch = W.import_torch
+_jax = W.import_jax
+_np = W.to_numpy
 
 
 @contextlib.contextmanager
@@ -105,12 +97,6 @@ def _peer_context(peer, benchmark, dtype=None):
         yield
 
 
-def _np(t):
-    if hasattr(t, "detach"):
-        t = t.detach()
-    return np.asarray(t.numpy() if hasattr(t, "numpy") else t)
-
-
 def _first_call(benchmark, fn):
     """Time the first call in this process; for jitgrad also record how many kernels it had to
     build (0: an earlier benchmark already built them; loads from the disk cache count too)."""
@@ -121,6 +107,16 @@ def _first_call(benchmark, fn):
     benchmark.extra_info["first_call_s"] = time.perf_counter() - t0
     benchmark.extra_info["first_call_kernels_built"] = _debug.COUNTERS["kernels_built"] - built
     return out
+
+
+def _first_call_or_skip(benchmark, peer, step):
+    """``_first_call``; a torch.compile failure skips the benchmark with its message."""
+    try:
+        return _first_call(benchmark, step)
+    except Exception as e:  # noqa: BLE001
+        if peer == "torch_compile":
+            pytest.skip(f"torch.compile failed: {type(e).__name__}: {e}"[:500])
+        raise
 
 
 def _tol(dtype, n):
@@ -135,26 +131,9 @@ def _nid(n):
 
 # --------------------------------------------------------------------------- W1
 
-def _w1(lib, x, a, b):
-    y = lib.tanh(a * x + b) * lib.exp(-x * x) / (1 + x * x) + lib.sin(x) * lib.sigmoid(x)
-    return y.sum()
-
-
-def _w1_inputs(dtype, n):
-    x = np.random.default_rng(0).uniform(-3, 3, n).astype(dtype)
-    return x, np.array(0.7, dtype), np.array(-0.3, dtype)
-
-
-def _w1_numpy(x, a, b):
-    """Hand-written forward + backward (loss, dL/da, dL/db), in the inputs' dtype."""
-    one = x.dtype.type(1)
-    xx = x * x
-    t = np.tanh(a * x + b)
-    e = np.exp(-xx)
-    r = one / (one + xx)
-    y = t * e * r + np.sin(x) * (one / (one + np.exp(-x)))
-    du = (one - t * t) * e * r  # dL/du, u = a*x + b
-    return y.sum(), (du * x).sum(), du.sum()
+_w1 = W.w1
+_w1_inputs = W.w1_inputs
+_w1_numpy = W.w1_numpy
 
 
 def _w1_step(peer, dtype, n):
@@ -223,14 +202,11 @@ def bench_w1(benchmark, dtype, n, peer, quick, assert_close):
         pytest.skip("N=1e7 runs only without --quick")
     benchmark.group = f"fusion-w1-{dtype}"
     benchmark.extra_info.update(peer=peer, case=f"W1 fwd+bwd {dtype}[{_nid(n)}]")
+    # for the report: size, and the least memory traffic possible (one read of x)
+    benchmark.extra_info.update(n=n, bytes=n * np.dtype(dtype).itemsize)
     with _peer_context(peer, benchmark, dtype):
         step, result = _w1_step(peer, dtype, n)
-        try:
-            _first_call(benchmark, step)
-        except Exception as e:  # noqa: BLE001
-            if peer == "torch_compile":
-                pytest.skip(f"torch.compile failed: {type(e).__name__}: {e}"[:500])
-            raise
+        _first_call_or_skip(benchmark, peer, step)
         got = result()  # correctness outside the timed part
         want = _w1_reference(dtype, n)
         rtol, atol = _tol(dtype, n)
@@ -288,14 +264,10 @@ def _w5_reference(k):
 @pytest.mark.parametrize("k", W5_KS)
 def bench_w5_chain(benchmark, k, peer, quick, pedantic_kwargs, assert_close):
     benchmark.extra_info.update(peer=peer, case=f"chain k={k} f32[1e5]", ops=k)
+    benchmark.extra_info.update(n=W5_N, bytes=2 * W5_N * 4)  # read x, write x.grad
     with _peer_context(peer, benchmark):
         step, result = _w5_step(peer, k)
-        try:
-            _first_call(benchmark, step)
-        except Exception as e:  # noqa: BLE001
-            if peer == "torch_compile":
-                pytest.skip(f"torch.compile failed: {type(e).__name__}: {e}"[:500])
-            raise
+        _first_call_or_skip(benchmark, peer, step)
         got = result()
         if peer == "jitgrad":
             _W5_REF.setdefault(k, got)
@@ -332,9 +304,7 @@ _COMPILE_CHILD = textwrap.dedent("""
         import types, jax, jax.numpy as jnp
         jns = types.SimpleNamespace(tanh=jnp.tanh, exp=jnp.exp, sin=jnp.sin,
                                     sigmoid=jax.nn.sigmoid)
-    def w1(lib, x, a, b):
-        y = lib.tanh(a * x + b) * lib.exp(-x * x) / (1 + x * x) + lib.sin(x) * lib.sigmoid(x)
-        return y.sum()
+    from bench.workloads import w1
     t0 = time.perf_counter()
     if peer == "jax":
         vg = jax.jit(jax.value_and_grad(lambda x, a, b: w1(jns, x, a, b), argnums=(1, 2)))

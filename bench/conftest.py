@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 from collections import defaultdict
-from importlib import metadata
 
 import numpy as np
 import pytest
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bench import machine
 
-_DISTS = ("jitgrad", "numba", "llvmlite", "numpy", "scipy", "torch", "jax", "jaxlib",
-          "pytest-benchmark")
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def pytest_addoption(parser):
@@ -57,7 +54,7 @@ def quick(request) -> bool:
 def pedantic_kwargs(quick):
     """kwargs for ``benchmark.pedantic`` (slow, few-round benchmarks)."""
     if quick:
-        return dict(rounds=1, iterations=1, warmup_rounds=1)
+        return dict(rounds=1, iterations=1, warmup_rounds=0)
     return dict(rounds=5, iterations=1, warmup_rounds=1)
 
 
@@ -74,27 +71,25 @@ def assert_close():
     return _assert_close
 
 
-def _versions():
-    out = {}
-    for d in _DISTS:
-        try:
-            out[d] = metadata.version(d)
-        except metadata.PackageNotFoundError:
-            out[d] = None
-    return out
+def _machine(config) -> dict:
+    """``bench.machine.describe()`` measured once per session (floors included; smaller
+    measurements under --quick)."""
+    info = getattr(config, "_jitgrad_machine", None)
+    if info is None:
+        info = machine.describe(measure=True, quick=bool(config.getoption("--quick")))
+        config._jitgrad_machine = info
+    return info
 
 
-def _blas_info():
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
-    return [{k: i.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
-            for i in threadpool_info()]
+@pytest.fixture(scope="session")
+def machine_info(request) -> dict:
+    """The machine and its floors (copy GB/s, sgemm GFLOP/s); also stored in the
+    --benchmark-json file as ``machine_info["jitgrad"]``."""
+    return _machine(request.config)
 
 
 def pytest_report_header(config):
-    v = _versions()
+    v = {k: val for k, val in machine.versions().items() if k != "python"}
     vs = ", ".join(f"{k} {val}" for k, val in v.items() if val)
     missing = [k for k, val in v.items() if not val]
     lines = [f"bench: {platform.python_implementation()} {platform.python_version()}, "
@@ -107,12 +102,14 @@ def pytest_report_header(config):
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    machine_info["versions"] = _versions()
+    info = _machine(config)
+    info["blas"] = machine.blas()  # now: after the benchmarks loaded torch/jax's pools too
+    info["loadavg_end"] = machine.loadavg()
+    machine_info["jitgrad"] = info
+    machine_info["versions"] = info["versions"]
     machine_info["cpu_count"] = os.cpu_count()
-    machine_info["blas"] = _blas_info()
-    machine_info["env"] = {k: v for k, v in os.environ.items()
-                           if k.startswith(("NUMBA_", "OMP_", "OPENBLAS_", "MKL_", "JAX_",
-                                            "XLA_"))}
+    machine_info["blas"] = info["blas"]
+    machine_info["env"] = info["env"]
     machine_info["quick"] = bool(config.getoption("--quick"))
 
 
