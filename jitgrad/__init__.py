@@ -24,6 +24,8 @@ from .functional_ops import (abs, add, allclose, amax, amin, argmax, argmin, bmm
                              unsqueeze, var, where)
 from . import autograd, nn  # noqa: E402
 from .autograd import functional as _autograd_functional  # noqa: E402,F401
+from . import func  # noqa: E402  (torch.func-style transforms)
+from .explain import explain  # noqa: E402
 
 _F.bind_methods()
 

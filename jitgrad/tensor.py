@@ -267,6 +267,10 @@ class Tensor:
         return (_rebuild, (self._data, self._rg))
 
     def detach(self) -> "Tensor":
+        if self._arr is None and self._lazy.value is None:  # stays pending, same record
+            t = lazy.make_lazy(Tensor, self._lazy)
+            t._vc, t._base = self._vc, self if self._base is None else self._base
+            return t
         return Tensor._make(self._data, base=self)
 
     def detach_(self):
@@ -571,6 +575,8 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
 
     With fusion on the op is only recorded (a lazy tensor, see lazy.py); otherwise its kernel
     runs now. reduce='sum'|'mean' folds a full reduction into the same node (losses)."""
+    if _STATE.tracer is not None:  # autograd.functional is tracing: it runs and records the op
+        return _STATE.tracer.elementwise(row, ops, grad_fn, reduce, out)
     if len(ops) == 2 and type(ops[0]) is Tensor and type(ops[1]) is Tensor \
             and not row.bool_inputs and ops[0]._meta[1] is ops[1]._meta[1]:
         cdt = dtypes.from_numpy(ops[0]._meta[1])
@@ -624,7 +630,7 @@ def _record_lazy(row, ops, cdt, out_shape, reduce):
     for o in ops:
         if isinstance(o, Tensor) and o._arr is None:
             lz = o._lazy
-            if lz.row is None or lz.size > lazy.MAX_GROUP:  # a reduction is a group boundary
+            if lz.row is None and lz.value is None:  # a pending reduction is a group boundary
                 lazy.realize(o)
     out_np = np.dtype(np.bool_) if row.dtype_rule == "compare" else cdt.np
     lz = lazy.Lazy(row, ops, out_shape, out_np, cdt.np)
@@ -724,6 +730,8 @@ def apply_fn(fn, inputs: tuple, grad_fn: str | None = None, view_of=None, save=F
     """Run structural primitive ``fn`` (a class with static ``forward(ctx, *arrays, **params)``
     and ``backward(ctx, g)``). ``save`` keeps the inputs for backward (version-checked);
     ``view_of`` marks the result as a view sharing that tensor's version counter."""
+    if _STATE.tracer is not None:  # autograd.functional is tracing: it runs and records the op
+        return _STATE.tracer.function(fn, inputs, grad_fn, view_of, save, ctx, params)
     if ctx is None:
         ctx = Ctx()
     if fn.lazy_forward is not None and lazy.ENABLED and any(t._arr is None for t in inputs):

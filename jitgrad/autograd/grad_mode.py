@@ -8,6 +8,7 @@ import threading
 
 class _State(threading.local):
     enabled = True
+    tracer = None  # the innermost active autograd.trace.Tracer (records primitives), or None
 
 
 STATE = _State()
