@@ -267,10 +267,6 @@ class Tensor:
         return (_rebuild, (self._data, self._rg))
 
     def detach(self) -> "Tensor":
-        if self._arr is None and self._lazy.value is None:  # stays pending, same record
-            t = lazy.make_lazy(Tensor, self._lazy)
-            t._vc, t._base = self._vc, self if self._base is None else self._base
-            return t
         return Tensor._make(self._data, base=self)
 
     def detach_(self):
