@@ -8,13 +8,18 @@ Group ``mlp``, peers:
 
 * ``jitgrad`` -- the PyTorch idiom with ``jitgrad`` for ``torch`` (``F.cross_entropy``,
   ``loss.backward()``, an in-place update under ``no_grad``, ``p.grad = None``);
-* ``torch`` -- the same code in PyTorch eager (its default intra-op threads, like NumPy's BLAS;
-  ``JITGRAD_BENCH_TORCH_THREADS=n`` changes that);
+* ``torch`` -- the same code in PyTorch eager (its default intra-op threads, like NumPy's BLAS);
 * ``jax`` -- ``jax.jit`` of ``value_and_grad`` plus the update, parameters donated;
 * ``numpy`` -- forward and backward written by hand, updating in place;
 * ``gemm_floor`` -- the step's matrix products alone, NumPy into preallocated outputs: 3 forward
   and 5 backward (dW1, dW2, dW3, dh2, dh1; the input's gradient is not needed). Not a peer: the
   report shows it beside the others as the floor.
+
+Threads: every peer runs with its library's default (one per core). On a shared machine a
+2-thread BLAS whose second core is busy slows down many times over; ``JITGRAD_BENCH_BLAS_THREADS=n``
+limits NumPy's BLAS (jitgrad, numpy, gemm_floor; threadpoolctl) and torch's intra-op pool to n
+threads for this module (JAX's pool is fixed at start-up: ``XLA_FLAGS``). ``extra_info`` records
+the thread counts.
 
 Every peer's loss and parameter updates after one step from the same initial state are checked
 against jitgrad's (and jitgrad's against float64 NumPy) outside the timed part. ``flops`` in
@@ -210,16 +215,28 @@ def _peer_step(peer):
 
 
 @contextlib.contextmanager
-def _torch_threads(benchmark):
-    torch = W.import_torch()
-    prev = torch.get_num_threads()
-    n = int(os.environ.get("JITGRAD_BENCH_TORCH_THREADS", prev))
-    torch.set_num_threads(n)
-    benchmark.extra_info["torch_threads"] = n
-    try:
+def _threads(benchmark, peer):
+    """Apply JITGRAD_BENCH_BLAS_THREADS (when set) and record the thread counts."""
+    n = os.environ.get("JITGRAD_BENCH_BLAS_THREADS")
+    with contextlib.ExitStack() as st:
+        if n and peer in ("jitgrad", "numpy", "gemm_floor"):
+            from threadpoolctl import threadpool_limits
+            st.enter_context(threadpool_limits(int(n), user_api="blas"))
+        if peer == "torch":
+            torch = W.import_torch()
+            prev = torch.get_num_threads()
+            torch.set_num_threads(int(n) if n else prev)
+            st.callback(torch.set_num_threads, prev)
+            benchmark.extra_info["torch_threads"] = torch.get_num_threads()
+        elif peer != "jax":
+            try:
+                from threadpoolctl import threadpool_info
+                benchmark.extra_info["blas_threads"] = max(
+                    (i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"),
+                    default=None)
+            except ImportError:
+                pass
         yield
-    finally:
-        torch.set_num_threads(prev)
 
 
 def _traced_peak(fn) -> int:
@@ -263,8 +280,7 @@ def bench_mlp_step(benchmark, peer, assert_close):
     benchmark.extra_info.update(peer=peer, case="784-256-256-10 b128 f32 step", flops=FLOPS)
     ref = _jitgrad_reference(assert_close)
     with contextlib.ExitStack() as st:
-        if peer == "torch":
-            st.enter_context(_torch_threads(benchmark))
+        st.enter_context(_threads(benchmark, peer))
         if peer == "gemm_floor":
             step, check = _gemm_floor_step()
             assert check() < 1e-5, "gemm floor products"
