@@ -173,10 +173,13 @@ def grad(func, argnums=0, has_aux=False):
     (``(gradient, aux)`` with ``has_aux``)."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        if not has_aux and not kwargs and isinstance(argnums, int):
-            hit = _compile.func_call(func, args, argnums, "grad")
-            if hit is not None:
-                return hit
+        if not has_aux and not kwargs and argnums == 0 and len(args) == 1:
+            r = _compile.replay(func, args[0], "reverse-mode", "grad")
+            if r is not _compile.MISS:
+                return r
+            r = _compile.func_call(func, args, "grad")
+            if r is not None:
+                return r
         g, _, aux = _grad_impl(func, argnums, has_aux, args, kwargs, "grad")
         return (g, aux) if has_aux else g
     return wrapper
@@ -227,10 +230,13 @@ def _jac_transform(mode, name):
     def transform(func, argnums=0, has_aux=False, **unused):
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
-            if not has_aux and not kwargs and isinstance(argnums, int):
-                hit = _compile.func_call(func, args, argnums, mode)
-                if hit is not None:
-                    return hit
+            if not has_aux and not kwargs and argnums == 0 and len(args) == 1:
+                r = _compile.replay(func, args[0], mode, mode)
+                if r is not _compile.MISS:
+                    return r
+                r = _compile.func_call(func, args, mode)
+                if r is not None:
+                    return r
             jac, aux = _jac_impl(func, argnums, has_aux, args, kwargs, mode, name)
             return (jac, aux) if has_aux else jac
         return wrapper

@@ -344,19 +344,24 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False,
     ``strategy`` picks reverse mode (one batched pass over the outputs) or forward mode (one
     batched pass over the inputs). Without ``create_graph`` the whole Jacobian is compiled into
     one kernel on the first call and replayed afterwards (see module docstring)."""
+    if not create_graph and not strict:  # compiled replay: checks, one kernel call, wrap
+        r = _compile.replay(func, inputs, strategy)
+        if r is not _compile.MISS:
+            return r
     _check_strategy(strategy)
     xs, in_tuple = _as_tuple(inputs, "inputs", "jacobian")
     _check_float_inputs(xs, "jacobian")
     keep = _differentiable(create_graph)
     if not keep:
         hit = _compile.lookup(func, xs, strategy, strict)
-        if hit is not None:
+        if hit is not None and hit is not _compile.SKIP:
             rows, out_tuple = hit
             return _nest(rows, out_tuple, in_tuple)
     tr, xi, outs = trace_call(func, xs, create_graph, "jacobian")
     outs_t, out_tuple = _outputs(outs, "jacobian")
     if not keep:
-        rows = _compile.build(func, xs, strategy, strict, tr, outs_t, out_tuple)
+        rows = _compile.build(func, xs, strategy, strict, tr, outs_t, out_tuple,
+                              in_tuple=in_tuple)
         if rows is not None:
             return _nest(rows, out_tuple, in_tuple)
     rows = jacobian_traced(tr, xi, outs_t, strategy, keep, strict)
