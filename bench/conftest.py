@@ -71,6 +71,10 @@ def assert_close():
     return _assert_close
 
 
+def pytest_sessionstart(session):
+    session.config._jitgrad_loadavg_start = machine.loadavg()
+
+
 def _machine(config) -> dict:
     """``bench.machine.describe()`` measured once per session (floors included; smaller
     measurements under --quick)."""
@@ -104,6 +108,7 @@ def pytest_report_header(config):
 def pytest_benchmark_update_machine_info(config, machine_info):
     info = _machine(config)
     info["blas"] = machine.blas()  # now: after the benchmarks loaded torch/jax's pools too
+    info["loadavg_start"] = getattr(config, "_jitgrad_loadavg_start", None)
     info["loadavg_end"] = machine.loadavg()
     machine_info["jitgrad"] = info
     machine_info["versions"] = info["versions"]

@@ -471,6 +471,7 @@ def plot_groups(res: Results, out_dir: str, copy_gbps) -> dict:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         res.notes.append("plots skipped: matplotlib is not installed (pip install -e '.[bench]')")
         return {}
@@ -537,7 +538,14 @@ def plot_groups(res: Results, out_dir: str, copy_gbps) -> dict:
                                                           else "tab:blue") for r in items])
             ax.set_yticks(range(len(items)), labels, fontsize=8)
             ax.invert_yaxis()
-            ax.set(xscale="log", xlabel="median time [s] (IQR bars)", title=group)
+            meds = [r.median for r in items if r.median > 0]
+            wide = meds and max(meds) / min(meds) > 30
+            ax.set(xscale="log" if wide else "linear", xlabel="median time (IQR bars)",
+                   title=group)
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
+                lambda v, _: fmt_time(v)))
+            if wide:
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.grid(True, axis="x", which="both", alpha=0.3)
             name = f"{_slug(group)}_bars.png"
             fig.tight_layout()
@@ -590,10 +598,11 @@ def _header(res: Results, mach: dict) -> list:
     envs = mach.get("env") or mi.get("env") or {}
     rows.append(("environment", ", ".join(f"{k}={v}" for k, v in envs.items()) or "(none set)"))
     if mach.get("loadavg"):
-        la = mach["loadavg"]
+        la = mach.get("loadavg_start") or mach["loadavg"]
         end = mach.get("loadavg_end")
-        rows.append(("load average", f"{la[0]:.2f} at start" +
-                     (f", {end[0]:.2f} at end" if end else "") + " (1 min)"))
+        rows.append(("load average (1 min)", f"{la[0]:.2f} at start" +
+                     (f", {end[0]:.2f} at end" if end else "") +
+                     f" on {cpu.get('logical_cpus', '?')} cpus"))
     rows.append(("machine info", mach.get("source", "?")))
     lines.append(_md_table(["", ""], rows))
     lines.append("")
