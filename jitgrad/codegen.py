@@ -151,11 +151,17 @@ def render_kernel(name: str, loads: list, body_lines: list, results: list,
 
 
 def render_fused(name: str, loads: list, body_lines: list, results: list,
-                 ndim: int | None) -> str:
-    """Like :func:`render_kernel`, with results ``(kind, var, axes)``: kind 'full' stores the
-    value per element; 'sum' accumulates it over ``axes`` (all dims: a float64 scalar
-    accumulator stored in ``o[0]``; some dims: ``o[...] +=`` into a keepdim-shaped output,
-    which needs the N-d loop)."""
+                 ndim: int | None, parallel: bool = False) -> str:
+    """Like :func:`render_kernel`, with results ``(kind, var, axes[, dtype name])``: kind
+    'full' stores the value per element; 'sum' accumulates it over ``axes`` (all dims: a
+    float64 accumulator stored in ``o[0]``; some dims: ``o[...] +=`` into a keepdim-shaped
+    output, which needs the N-d loop).
+
+    Flat full sums go through a block buffer of the value's own dtype (a float64 buffer would
+    halve the SIMD width of a float32 loop) added up with float64 lanes (``block_sum``).
+    ``parallel`` (flat loops only) splits the range into PAR_BLOCK chunks under ``prange``;
+    each chunk's sums go to their own slot, added in a fixed order (deterministic)."""
+    results = [r if len(r) == 4 else (*r, "float64") for r in results]
     outs = [f"o{j}" for j in range(len(results))]
     lines = [f"def {name}({', '.join([ld.param for ld in loads] + outs)}):"]
     ind = "    "
@@ -179,7 +185,7 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
                                for d in range(ndim)) or "()"
             inner.append(f"{ld.var} = {cast}({ld.param}[{ix}])")
     accs = []
-    for j, (kind, var, axes) in enumerate(results):
+    for j, (kind, var, axes, _) in enumerate(results):
         if kind == "sum" and (ndim is None or len(axes) == ndim):
             lines.append(f"{ind}acc{j} = {outs[j]}[0]")
             accs.append(j)
@@ -190,20 +196,34 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
         array_loads = [ld for ld in loads if ld.kind == "a"]
         size = f"{first}.size" if first else \
             (f"{array_loads[0].param}.size" if array_loads else "n_iter")
+        lines.append(f"{ind}n_all = {size}")
+        depth = 1
+        if parallel:
+            lines.append(f"{ind}n_par = (n_all + PAR_BLOCK - 1) // PAR_BLOCK")
+            for j in accs:
+                lines.append(f"{ind}part{j} = np.zeros(n_par, np.float64)")
+            lines.append(f"{ind}for p_blk in numba.prange(n_par):")
+            lines.append(f"{ind * 2}lo = p_blk * PAR_BLOCK")
+            lines.append(f"{ind * 2}hi = min(lo + PAR_BLOCK, n_all)")
+            lo, hi, depth = "lo", "hi", 2
+            for j in accs:
+                lines.append(f"{ind * 2}s{j} = 0.0")
+        else:
+            lo, hi = "0", "n_all"
+        pad0 = ind * depth
         if blocked:
             # sums: values go to a block buffer (the loop stays vectorisable), each block is
             # added with several float64 lanes (block_sum) — no loop-carried dependency
             for j in accs:
-                lines.append(f"{ind}buf{j} = np.empty(SUM_BLOCK, np.float64)")
-            lines.append(f"{ind}n_all = {size}")
-            lines.append(f"{ind}for i_blk in range(0, n_all, SUM_BLOCK):")
-            lines.append(f"{ind * 2}m_blk = min(SUM_BLOCK, n_all - i_blk)")
-            lines.append(f"{ind * 2}for j_blk in range(m_blk):")
-            lines.append(f"{ind * 3}i = i_blk + j_blk")
-            depth, oix = 3, "i"
+                lines.append(f"{pad0}buf{j} = np.empty(SUM_BLOCK, np.{results[j][3]})")
+            lines.append(f"{pad0}for i_blk in range({lo}, {hi}, SUM_BLOCK):")
+            lines.append(f"{pad0}{ind}m_blk = min(SUM_BLOCK, {hi} - i_blk)")
+            lines.append(f"{pad0}{ind}for j_blk in range(m_blk):")
+            lines.append(f"{pad0}{ind * 2}i = i_blk + j_blk")
+            depth, oix = depth + 2, "i"
         else:
-            lines.append(f"{ind}for i in range({size}):")
-            depth, oix = 2, "i"
+            lines.append(f"{pad0}for i in range({lo}, {hi}):")
+            depth, oix = depth + 1, "i"
     elif ndim == 0:
         depth, oix = 1, "()"
     else:
@@ -215,7 +235,7 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
     pad = ind * depth
     lines += [pad + x for x in inner]
     lines += [pad + x for x in body_lines]
-    for j, (kind, var, axes) in enumerate(results):
+    for j, (kind, var, axes, _) in enumerate(results):
         if kind == "full":
             lines.append(pad + f"{outs[j]}[{oix}] = {var}")
         elif j in accs:
@@ -224,8 +244,14 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
             rix = ", ".join("0" if d in axes else f"i{d}" for d in range(ndim))
             lines.append(pad + f"{outs[j]}[{rix}] += {var}")
     if blocked:
+        tgt, pad1 = ("s", ind * 3) if parallel else ("acc", ind * 2)
         for j in accs:
-            lines.append(f"{ind * 2}acc{j} += block_sum(buf{j}, m_blk)")
+            lines.append(f"{pad1}{tgt}{j} += block_sum(buf{j}, m_blk)")
+        if parallel:
+            for j in accs:
+                lines.append(f"{ind * 2}part{j}[p_blk] = s{j}")
+            for j in accs:
+                lines.append(f"{ind}acc{j} += block_sum(part{j}, n_par)")
     for j in accs:
         lines.append(f"{ind}{outs[j]}[0] = acc{j}")
     if ndim and first is None:  # no full output to take the iteration space from

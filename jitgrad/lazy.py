@@ -15,6 +15,7 @@ so that eager semantics hold.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import weakref
 from math import prod
@@ -25,8 +26,13 @@ from . import _debug, codegen
 from .backends import cpu
 
 ENABLED = os.environ.get("JITGRAD_FUSION", "0") != "0"
-MAX_GROUP = 256          # rows per fused kernel; a larger DAG realises an operand first
+MAX_GROUP = 256          # rows per fused kernel; a larger DAG runs as several (in post-order)
+# Large flat kernels run on all cores (prange over blocks of PAR_BLOCK elements); measured:
+# below ~1e5 elements the thread start-up costs more than it saves.
+PARALLEL = os.environ.get("JITGRAD_PARALLEL", "1") != "0"
+PAR_MIN = int(os.environ.get("JITGRAD_PAR_MIN", 1 << 17))
 _pending: list = []      # weakrefs to lazy tensors not yet realised (flushed on in-place writes)
+_pending_sums: list = []  # the pending reductions among them (candidates to ride along)
 
 
 def set_fusion(enabled: bool) -> None:
@@ -40,11 +46,25 @@ def is_fusion_enabled() -> bool:
     return ENABLED
 
 
+@contextlib.contextmanager
+def recording_only():
+    """Record elementwise ops lazily inside the block even when fusion is off (used by
+    ``jitgrad.explain`` to see the backward groups without running them)."""
+    global ENABLED
+    prev, ENABLED = ENABLED, True
+    try:
+        yield
+    finally:
+        ENABLED = prev
+
+
 class Lazy:
     """One deferred op: an elementwise row over operands, or a sum over ``axes`` of one operand
-    (``row`` None). ``shape``/``dtype`` describe the result; ``size`` bounds the group."""
+    (``row`` None). ``shape``/``dtype`` describe the result. ``value`` holds the array once
+    computed, so every Tensor sharing this record (a saved output, a lazy ``.grad``) sees it."""
 
-    __slots__ = ("row", "operands", "shape", "dtype", "cdt", "size", "axes", "keepdim", "scale")
+    __slots__ = ("row", "operands", "shape", "dtype", "cdt", "axes", "keepdim", "scale",
+                 "value")
 
     def __init__(self, row, operands, shape, dtype, cdt, axes=None, keepdim=False, scale=None):
         self.row = row
@@ -55,18 +75,16 @@ class Lazy:
         self.axes = axes
         self.keepdim = keepdim
         self.scale = scale        # mean: divide the sum by this
-        n = 1
-        for o in operands:
-            lz = getattr(o, "_lazy", None)
-            if lz is not None:
-                n += lz.size
-        self.size = n
+        self.value = None
 
 
 def make_lazy(tensor_cls, lazy: Lazy):
     t = tensor_cls._make(None)
     t._lazy = lazy
-    _pending.append(weakref.ref(t))
+    ref = weakref.ref(t)
+    _pending.append(ref)
+    if lazy.row is None:
+        _pending_sums.append(ref)
     if len(_pending) > 4096:
         _pending[:] = [r for r in _pending if (x := r()) is not None and x._arr is None]
     return t
@@ -78,6 +96,7 @@ def flush() -> None:
         return
     live = [x for r in _pending if (x := r()) is not None and x._arr is None]
     _pending.clear()
+    _pending_sums.clear()
     if live:
         realize_many(live)
 
@@ -91,57 +110,89 @@ def _unbroadcast_leaf(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def _pending_node(o):
+    """The Lazy record of ``o`` if it is a Tensor whose value is still to be computed."""
+    if isinstance(o, (int, float, bool, np.number)) or o._arr is not None:
+        return None
+    lz = o._lazy
+    return lz if lz.value is None else None
+
+
 class _Plan:
-    """The canonical form of one fused group: leaves, rows and outputs (and its cache key)."""
+    """The canonical form of one fused group: leaves, rows and outputs (and its cache key).
+
+    ``nodes`` are the pending rows in post-order (operands first), each with operand refs
+    ``("n", node index)`` or ``("l", leaf index)``; ``leaves`` are the arrays and Python
+    scalars the kernel reads (an array used twice is passed once)."""
 
     def __init__(self, roots, space):
         self.space = space
-        self.leaves = []          # arrays / scalars passed to the kernel
+        self.leaves = []
         self.leaf_ids = {}
         self.nodes = []           # (Lazy, operand refs)
         self.node_ids = {}
-        for r in roots:
-            lz = r._lazy
-            src = lz.operands[0] if lz.row is None else r
-            self._visit(src)
         self.outs = []
         for r in roots:
-            lz = r._lazy
-            if lz.row is None:
-                self.outs.append(("sum", self._ref(lz.operands[0]), lz.axes))
-            else:
-                self.outs.append(("full", self._ref(r), None))
+            self.add_root(r)
+
+    def add_root(self, r):
+        lz = r._lazy
+        if lz.row is None:
+            self._visit(lz.operands[0])
+            self.outs.append(("sum", self._ref(lz.operands[0]), lz.axes))
+        else:
+            self._visit(r)
+            self.outs.append(("full", self._ref(r), None))
+
+    def try_add_root(self, r, max_new: int) -> bool:
+        """Add ``r`` only if that adds at most ``max_new`` rows and no new array operand."""
+        n_nodes, n_leaves = len(self.nodes), len(self.leaves)
+        self.add_root(r)
+        if len(self.nodes) - n_nodes <= max_new and not any(
+                isinstance(a, np.ndarray) and a.size > 1 for a in self.leaves[n_leaves:]):
+            return True
+        for lz, _ in self.nodes[n_nodes:]:
+            del self.node_ids[id(lz)]
+        for a in self.leaves[n_leaves:]:
+            self.leaf_ids.pop(id(a), None)
+        del self.nodes[n_nodes:], self.leaves[n_leaves:]
+        self.outs.pop()
+        return False
 
     def _ref(self, o):
-        lz = getattr(o, "_lazy", None) if not isinstance(o, (int, float, bool)) else None
-        if lz is not None and o._arr is None:
-            return ("n", self.node_ids[id(lz)])
         if isinstance(o, (int, float, bool, np.number)):
             k = len(self.leaves)
             self.leaves.append(o)
             return ("l", k)
-        k = self.leaf_ids.get(id(o))
+        a = o._arr
+        if a is None:
+            lz = o._lazy
+            if lz.value is None:
+                return ("n", self.node_ids[id(lz)])
+            a = lz.value
+        k = self.leaf_ids.get(id(a))
         if k is None:
-            k = self.leaf_ids[id(o)] = len(self.leaves)
-            self.leaves.append(o)
+            k = self.leaf_ids[id(a)] = len(self.leaves)
+            self.leaves.append(a)
         return ("l", k)
 
     def _visit(self, root):
-        """Iterative post-order over the lazy DAG below ``root``."""
+        """Iterative post-order over the pending DAG below ``root``."""
         stack = [(root, False)]
+        node_ids = self.node_ids
         while stack:
             t, done = stack.pop()
-            lz = t._lazy
-            if lz is None or t._arr is not None or id(lz) in self.node_ids:
+            lz = _pending_node(t)
+            if lz is None or id(lz) in node_ids:
                 continue
             if done:
-                refs = tuple(self._ref(o) for o in lz.operands)
-                self.node_ids[id(lz)] = len(self.nodes)
+                refs = tuple([self._ref(o) for o in lz.operands])
+                node_ids[id(lz)] = len(self.nodes)
                 self.nodes.append((lz, refs))
                 continue
             stack.append((t, True))
             for o in reversed(lz.operands):
-                if hasattr(o, "_lazy") and o._lazy is not None and o._arr is None:
+                if _pending_node(o) is not None:
                     stack.append((o, False))
 
 
@@ -150,28 +201,48 @@ def realize(t) -> np.ndarray:
     return t._arr
 
 
+def _settle(t) -> bool:
+    """Take a computed record's value into ``t``; True when ``t`` is now concrete."""
+    if t._arr is not None:
+        return True
+    v = t._lazy.value
+    if v is None:
+        return False
+    t._arr = v
+    t._lazy = None
+    return True
+
+
 def realize_many(tensors) -> None:
     """Compute every lazy tensor in ``tensors``; those sharing an iteration space share a kernel."""
     groups: dict = {}
     seen = set()
     for t in tensors:
-        if t._arr is not None or id(t) in seen:
+        if _settle(t):
             continue
-        seen.add(id(t))
         lz = t._lazy
-        space = lz.operands[0]._lazy.shape if lz.row is None and lz.operands[0]._arr is None \
-            else lz.shape
-        if lz.row is None and lz.operands[0]._arr is not None:
-            _realize_reduce_of_concrete(t)
+        if id(lz) in seen:
             continue
+        seen.add(id(lz))
+        if lz.row is None:
+            src = _pending_node(lz.operands[0])
+            if src is None:
+                _realize_reduce_of_concrete(t)
+                continue
+            space = src.shape
+        else:
+            space = lz.shape
         groups.setdefault(space, []).append(t)
     for space, roots in groups.items():
         _run_group(roots, space)
+    for t in tensors:
+        _settle(t)
 
 
 def _realize_reduce_of_concrete(t):
     lz = t._lazy
-    src = lz.operands[0]._arr
+    src = lz.operands[0]
+    src = src._arr if src._arr is not None else src._lazy.value
     out = cpu.reduce_sum(src, lz.axes, np.float64 if src.dtype.kind == "f" else np.int64)
     _finish_reduce(t, out)
 
@@ -181,6 +252,7 @@ def _finish_reduce(t, acc):
     if lz.scale is not None:
         acc = acc / lz.scale if lz.scale else np.full(acc.shape, np.nan)
     out = np.asarray(acc).astype(lz.dtype, copy=False).reshape(lz.shape)
+    lz.value = out
     t._arr = out
     t._lazy = None
 
@@ -197,13 +269,63 @@ def _leaf_kind(a, space, nd):
     return "a", mask, a
 
 
-def _run_group(roots, space):
-    plan = _Plan(roots, space)
+def _realize_in_chunks(plan, tensor_cls):
+    """A DAG larger than MAX_GROUP rows runs as several kernels of at most MAX_GROUP rows, in
+    post-order; a row read by a later chunk is stored (its record gets a value), so no row is
+    computed twice and compile time per kernel stays bounded."""
+    n = len(plan.nodes)
+    last = list(range(n))
+    for j, (_, refs) in enumerate(plan.nodes):
+        for r in refs:
+            if r[0] == "n":
+                last[r[1]] = j
+    for s in range(0, n - MAX_GROUP, MAX_GROUP):
+        e = s + MAX_GROUP
+        temps = []
+        for i in range(s, e):
+            if last[i] >= e:
+                t = tensor_cls._make(None)
+                t._lazy = plan.nodes[i][0]
+                temps.append(t)
+        realize_many(temps)
+
+
+RIDER_MAX_NEW = 8  # rows a pending sum may add to a kernel to ride along
+
+
+def _add_free_riders(plan, roots, nd):
+    """Pending full sums (a loss, say) of values this kernel can compute from what it reads
+    anyway are added to it: one accumulator and a few rows here, instead of a second pass
+    over the data later. Returns the tensors added."""
+    found = []
+    live = []
+    taken = {id(r._lazy) for r in roots}
+    for ref in _pending_sums:
+        t = ref()
+        if t is None or t._arr is not None or t._lazy.value is not None:
+            continue
+        live.append(ref)
+        lz = t._lazy
+        src = _pending_node(lz.operands[0])
+        if src is not None and len(lz.axes) == nd and src.shape == plan.space \
+                and id(lz) not in taken and plan.try_add_root(t, RIDER_MAX_NEW):
+            taken.add(id(lz))
+            found.append(t)
+    _pending_sums[:] = live
+    return found
+
+
+def _layout(plan):
+    """Decide how the kernel reads each leaf and which loop it runs; sets the plan's cache key.
+
+    Flat (1-D loop) when every array leaf is C-contiguous with the iteration space's shape
+    or has one element and no output is a partial sum; otherwise an N-d loop with broadcast
+    masks. Large flat loops run in parallel."""
+    space = plan.space
     nd = len(space)
     leaves, kinds, masks = [], [], []
     for lv in plan.leaves:
-        arr = lv._arr if hasattr(lv, "_arr") else lv
-        kind, mask, arr = _leaf_kind(arr, space, nd)
+        kind, mask, arr = _leaf_kind(lv, space, nd)
         leaves.append(arr)
         kinds.append(kind)
         masks.append(mask)
@@ -213,14 +335,34 @@ def _run_group(roots, space):
         for k, m, a in zip(kinds, masks, leaves))
     if flat:
         masks = [None] * len(masks)
-    key = ("fused", nd, flat,
-           tuple((k, m, a.dtype.str if isinstance(a, np.ndarray) else type(a).__name__)
-                 for k, m, a in zip(kinds, masks, leaves)),
-           tuple((lz.row.name, lz.cdt.str, refs) for lz, refs in plan.nodes),
-           tuple((kind, ref, axes) for kind, ref, axes in plan.outs))
-    kern = cpu._kernels.get(key)
+    plan.size = prod(space)
+    plan.par = flat and PARALLEL and plan.size >= PAR_MIN
+    plan.args, plan.kinds, plan.masks, plan.flat = leaves, kinds, masks, flat
+    plan.key = ("fused", nd, flat, plan.par,
+                tuple((k, m, a.dtype.str if isinstance(a, np.ndarray) else type(a).__name__)
+                      for k, m, a in zip(kinds, masks, leaves)),
+                tuple((lz.row.name, lz.cdt.str, refs) for lz, refs in plan.nodes),
+                tuple((kind, ref, axes) for kind, ref, axes in plan.outs))
+
+
+def _run_group(roots, space):
+    plan = _Plan(roots, space)
+    if len(plan.nodes) > MAX_GROUP:
+        _realize_in_chunks(plan, type(roots[0]))
+        roots = [r for r in roots if not _settle(r)]
+        if not roots:
+            return
+        plan = _Plan(roots, space)
+    nd = len(space)
+    if _pending_sums:
+        riders = _add_free_riders(plan, roots, nd)
+        if riders:
+            roots = list(roots) + riders
+    _layout(plan)
+    kern = cpu._kernels.get(plan.key)
     if kern is None:
-        kern = _build(key, plan, kinds, masks, leaves, nd, flat, space)
+        kern = cpu.compile_source(plan.key, _render(plan), "fused_fwd", "float64",
+                                  parallel=plan.par)
     outs = []
     for (kind, ref, axes), r in zip(plan.outs, roots):
         if kind == "full":
@@ -231,24 +373,28 @@ def _run_group(roots, space):
             kshape = tuple(1 if d in axes else s for d, s in enumerate(space))
             outs.append(np.zeros(kshape, np.float64 if r._lazy.dtype.kind == "f"
                                  else np.int64))
-    if prod(space):
+    size, flat, leaves = plan.size, plan.flat, plan.args
+    if size:
         _debug.COUNTERS["kernel_launches"] += 1
         no_full = all(k != "full" for k, _, _ in plan.outs)
         if not flat and nd and no_full:
             kern(*leaves, *outs, space)
-        elif flat and no_full and "a" not in kinds:  # only scalar leaves: pass the length
-            kern(*leaves, *outs, prod(space))
+        elif flat and no_full and "a" not in plan.kinds:  # only scalar leaves: pass the length
+            kern(*leaves, *outs, size)
         else:
             kern(*leaves, *outs)
     for (kind, _, axes), r, o in zip(plan.outs, roots, outs):
         if kind == "full":
+            r._lazy.value = o
             r._arr = o
             r._lazy = None
         else:
             _finish_reduce(r, o)
 
 
-def _build(key, plan, kinds, masks, leaves, nd, flat, space):
+def _render(plan) -> str:
+    """The kernel source of a laid-out plan (rows rendered through the registry rules)."""
+    kinds, masks, leaves, nd = plan.kinds, plan.masks, plan.args, len(plan.space)
     em = codegen.Emitter()
     loads = []
     leaf_syms = []
@@ -282,8 +428,11 @@ def _build(key, plan, kinds, masks, leaves, nd, flat, space):
     em.T = "T"
     results = []
     for kind, ref, axes in plan.outs:
-        v = node_vals[ref[1]] if ref[0] == "n" else leaf_syms[ref[1]]
-        results.append((kind, v.name, axes))
-    name = "fused_fwd"
-    src = codegen.render_fused(name, loads, em.lines, results, None if flat else nd)
-    return cpu.compile_source(key, src, name, "float64")
+        if ref[0] == "n":
+            v, dt = node_vals[ref[1]], plan.nodes[ref[1]][0].dtype
+        else:
+            v, a = leaf_syms[ref[1]], leaves[ref[1]]
+            dt = a.dtype if isinstance(a, np.ndarray) else np.dtype(np.float64)
+        results.append((kind, v.name, axes, dt.name))
+    return codegen.render_fused("fused_fwd", loads, em.lines, results,
+                                None if plan.flat else nd, parallel=plan.par)

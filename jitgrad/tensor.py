@@ -10,7 +10,7 @@ from . import _debug, codegen, dtypes, lazy
 from .autograd import grad_mode
 from .autograd.engine import Node, grad_edge, node_class, run_backward
 from .backends import cpu
-from .ops import ELEMENTWISE, Elementwise
+from .ops import ELEMENTWISE, FLOAT_MATH, Elementwise
 
 _STATE = grad_mode.STATE
 
@@ -267,6 +267,10 @@ class Tensor:
         return (_rebuild, (self._data, self._rg))
 
     def detach(self) -> "Tensor":
+        if self._arr is None and self._lazy.value is None:  # stays pending, same record
+            t = lazy.make_lazy(Tensor, self._lazy)
+            t._vc, t._base = self._vc, self if self._base is None else self._base
+            return t
         return Tensor._make(self._data, base=self)
 
     def detach_(self):
@@ -914,11 +918,21 @@ def _shape_arg(size) -> tuple:
 
 
 class _TensorMath:
-    """The rule vocabulary on Tensors (differentiable backward for create_graph)."""
+    """The rule vocabulary on Tensors (differentiable backward for create_graph). A function
+    of Python numbers only (``m.log(base)`` for ``2.0 ** x``) stays a Python float, in double
+    precision, as the kernels compute it."""
 
     def __getattr__(self, name):
         from . import functional_ops as F
-        return getattr(F, name)
+        tensor_fn, float_fn = getattr(F, name), getattr(FLOAT_MATH, name)
+
+        def call(*args):
+            if any(isinstance(a, Tensor) for a in args):
+                return tensor_fn(*args)
+            return float_fn(*args)
+        call.__name__ = name
+        setattr(self, name, call)  # __getattr__ runs once per name
+        return call
 
 
 TENSOR_MATH = _TensorMath()

@@ -362,8 +362,6 @@ def test_fused_group_of_zero_dim_tensors(fusion):
     assert out.item() == 6.0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (fusion on): the VJP of scalar ** tensor uses log(base) "
-                                       "rounded to float32 for float64 tensors (rel. error 2.7e-9)")
 def test_fused_rpow_grad_float64_precision(fusion):
     x = jitgrad.tensor([1.0, 0.5], dtype=jitgrad.float64, requires_grad=True)
     (2.0 ** x).backward(jitgrad.ones(2, dtype=jitgrad.float64))

@@ -31,6 +31,7 @@ def vm_sigmoid(x):
 
 
 SUM_BLOCK = 512
+PAR_BLOCK = 16384  # elements per prange chunk in parallel kernels
 
 
 @numba.njit(**_inline)
@@ -61,5 +62,5 @@ except Exception:  # pragma: no cover - vmath is optional during development
 for _name, _fn in _VM.items():
     globals()["vm_" + _name] = _fn
 
-__all__ = ["math", "np", "numba", "SUM_BLOCK", "block_sum"] + \
+__all__ = ["math", "np", "numba", "SUM_BLOCK", "PAR_BLOCK", "block_sum"] + \
     [n for n in dict(globals()) if n.startswith("vm_")]
