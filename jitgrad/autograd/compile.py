@@ -21,7 +21,7 @@ on every call, so in-place updates of them are seen; a constant found in the fun
 closure cells or globals is re-checked by identity on every call, so rebinding that name to
 another tensor retraces. What invalidates an entry: other input shapes/dtypes, a rebound
 closure/global tensor, a constant whose shape/dtype changed. Functions whose trace observed a
-tensor value (data-dependent control flow), drew random numbers, ran under fusion, or used a
+tensor value (data-dependent control flow), drew random numbers, or used a
 primitive the compiler does not know are never cached: they run the eager batched path.
 """
 from __future__ import annotations
@@ -652,8 +652,7 @@ def _guards(func, consts):
 
 
 def _usable():
-    from .. import lazy
-    return _ENABLED and STATE.tracer is None and not lazy.ENABLED
+    return _ENABLED and STATE.tracer is None
 
 
 def _sig(strategy, strict, extra, xs):

@@ -13,7 +13,10 @@ A record can be
   record: autograd.functional falls back to the autograd engine.
 * **not replayable** (``observed`` set): the function read the value of a traced tensor
   (``item``, ``bool``, ``numpy``, ``tolist``, ``repr``, ``detach``, a value-dependent op such as
-  ``nonzero``, a first-order ``autograd.grad``...) or drew random numbers. The record is right
+  ``nonzero``, a first-order ``autograd.grad``...) or drew random numbers.
+
+Fusion (lazy.py) is switched off while a tracer is active, so every op runs eagerly and every
+value has its array. The record is right
   for this call but another call could take another path: nothing is cached for it.
 
 Value reads are caught by :class:`_Traced`, the class traced tensors wear while a tracer knows
@@ -117,6 +120,7 @@ class Tracer:
         self.inexact = None   # why the record misses dependencies, or None
         self._snap = []       # (version cell, version, array) per value, checked at the end
         self._rng = None
+        self._fusion = False
 
     # --- lifetime -------------------------------------------------------------------------
     def __enter__(self):
@@ -124,11 +128,18 @@ class Tracer:
         from .. import creation
         self._rng = (creation._rng, creation._rng.bit_generator.state)
         self.parent = STATE.tracer
+        # eager ops while tracing: fusion's pending values would hide arrays (and dependencies)
+        # from the record; the outermost tracer switches it off and back
+        from .. import lazy
+        self._fusion = lazy.ENABLED
+        lazy.ENABLED = False
         STATE.tracer = self
         return self
 
     def __exit__(self, *exc):
         STATE.tracer = self.parent
+        from .. import lazy
+        lazy.ENABLED = self._fusion
         from .. import creation
         rng, state = self._rng
         if creation._rng is not rng or creation._rng.bit_generator.state != state:
