@@ -329,11 +329,14 @@ class _Gen:
         for op in self.prim_ops:
             self.render_primal(op)
         NB = self.NB
-        # tangent buffers
+        fwd = self.mode == "forward-mode"
+        # tangent buffers (dense: (n, NB) value-major in forward mode, (NB, n) batch-major in
+        # reverse mode: either way the Jacobian is the buffer itself)
         for v in sorted(self.kind):
             kd = self.kind[v]
             if isinstance(kd, str):
-                self.emit(f"T{v} = np.zeros(({self.size[v]}, {NB}), {self.dt(v)})")
+                shp = (self.size[v], NB) if fwd else (NB, self.size[v])
+                self.emit(f"T{v} = np.zeros({shp!r}, {self.dt(v)})")
             else:
                 self.emit(f"d{v} = np.zeros({self.size[v]}, {self.dt(v)})")
         fwd = self.mode == "forward-mode"
@@ -366,10 +369,15 @@ class _Gen:
                 rets.append(f"{name}.reshape({tuple(final_shapes[len(rets)])!r})")
                 no, ni = self.size[ko], self.size[ki]
                 dtv = ko if fwd else ki
-                self.emit(f"{name} = np.zeros(({no}, {ni}), {self.dt(dtv)})")
                 v, boff = (ko, offs_in[j]) if fwd else (ki, offs_out[i])
                 nb = ni if fwd else no
                 kd = self.kind.get(v)
+                if isinstance(kd, str) and np.dtype(self.dtype[ko]).kind == "f" and (
+                        (fwd and len(ins) == 1 and self.outs.count(ko) == 1) or
+                        (not fwd and len(self.outs) == 1 and ins.count(ki) == 1)):
+                    self.emit(f"{name} = T{v}")  # (n_out, n_in) already: no copy
+                    continue
+                self.emit(f"{name} = np.zeros(({no}, {ni}), {self.dt(dtv)})")
                 if kd is None or np.dtype(self.dtype[ko]).kind != "f":
                     continue
                 if isinstance(kd, str):
@@ -380,7 +388,7 @@ class _Gen:
                     else:
                         self.emit(f"for q in range({ni}):")
                         self.emit(f"for r in range({no}):", 2)
-                        self.emit(f"{name}[r, q] = T{v}[q, {boff} + r]", 3)
+                        self.emit(f"{name}[r, q] = T{v}[{boff} + r, q]", 3)
                 else:
                     sv = self.static(kd)
                     self.emit(f"for e in range({self.size[v]}):")
@@ -444,7 +452,8 @@ class _Gen:
             return
         self.emit(f"p{o} = np.empty({n}, {self.dt(o)})")
         for e in es:
-            if np.array_equal(e.ti, np.arange(n)) and np.array_equal(e.si, np.arange(n)):
+            if self.size[e.s] == n and np.array_equal(e.ti, np.arange(n)) \
+                    and np.array_equal(e.si, np.arange(n)):
                 self.emit(f"p{o}[:] = p{e.s}")
                 continue
             ti, si = self.static(e.ti), self.static(e.si)
@@ -539,6 +548,10 @@ class _Gen:
             else:
                 self.acc(e.s, f"{si}[j]", e.t, f"{ti}[j]", coef[3:] if coef else None, 2)
 
+    def Tix(self, v, i, b):
+        """Element (value index i, basis b) of v's dense tangent."""
+        return f"T{v}[{i}, {b}]" if self.mode == "forward-mode" else f"T{v}[{b}, {i}]"
+
     def acc(self, tv, ti, sv, si, coef, depth):
         """tangent[tv][ti] += coef * tangent[sv][si] (kinds known statically)."""
         kt, ks = self.kind.get(tv), self.kind.get(sv)
@@ -551,13 +564,14 @@ class _Gen:
             ss = self.static(ks)
             self.emit(f"s = {ss}[{si}]", depth)
             self.emit(f"if s >= 0:", depth)
-            self.emit(f"T{tv}[{ti}, s] += {c}d{sv}[{si}]", depth + 1)
+            self.emit(f"{self.Tix(tv, ti, 's')} += {c}d{sv}[{si}]", depth + 1)
         else:                                # D <- D
             self.emit(f"cc = {coef}" if coef else "cc = 1.0", depth)
             self.emit(f"ti_ = {ti}", depth)
             self.emit(f"si_ = {si}", depth)
             self.emit(f"for b in range({self.NB}):", depth)
-            self.emit(f"T{tv}[ti_, b] += cc * T{sv}[si_, b]", depth + 1)
+            self.emit(f"{self.Tix(tv, 'ti_', 'b')} += cc * {self.Tix(sv, 'si_', 'b')}",
+                      depth + 1)
 
     def render_mm(self, op, live):
         fwd = self.mode == "forward-mode"
@@ -605,7 +619,7 @@ class _FuncCache:
     __slots__ = ("ref", "entries", "fast", "retraces")
 
     def __init__(self, func, fid):
-        self.ref = weakref.ref(func, lambda _r, fid=fid: _CACHE.pop(fid, None))
+        self.ref = weakref.ref(func, lambda _r, fid=fid, cache=_CACHE: cache.pop(fid, None))
         self.entries = {}   # sig -> _Entry | SKIP
         self.fast = {}      # mode -> [replayer]
         self.retraces = 0

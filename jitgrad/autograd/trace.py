@@ -88,7 +88,8 @@ def _structural_readers():
         from .. import functional_ops as F
         T = sys.modules["jitgrad.tensor"]
         codes = {T.apply_elementwise, T._plan, T.apply_fn, T.Tensor.contiguous,
-                 T.Tensor.is_contiguous, T.Tensor.__iter__, F.matmul, F.cat, F.reshape, F.view}
+                 T.Tensor.is_contiguous, T.Tensor.__iter__, T.Tensor.to, F.matmul, F.cat,
+                 F.reshape, F.view}
         _readers = frozenset(getattr(f, "__code__", None) or f.fget.__code__ for f in codes)
     return _readers
 
