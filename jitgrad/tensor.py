@@ -389,7 +389,8 @@ class ElementwiseNode(Node):
 
     def apply(self, g, create_graph):
         self.check_saved()
-        if create_graph or lazy.ENABLED:  # rules on (lazy) Tensors: the backward chain fuses
+        if create_graph or (lazy.ENABLED and (self.n_red >= lazy.FUSE_MIN or g._arr is None)):
+            # rules on (lazy) Tensors: differentiable, and with fusion the backward chain fuses
             return self._apply_tensor(g, create_graph)
         row, ops, cdt, out_shape = self.row, self.operands, self.cdt, self.out_shape
         gd = g._data
@@ -598,7 +599,7 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
                 out_shape = broadcast_shapes(*[o._meta[0] for o in ops
                                                if isinstance(o, Tensor)])
                 break
-    if lazy.ENABLED and out is None:
+    if lazy.ENABLED and out is None and _worth_fusing(ops, out_shape):
         res, full_lz = _record_lazy(row, ops, cdt, out_shape, reduce)
         return _record_node(row, ops, res, None, full_lz, out_shape, cdt, grad_fn, reduce)
     flat, ndim, arrays, kinds, masks = _plan(ops, out_shape)
@@ -623,6 +624,20 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
             out = s
     res = Tensor._make(out)
     return _record_node(row, ops, res, full_out, None, out_shape, cdt, grad_fn, reduce)
+
+
+def _worth_fusing(ops, out_shape) -> bool:
+    """Record lazily when the result is large enough to pay for planning, or when an operand is
+    pending anyway (so a chain never breaks at a small op)."""
+    n = 1
+    for s in out_shape:
+        n *= s
+    if n >= lazy.FUSE_MIN:
+        return True
+    for o in ops:
+        if type(o) is Tensor and o._arr is None:
+            return True
+    return False
 
 
 def _record_lazy(row, ops, cdt, out_shape, reduce):

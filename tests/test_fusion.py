@@ -26,12 +26,13 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @contextlib.contextmanager
 def _fusion(flag: bool):
-    prev = lazy.is_fusion_enabled()
-    lazy.set_fusion(flag)
+    """Fusion on for every size (FUSE_MIN=0: these tests use small tensors) or off."""
+    prev, prev_min = lazy.is_fusion_enabled(), lazy.FUSE_MIN
+    lazy.set_fusion(flag, 0)
     try:
         yield
     finally:
-        lazy.set_fusion(prev)
+        lazy.set_fusion(prev, prev_min)
 
 
 @pytest.fixture(autouse=True)
@@ -139,10 +140,7 @@ def test_w1_steady_state_compiles_nothing():
     assert _debug.COUNTERS["kernels_built"] == built
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a backward into leaves whose .grad already exists "
-                   "realises each leaf gradient in its own kernel (accumulate_into_grad calls "
-                   "lazy.flush()/g._data per leaf) instead of one fused kernel")
-def test_w1_accumulating_backward_is_one_kernel():
+def test_w1_accumulating_backward_is_one_kernel(torch):
     xv, av, bv = _w1_inputs(np.float32)
     x, a, b = _w1_jitgrad(xv, av, bv)
     _w1(jg, x, a, b).backward()
@@ -151,6 +149,13 @@ def test_w1_accumulating_backward_is_one_kernel():
     c0 = _launches()
     loss.backward()  # a.grad, b.grad exist: accumulate
     assert _launches() - c0 == 1
+    xt = torch.tensor(xv)
+    at = torch.tensor(av, requires_grad=True)
+    bt = torch.tensor(bv, requires_grad=True)
+    for _ in range(2):
+        _w1(torch, xt, at, bt).backward()
+    np.testing.assert_allclose(_np(a.grad), at.grad.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(_np(b.grad), bt.grad.numpy(), rtol=1e-5)
 
 
 # =============================================================================================
@@ -395,9 +400,14 @@ def test_long_chain_crosses_group_limit(monkeypatch):
         loss.backward()
         return loss.item(), _np(x.grad)
 
+    sizes = []
+    layout = lazy._layout
+    monkeypatch.setattr(lazy, "_layout", lambda plan: (sizes.append(len(plan.nodes)),
+                                                       layout(plan)))
     c0 = _launches()
     got = run()
     assert _launches() - c0 > 2  # the group limit did cut the chain
+    assert max(sizes) <= lazy.MAX_GROUP, sizes
     with _fusion(False):
         want = run()
     np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
@@ -723,7 +733,7 @@ def _child_env(cache_dir):
     env = dict(os.environ)
     env.pop("JITGRAD_CACHE", None)
     env.pop("JITGRAD_DEBUG", None)
-    env.update(JITGRAD_CACHE_DIR=str(cache_dir), JITGRAD_FUSION="1",
+    env.update(JITGRAD_CACHE_DIR=str(cache_dir), JITGRAD_FUSION="1", JITGRAD_FUSE_MIN="0",
                PYTHONPATH=os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p))
     return env
 
@@ -782,3 +792,76 @@ def test_disk_cache_two_processes_racing_on_empty_dir(tmp_path):
     after = _finish_child(_start_child(tmp_path))  # what they left behind is a valid cache
     _check_child_result(after)
     assert all(s["hits"] > 0 and s["misses"] == 0 for s in after["stats"]), after["stats"]
+
+
+# =============================================================================================
+# Scheduling policy: size threshold, parallel kernels, introspection
+
+
+def test_small_ops_run_eagerly_below_fuse_min(monkeypatch):
+    monkeypatch.setattr(lazy, "FUSE_MIN", 100)
+    small, big = jg.tensor(np.arange(5.0)), jg.tensor(np.arange(200.0))
+    assert (small * 2)._arr is not None           # below the threshold: computed now
+    yb = big * 2
+    assert yb._arr is None                        # at or above it: recorded
+    z = (yb[:5] + 1) if False else jg.exp(yb) * 0.5
+    assert z._arr is None                         # a pending operand keeps the chain lazy
+    s = yb.sum()                                  # a pending sum of a pending value
+    np.testing.assert_allclose(_np(z), np.exp(np.arange(200.0) * 2) * 0.5, rtol=1e-12)
+    assert s.item() == pytest.approx(np.arange(200.0).sum() * 2, rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_parallel_kernel_equals_serial(monkeypatch, dtype):
+    """Flat loops at or above PAR_MIN run under prange in PAR_BLOCK chunks; sums are added per
+    chunk in a fixed order, so they match the serial kernel to rounding."""
+    xv = np.random.default_rng(3).uniform(-2, 2, 40_000).astype(dtype)
+
+    def run():
+        x = jg.tensor(xv, requires_grad=True)
+        loss = (jg.sin(x) * x + 1).sum()
+        loss.backward()
+        return loss.item(), _np(x.grad)
+
+    monkeypatch.setattr(lazy, "PAR_MIN", 10**9)
+    serial = run()
+    monkeypatch.setattr(lazy, "PAR_MIN", 1000)
+    built = []
+    layout = lazy._layout
+    monkeypatch.setattr(lazy, "_layout", lambda plan: (layout(plan), built.append(plan.par)))
+    par = run()
+    assert built and all(built), "the kernel did not take the parallel form"
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(par[0], serial[0], rtol=rtol)
+    np.testing.assert_array_equal(par[1], serial[1])  # elementwise: bit-identical
+    want = np.sin(xv.astype(np.float64)) + xv * np.cos(xv.astype(np.float64))
+    np.testing.assert_allclose(par[1], want, rtol=rtol * 10, atol=rtol)
+
+
+def test_explain_forward_and_backward_groups():
+    xv, av, bv = _w1_inputs(np.float32)
+    x, a, b = _w1_jitgrad(xv, av, bv, x_grad=True)
+    loss = _w1(jg, x, a, b)
+    fwd = jg.explain(loss)
+    assert len(fwd.groups) == 1
+    g = fwd.groups[0]
+    assert g.space == (1000,) and {"tanh", "exp", "sin", "sigmoid"} <= set(g.rows)
+    assert g.bytes_read >= xv.nbytes and g.writes == [("sum", (1,), "float32")]
+    assert "def fused_fwd" in g.source and "vm_tanh" in g.source
+    c0 = _launches()
+    bwd = jg.explain(loss, backward=True)
+    assert _launches() == c0 and x.grad is None and loss._arr is None  # nothing ran
+    (gb,) = bwd.groups
+    assert "cos" in gb.rows                            # d sin / dx
+    kinds = sorted(k for k, _, _ in gb.writes)
+    assert kinds == ["full", "sum", "sum", "sum"]      # x.grad; a.grad, b.grad, the loss
+    assert gb.bytes_moved == gb.bytes_read + gb.bytes_written >= 2 * xv.nbytes
+    assert "fused kernel" in str(bwd)
+    loss.backward()                                     # explain left the graph usable
+    with _fusion(False):
+        x2, a2, b2 = _w1_jitgrad(xv, av, bv, x_grad=True)
+        _w1(jg, x2, a2, b2).backward()
+    np.testing.assert_allclose(_np(x.grad), _np(x2.grad), rtol=1e-5, atol=1e-6)
+    assert jg.explain(loss).groups == []               # computed: nothing pending
+    with pytest.raises(TypeError, match="expects Tensors"):
+        jg.explain(np.ones(3))

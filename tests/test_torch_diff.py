@@ -338,15 +338,15 @@ def test_inplace_chain():
     _both(f, rng.standard_normal((3, 4)), rng.standard_normal((3, 4)))
 
 
-# --- the same programs with lazy fusion on (opt-in: JITGRAD_FUSION=1 / set_fusion) -------------
+# --- the same programs with lazy fusion forced on for every size ---------------------------------
 
 @pytest.fixture
 def fusion():
     from jitgrad import lazy
-    prev = lazy.is_fusion_enabled()
-    lazy.set_fusion(True)
+    prev, prev_min = lazy.is_fusion_enabled(), lazy.FUSE_MIN
+    lazy.set_fusion(True, 0)
     yield
-    lazy.set_fusion(prev)
+    lazy.set_fusion(prev, prev_min)
 
 
 @pytest.mark.parametrize("seed", [3])

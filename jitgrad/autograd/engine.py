@@ -83,11 +83,14 @@ class AccumulateGrad(Node):
         super().__init__(())
         self.variable = variable
 
-    def apply(self, g, create_graph):
-        return accumulate_into_grad(self.variable, g, create_graph)
+    def apply(self, g, create_graph, deferred=None):
+        return accumulate_into_grad(self.variable, g, create_graph, deferred)
 
 
-def accumulate_into_grad(t, g, create_graph):
+def accumulate_into_grad(t, g, create_graph, deferred=None):
+    """Add ``g`` into ``t.grad`` (in place when it exists, like torch). Returns a pending new
+    ``.grad`` for the caller to compute; a pending ``g`` into an existing ``.grad`` is appended
+    to ``deferred`` (when given) so that every leaf of one backward is computed together."""
     from ..tensor import Tensor
     from .. import lazy
     gshape, gdt = g._meta
@@ -107,8 +110,9 @@ def accumulate_into_grad(t, g, create_graph):
             t.grad = Tensor._make(g._data.copy())
     elif create_graph or t.grad.requires_grad:
         t.grad = t.grad + g
+    elif deferred is not None and g._arr is None and g._lazy.value is None:
+        deferred.append((t, g))
     else:
-        from .. import lazy
         lazy.flush()  # pending values may read the old .grad
         acc = t.grad._data
         acc += g._data
@@ -154,6 +158,7 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
         _add_pending(pending, n, g)
     captured = {}
     lazy_grads = []
+    deferred = []  # (leaf, pending gradient) to add into an existing .grad at the end
     ready = [n for n in dict.fromkeys(n for n, _ in roots) if deps[n] == 0]
     with grad_mode.set_grad_enabled(create_graph):
         while ready:
@@ -165,7 +170,7 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
                 grads = (None,) * len(n.next_edges)
             elif isinstance(n, AccumulateGrad):
                 if accumulate:
-                    lz = n.apply(g, create_graph)
+                    lz = n.apply(g, create_graph, deferred)
                     if lz is not None:
                         lazy_grads.append(lz)
                 grads = ()
@@ -173,7 +178,7 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
                 if n.retained is not None and accumulate:
                     t = n.retained()
                     if t is not None:
-                        lz = accumulate_into_grad(t, g, create_graph)
+                        lz = accumulate_into_grad(t, g, create_graph, deferred)
                         if lz is not None:
                             lazy_grads.append(lz)
                 grads = n.apply(g, create_graph)
@@ -188,9 +193,14 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
                 deps[e] = c
                 if c == 0:
                     ready.append(e)
-    if lazy_grads:  # every leaf gradient of this sweep in as few fused kernels as possible
+    if lazy_grads or deferred:  # every leaf gradient of this sweep in as few kernels as possible
         from .. import lazy
-        lazy.realize_many(lazy_grads)
+        lazy.realize_many(lazy_grads + [g for _, g in deferred])
+        if deferred:
+            lazy.flush()  # pending values may read the old .grad
+            for t, g in deferred:
+                acc = t.grad._data
+                acc += g._data
     return captured
 
 
