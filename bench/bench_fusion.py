@@ -13,6 +13,10 @@ Groups
   caches disabled, jax.jit. The timed quantity is the whole subprocess (imports included); the
   first call alone is ``extra_info["in_process_s"]`` (printed by the summary).
 
+W1 records ``extra_info["n"]``, ``["bytes"]`` (the least traffic possible: one read of x) and,
+for jitgrad and NumPy, ``["peak_bytes"]`` (one call's peak of traced NumPy allocations, taken
+outside the timed part) for the report; W5 records ``n`` and ``bytes`` (read x, write x.grad).
+
 Peers: ``jitgrad`` is jitgrad with fusion on (the reference every ratio is taken to),
 ``jitgrad_eager`` the same code with fusion off. Every W1/W5 benchmark also records its first
 call in this process as ``extra_info["first_call_s"]`` (and, for jitgrad,
@@ -214,6 +218,8 @@ def bench_w1(benchmark, dtype, n, peer, quick, assert_close):
             if name != "loss":  # loss comes back as a Python float from .item()
                 assert np.asarray(g).dtype == np.dtype(dtype), f"{peer} {name} dtype"
             assert_close(f"{peer} {name}", g, w, rtol=rtol, atol=atol)
+        if peer in ("jitgrad", "jitgrad_eager", "numpy"):  # NumPy-allocated buffers only
+            benchmark.extra_info["peak_bytes"] = W.traced_peak_bytes(step)
         benchmark(step)
 
 

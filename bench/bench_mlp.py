@@ -24,13 +24,15 @@ the thread counts.
 Every peer's loss and parameter updates after one step from the same initial state are checked
 against jitgrad's (and jitgrad's against float64 NumPy) outside the timed part. ``flops`` in
 ``extra_info`` counts the products only (2 m k n each); ``peak_bytes`` (jitgrad, numpy) is the
-peak of one step's traced (tracemalloc) allocations.
+peak of one step's traced (tracemalloc) allocations; ``first_call_s`` is the first step in this
+process (jax: trace + compile; jitgrad: kernel loads or compiles not already done by an earlier
+benchmark).
 """
 from __future__ import annotations
 
 import contextlib
 import os
-import tracemalloc
+import time
 
 import numpy as np
 import pytest
@@ -239,18 +241,6 @@ def _threads(benchmark, peer):
         yield
 
 
-def _traced_peak(fn) -> int:
-    """Peak bytes of the allocations tracemalloc sees (NumPy's) during one call of fn."""
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
-        fn()
-        return tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
-
-
 _REF: dict = {}
 
 
@@ -288,13 +278,15 @@ def bench_mlp_step(benchmark, peer, assert_close):
             p0, _, _ = mlp_init()
             step, first, state = _peer_step(peer)
             # one step from the initial state, compared with jitgrad's (untimed; compiles)
+            t0 = time.perf_counter()
             loss = first()
+            benchmark.extra_info["first_call_s"] = time.perf_counter() - t0
             assert_close(f"{peer} loss", loss, ref["loss"], rtol=1e-5)
             for i, (p, q, d) in enumerate(zip(state(), p0, ref["deltas"])):
                 assert_close(f"{peer} param {i} update", p - q, d,
                              rtol=1e-3, atol=1e-4 * np.abs(d).max())
             if peer in ("jitgrad", "numpy"):
-                benchmark.extra_info["peak_bytes"] = _traced_peak(step)
+                benchmark.extra_info["peak_bytes"] = W.traced_peak_bytes(step)
         for _ in range(3):
             step()  # warm
         benchmark(step)

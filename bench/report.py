@@ -181,7 +181,7 @@ def fmt_time(t) -> str:
     if t == 0:
         return "0"
     for unit, f in (("s", 1.0), ("ms", 1e3), ("µs", 1e6), ("ns", 1e9)):
-        if abs(t) * f >= 1.0:
+        if abs(float(f"{t * f:.3g}")) >= 1.0:  # 0.9996 ms is "1 ms", not "1e+03 µs"
             return f"{t * f:.3g} {unit}"
     return f"{t * 1e9:.3g} ns"
 
@@ -375,8 +375,14 @@ def _t_falls(groups, wid, src, group_pat, label):
 
 def _t_mem(groups, wid, src, group_pat, factor, label, case_pred=lambda peers: True):
     out = []
+    for g, cases in groups.items():
+        if re.search(group_pat, g, re.I) and not any(
+                r.extra.get("peak_bytes") for p in cases.values() for r in p.values()):
+            out.append(Verdict(wid, src, f"{label} (`{g}`)", "peak memory not recorded",
+                               "not measured"))
     for g, case, peers in _cases(groups, group_pat):
-        if not case_pred(peers):
+        if not case_pred(peers) or not any(r.extra.get("peak_bytes") for p in groups[g].values()
+                                           for r in p.values()):
             continue
         j = peers.get(REF)
         pk = j.extra.get("peak_bytes") if j else None
@@ -457,12 +463,15 @@ def _slug(s: str) -> str:
 
 
 def _styles(peers):
+    """One line style per peer, the same in every plot of a report."""
     import matplotlib.pyplot as plt
     cyc = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    return {p: dict(color="black" if p == REF else cyc[i % len(cyc)],
-                    lw=2.5 if p == REF else 1.3,
-                    ls=":" if ("floor" in p or p == "python") else "-", marker="o", ms=4)
-            for i, p in enumerate(sorted(peers, key=lambda p: (p != REF, p)))}
+    others = sorted(p for p in peers if p != REF)
+    st = {p: dict(color=cyc[i % len(cyc)], lw=1.3, marker="o", ms=4,
+                  ls=":" if ("floor" in p or p == "python") else "-")
+          for i, p in enumerate(others)}
+    st[REF] = dict(color="black", lw=2.5, marker="o", ms=4, ls="-")
+    return st
 
 
 def plot_groups(res: Results, out_dir: str, copy_gbps) -> dict:
@@ -476,10 +485,10 @@ def plot_groups(res: Results, out_dir: str, copy_gbps) -> dict:
         res.notes.append("plots skipped: matplotlib is not installed (pip install -e '.[bench]')")
         return {}
     made: dict = {}
+    st = _styles({r.peer for r in res.rows})
     for group, cases in res.groups().items():
         rows = [r for peers in cases.values() for r in peers.values()]
         peers = sorted({r.peer for r in rows})
-        st = _styles(peers)
         ns = {r.n for r in rows if r.n is not None}
         ks = {r.ops for r in rows if r.ops is not None}
         files = []

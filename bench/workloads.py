@@ -13,6 +13,7 @@ for anything else.
 from __future__ import annotations
 
 import importlib.util
+import tracemalloc
 
 import numpy as np
 
@@ -51,6 +52,20 @@ def to_numpy(t):
     if hasattr(t, "detach"):
         t = t.detach()
     return np.asarray(t.numpy() if hasattr(t, "numpy") else t)
+
+
+def traced_peak_bytes(fn) -> int:
+    """Peak bytes allocated during one call of ``fn`` beyond what was live before, as
+    tracemalloc sees them: NumPy's buffers (so jitgrad's and NumPy's), not torch's or XLA's.
+    Call it outside the timed part: tracing slows allocation down."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        fn()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
 
 
 # --------------------------------------------------------------------------- W1
