@@ -7,8 +7,8 @@ W3 is the first seed tutorial's tiny example (``bench/workloads.py``: ``x = ones
 Group ``coldstart``, case ``W3 first backward, fresh process``; peers:
 
 * ``jitgrad`` -- warm kernel cache: ``JITGRAD_CACHE_DIR`` is a directory an untimed warm-up
-  round filled (under ``--quick``: the session's own cache directory, which the in-process
-  benchmarks have already filled, and no warm-up round);
+  round filled (under ``--quick``: no warm-up round, and the session's own cache directory,
+  which earlier runs -- in CI the test suite -- usually filled);
 * ``jitgrad_cold`` -- an empty kernel cache (a new ``JITGRAD_CACHE_DIR`` every round), so every
   kernel W3 needs is generated and compiled (skipped under ``--quick``: it takes seconds);
 * ``torch`` -- the same tutorial in PyTorch eager;
@@ -115,7 +115,7 @@ def bench_coldstart(benchmark, peer, quick, tmp_path, assert_close):
 
     if peer == "jitgrad":
         # warm cache: a fresh directory filled by the untimed warm-up round; under --quick the
-        # session's cache directory (filled by bench_core's in-process W3), no warm-up
+        # session's own cache directory (usually warm already), no warm-up
         cache = None if quick else str(tmp_path / "warm")
         kw = dict(rounds=1, warmup_rounds=0) if quick else dict(rounds=5, warmup_rounds=1)
     else:

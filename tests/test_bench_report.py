@@ -248,3 +248,27 @@ def test_formatting_and_simd():
                     simd_level(["avx2", "fma", "avx512f", "avx512dq", "avx512bw"]))
     assert simd_level(["asimd"]) == "NEON"
     assert simd_level([]) == "unknown"
+
+
+def test_w4_bench_functional_naming(tmp_path):
+    """bench/bench_functional.py's groups and case names."""
+    b = []
+    for case, j, jax in (("a exp_reducer 2x2", 9e-6, 10e-6), ("b tanh(Ax+c)+x sin x 10", 12e-6,
+                                                                11e-6),
+                         ("c tanh(Ax+c)+x sin x 100", 50e-6, 120e-6)):
+        b += [_bench("W4-jacobian", "jitgrad", j, case=case),
+              _bench("W4-jacobian", "jax_jacrev", jax, case=case),
+              _bench("W4-jacobian", "jax_jacfwd", 2 * jax, case=case)]
+    b += [_bench("W4-first-call", "jitgrad", 2.0, case="c first call (fresh process)",
+                 in_process_s=1.0)]
+    res = report.load([_write(tmp_path / "a.json", b)])
+    v = {x.target: x.status for x in report.targets(res) if x.workload == "W4"}
+    assert v == {
+        "(a) exp_reducer Jacobian ≤ 10 µs (a exp_reducer 2x2)": "met",
+        "(b) 10→10 Jacobian ≤ 10 µs (b tanh(Ax+c)+x sin x 10)": "missed",
+        "(c) 100→100 Jacobian ≤ 60 µs (c tanh(Ax+c)+x sin x 100)": "met",
+        "faster than JAX jit (a exp_reducer 2x2)": "met",
+        "faster than JAX jit (b tanh(Ax+c)+x sin x 10)": "missed",      # 12 vs jacrev 11 µs
+        "faster than JAX jit (c tanh(Ax+c)+x sin x 100)": "met",
+    }
+    assert {r.workload for r in res.rows} == {"W4"}
