@@ -31,6 +31,26 @@ ENABLED = os.environ.get("JITGRAD_FUSION", "1") != "0"
 # slower fused). ``JITGRAD_FUSE_MIN=0`` fuses everything (the test suite runs both ways).
 FUSE_MIN = int(os.environ.get("JITGRAD_FUSE_MIN", 4096))
 MAX_GROUP = 256          # rows per fused kernel; a larger DAG runs as several (in post-order)
+# An op whose pending operand is MAX_DEPTH rows deep computes that operand first. A long chain
+# so becomes segments whose ends are stored; the fused backward of a segment recomputes it from
+# its stored start (few rows, few kernel operands) instead of storing every value in it.
+MAX_DEPTH = 64
+# During a backward sweep the limit is higher: a VJP chain's depth includes the forward segment
+# it recomputes (up to MAX_DEPTH), so a lower limit would cut it every few steps near the top of
+# a segment and recompute that segment each time.
+MAX_DEPTH_BACKWARD = 2 * MAX_DEPTH
+depth_limit = MAX_DEPTH
+
+
+@contextlib.contextmanager
+def backward_depth():
+    """Use MAX_DEPTH_BACKWARD while the engine records VJPs."""
+    global depth_limit
+    prev, depth_limit = depth_limit, MAX_DEPTH_BACKWARD
+    try:
+        yield
+    finally:
+        depth_limit = prev
 # Large flat kernels run on all cores (prange over blocks of PAR_BLOCK elements); measured:
 # below ~1e5 elements the thread start-up costs more than it saves.
 PARALLEL = os.environ.get("JITGRAD_PARALLEL", "1") != "0"
@@ -71,7 +91,7 @@ class Lazy:
     computed, so every Tensor sharing this record (a saved output, a lazy ``.grad``) sees it."""
 
     __slots__ = ("row", "operands", "shape", "dtype", "cdt", "axes", "keepdim", "scale",
-                 "value")
+                 "value", "depth")
 
     def __init__(self, row, operands, shape, dtype, cdt, axes=None, keepdim=False, scale=None):
         self.row = row
@@ -83,6 +103,12 @@ class Lazy:
         self.keepdim = keepdim
         self.scale = scale        # mean: divide the sum by this
         self.value = None
+        d = 0
+        for o in operands:
+            lz = getattr(o, "_lazy", None)
+            if lz is not None and lz.value is None and o._arr is None and lz.depth > d:
+                d = lz.depth
+        self.depth = d + 1        # longest pending path below (bounds recompute, see MAX_DEPTH)
 
 
 def make_lazy(tensor_cls, lazy: Lazy):

@@ -416,7 +416,10 @@ def test_long_chain_crosses_group_limit(monkeypatch):
 
 def test_chain_backward_work_is_linear(monkeypatch):
     """Timing-free: count the rows every fused kernel evaluates for fwd+bwd of a k-op chain;
-    doubling k should about double them."""
+    doubling k should about double them (depth limits lowered so both k cross them often)."""
+    monkeypatch.setattr(lazy, "MAX_DEPTH", 8)
+    monkeypatch.setattr(lazy, "depth_limit", 8)
+    monkeypatch.setattr(lazy, "MAX_DEPTH_BACKWARD", 16)
     rows = []
     init = lazy._Plan.__init__
 

@@ -160,7 +160,8 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
     lazy_grads = []
     deferred = []  # (leaf, pending gradient) to add into an existing .grad at the end
     ready = [n for n in dict.fromkeys(n for n, _ in roots) if deps[n] == 0]
-    with grad_mode.set_grad_enabled(create_graph):
+    from .. import lazy
+    with grad_mode.set_grad_enabled(create_graph), lazy.backward_depth():
         while ready:
             n = ready.pop()
             g = pending.pop(n, None)
