@@ -213,7 +213,7 @@ def nonzero(x, as_tuple=False):
 
 
 def _dims(dim, ndim):
-    if dim is None:
+    if dim is None or (isinstance(dim, (list, tuple)) and not dim):  # torch: () means all dims
         return tuple(range(ndim))
     if isinstance(dim, (list, tuple)):
         ds = tuple(sorted({_norm_dim(d, ndim) for d in dim}))

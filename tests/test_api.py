@@ -547,6 +547,13 @@ def test_zero_dim_results_are_arrays(fn):
                                np.array([1.0, 2.0], np.float32) * r.item())
 
 
+def test_reductions_over_empty_dim_list_reduce_everything():
+    # torch: dim=() / dim=[] means every dimension (not none)
+    a = RNG.standard_normal((2, 3))
+    check(lambda M, x: (x.sum(dim=()), x.mean(dim=[]), x.sum(dim=(), keepdim=True),
+                        x.amax(dim=())), a)
+
+
 def test_reductions_empty():
     check(lambda M, x: (x.sum(), x.sum(0), x.sum(1)), np.zeros((0, 3)))
     check(lambda M, x: (x * 2.0, x.exp(), x.reshape(3, 0), x.t()), np.zeros((0, 3)))
