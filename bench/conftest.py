@@ -25,6 +25,14 @@ from bench import machine
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Numba's "omp" threading layer (its default when the system libgomp is found) and torch's own
+# bundled OpenMP runtime interfere badly in one process: once torch runs with fewer threads than
+# cores (bench_fusion's default torch.set_num_threads(1), or OMP_NUM_THREADS=1), every parallel
+# jitgrad kernel and every later torch op slow down 10-20x (W2 step: jitgrad 11 -> 87 ms, torch
+# 3.5 -> 45 ms). Benchmark sessions therefore use the "workqueue" layer unless the caller chose
+# one; the report's machine header shows it.
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+
 
 def pytest_addoption(parser):
     parser.addoption(
