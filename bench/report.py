@@ -19,8 +19,8 @@ writes ``<out>/report.md`` and its plots (PNG) next to it:
 Benchmarks are read generically: ``extra_info["peer"]`` and ``["case"]`` (conftest.py's
 convention), else the ``peer`` parameter and the test name. A benchmark may name its workload
 with ``extra_info["workload"]`` ("W4") and declare a time target with ``extra_info["target_s"]``
-(checked against its jitgrad row). Peers named ``*floor*`` or ``python`` are floors: shown, never
-"the best peer". This module only reads results; it runs no benchmark.
+(checked against its jitgrad row). Peers named ``*floor*``, ``*analytic*`` or ``python``, or with
+``extra_info["floor"]`` set, are floors: shown, never "the best peer". This module only reads results; it runs no benchmark.
 """
 from __future__ import annotations
 
@@ -82,7 +82,8 @@ class Row:
 
     @property
     def is_floor(self) -> bool:
-        return "floor" in self.peer or self.peer == "python"
+        return bool(self.extra.get("floor")) or self.peer == "python" or \
+            any(w in self.peer for w in ("floor", "analytic"))
 
     @property
     def workload(self) -> str:

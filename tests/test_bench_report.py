@@ -260,7 +260,8 @@ def test_w4_bench_functional_naming(tmp_path):
               _bench("W4-jacobian", "jax_jacrev", jax, case=case),
               _bench("W4-jacobian", "jax_jacfwd", 2 * jax, case=case)]
     b += [_bench("W4-first-call", "jitgrad", 2.0, case="c first call (fresh process)",
-                 in_process_s=1.0)]
+                 in_process_s=1.0),
+          _bench("W4-jacobian", "numpy_analytic", 1e-6, case="a exp_reducer 2x2")]
     res = report.load([_write(tmp_path / "a.json", b)])
     v = {x.target: x.status for x in report.targets(res) if x.workload == "W4"}
     assert v == {
@@ -272,3 +273,7 @@ def test_w4_bench_functional_naming(tmp_path):
         "faster than JAX jit (c tanh(Ax+c)+x sin x 100)": "met",
     }
     assert {r.workload for r in res.rows} == {"W4"}
+    _, rows = _table_rows(report.render(res, str(tmp_path / "out"), plots=False), "W4-jacobian")
+    analytic = [r for r in rows if r[1] == "numpy_analytic"]
+    assert analytic[0][4] == "floor"                      # not "the best peer"
+    assert [r[4] for r in rows if r[1] == "jax_jacrev"][0] == "1.11×"  # 10 / 9 µs
