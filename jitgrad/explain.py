@@ -4,8 +4,10 @@
 iteration space, rows, what each kernel reads and writes (bytes moved), whether the kernel is
 already compiled, and its generated source. ``jitgrad.explain(loss, backward=True)`` does the
 same for the gradients ``loss.backward()`` would produce (the backward graph is recorded with
-``retain_graph=True``; nothing is accumulated into ``.grad``). ``JITGRAD_DEBUG=1`` logs every
-compile as it happens.
+``retain_graph=True``; nothing is accumulated into ``.grad``). Elementwise groups are only
+planned, not run; a backward step of a structural op (matmul, a reduction, indexing) computes
+its incoming gradient as a real backward would, and a pending loss may be computed with it.
+``JITGRAD_DEBUG=1`` logs every compile as it happens.
 """
 from __future__ import annotations
 

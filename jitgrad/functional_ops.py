@@ -622,14 +622,6 @@ class _Reshape(Function):
     def backward_arrays(ctx, g):
         return (g.reshape(ctx.shapes[0]),)
 
-    @staticmethod
-    def lazy_forward(ctx, x, shape):
-        lz = x._lazy
-        if lz.row is not None:  # an elementwise record changes iteration space: compute it
-            return Tensor._make(x._data.reshape(shape))
-        return lazy.make_lazy(Tensor, lazy.Lazy(None, lz.operands, shape, lz.dtype, lz.cdt,
-                                                 lz.axes, lz.keepdim, lz.scale))
-
 
 def _infer_shape(shape, numel):
     shape = list(shape)
@@ -666,8 +658,6 @@ def reshape(x, *shape, grad_fn=None):
     shape = _infer_shape(_shape_args(shape), x.numel())
     if shape == x._meta[0]:
         return apply_fn(_Reshape, (x,), grad_fn, view_of=x, shape=shape)
-    if x._arr is None and x._lazy.row is None:  # a pending reduction: reshape its record
-        return apply_fn(_Reshape, (x,), grad_fn, shape=shape)
     out = x._data.reshape(shape)
     view = np.may_share_memory(out, x._data)
     return apply_fn(_Reshape, (x,), grad_fn, view_of=x if view else None, shape=shape)

@@ -280,12 +280,18 @@ def _realize_reduce_of_concrete(t):
     _finish_reduce(t, out)
 
 
+def _store(lz, value):
+    """Give a record its value and let go of its operands (and what they keep alive)."""
+    lz.value = value
+    lz.operands = ()
+
+
 def _finish_reduce(t, acc):
     lz = t._lazy
     if lz.scale is not None:
         acc = acc / lz.scale if lz.scale else np.full(acc.shape, np.nan)
     out = np.asarray(acc).astype(lz.dtype, copy=False).reshape(lz.shape)
-    lz.value = out
+    _store(lz, out)
     t._arr = out
     t._lazy = None
 
@@ -312,6 +318,9 @@ def _realize_in_chunks(plan, tensor_cls):
         for r in refs:
             if r[0] == "n":
                 last[r[1]] = j
+    for _, ref, _ in plan.outs:  # a root (or a summed root) is stored where it is computed
+        if ref[0] == "n":
+            last[ref[1]] = n
     for s in range(0, n - MAX_GROUP, MAX_GROUP):
         e = s + MAX_GROUP
         temps = []
@@ -380,6 +389,9 @@ def _layout(plan):
 
 
 def _run_group(roots, space):
+    roots = [r for r in roots if not _settle(r)]  # an earlier group may have computed some
+    if not roots:
+        return
     plan = _Plan(roots, space)
     if len(plan.nodes) > MAX_GROUP:
         _realize_in_chunks(plan, type(roots[0]))
@@ -419,7 +431,7 @@ def _run_group(roots, space):
             kern(*leaves, *outs)
     for (kind, _, axes), r, o in zip(plan.outs, roots, outs):
         if kind == "full":
-            r._lazy.value = o
+            _store(r._lazy, o)
             r._arr = o
             r._lazy = None
         else:

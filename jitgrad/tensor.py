@@ -826,6 +826,9 @@ def sum_to(t: Tensor, shape) -> Tensor:
     axes = tuple(range(lead)) + tuple(lead + k for k, s in enumerate(shape)
                                       if s == 1 and tshape[lead + k] != 1)
     r = t.sum(dim=axes, keepdim=True) if axes else t
+    if r is not t and r._arr is None and r._lazy.row is None and r.grad_fn is None:
+        r._lazy.shape = shape  # a fresh pending sum nobody else sees: computed into this shape
+        return r
     return r.reshape(shape)
 
 

@@ -868,3 +868,88 @@ def test_explain_forward_and_backward_groups():
     assert jg.explain(loss).groups == []               # computed: nothing pending
     with pytest.raises(TypeError, match="expects Tensors"):
         jg.explain(np.ones(3))
+
+
+# =============================================================================================
+# Regressions found in review (storage sharing, views of pending values, chunk scheduling)
+
+
+def test_pending_grads_never_share_storage():
+    rng = np.random.default_rng(5)
+    av, bv, cv = (rng.standard_normal(8) for _ in range(3))
+    a = jg.tensor(av, requires_grad=True)
+    b = jg.tensor(bv, requires_grad=True)
+    c = jg.tensor(cv)
+    ((a + b) * c).sum().backward()            # AddBackward hands the same g to a and b
+    assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
+    a.grad.zero_()
+    np.testing.assert_allclose(_np(b.grad), cv, rtol=1e-12)
+    a.grad = b.grad = None
+    for _ in range(2):
+        ((a + b) * c).sum().backward()
+    np.testing.assert_allclose(_np(b.grad), 2 * cv, rtol=1e-12)
+    # a user's gradient argument is not aliased by the leaf's .grad
+    w = jg.tensor(rng.standard_normal(8))
+    v = w * 2
+    vv = _np(v).copy()
+    (a * 1.0 + 1).backward(v)
+    (a * 1.0 + 1).backward(w)
+    np.testing.assert_array_equal(_np(v), vv)
+
+
+def test_reshape_of_pending_values_is_a_view():
+    x = jg.tensor(np.ones((4, 3)))
+    s = (x * 2).sum(dim=1)                    # a pending reduction
+    s.reshape(2, 2).add_(1)
+    np.testing.assert_array_equal(_np(s), [7.0] * 4)
+    y0 = jg.tensor(np.linspace(0, 1, 5), requires_grad=True)
+    y = y0.exp()                              # pending elementwise, same-shape "reshape"
+    r = y.flatten()
+    with jg.no_grad():
+        r.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
+def test_roots_computed_by_an_earlier_groups_chunks(monkeypatch):
+    """A pending value of another iteration space that a chunked group stores (or lets ride)
+    is not computed again, and its tensor is settled."""
+    monkeypatch.setattr(lazy, "MAX_GROUP", 8)
+    rng = np.random.default_rng(2)
+    xv, bv = rng.standard_normal((4, 3)), rng.standard_normal(3)
+    x, b = jg.tensor(xv), jg.tensor(bv)
+    u = b * 2                                 # (3,) node inside the (4, 3) DAG
+    terms = [x * u] + [jg.sin(x * float(k)) for k in range(1, 6)] + [x * u + 1]
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    y = terms[0]
+    s = (u + 1).sum()
+    lazy.realize_many([y, s])
+    un = bv * 2
+    want = xv * un + sum(np.sin(xv * k) for k in range(1, 6)) + (xv * un + 1)
+    np.testing.assert_allclose(_np(y), want, rtol=1e-12)
+    assert s.item() == pytest.approx((un + 1).sum(), rel=1e-12)
+
+
+def test_chunked_dag_computes_each_row_once(monkeypatch):
+    monkeypatch.setattr(lazy, "MAX_GROUP", 8)
+    rows = []
+    layout = lazy._layout
+    monkeypatch.setattr(lazy, "_layout", lambda plan: (rows.append(
+        [lz.row.name for lz, _ in plan.nodes]), layout(plan)))
+    xv = np.linspace(-1, 1, 16)
+    x = jg.tensor(xv)
+    e = x.exp()
+    A = e * 3.0                               # a root early in post-order
+    B = e
+    for _ in range(12):
+        B = B.sin()
+    lazy.realize_many([A, B])
+    assert sum(r.count("exp") for r in rows) == 1, rows
+    assert sum(map(len, rows)) == 14, rows
+    want = np.exp(xv)
+    np.testing.assert_allclose(_np(A), 3 * want, rtol=1e-12)
+    for _ in range(12):
+        want = np.sin(want)
+    np.testing.assert_allclose(_np(B), want, rtol=1e-12)

@@ -103,8 +103,18 @@ def accumulate_into_grad(t, g, create_graph, deferred=None):
     if t.grad is None:
         if create_graph:
             t.grad = g
-        elif g._arr is None:  # lazy: a tensor of its own on the same record (never aliased)
-            t.grad = lazy.make_lazy(Tensor, g._lazy)
+        elif g._arr is None and g._lazy.value is None:
+            # pending: a record of its own (g * 1, or a second accumulator of the same sum;
+            # free inside the fused kernel), so the new .grad never shares storage with g,
+            # which other inputs' grads may be
+            from ..ops import ELEMENTWISE
+            lz = g._lazy
+            if lz.row is None:
+                own = lazy.Lazy(None, lz.operands, lz.shape, lz.dtype, lz.cdt, lz.axes,
+                                lz.keepdim, lz.scale)
+            else:
+                own = lazy.Lazy(ELEMENTWISE["mul"], (g, 1), lz.shape, lz.dtype, lz.cdt)
+            t.grad = lazy.make_lazy(Tensor, own)
             return t.grad
         else:
             t.grad = Tensor._make(g._data.copy())
