@@ -77,15 +77,20 @@ def compile_source(key, fn_source: str, fn_name: str, compute_dtype: str,
         ns: dict = {"__name__": modname}
         exec(compile(src, f"<jitgrad kernel {fn_name}>", "exec"), ns)
         disp = ns[fn_name]
+        where = "disk cache off"
     else:
-        disp = _import_kernel_module(d, modname, sha, src)[fn_name]
+        mod, found = _import_kernel_module(d, modname, sha, src)
+        disp = mod[fn_name]
+        where = f"disk cache {'hit' if found else 'miss'}: {os.path.join(d, f'k_{sha}.py')}"
     _debug.count("kernels_built")
-    _debug.log(f"kernel {fn_name} key={key!r}\n{fn_source}")
+    _debug.log(f"kernel {fn_name} ({where}) key={key!r}\n{fn_source}")
     _kernels[key] = disp
     return disp
 
 
-def _import_kernel_module(d: str, modname: str, sha: str, src: str) -> dict:
+def _import_kernel_module(d: str, modname: str, sha: str, src: str) -> tuple[dict, bool]:
+    """Import the kernel module (writing it first if missing/stale); also say whether it was
+    already on disk (then Numba normally loads its machine code instead of compiling)."""
     os.makedirs(d, exist_ok=True)
     path = os.path.join(d, f"k_{sha}.py")
     ok = False
@@ -101,12 +106,12 @@ def _import_kernel_module(d: str, modname: str, sha: str, src: str) -> dict:
             f.write(src)
         os.replace(tmp, path)
     if modname in sys.modules:
-        return vars(sys.modules[modname])
+        return vars(sys.modules[modname]), ok
     spec = importlib.util.spec_from_file_location(modname, path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[modname] = mod  # must precede exec_module, or Numba's cache locator fails
     spec.loader.exec_module(mod)
-    return vars(mod)
+    return vars(mod), ok
 
 
 # ---------------------------------------------------------------------------------------------
