@@ -14,7 +14,7 @@ writes ``<out>/report.md`` and its plots (PNG) next to it:
   every other ``*_s`` figure in ``extra_info`` (first call, import, compile...);
 * plots: median time vs N (log-log, ``extra_info["n"]`` or a parameter ``n``) with the
   memory-bandwidth floor ``bytes / copy bandwidth`` drawn as a line; time per op vs chain length
-  (``extra_info["ops"]``); bars for the other groups.
+  (``extra_info["ops"]``); bars for the other groups of 4 to 24 rows.
 
 Benchmarks are read generically: ``extra_info["peer"]`` and ``["case"]`` (conftest.py's
 convention), else the ``peer`` parameter and the test name. A benchmark may name its workload
@@ -538,7 +538,7 @@ def plot_groups(res: Results, out_dir: str, copy_gbps) -> dict:
             fig.savefig(os.path.join(out_dir, name), dpi=100)
             plt.close(fig)
             files.append(name)
-        if not files and len(rows) <= 24:
+        if not files and 4 <= len(rows) <= 24:  # fewer bars say nothing the table doesn't
             items = sorted(rows, key=lambda r: (r.case, r.peer != REF, r.median))
             fig, ax = plt.subplots(figsize=(7, 0.9 + 0.32 * len(items)))
             labels = [f"{r.case} · {r.peer}" if len(cases) > 1 else r.peer for r in items]
@@ -626,7 +626,8 @@ def _header(res: Results, mach: dict) -> list:
     return lines
 
 
-def render(res: Results, out_dir: str, plots: bool = True, mach: dict | None = None) -> str:
+def render(res: Results, out_dir: str, plots: bool = True, mach: dict | None = None,
+           note: str | None = None) -> str:
     """Write report.md (and plots) into out_dir; returns the Markdown."""
     os.makedirs(out_dir, exist_ok=True)
     mach = mach if mach is not None else machine_of(res)
@@ -634,13 +635,15 @@ def render(res: Results, out_dir: str, plots: bool = True, mach: dict | None = N
     made = plot_groups(res, out_dir, copy_gbps) if plots else {}
     md = ["# jitgrad benchmark report", "",
           f"Generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by `python -m bench.report "
-          f"{' '.join(r['path'] for r in res.runs)}`.", "",
-          "Times are medians over rounds; IQR is the spread (q3 − q1). **÷ best**: median ÷ the "
-          "fastest non-floor peer's median in the same case (1× = fastest). **÷ jitgrad**: "
-          "median ÷ jitgrad's median (> 1: jitgrad is faster). **÷ floor**: median ÷ the time "
-          "the measured floors allow for the benchmark's bytes (copy bandwidth) or flops "
-          "(sgemm rate). Peers run in the same pytest session, so ratios within a case "
-          "compare like with like; absolute times depend on the machine's load.", ""]
+          f"{' '.join(r['path'] for r in res.runs)}`.", ""]
+    if note:
+        md += [note, ""]
+    md += ["Times are medians over rounds; IQR is the spread (q3 − q1). **÷ best**: median ÷ the "
+           "fastest non-floor peer's median in the same case (1× = fastest). **÷ jitgrad**: "
+           "median ÷ jitgrad's median (> 1: jitgrad is faster). **÷ floor**: median ÷ the time "
+           "the measured floors allow for the benchmark's bytes (copy bandwidth) or flops "
+           "(sgemm rate). Peers run in the same pytest session, so ratios within a case "
+           "compare like with like; absolute times depend on the machine's load.", ""]
     md += _header(res, mach)
     md += ["", "## Targets", ""]
     verdicts = targets(res)
@@ -690,12 +693,13 @@ def main(argv=None) -> int:
     ap.add_argument("json", nargs="+", help="pytest-benchmark --benchmark-json files")
     ap.add_argument("-o", "--out", default="bench/report", help="output folder (default %(default)s)")
     ap.add_argument("--no-plots", action="store_true", help="Markdown only")
+    ap.add_argument("--note", help="a paragraph for the top of the report (how the run was made)")
     a = ap.parse_args(argv)
     res = load(a.json)
     if not res.rows:
         print("no benchmarks with stats in " + ", ".join(a.json), file=sys.stderr)
         return 1
-    render(res, a.out, plots=not a.no_plots)
+    render(res, a.out, plots=not a.no_plots, note=a.note)
     print(os.path.join(a.out, "report.md"))
     return 0
 

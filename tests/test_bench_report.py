@@ -277,3 +277,10 @@ def test_w4_bench_functional_naming(tmp_path):
     analytic = [r for r in rows if r[1] == "numpy_analytic"]
     assert analytic[0][4] == "floor"                      # not "the best peer"
     assert [r[4] for r in rows if r[1] == "jax_jacrev"][0] == "1.11×"  # 10 / 9 µs
+
+
+def test_note_on_top(tmp_path):
+    path = _write(tmp_path / "a.json", _mlp(1e-3))
+    assert report.main([path, "-o", str(tmp_path / "r"), "--no-plots", "--note", "pinned run"]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert md.index("pinned run") < md.index("## Machine")
