@@ -55,6 +55,13 @@ def backward_depth():
 # below ~1e5 elements the thread start-up costs more than it saves.
 PARALLEL = os.environ.get("JITGRAD_PARALLEL", "1") != "0"
 PAR_MIN = int(os.environ.get("JITGRAD_PAR_MIN", 1 << 17))
+# ... and only when the kernel has enough work (elements x rows, a transcendental row counting
+# HEAVY_ROW): waking the thread pool costs up to milliseconds on a loaded 2-core machine, so an
+# SGD update of 200k weights (two arithmetic rows) ran 10x slower in parallel than serially.
+PAR_MIN_WORK = 1 << 24
+HEAVY_ROW = 8
+_HEAVY = frozenset(("exp", "log", "log1p", "expm1", "sin", "cos", "tan", "tanh", "sigmoid",
+                    "gelu", "silu", "erf", "pow", "bce_with_logits", "bce"))
 _pending: list = []      # weakrefs to lazy tensors not yet realised (flushed on in-place writes)
 _pending_sums: list = []  # the pending reductions among them (candidates to ride along)
 
@@ -379,7 +386,8 @@ def _layout(plan):
     if flat:
         masks = [None] * len(masks)
     plan.size = prod(space)
-    plan.par = flat and PARALLEL and plan.size >= PAR_MIN
+    plan.par = flat and PARALLEL and plan.size >= PAR_MIN and plan.size * sum(
+        HEAVY_ROW if lz.row.name in _HEAVY else 1 for lz, _ in plan.nodes) >= PAR_MIN_WORK
     plan.args, plan.kinds, plan.masks, plan.flat = leaves, kinds, masks, flat
     plan.key = ("fused", nd, flat, plan.par,
                 tuple((k, m, a.dtype.str if isinstance(a, np.ndarray) else type(a).__name__)

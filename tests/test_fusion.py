@@ -829,6 +829,7 @@ def test_parallel_kernel_equals_serial(monkeypatch, dtype):
     monkeypatch.setattr(lazy, "PAR_MIN", 10**9)
     serial = run()
     monkeypatch.setattr(lazy, "PAR_MIN", 1000)
+    monkeypatch.setattr(lazy, "PAR_MIN_WORK", 1000)
     built = []
     layout = lazy._layout
     monkeypatch.setattr(lazy, "_layout", lambda plan: (layout(plan), built.append(plan.par)))
