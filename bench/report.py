@@ -475,6 +475,19 @@ def _styles(peers):
     return st
 
 
+def _loglog(ax, xlabel, ylabel, title):
+    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _save(plt, fig, out_dir, name) -> str:
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, name), dpi=100)
+    plt.close(fig)
+    return name
+
+
 def plot_groups(res: Results, out_dir: str, copy_gbps) -> dict:
     """group -> [plot file names]; empty when matplotlib is missing."""
     try:
@@ -509,15 +522,8 @@ def plot_groups(res: Results, out_dir: str, copy_gbps) -> dict:
                 x = [n for n, _ in fl]
                 ax.plot(x, [b / (copy_gbps * 1e9) for _, b in fl], color="gray", lw=1.2,
                         ls="--", label=f"memory floor ({copy_gbps:.3g} GB/s copy)")
-            ax.set(xscale="log", yscale="log", xlabel="N", ylabel="median time [s]",
-                   title=f"{group}: time vs N")
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=8)
-            name = f"{_slug(group)}_time_vs_n.png"
-            fig.tight_layout()
-            fig.savefig(os.path.join(out_dir, name), dpi=100)
-            plt.close(fig)
-            files.append(name)
+            _loglog(ax, "N", "median time [s]", f"{group}: time vs N")
+            files.append(_save(plt, fig, out_dir, f"{_slug(group)}_time_vs_n.png"))
         if len(ks) >= 3:
             fig, ax = plt.subplots(figsize=(7, 4.5))
             for p in peers:
@@ -529,15 +535,9 @@ def plot_groups(res: Results, out_dir: str, copy_gbps) -> dict:
             if fl and copy_gbps:
                 ax.plot([k for k, _ in fl], [b / (copy_gbps * 1e9) / k for k, b in fl],
                         color="gray", lw=1.2, ls="--", label="memory floor / k")
-            ax.set(xscale="log", yscale="log", xlabel="chain length k (ops)",
-                   ylabel="median time per op [s]", title=f"{group}: time per op vs k")
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=8)
-            name = f"{_slug(group)}_per_op.png"
-            fig.tight_layout()
-            fig.savefig(os.path.join(out_dir, name), dpi=100)
-            plt.close(fig)
-            files.append(name)
+            _loglog(ax, "chain length k (ops)", "median time per op [s]",
+                    f"{group}: time per op vs k")
+            files.append(_save(plt, fig, out_dir, f"{_slug(group)}_per_op.png"))
         if not files and 4 <= len(rows) <= 24:  # fewer bars say nothing the table doesn't
             items = sorted(rows, key=lambda r: (r.case, r.peer != REF, r.median))
             fig, ax = plt.subplots(figsize=(7, 0.9 + 0.32 * len(items)))
@@ -557,11 +557,7 @@ def plot_groups(res: Results, out_dir: str, copy_gbps) -> dict:
             if wide:
                 ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.grid(True, axis="x", which="both", alpha=0.3)
-            name = f"{_slug(group)}_bars.png"
-            fig.tight_layout()
-            fig.savefig(os.path.join(out_dir, name), dpi=100)
-            plt.close(fig)
-            files.append(name)
+            files.append(_save(plt, fig, out_dir, f"{_slug(group)}_bars.png"))
         made[group] = files
     return made
 
