@@ -260,25 +260,32 @@ def hessian(func, argnums=0):
 
 # --- vjp / jvp -------------------------------------------------------------------------------
 
-def vjp(func, *primals, has_aux=False):
-    """``(output, vjp_fn)`` (``(output, vjp_fn, aux)`` with has_aux); ``vjp_fn(cotangents)``
-    returns one gradient per primal, as a tuple."""
-    sp = _Split(primals, tuple(range(len(primals))), "vjp")
+def _trace_flat(func, sp, has_aux, name, bad_output):
+    """Trace ``func`` on the split primals with its outputs flattened to a tuple of Tensors.
+    Returns (box with the output spec and aux, keep-graph flag, trace, input ids, outputs)."""
     box = {}
 
     def flat(*xs):
-        out, aux = _split_aux(func(*sp.call_args(xs)), has_aux, "vjp")
+        out, aux = _split_aux(func(*sp.call_args(xs)), has_aux, name)
         leaves, spec = tree_flatten(out)
         if not leaves or spec[0] == "C":
-            raise RuntimeError(f"vjp(f, *primals): Expected f to be a function that has "
-                               f"Tensor or pytree-of-Tensor outputs, got {type(out).__name__}")
+            raise RuntimeError(f"{bad_output}, got {type(out).__name__}")
         box["spec"], box["aux"] = spec, aux
         return tuple(leaves)
 
     cg = _connect(sp.leaves)
     keep = _AF._differentiable(cg)
-    tr, xi, outs = _AF.trace_call(flat, sp.leaves, cg, "vjp")
-    outs = list(outs)
+    tr, xi, outs = _AF.trace_call(flat, sp.leaves, cg, name)
+    return box, keep, tr, xi, list(outs)
+
+
+def vjp(func, *primals, has_aux=False):
+    """``(output, vjp_fn)`` (``(output, vjp_fn, aux)`` with has_aux); ``vjp_fn(cotangents)``
+    returns one gradient per primal, as a tuple."""
+    sp = _Split(primals, tuple(range(len(primals))), "vjp")
+    box, keep, tr, xi, outs = _trace_flat(
+        func, sp, has_aux, "vjp", "vjp(f, *primals): Expected f to be a function that has "
+        "Tensor or pytree-of-Tensor outputs")
 
     def vjp_fn(cotangents):
         cl, cspec = tree_flatten(cotangents)
@@ -320,21 +327,9 @@ def jvp(func, primals, tangents, *, strict=False, has_aux=False):
                                f"have the same shape: primal {k} has shape {tuple(p.shape)}, "
                                f"tangent {k} has shape {tuple(t.shape)}")
     sp = _Split(primals, tuple(range(len(primals))), "jvp")
-    box = {}
-
-    def flat(*xs):
-        out, aux = _split_aux(func(*sp.call_args(xs)), has_aux, "jvp")
-        leaves, spec = tree_flatten(out)
-        if not leaves or spec[0] == "C":
-            raise RuntimeError(f"jvp(f, primals, tangents): Expected f to return a Tensor or a "
-                               f"pytree of Tensors, got {type(out).__name__}")
-        box["spec"], box["aux"] = spec, aux
-        return tuple(leaves)
-
-    cg = _connect(sp.leaves)
-    keep = _AF._differentiable(cg)
-    tr, xi, outs = _AF.trace_call(flat, sp.leaves, cg, "jvp")
-    outs = list(outs)
+    box, keep, tr, xi, outs = _trace_flat(
+        func, sp, has_aux, "jvp", "jvp(f, primals, tangents): Expected f to return a Tensor or "
+        "a pytree of Tensors")
     t = _AF.jvp_traced(tr, xi, outs, tl, keep, strict)
     out = tree_unflatten(box["spec"], [_AF._finish(o, keep) for o in outs])
     res = tree_unflatten(box["spec"], t)
