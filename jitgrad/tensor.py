@@ -578,12 +578,20 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
     runs now. reduce='sum'|'mean' folds a full reduction into the same node (losses)."""
     if _STATE.tracer is not None:  # autograd.functional is tracing: it runs and records the op
         return _STATE.tracer.elementwise(row, ops, grad_fn, reduce, out)
-    if len(ops) == 2 and type(ops[0]) is Tensor and type(ops[1]) is Tensor \
-            and not row.bool_inputs and ops[0]._meta[1] is ops[1]._meta[1]:
-        cdt = dtypes.from_numpy(ops[0]._meta[1])
-        if row.dtype_rule == "float" and cdt.category != 2:
-            cdt = dtypes.get_default_dtype()
-    else:
+    cdt = None
+    if len(ops) == 2 and not row.bool_inputs:  # fast paths of the promotion rule
+        t0, t1 = type(ops[0]), type(ops[1])
+        if t0 is Tensor and t1 is Tensor:
+            if ops[0]._meta[1] is ops[1]._meta[1]:
+                cdt = dtypes.from_numpy(ops[0]._meta[1])
+                if row.dtype_rule == "float" and cdt.category != 2:
+                    cdt = dtypes.get_default_dtype()
+        elif (t0 is Tensor and (t1 is float or t1 is int)) or \
+                (t1 is Tensor and (t0 is float or t0 is int)):
+            d = (ops[0] if t0 is Tensor else ops[1])._meta[1]
+            if d.kind == "f":  # a float tensor with a Python number keeps its dtype
+                cdt = dtypes.from_numpy(d)
+    if cdt is None:
         for o in ops:
             if not isinstance(o, (Tensor, numbers.Number)):
                 raise TypeError(f"{row.name}(): expected Tensor or number operands, got "
