@@ -12,6 +12,11 @@ The backward of elementwise nodes is recorded the same way (their rules applied 
 Tensors), so a chain of VJPs becomes one kernel that recomputes the forward intermediates from
 the group's inputs instead of saving them. In-place writes flush every pending lazy tensor first
 so that eager semantics hold.
+
+Scheduling policy, all in this module: small ops run eagerly (FUSE_MIN); a pending sum whose
+operand a kernel computes anyway rides along in it (``_add_free_riders``); pending depth is
+bounded at record time (MAX_DEPTH) and a DAG over MAX_GROUP rows runs in post-order chunks
+(``_realize_in_chunks``); large, heavy flat loops run in parallel (``_layout``).
 """
 from __future__ import annotations
 
@@ -43,18 +48,8 @@ MAX_DEPTH = 64
 MAX_DEPTH_BACKWARD = 2 * MAX_DEPTH
 depth_limit = MAX_DEPTH
 
-
-@contextlib.contextmanager
-def backward_depth():
-    """Use MAX_DEPTH_BACKWARD while the engine records VJPs."""
-    global depth_limit
-    prev, depth_limit = depth_limit, MAX_DEPTH_BACKWARD
-    try:
-        yield
-    finally:
-        depth_limit = prev
-# Large flat kernels run on all cores (prange over blocks of PAR_BLOCK elements); measured:
-# below ~1e5 elements the thread start-up costs more than it saves.
+# Large flat kernels run on all cores (prange over chunks of PAR_BLOCK = 16384 elements; at least
+# eight chunks) ...
 PARALLEL = os.environ.get("JITGRAD_PARALLEL", "1") != "0"
 PAR_MIN = int(os.environ.get("JITGRAD_PAR_MIN", 1 << 17))
 # ... and only when the kernel has enough work (elements x rows, a transcendental row counting
@@ -66,6 +61,17 @@ _HEAVY = frozenset(("exp", "log", "log1p", "expm1", "sin", "cos", "tan", "tanh",
                     "gelu", "silu", "erf", "pow", "bce_with_logits", "bce"))
 _pending: list = []      # weakrefs to lazy tensors not yet realised (flushed on in-place writes)
 _pending_sums: list = []  # the pending reductions among them (candidates to ride along)
+
+
+@contextlib.contextmanager
+def backward_depth():
+    """Use MAX_DEPTH_BACKWARD while the engine records VJPs."""
+    global depth_limit
+    prev, depth_limit = depth_limit, MAX_DEPTH_BACKWARD
+    try:
+        yield
+    finally:
+        depth_limit = prev
 
 
 def set_fusion(enabled: bool, min_size: int | None = None) -> None:
