@@ -30,11 +30,7 @@ class Group:
                       else (k, (), type(a).__name__) for k, a in zip(plan.kinds, plan.args)]
         self.writes = []
         for kind, ref, axes in plan.outs:
-            if ref[0] == "n":
-                dt = plan.nodes[ref[1]][0].dtype
-            else:
-                a = plan.args[ref[1]]
-                dt = a.dtype if isinstance(a, np.ndarray) else np.dtype(np.float64)
+            dt = lazy._ref_dtype(plan, ref)
             shape = self.space if kind == "full" else \
                 tuple(1 if d in axes else s for d, s in enumerate(self.space))
             self.writes.append((kind, shape, dt.name))
@@ -86,21 +82,13 @@ def _plans(tensors, role):
     for t in tensors:
         if t._arr is not None or t._lazy.value is not None:
             continue
-        lz = t._lazy
-        if lz.row is None:
-            src = lazy._pending_node(lz.operands[0])
-            if src is None:
-                continue  # a plain reduction of a computed array: no generated kernel
-            space = src.shape
-        else:
-            space = lz.shape
-        groups.setdefault(space, []).append(t)
+        space = lazy._space(t._lazy)
+        if space is not None:  # (a sum of a computed array runs no generated kernel)
+            groups.setdefault(space, []).append(t)
     out = []
     for space, roots in groups.items():
         plan = lazy._Plan(roots, space)
-        if lazy._pending_sums:
-            lazy._add_free_riders(plan, roots, len(space))
-        lazy._layout(plan)
+        lazy._finish_plan(plan, roots)
         out.append(Group(plan, role))
     return out
 

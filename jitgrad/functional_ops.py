@@ -125,7 +125,6 @@ def neg(x):
     return ew("neg", x)
 
 
-
 negative = neg
 abs = _unary("abs")
 sign = _unary("sign")

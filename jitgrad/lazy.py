@@ -120,8 +120,8 @@ class Lazy:
         self.value = None
         d = 0
         for o in operands:
-            lz = getattr(o, "_lazy", None)
-            if lz is not None and lz.value is None and o._arr is None and lz.depth > d:
+            lz = _pending_node(o)
+            if lz is not None and lz.depth > d:
                 d = lz.depth
         self.depth = d + 1        # longest pending path below (bounds recompute, see MAX_DEPTH)
 
@@ -160,10 +160,10 @@ def _unbroadcast_leaf(a: np.ndarray) -> np.ndarray:
 
 def _pending_node(o):
     """The Lazy record of ``o`` if it is a Tensor whose value is still to be computed."""
-    if isinstance(o, (int, float, bool, np.number)) or o._arr is not None:
+    lz = getattr(o, "_lazy", None)  # (operands may be Python scalars)
+    if lz is None or lz.value is not None or o._arr is not None:
         return None
-    lz = o._lazy
-    return lz if lz.value is None else None
+    return lz
 
 
 class _Plan:
@@ -261,6 +261,15 @@ def _settle(t) -> bool:
     return True
 
 
+def _space(lz):
+    """The iteration space of a pending record's kernel: its own shape, or for a sum the shape
+    of the pending value it sums; None for a sum of an already computed array (no kernel)."""
+    if lz.row is not None:
+        return lz.shape
+    src = _pending_node(lz.operands[0])
+    return None if src is None else src.shape
+
+
 def realize_many(tensors) -> None:
     """Compute every lazy tensor in ``tensors``; those sharing an iteration space share a kernel."""
     groups: dict = {}
@@ -272,14 +281,10 @@ def realize_many(tensors) -> None:
         if id(lz) in seen:
             continue
         seen.add(id(lz))
-        if lz.row is None:
-            src = _pending_node(lz.operands[0])
-            if src is None:
-                _realize_reduce_of_concrete(t)
-                continue
-            space = src.shape
-        else:
-            space = lz.shape
+        space = _space(lz)
+        if space is None:
+            _realize_reduce_of_concrete(t)
+            continue
         groups.setdefault(space, []).append(t)
     for space, roots in groups.items():
         _run_group(roots, space)
@@ -290,7 +295,8 @@ def realize_many(tensors) -> None:
 def _realize_reduce_of_concrete(t):
     lz = t._lazy
     src = lz.operands[0]
-    src = src._arr if src._arr is not None else src._lazy.value
+    _settle(src)
+    src = src._arr
     out = cpu.reduce_sum(src, lz.axes, np.float64 if src.dtype.kind == "f" else np.int64)
     _finish_reduce(t, out)
 
@@ -404,6 +410,14 @@ def _layout(plan):
                 tuple((kind, ref, axes) for kind, ref, axes in plan.outs))
 
 
+def _finish_plan(plan, roots):
+    """Let pending sums ride along and lay the plan out; returns the roots with the riders."""
+    if _pending_sums:
+        roots = list(roots) + _add_free_riders(plan, roots, len(plan.space))
+    _layout(plan)
+    return roots
+
+
 def _run_group(roots, space):
     roots = [r for r in roots if not _settle(r)]  # an earlier group may have computed some
     if not roots:
@@ -415,12 +429,8 @@ def _run_group(roots, space):
         if not roots:
             return
         plan = _Plan(roots, space)
+    roots = _finish_plan(plan, roots)
     nd = len(space)
-    if _pending_sums:
-        riders = _add_free_riders(plan, roots, nd)
-        if riders:
-            roots = list(roots) + riders
-    _layout(plan)
     kern = cpu._kernels.get(plan.key)
     if kern is None:
         kern = cpu.compile_source(plan.key, _render(plan), "fused_fwd", "float64",
@@ -452,6 +462,14 @@ def _run_group(roots, space):
             r._lazy = None
         else:
             _finish_reduce(r, o)
+
+
+def _ref_dtype(plan, ref) -> np.dtype:
+    """The dtype of a row or leaf of a laid-out plan (a Python scalar leaf counts as float64)."""
+    if ref[0] == "n":
+        return plan.nodes[ref[1]][0].dtype
+    a = plan.args[ref[1]]
+    return a.dtype if isinstance(a, np.ndarray) else np.dtype(np.float64)
 
 
 def _render(plan) -> str:
@@ -490,11 +508,7 @@ def _render(plan) -> str:
     em.T = "T"
     results = []
     for kind, ref, axes in plan.outs:
-        if ref[0] == "n":
-            v, dt = node_vals[ref[1]], plan.nodes[ref[1]][0].dtype
-        else:
-            v, a = leaf_syms[ref[1]], leaves[ref[1]]
-            dt = a.dtype if isinstance(a, np.ndarray) else np.dtype(np.float64)
-        results.append((kind, v.name, axes, dt.name))
+        v = node_vals[ref[1]] if ref[0] == "n" else leaf_syms[ref[1]]
+        results.append((kind, v.name, axes, _ref_dtype(plan, ref).name))
     return codegen.render_fused("fused_fwd", loads, em.lines, results,
                                 None if plan.flat else nd, parallel=plan.par)

@@ -652,11 +652,10 @@ def _record_lazy(row, ops, cdt, out_shape, reduce):
     """Record the op as a lazy tensor (plus a lazy sum/mean when ``reduce``)."""
     first = None
     for o in ops:
-        if isinstance(o, Tensor) and o._arr is None:
-            lz = o._lazy
-            # a pending reduction is a group boundary; a deep operand ends a segment
-            if lz.value is None and (lz.row is None or lz.depth >= lazy.depth_limit):
-                first = [o] if first is None else first + [o]
+        lz = lazy._pending_node(o)
+        # a pending reduction is a group boundary; a deep operand ends a segment
+        if lz is not None and (lz.row is None or lz.depth >= lazy.depth_limit):
+            first = [o] if first is None else first + [o]
     if first is not None:
         lazy.realize_many(first)
     out_np = np.dtype(np.bool_) if row.dtype_rule == "compare" else cdt.np

@@ -123,7 +123,15 @@ def accumulate_into_grad(t, g, create_graph, deferred=None):
     elif deferred is not None and g._arr is None and g._lazy.value is None:
         deferred.append((t, g))
     else:
-        lazy.flush()  # pending values may read the old .grad
+        _add_in_place([(t, g)])
+
+
+def _add_in_place(pairs):
+    """``t.grad += g`` for each pair, after computing every pending value that may still read
+    the old ``.grad``."""
+    from .. import lazy
+    lazy.flush()
+    for t, g in pairs:
         acc = t.grad._data
         acc += g._data
 
@@ -205,13 +213,9 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
                 if c == 0:
                     ready.append(e)
     if lazy_grads or deferred:  # every leaf gradient of this sweep in as few kernels as possible
-        from .. import lazy
         lazy.realize_many(lazy_grads + [g for _, g in deferred])
         if deferred:
-            lazy.flush()  # pending values may read the old .grad
-            for t, g in deferred:
-                acc = t.grad._data
-                acc += g._data
+            _add_in_place(deferred)
     return captured
 
 
