@@ -1,7 +1,18 @@
 """Shared fixtures: a seeded NumPy generator and ``torch`` (skipped, with the reason shown,
-when torch is not installed)."""
-import numpy as np
-import pytest
+when torch is not installed).
+
+CUDA: without a GPU (no /dev/nvidiactl) the CUDA tests run on Numba's simulator, which must be
+chosen before numba is imported; ``JITGRAD_TEST_CUDA=gpu`` or ``=sim`` forces either. On a GPU
+machine ``pytest -m cuda`` runs the same CUDA tests on the device."""
+import os
+
+_cuda_mode = os.environ.get("JITGRAD_TEST_CUDA") or (
+    "gpu" if os.path.exists("/dev/nvidiactl") else "sim")
+if _cuda_mode == "sim":
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 
 @pytest.fixture
