@@ -8,7 +8,8 @@ from . import dtypes as _dtypes
 from .dtypes import (bool_ as bool, float32, float64, int32, int64, get_default_dtype,
                      set_default_dtype)
 from .tensor import Size, Tensor, device, full, tensor, zeros
-from .creation import (arange, as_tensor, empty, empty_like, eye, from_numpy, full_like,
+from .creation import (arange, as_tensor, empty, empty_like, eye, from_dlpack, from_numpy,
+                       full_like,
                        linspace, manual_seed, ones, ones_like, rand, rand_like, randint, randn,
                        randn_like, randperm, seed, zeros_like)
 from .autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
@@ -46,18 +47,7 @@ def numel(x) -> "int":
     return x.numel()
 
 
-class cuda:  # noqa: N801 - mirrors torch.cuda
-    @staticmethod
-    def is_available():
-        return False
-
-    @staticmethod
-    def device_count():
-        return 0
-
-    @staticmethod
-    def synchronize():
-        pass
+from . import cuda  # noqa: E402  (torch.cuda-style helpers; imports numba.cuda lazily)
 
 
 def explain_kernels():

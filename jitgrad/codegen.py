@@ -16,14 +16,27 @@ FUNC_SRC = {
     "sign": "np.sign",
 }
 
+# The same vocabulary in numba.cuda kernels: CUDA's libdevice ``math`` functions. An entry may be
+# a function (emitter, operand) -> source, to keep constants typed (a bare ``1`` would turn a
+# float32 expression into float64 instructions on the GPU).
+FUNC_SRC_CUDA = {
+    "exp": "math.exp", "log": "math.log", "log1p": "math.log1p", "expm1": "math.expm1",
+    "sin": "math.sin", "cos": "math.cos", "tan": "math.tan", "tanh": "math.tanh",
+    "sqrt": "math.sqrt", "erf": "math.erf", "abs": "abs",
+    "sigmoid": lambda em, x: f"{em.operand(1.0)} / ({em.operand(1.0)} + math.exp(-{x}))",
+    "sign": lambda em, x: (f"{em.operand(1.0)} if {x} > 0 else ({em.operand(-1.0)} if {x} < 0 "
+                           f"else {x} - {x})"),
+}
+
 
 class Emitter:
     """Collects the straight-line body of one kernel."""
 
-    def __init__(self):
+    def __init__(self, funcs=None):
         self.lines: list[str] = []
         self.n = 0
         self.T = "T"  # the constructor typed constants are rendered with (the compute dtype)
+        self.funcs = FUNC_SRC if funcs is None else funcs  # the target's scalar functions
 
     def let(self, expr: str) -> "Sym":
         name = f"t{self.n}"
@@ -82,9 +95,13 @@ class _SymMath:
     """The rule vocabulary rendered as kernel source."""
 
     def __getattr__(self, fname):
-        src = FUNC_SRC[fname]
+        if fname not in FUNC_SRC:
+            raise AttributeError(fname)
 
         def call(x):
+            src = x.em.funcs[fname]
+            if callable(src):
+                return x.em.let(src(x.em, x.name))
             return x.em.let(f"{src}({x.name})")
         return call
 
@@ -258,4 +275,90 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
         lines[0] = lines[0][:-2] + ", shape):"
     elif ndim is None and "n_iter" in "\n".join(lines):  # only scalars: pass the loop length
         lines[0] = lines[0][:-2] + ", n_iter):"
+    return "\n".join(lines) + "\n"
+
+
+def render_cuda(name: str, loads: list, body_lines: list, results: list,
+                ndim: int | None) -> str:
+    """The numba.cuda twin of :func:`render_fused`, from the same loads, body and results.
+
+    Parameters: the loads, one output per result, then the loop extent (``n_all`` flat, or
+    ``n0 .. n{ndim-1}``). Every thread walks a grid-stride range; nothing depends on the grid
+    size except the per-block partial sums, so results are deterministic for a given launch.
+    - 'full' results store per element (flat: 1-D outputs; N-d: outputs of the iteration shape).
+    - 'sum' over every dim: each thread accumulates (float64, int64 for integers), the block adds
+      its threads with a shared-memory tree and stores one partial per block in ``o[blockIdx]``
+      (the launcher adds the partials in a second, fixed-order pass).
+    - 'sum' over some dims (N-d only): the kept index space is split over threads and each thread
+      loops over the reduced dims itself, so ``o[...] += v`` has no races and no atomics.
+    Size-1 ('s') operands are passed as 1-element 1-D arrays."""
+    results = [r if len(r) == 4 else (*r, "float64") for r in results]
+    outs = [f"o{j}" for j in range(len(results))]
+    nd = ndim or 0
+    extent = ["n_all"] if ndim is None else [f"n{d}" for d in range(nd)]
+    lines = [f"def {name}({', '.join([ld.param for ld in loads] + outs + extent)}):"]
+    ind = "    "
+    lines += [f"{ind}tx = cuda.threadIdx.x", f"{ind}first = cuda.grid(1)",
+              f"{ind}step = cuda.gridsize(1)"]
+    for ld in loads:
+        cast = "T" if ld.cast else ""
+        if ld.kind == "c":
+            lines.append(f"{ind}{ld.var} = {cast}({ld.param})")
+        elif ld.kind == "s":
+            lines.append(f"{ind}{ld.var} = {cast}({ld.param}[0])")
+    accs = [j for j, r in enumerate(results) if r[0] == "sum" and (ndim is None or
+                                                                 len(r[2]) == nd)]
+    for j in accs:
+        acc_t = "float64" if results[j][3].startswith(("float", "f")) else "int64"
+        lines.append(f"{ind}acc{j} = numba.{acc_t}(0)")
+    red = sorted({d for r in results if r[0] == "sum" and ndim is not None and len(r[2]) != nd
+                  for d in r[2]})
+    kept = [d for d in range(nd) if d not in red]
+    pad = ind * 2
+    if ndim is None:
+        lines.append(f"{ind}for i in range(first, n_all, step):")
+        ix = {"out": "i"}
+    else:
+        nk = " * ".join(f"n{d}" for d in kept) or "1"
+        lines.append(f"{ind}n_kept = {nk}")
+        lines.append(f"{ind}for k_flat in range(first, n_kept, step):")
+        lines.append(f"{pad}rem = k_flat")
+        for d in reversed(kept):
+            lines += [f"{pad}i{d} = rem % n{d}", f"{pad}rem //= n{d}"]
+        if red:
+            nr = " * ".join(f"n{d}" for d in red)
+            lines.append(f"{pad}for r_flat in range({nr}):")
+            pad = ind * 3
+            lines.append(f"{pad}rem = r_flat")
+            for d in reversed(red):
+                lines += [f"{pad}i{d} = rem % n{d}", f"{pad}rem //= n{d}"]
+    for ld in loads:
+        if ld.kind != "a":
+            continue
+        cast = "T" if ld.cast else ""
+        if ndim is None:
+            ixs = "i"
+        else:
+            ixs = ", ".join("0" if (ld.mask and ld.mask[d]) else f"i{d}" for d in range(nd))
+        lines.append(f"{pad}{ld.var} = {cast}({ld.param}[{ixs}])")
+    lines += [pad + x for x in body_lines]
+    oix = "i" if ndim is None else ", ".join(f"i{d}" for d in range(nd))
+    for j, (kind, var, axes, _) in enumerate(results):
+        if kind == "full":
+            lines.append(f"{pad}{outs[j]}[{oix}] = {var}")
+        elif j in accs:
+            lines.append(f"{pad}acc{j} += {var}")
+        else:
+            rix = ", ".join("0" if d in axes else f"i{d}" for d in range(nd))
+            lines.append(f"{pad}{outs[j]}[{rix}] += {var}")
+    if accs:  # block tree over the threads' accumulators: one partial per block
+        for j in accs:
+            acc_t = "float64" if results[j][3].startswith(("float", "f")) else "int64"
+            lines += [f"{ind}sh{j} = cuda.shared.array(THREADS, numba.{acc_t})",
+                      f"{ind}sh{j}[tx] = acc{j}"]
+        lines += [f"{ind}cuda.syncthreads()", f"{ind}w = THREADS // 2", f"{ind}while w > 0:",
+                  f"{ind * 2}if tx < w:"]
+        lines += [f"{ind * 3}sh{j}[tx] += sh{j}[tx + w]" for j in accs]
+        lines += [f"{ind * 2}cuda.syncthreads()", f"{ind * 2}w //= 2", f"{ind}if tx == 0:"]
+        lines += [f"{ind * 2}{outs[j]}[cuda.blockIdx.x] = sh{j}[0]" for j in accs]
     return "\n".join(lines) + "\n"

@@ -22,9 +22,13 @@ def seed():
 
 
 def _finish(arr, dtype, requires_grad, device=None):
-    check_device(device)
+    gpu = check_device(device)
     d = dtypes.from_any(dtype) if dtype is not None else dtypes.get_default_dtype()
-    t = Tensor._make(np.ascontiguousarray(arr, dtype=d.np))
+    arr = np.ascontiguousarray(arr, dtype=d.np)
+    if gpu:  # made on the host, then uploaded (random numbers match the CPU stream)
+        from .backends import cuda as cb
+        arr = cb.to_device(arr)
+    t = Tensor._make(arr)
     if requires_grad:
         t.requires_grad_(True)
     return t
@@ -88,29 +92,39 @@ def _like(x, dtype):
     return dtype if dtype is not None else x.dtype
 
 
+def _dev(x, device):
+    """``*_like`` keep the device of ``x`` unless told otherwise (like torch)."""
+    return device if device is not None else (x.device if isinstance(x, Tensor) else None)
+
+
 def zeros_like(x, dtype=None, device=None, requires_grad=False):
-    return zeros(x.shape, dtype=_like(x, dtype), device=device, requires_grad=requires_grad)
+    return zeros(x.shape, dtype=_like(x, dtype), device=_dev(x, device),
+                 requires_grad=requires_grad)
 
 
 def ones_like(x, dtype=None, device=None, requires_grad=False):
-    return ones(x.shape, dtype=_like(x, dtype), device=device, requires_grad=requires_grad)
+    return ones(x.shape, dtype=_like(x, dtype), device=_dev(x, device),
+                requires_grad=requires_grad)
 
 
 def empty_like(x, dtype=None, device=None, requires_grad=False):
-    return empty(x.shape, dtype=_like(x, dtype), device=device, requires_grad=requires_grad)
+    return empty(x.shape, dtype=_like(x, dtype), device=_dev(x, device),
+                 requires_grad=requires_grad)
 
 
 def full_like(x, fill_value, dtype=None, device=None, requires_grad=False):
-    return full(x.shape, fill_value, dtype=_like(x, dtype), device=device,
+    return full(x.shape, fill_value, dtype=_like(x, dtype), device=_dev(x, device),
                 requires_grad=requires_grad)
 
 
 def rand_like(x, dtype=None, device=None, requires_grad=False):
-    return rand(x.shape, dtype=_like(x, dtype), device=device, requires_grad=requires_grad)
+    return rand(x.shape, dtype=_like(x, dtype), device=_dev(x, device),
+                requires_grad=requires_grad)
 
 
 def randn_like(x, dtype=None, device=None, requires_grad=False):
-    return randn(x.shape, dtype=_like(x, dtype), device=device, requires_grad=requires_grad)
+    return randn(x.shape, dtype=_like(x, dtype), device=_dev(x, device),
+                 requires_grad=requires_grad)
 
 
 def from_numpy(a: np.ndarray) -> Tensor:
@@ -125,14 +139,41 @@ def from_numpy(a: np.ndarray) -> Tensor:
 
 
 def as_tensor(data, dtype=None, device=None):
+    """Like torch.as_tensor: no copy when ``data`` already has the dtype and device — a NumPy
+    array, or a GPU array exposing ``__cuda_array_interface__`` (CuPy, torch.cuda, numba)."""
     check_device(device)
     if isinstance(data, Tensor):
-        return data if dtype is None else data.to(dtype)
-    if isinstance(data, np.ndarray) and (dtype is None or dtypes.from_any(dtype).np == data.dtype):
-        return from_numpy(data)
-    return tensor(data, dtype=dtype)
+        t = data
+    elif hasattr(data, "__cuda_array_interface__"):
+        t = _from_cuda_array(data)
+    elif isinstance(data, np.ndarray) and (dtype is None or
+                                           dtypes.from_any(dtype).np == data.dtype):
+        t = from_numpy(data)
+    else:
+        t = tensor(data, dtype=dtype)
+    return t.to(dtype=dtype, device=device)
+
+
+def _from_cuda_array(obj) -> Tensor:
+    from . import interop
+    from .backends import cuda as cb
+    cb.require()
+    dev = interop.as_cuda_array(obj)
+    dtypes.from_numpy(np.dtype(dev.dtype))  # validates (a clear error for unsupported dtypes)
+    return Tensor._make(cb.DeviceArray(dev))
+
+
+def from_dlpack(obj) -> Tensor:
+    """Zero-copy import of a DLPack producer (torch, CuPy, NumPy, JAX) on the CPU or the GPU."""
+    from . import interop
+    from .backends import cuda as cb
+    kind, arr = interop.from_dlpack(obj)
+    dtypes.from_numpy(np.dtype(arr.dtype))
+    if kind == "cuda":
+        return Tensor._make(cb.DeviceArray(arr))
+    return Tensor._make(arr)
 
 
 __all__ = ["manual_seed", "seed", "ones", "empty", "eye", "arange", "linspace", "rand", "randn",
            "randint", "randperm", "zeros_like", "ones_like", "empty_like", "full_like",
-           "rand_like", "randn_like", "from_numpy", "as_tensor"]
+           "rand_like", "randn_like", "from_numpy", "as_tensor", "from_dlpack"]

@@ -16,6 +16,7 @@ from . import dtypes, lazy
 from .autograd import grad_mode
 from .autograd.engine import grad_edge, node_class
 from .backends import cpu
+from .backends.cuda import DeviceArray
 from .ops import ELEMENTWISE, structural
 from .tensor import (Ctx, FunctionNode, Function, Tensor, _sum_to_array, _norm_dim, apply_elementwise, apply_fn,
                      broadcast_shapes, ew, full, sum_to, zeros, _STATE)
@@ -223,6 +224,14 @@ def _dims(dim, ndim):
     return (d,) if ndim else ()
 
 
+def _reduce_sum(x, axes, out_dtype):
+    """cpu.reduce_sum, or its GPU twin for a DeviceArray."""
+    if type(x) is DeviceArray:
+        from .backends import cuda as cb
+        return cb.reduce_sum(x, axes, out_dtype)
+    return cpu.reduce_sum(x, axes, out_dtype)
+
+
 def _keep_shape(shape, axes):
     return tuple(1 if k in axes else s for k, s in enumerate(shape))
 
@@ -279,8 +288,10 @@ class _Sum(Function):
         ctx.axes, ctx.keepdim = axes, keepdim
         out_dtype = dtype.np if dtype is not None else (
             x.dtype if x.dtype.kind == "f" else np.dtype(np.int64))
-        out = cpu.reduce_sum(x, axes, out_dtype)
+        out = _reduce_sum(x, axes, out_dtype)
         return out.reshape(_keep_shape(x.shape, axes)) if keepdim else out
+
+    cuda_forward = forward
 
     @staticmethod
     def backward(ctx, g):
@@ -312,10 +323,18 @@ class _Mean(Function):
         for a in axes:
             n *= x.shape[a]
         ctx.n = n
+        if type(x) is DeviceArray:
+            from .backends import cuda as cb
+            s = cb.reduce_sum(x, axes, np.float64)
+            out = cb.empty(s.shape, x.dtype)
+            cb.scale_cast(s, out, n)
+            return out.reshape(_keep_shape(x.shape, axes)) if keepdim else out
         s = cpu.reduce_sum(x, axes, x.dtype)
         with np.errstate(invalid="ignore", divide="ignore"):
             out = (s / n).astype(x.dtype) if n else np.full(s.shape, np.nan, x.dtype)
         return out.reshape(_keep_shape(x.shape, axes)) if keepdim else out
+
+    cuda_forward = forward
 
     @staticmethod
     def backward(ctx, g):
@@ -613,6 +632,8 @@ class _Reshape(Function):
     def forward(ctx, x, shape):
         return x.reshape(shape)
 
+    cuda_forward = forward  # DeviceArray.reshape: a view when contiguous, else a copy
+
     @staticmethod
     def backward(ctx, g):
         return (g.reshape(ctx.shapes[0]),)
@@ -657,6 +678,9 @@ def reshape(x, *shape, grad_fn=None):
     shape = _infer_shape(_shape_args(shape), x.numel())
     if shape == x._meta[0]:
         return apply_fn(_Reshape, (x,), grad_fn, view_of=x, shape=shape)
+    if x.is_cuda:
+        view = x._arr is None or x._data.flags.c_contiguous
+        return apply_fn(_Reshape, (x,), grad_fn, view_of=x if view else None, shape=shape)
     out = x._data.reshape(shape)
     view = np.may_share_memory(out, x._data)
     return apply_fn(_Reshape, (x,), grad_fn, view_of=x if view else None, shape=shape)
@@ -667,9 +691,13 @@ def view(x, *shape):
     if len(shape) == 1 and isinstance(shape[0], (dtypes.DType, type, str)):
         raise NotImplementedError("view(dtype) is not supported")
     shape = _infer_shape(_shape_args(shape), x.numel())
-    v = x._data.view()
+    v = x._data.view() if not x.is_cuda else None
     try:
-        v.shape = shape
+        if v is None:
+            if not x._data.flags.c_contiguous:
+                raise AttributeError
+        else:
+            v.shape = shape
     except AttributeError:
         raise RuntimeError(
             f"view size is not compatible with input tensor's size and stride (input shape "
@@ -720,6 +748,11 @@ class _Permute(Function):
     def forward(ctx, x, perm):
         ctx.perm = perm
         return np.transpose(x, perm)
+
+    @staticmethod
+    def cuda_forward(ctx, x, perm):
+        ctx.perm = perm
+        return x.transpose(perm)  # a strided view, like torch
 
     @staticmethod
     def backward(ctx, g):
@@ -773,6 +806,10 @@ class _Expand(Function):
     @staticmethod
     def forward(ctx, x, shape):
         return np.broadcast_to(x, shape)
+
+    @staticmethod
+    def cuda_forward(ctx, x, shape):
+        return x.expand(shape)  # a stride-0 view
 
     @staticmethod
     def backward(ctx, g):
@@ -1136,6 +1173,11 @@ class _Matmul(Function):
     @staticmethod
     def forward(ctx, a, b):
         return np.matmul(a, b)
+
+    @staticmethod
+    def cuda_forward(ctx, a, b):
+        from .backends import cuda as cb
+        return cb.matmul(a, b)
 
     @staticmethod
     def backward(ctx, g):

@@ -29,6 +29,9 @@ import numpy as np
 
 from . import _debug, codegen
 from .backends import cpu
+from .backends.cuda import DeviceArray
+
+_ARRAYS = (np.ndarray, DeviceArray)  # what a leaf that is an array (not a Python scalar) can be
 
 ENABLED = os.environ.get("JITGRAD_FUSION", "1") != "0"
 # Ops on fewer elements than this run eagerly unless an operand is already pending: below it,
@@ -106,7 +109,7 @@ class Lazy:
     computed, so every Tensor sharing this record (a saved output, a lazy ``.grad``) sees it."""
 
     __slots__ = ("row", "operands", "shape", "dtype", "cdt", "axes", "keepdim", "scale",
-                 "value", "depth")
+                 "value", "depth", "cuda")
 
     def __init__(self, row, operands, shape, dtype, cdt, axes=None, keepdim=False, scale=None):
         self.row = row
@@ -119,11 +122,17 @@ class Lazy:
         self.scale = scale        # mean: divide the sum by this
         self.value = None
         d = 0
+        cuda = False
         for o in operands:
             lz = _pending_node(o)
-            if lz is not None and lz.depth > d:
-                d = lz.depth
+            if lz is not None:
+                if lz.depth > d:
+                    d = lz.depth
+                cuda = cuda or lz.cuda
+            elif type(getattr(o, "_arr", None)) is DeviceArray:
+                cuda = True
         self.depth = d + 1        # longest pending path below (bounds recompute, see MAX_DEPTH)
+        self.cuda = cuda          # computed by a CUDA kernel (operands were checked to agree)
 
 
 def make_lazy(tensor_cls, lazy: Lazy):
@@ -175,6 +184,7 @@ class _Plan:
 
     def __init__(self, roots, space):
         self.space = space
+        self.cuda = roots[0]._lazy.cuda
         self.leaves = []
         self.leaf_ids = {}
         self.nodes = []           # (Lazy, operand refs)
@@ -197,7 +207,7 @@ class _Plan:
         n_nodes, n_leaves = len(self.nodes), len(self.leaves)
         self.add_root(r)
         if len(self.nodes) - n_nodes <= max_new and not any(
-                isinstance(a, np.ndarray) and a.size > 1 for a in self.leaves[n_leaves:]):
+                isinstance(a, _ARRAYS) and a.size > 1 for a in self.leaves[n_leaves:]):
             return True
         for lz, _ in self.nodes[n_nodes:]:
             del self.node_ids[id(lz)]
@@ -285,8 +295,8 @@ def realize_many(tensors) -> None:
         if space is None:
             _realize_reduce_of_concrete(t)
             continue
-        groups.setdefault(space, []).append(t)
-    for space, roots in groups.items():
+        groups.setdefault((space, lz.cuda), []).append(t)
+    for (space, _), roots in groups.items():
         _run_group(roots, space)
     for t in tensors:
         _settle(t)
@@ -297,8 +307,12 @@ def _realize_reduce_of_concrete(t):
     src = lz.operands[0]
     _settle(src)
     src = src._arr
-    out = cpu.reduce_sum(src, lz.axes, np.float64 if src.dtype.kind == "f" else np.int64)
-    _finish_reduce(t, out)
+    acc_t = np.float64 if src.dtype.kind == "f" else np.int64
+    if type(src) is DeviceArray:
+        from .backends import cuda as cb
+        _finish_reduce(t, cb.reduce_sum(src, lz.axes, acc_t))
+        return
+    _finish_reduce(t, cpu.reduce_sum(src, lz.axes, acc_t))
 
 
 def _store(lz, value):
@@ -307,8 +321,21 @@ def _store(lz, value):
     lz.operands = ()
 
 
-def _finish_reduce(t, acc):
+def _finish_reduce(t, acc, nblocks=None):
+    """Store a reduction's float64/int64 accumulator as the record's value (divided by the
+    mean's count, cast and shaped); on CUDA ``nblocks`` says ``acc`` holds per-block partials."""
     lz = t._lazy
+    if type(acc) is DeviceArray:
+        from .backends import cuda as cb
+        out = cb.empty(lz.shape, lz.dtype)
+        if nblocks is not None:
+            cb.finish_sum(acc, nblocks, out, lz.scale)
+        else:
+            cb.scale_cast(acc, out, lz.scale)
+        _store(lz, out)
+        t._arr = out
+        t._lazy = None
+        return
     if lz.scale is not None:
         acc = acc / lz.scale if lz.scale else np.full(acc.shape, np.nan)
     out = np.asarray(acc).astype(lz.dtype, copy=False).reshape(lz.shape)
@@ -318,7 +345,7 @@ def _finish_reduce(t, acc):
 
 
 def _leaf_kind(a, space, nd):
-    if not isinstance(a, np.ndarray):
+    if not isinstance(a, _ARRAYS):
         return "c", None, a
     a = _unbroadcast_leaf(a)
     if a.ndim < nd:
@@ -371,7 +398,7 @@ def _add_free_riders(plan, roots, nd):
         lz = t._lazy
         src = _pending_node(lz.operands[0])
         if src is not None and len(lz.axes) == nd and src.shape == plan.space \
-                and id(lz) not in taken \
+                and id(lz) not in taken and lz.cuda == plan.cuda \
                 and plan.try_add_root(t, min(RIDER_MAX_NEW, MAX_GROUP - len(plan.nodes))):
             taken.add(id(lz))
             found.append(t)
@@ -400,11 +427,11 @@ def _layout(plan):
     if flat:
         masks = [None] * len(masks)
     plan.size = prod(space)
-    plan.par = flat and PARALLEL and plan.size >= PAR_MIN and plan.size * sum(
+    plan.par = flat and not plan.cuda and PARALLEL and plan.size >= PAR_MIN and plan.size * sum(
         HEAVY_ROW if lz.row.name in _HEAVY else 1 for lz, _ in plan.nodes) >= PAR_MIN_WORK
     plan.args, plan.kinds, plan.masks, plan.flat = leaves, kinds, masks, flat
-    plan.key = ("fused", nd, flat, plan.par,
-                tuple((k, m, a.dtype.str if isinstance(a, np.ndarray) else type(a).__name__)
+    plan.key = ("cuda" if plan.cuda else "fused", nd, flat, plan.par,
+                tuple((k, m, a.dtype.str if isinstance(a, _ARRAYS) else type(a).__name__)
                       for k, m, a in zip(kinds, masks, leaves)),
                 tuple((lz.row.name, lz.cdt.str, refs) for lz, refs in plan.nodes),
                 tuple((kind, ref, axes) for kind, ref, axes in plan.outs))
@@ -430,6 +457,9 @@ def _run_group(roots, space):
             return
         plan = _Plan(roots, space)
     roots = _finish_plan(plan, roots)
+    if plan.cuda:
+        _run_plan_cuda(plan, roots)
+        return
     nd = len(space)
     kern = cpu._kernels.get(plan.key)
     if kern is None:
@@ -469,13 +499,20 @@ def _ref_dtype(plan, ref) -> np.dtype:
     if ref[0] == "n":
         return plan.nodes[ref[1]][0].dtype
     a = plan.args[ref[1]]
-    return a.dtype if isinstance(a, np.ndarray) else np.dtype(np.float64)
+    return a.dtype if isinstance(a, _ARRAYS) else np.dtype(np.float64)
 
 
 def _render(plan) -> str:
     """The kernel source of a laid-out plan (rows rendered through the registry rules)."""
+    loads, lines, results = _render_parts(plan, codegen.FUNC_SRC)
+    return codegen.render_fused("fused_fwd", loads, lines, results,
+                                None if plan.flat else len(plan.space), parallel=plan.par)
+
+
+def _render_parts(plan, funcs):
+    """(loads, body lines, results) of a laid-out plan, for either target's renderer."""
     kinds, masks, leaves, nd = plan.kinds, plan.masks, plan.args, len(plan.space)
-    em = codegen.Emitter()
+    em = codegen.Emitter(funcs)
     loads = []
     leaf_syms = []
     for k, (kind, mask, a) in enumerate(zip(kinds, masks, leaves)):
@@ -491,7 +528,7 @@ def _render(plan) -> str:
             else:
                 v = leaf_syms[ref[1]]
                 a = leaves[ref[1]]
-                vdt = a.dtype if isinstance(a, np.ndarray) else None
+                vdt = a.dtype if isinstance(a, _ARRAYS) else None
             if j in lz.row.bool_inputs:
                 args.append(v)
             elif vdt is None or vdt != lz.cdt:
@@ -510,5 +547,58 @@ def _render(plan) -> str:
     for kind, ref, axes in plan.outs:
         v = node_vals[ref[1]] if ref[0] == "n" else leaf_syms[ref[1]]
         results.append((kind, v.name, axes, _ref_dtype(plan, ref).name))
-    return codegen.render_fused("fused_fwd", loads, em.lines, results,
-                                None if plan.flat else nd, parallel=plan.par)
+    return loads, em.lines, results
+
+
+def _run_plan_cuda(plan, roots):
+    """Launch a laid-out plan as one numba.cuda kernel (codegen.render_cuda) and store its
+    results; full sums come back as per-block partials and finish in a second small kernel."""
+    from .backends import cuda as cb
+    space, nd = plan.space, len(plan.space)
+    flat = plan.flat or nd == 0
+    kern = cb._kernels.get(plan.key)
+    if kern is None:
+        loads, lines, results = _render_parts(plan, codegen.FUNC_SRC_CUDA)
+        src = codegen.render_cuda("fused_fwd", loads, lines, results, None if flat else nd)
+        kern = cb.compile_source(plan.key, src, "fused_fwd", "float64")
+    size = plan.size
+    red = {d for kind, _, axes in plan.outs if kind == "sum" and len(axes) != nd for d in axes}
+    n_loop = size if flat else prod(s for d, s in enumerate(space) if d not in red)
+    nblocks = cb.blocks_for(n_loop)
+    args = []
+    for kind, a in zip(plan.kinds, plan.args):
+        if kind == "c":
+            args.append(a)
+        elif kind == "s":
+            args.append(a.reshape(1).dev)
+        else:
+            args.append(a.reshape(a.size).dev if flat else a.dev)
+    outs = []
+    for (kind, ref, axes), r in zip(plan.outs, roots):
+        acc_t = np.float64 if r._lazy.dtype.kind == "f" else np.int64
+        if kind == "full":
+            outs.append(cb.empty(space, r._lazy.dtype))
+        elif len(axes) == nd:
+            outs.append(cb.empty((nblocks,), acc_t))
+        else:
+            outs.append(cb.full(tuple(1 if d in axes else s for d, s in enumerate(space)), 0,
+                                acc_t))
+    if size:
+        # flat: full outputs as 1-D; N-d: full and partial-sum outputs keep their shapes;
+        # per-block partials are 1-D anyway
+        kargs = [o.reshape(o.size).dev if flat and k == "full" else o.dev
+                 for o, (k, _, _) in zip(outs, plan.outs)]
+        extent = (size,) if flat else space
+        _debug.COUNTERS["kernel_launches"] += 1
+        kern[nblocks, cb.threads()](*args, *kargs, *extent)
+    for (kind, _, axes), r, o in zip(plan.outs, roots, outs):
+        if kind == "full":
+            _store(r._lazy, o)
+            r._arr = o
+            r._lazy = None
+        elif len(axes) == nd:
+            if not size:
+                o = cb.full((1,), 0, o.dtype)
+            _finish_reduce(r, o, nblocks if size else 1)
+        else:
+            _finish_reduce(r, o)

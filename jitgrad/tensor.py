@@ -10,6 +10,7 @@ from . import _debug, codegen, dtypes, lazy
 from .autograd import grad_mode
 from .autograd.engine import Node, grad_edge, node_class, run_backward
 from .backends import cpu
+from .backends.cuda import DeviceArray
 from .ops import ELEMENTWISE, FLOAT_MATH, Elementwise
 
 _STATE = grad_mode.STATE
@@ -29,39 +30,90 @@ class Size(tuple):
 
 
 class device:
-    """A device handle; only ``cpu`` exists until the CUDA backend lands."""
+    """A device handle like torch.device: ``cpu`` or ``cuda`` / ``cuda:0`` (one GPU: index 0)."""
 
-    __slots__ = ("type",)
+    __slots__ = ("type", "index")
 
-    def __init__(self, spec="cpu"):
-        spec = str(spec) if not isinstance(spec, device) else spec.type
-        kind = spec.split(":")[0]
-        if kind == "cuda":
-            raise RuntimeError("jitgrad: the CUDA backend is not available yet (device='cuda'); "
-                               "only device='cpu' is supported in this version")
-        if kind != "cpu":
-            raise RuntimeError(f"jitgrad: unknown device {spec!r}; expected 'cpu'")
-        self.type = "cpu"
+    def __init__(self, spec="cpu", index=None):
+        if isinstance(spec, device):
+            kind, index = spec.type, spec.index if index is None else index
+        elif isinstance(spec, int) and not isinstance(spec, bool):
+            kind, index = "cuda", spec
+        else:
+            text = str(spec)
+            kind, _, idx = text.partition(":")
+            if idx:
+                if not idx.isdigit():
+                    raise RuntimeError(f"Invalid device string: {text!r}")
+                index = int(idx)
+        if kind not in ("cpu", "cuda"):
+            raise RuntimeError(f"jitgrad: unknown device {spec!r}; expected 'cpu' or 'cuda'")
+        if kind == "cuda" and index not in (None, 0):
+            raise RuntimeError(f"jitgrad: CUDA device {index} is not available (jitgrad uses one "
+                               "GPU, cuda:0)")
+        self.type = kind
+        self.index = index if kind == "cuda" else None
 
     def __repr__(self):
-        return "device(type='cpu')"
+        if self.index is None:
+            return f"device(type='{self.type}')"
+        return f"device(type='{self.type}', index={self.index})"
 
     def __str__(self):
-        return "cpu"
+        return self.type if self.index is None else f"{self.type}:{self.index}"
 
     def __eq__(self, other):
-        return str(other) == "cpu" or (isinstance(other, device) and other.type == self.type)
+        if isinstance(other, str):
+            try:
+                other = device(other)
+            except RuntimeError:
+                return False
+        return isinstance(other, device) and (other.type, other.index) == (self.type, self.index)
 
     def __hash__(self):
-        return hash("cpu")
+        return hash((self.type, self.index))
 
 
 _CPU = device("cpu")
+_CUDA0 = device("cuda", 0)
 
 
-def check_device(dev):
-    if dev is not None:
-        device(dev)
+def check_device(dev) -> bool:
+    """Validate a ``device=`` argument; True when it names the GPU (which must be available)."""
+    if dev is None:
+        return False
+    if device(dev).type == "cuda":
+        from .backends import cuda as cb
+        cb.require()
+        return True
+    return False
+
+
+def _is_cuda(t) -> bool:
+    """Whether a Tensor's value lives (or will be computed) on the GPU."""
+    a = t._arr
+    return type(a) is DeviceArray if a is not None else t._lazy.cuda
+
+
+def _same_device(ops, name) -> bool:
+    """True when the Tensor operands are on the GPU; a 0-d CPU tensor may join them (like
+    torch); any other mix raises torch's error."""
+    on_gpu = on_cpu = False
+    for o in ops:
+        if isinstance(o, Tensor):
+            if _is_cuda(o):
+                on_gpu = True
+            elif o._meta[0] != ():
+                on_cpu = True
+    if on_gpu and on_cpu:
+        raise RuntimeError(f"{name}: Expected all tensors to be on the same device, but found at "
+                           "least two devices, cuda:0 and cpu!")
+    return on_gpu
+
+
+def _to_gpu_operands(ops):
+    """Upload the 0-d CPU tensors among ops that meet GPU tensors."""
+    return tuple(o.to("cuda") if isinstance(o, Tensor) and not _is_cuda(o) else o for o in ops)
 
 
 class Tensor:
@@ -139,11 +191,27 @@ class Tensor:
 
     @property
     def device(self):
-        return _CPU
+        return _CUDA0 if _is_cuda(self) else _CPU
 
     @property
     def is_cuda(self):
-        return False
+        return _is_cuda(self)
+
+    @property
+    def _host(self) -> np.ndarray:
+        """The values as a host ndarray (a copy from the GPU for a CUDA tensor)."""
+        a = self._data
+        return a if type(a) is not DeviceArray else a.copy_to_host()
+
+    @property
+    def __cuda_array_interface__(self):
+        if not _is_cuda(self):
+            raise AttributeError("__cuda_array_interface__ is only defined for CUDA tensors; "
+                                 "this one is on the cpu")
+        if self._rg:
+            raise RuntimeError("Can't export a tensor that requires grad through "
+                               "__cuda_array_interface__; use tensor.detach() first")
+        return self._data.__cuda_array_interface__
 
     def is_floating_point(self):
         return self._meta[1].kind == "f"
@@ -202,25 +270,34 @@ class Tensor:
         return self.grad_fn is not None and self.grad_fn.retained is not None
 
     # --- conversion ------------------------------------------------------------------------
+    def _no_host_view(self):
+        if _is_cuda(self):
+            raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() "
+                            "to copy the tensor to host memory first.")
+
     def numpy(self, force=False):
         if self._rg and not force:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
                                "tensor.detach().numpy() instead.")
+        if force and _is_cuda(self):
+            return self._host
+        self._no_host_view()
         return self._data
 
     def __array__(self, dtype=None, copy=None):
+        self._no_host_view()
         if dtype is not None and np.dtype(dtype) != self._data.dtype:
             return self._data.astype(dtype)
         return self._data.copy() if copy else self._data
 
     def item(self):
-        if self._data.size != 1:
-            raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted "
+        if self.numel() != 1:
+            raise RuntimeError(f"a Tensor with {self.numel()} elements cannot be converted "
                                "to Scalar")
-        return self._data.reshape(-1)[0].item()
+        return self._host.reshape(-1)[0].item()
 
     def tolist(self):
-        return self._data.tolist()
+        return self._host.tolist()
 
     def __float__(self):
         return float(self.item())
@@ -229,13 +306,13 @@ class Tensor:
         return int(self.item())
 
     def __bool__(self):
-        if self._data.size != 1:
-            raise RuntimeError(f"Boolean value of Tensor with {self._data.size} elements is "
+        if self.numel() != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {self.numel()} elements is "
                                "ambiguous")
-        return bool(self._data.reshape(-1)[0])
+        return bool(self._host.reshape(-1)[0])
 
     def __index__(self):
-        if self._data.dtype.kind not in "iub" or self._data.size != 1:
+        if self._meta[1].kind not in "iub" or self.numel() != 1:
             raise TypeError("only integer tensors of a single element can be converted to an "
                             "index")
         return int(self.item())
@@ -264,7 +341,7 @@ class Tensor:
         return repr(self)
 
     def __reduce_ex__(self, proto):
-        return (_rebuild, (self._data, self._rg))
+        return (_rebuild, (self._host, self._rg, str(self.device)))
 
     def detach(self) -> "Tensor":
         if self._arr is None and self._lazy.value is None:  # stays pending, same record
@@ -278,28 +355,34 @@ class Tensor:
         self._rg = False
         return self
 
-    def to(self, *args, dtype=None, device=None, copy=False, **kwargs):
+    def to(self, *args, dtype=None, device=None, copy=False, non_blocking=False, **kwargs):
         for a in args:
             if isinstance(a, (dtypes.DType, type)) or (isinstance(a, str) and
                                                        a.split(".")[-1] in dtypes._BY_NAME):
                 dtype = a
             elif isinstance(a, Tensor):
                 dtype = a.dtype
+                device = a.device
             else:
                 device = a
-        check_device(device)
+        t = self
+        if device is not None:
+            gpu = check_device(device)
+            if gpu != _is_cuda(self):
+                t = apply_fn(_ToDevice, (self,), cuda=gpu)
+                copy = False
         if dtype is None:
-            return self.clone() if copy else self
+            return t.clone() if copy else t
         d = dtypes.from_any(dtype)
-        if d.np == self._data.dtype and not copy:
-            return self
-        return apply_fn(_ToCopy, (self,), dtype=d)
+        if d.np == t._meta[1] and not copy:
+            return t
+        return apply_fn(_ToCopy, (t,), dtype=d)
 
     def cpu(self):
-        return self
+        return self.to("cpu")
 
-    def cuda(self, *args, **kwargs):
-        device("cuda")
+    def cuda(self, device=None, non_blocking=False, **kwargs):
+        return self.to("cuda" if device is None else device)
 
     def type(self, dtype=None):
         if dtype is None:
@@ -332,6 +415,20 @@ class Tensor:
     def is_contiguous(self):
         return self._data.flags.c_contiguous
 
+    def __dlpack__(self, stream=None, max_version=None, dl_device=None, copy=None):
+        from . import interop
+        if self._rg:
+            raise RuntimeError("Can't export tensors that require gradient, use "
+                               "tensor.detach()")
+        a = self._data
+        dev = ("cuda", 0) if type(a) is DeviceArray else ("cpu", 0)
+        return interop.to_dlpack(a.dev if type(a) is DeviceArray else a, device=dev,
+                                 stream=stream, max_version=max_version, dl_device=dl_device,
+                                 copy=copy)
+
+    def __dlpack_device__(self):
+        return (2, 0) if _is_cuda(self) else (1, 0)
+
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         from .autograd import backward
         backward(self, gradient, retain_graph, create_graph, inputs=inputs)
@@ -340,8 +437,9 @@ class Tensor:
         raise NotImplementedError("register_hook is not supported yet")
 
 
-def _rebuild(data, rg):
-    return Tensor._make(np.array(data), rg)
+def _rebuild(data, rg, dev="cpu"):
+    t = Tensor._make(np.array(data), rg)
+    return t.to(dev) if dev != "cpu" else t
 
 
 def _norm_dim(dim, ndim, op="dim"):
@@ -389,7 +487,8 @@ class ElementwiseNode(Node):
 
     def apply(self, g, create_graph):
         self.check_saved()
-        if create_graph or (lazy.ENABLED and (self.n_red >= lazy.FUSE_MIN or g._arr is None)):
+        if create_graph or (lazy.ENABLED and (self.n_red >= lazy.FUSE_MIN or g._arr is None)) \
+                or _is_cuda(g):
             # rules on (lazy) Tensors: differentiable, and with fusion the backward chain fuses
             return self._apply_tensor(g, create_graph)
         row, ops, cdt, out_shape = self.row, self.operands, self.cdt, self.out_shape
@@ -447,7 +546,7 @@ class ElementwiseNode(Node):
             gi = row.vjps[i](TENSOR_MATH, *ops, out, g)
             shape, dt = self.metas[i]
             if not isinstance(gi, Tensor):
-                gi = full(self.out_shape, float(gi), dtypes.from_numpy(dt))
+                gi = full(self.out_shape, float(gi), dtypes.from_numpy(dt), device=g.device)
             gi = sum_to(gi, shape)
             if gi._meta[1] != dt:
                 gi = gi.to(dtypes.from_numpy(dt))
@@ -597,6 +696,11 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
                 raise TypeError(f"{row.name}(): expected Tensor or number operands, got "
                                 f"{type(o).__name__}")
         cdt = _result_dtype(row, ops)
+    for o in ops:  # a pending or GPU operand: check whether the op runs on the GPU
+        if isinstance(o, Tensor) and (o._arr is None or type(o._arr) is DeviceArray):
+            if _same_device(ops, row.name):
+                return _apply_elementwise_cuda(row, ops, cdt, grad_fn, reduce, out)
+            break
     out_shape = None
     for o in ops:
         if isinstance(o, Tensor):
@@ -632,6 +736,20 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
             out = s
     res = Tensor._make(out)
     return _record_node(row, ops, res, full_out, None, out_shape, cdt, grad_fn, reduce)
+
+
+def _apply_elementwise_cuda(row, ops, cdt, grad_fn, reduce, out):
+    """On the GPU every elementwise op is recorded (lazy.py) and runs as a generated CUDA
+    kernel when a value is needed: fusion is what makes small GPU ops cheap. With fusion off,
+    each op runs at once (one kernel per op)."""
+    if out is not None:
+        raise NotImplementedError(f"{row.name}: out= is not supported for CUDA tensors yet")
+    ops = _to_gpu_operands(ops)
+    out_shape = broadcast_shapes(*[o._meta[0] for o in ops if isinstance(o, Tensor)])
+    res, full_lz = _record_lazy(row, ops, cdt, out_shape, reduce)
+    if not lazy.ENABLED:
+        lazy.realize_many([res])
+    return _record_node(row, ops, res, None, full_lz, out_shape, cdt, grad_fn, reduce)
 
 
 def _worth_fusing(ops, out_shape) -> bool:
@@ -736,7 +854,8 @@ class FunctionNode(Node):
         if self.saved_versions is not None or self.released:
             self.check_saved()
         fn = self.fn
-        if not create_graph and fn.backward_arrays is not None:
+        if not create_graph and fn.backward_arrays is not None and \
+                not getattr(self.ctx, "cuda", False):
             return [None if a is None else Tensor._make(a)
                     for a in fn.backward_arrays(self.ctx, g._data)]
         grads = fn.backward(self.ctx, g)
@@ -760,13 +879,30 @@ def apply_fn(fn, inputs: tuple, grad_fn: str | None = None, view_of=None, save=F
         return _STATE.tracer.function(fn, inputs, grad_fn, view_of, save, ctx, params)
     if ctx is None:
         ctx = Ctx()
-    if fn.lazy_forward is not None and lazy.ENABLED and any(t._arr is None for t in inputs):
+    gpu = False
+    for t in inputs:
+        if type(t._arr) is DeviceArray or (t._arr is None and t._lazy.cuda):
+            gpu = _same_device(inputs, fn.grad_fn)
+            break
+    if gpu:
+        ctx.cuda = True
+        if fn.cuda_forward is None:
+            raise NotImplementedError(
+                f"jitgrad: {type(fn).__name__.lstrip('_')} ({fn.grad_fn}) is not implemented for "
+                "CUDA tensors yet; move the tensor to the CPU with .cpu() first")
+        inputs = _to_gpu_operands(inputs)
+    if fn.lazy_forward is not None and lazy.ENABLED and any(t._arr is None for t in inputs) \
+            and (not gpu or fn.cuda_forward is not False):
         ctx.shapes = [t._meta[0] for t in inputs]
         res = fn.lazy_forward(ctx, *inputs, **params)
+    elif gpu:
+        ctx.shapes = [t._meta[0] for t in inputs]
+        res = Tensor._make(fn.cuda_forward(ctx, *[t._data for t in inputs], **params),
+                           base=view_of)
     else:
         ctx.shapes = [t._data.shape for t in inputs]
         out = fn.forward(ctx, *[t._data for t in inputs], **params)
-        if type(out) is not np.ndarray:  # NumPy returns scalars for 0-d results
+        if type(out) is not np.ndarray and type(out) is not DeviceArray:  # NumPy: 0-d scalars
             out = np.asarray(out)
         res = Tensor._make(out, base=view_of)
     if _STATE.enabled and fn.differentiable:
@@ -793,6 +929,9 @@ class Function:
     differentiable = True
     backward_arrays = None
     lazy_forward = None   # (ctx, *tensors, **params) -> lazy Tensor, for ops fusion folds in
+    # (ctx, *DeviceArrays, **params) -> DeviceArray: the forward on the GPU (None: not yet
+    # available there; ``forward`` itself when it only calls methods DeviceArray has)
+    cuda_forward = None
 
 
 class _ToCopy(Function):
@@ -806,8 +945,35 @@ class _ToCopy(Function):
         return x.astype(dtype.np)
 
     @staticmethod
+    def cuda_forward(ctx, x, dtype):
+        from .backends import cuda as cb
+        ctx.in_dtype = dtypes.from_numpy(x.dtype)
+        return cb.contiguous(x, dtype.np)
+
+    @staticmethod
     def backward(ctx, g):
         return (g.to(ctx.in_dtype),)
+
+
+class _ToDevice(Function):
+    """A copy between host and GPU memory (``.cuda()``, ``.cpu()``, ``.to(device)``); the
+    gradient goes back to the device the input came from."""
+    grad_fn = "ToCopyBackward0"
+
+    @staticmethod
+    def forward(ctx, x, cuda):  # the input is on the CPU
+        from .backends import cuda as cb
+        ctx.to_cuda = cuda
+        return cb.to_device(x) if cuda else x
+
+    @staticmethod
+    def cuda_forward(ctx, x, cuda):  # the input is on the GPU
+        ctx.to_cuda = cuda
+        return x if cuda else x.copy_to_host()
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g.to("cpu" if ctx.to_cuda else "cuda"),)
 
 
 class _Clone(Function):
@@ -816,6 +982,11 @@ class _Clone(Function):
     @staticmethod
     def forward(ctx, x):
         return np.array(x, order="C", copy=True)
+
+    @staticmethod
+    def cuda_forward(ctx, x):
+        from .backends import cuda as cb
+        return cb.contiguous(x)
 
     @staticmethod
     def backward(ctx, g):
@@ -854,9 +1025,9 @@ def _sum_to_array(a: np.ndarray, shape) -> np.ndarray:
 
 
 def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
-    check_device(device)
+    gpu = check_device(device)
     if isinstance(data, Tensor):
-        arr = data._data.copy()
+        arr = data._host.copy()
     else:
         arr = _to_array(data)
     if dtype is not None:
@@ -870,6 +1041,9 @@ def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
             arr = arr.astype(dtypes.get_default_dtype().np, copy=False)
     arr = np.array(arr, copy=True, order="C") if arr.base is not None or \
         isinstance(data, np.ndarray) else arr
+    if gpu:
+        from .backends import cuda as cb
+        arr = cb.to_device(arr)
     t = Tensor._make(arr)
     if requires_grad:
         t.requires_grad_(True)
@@ -922,10 +1096,14 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
 
 
 def _filled(size, value, dtype, device, requires_grad):
-    check_device(device)
+    gpu = check_device(device)
     shape = _shape_arg(size)
     d = dtypes.from_any(dtype) if dtype is not None else dtypes.get_default_dtype()
-    t = Tensor._make(np.full(shape, value, d.np))
+    if gpu:
+        from .backends import cuda as cb
+        t = Tensor._make(cb.full(shape, value, d.np))
+    else:
+        t = Tensor._make(np.full(shape, value, d.np))
     if requires_grad:
         t.requires_grad_(True)
     return t

@@ -315,12 +315,24 @@ def test_bad_creation_inputs():
         jitgrad.from_numpy(np.zeros(2, np.complex64))
 
 
-def test_cuda_device_clear_error():
-    with pytest.raises(RuntimeError) as ei:
-        jitgrad.zeros(2, device="cuda")
-    assert "cuda" in str(ei.value).lower() and "cpu" in str(ei.value)
+def test_unknown_device_clear_error():
     with pytest.raises(RuntimeError, match="unknown device"):
         jitgrad.zeros(2, device="tpu")
+
+
+@pytest.mark.cuda
+def test_mixed_devices_clear_error():
+    if not jitgrad.cuda.is_available():
+        pytest.skip("numba.cuda is not available (no GPU and NUMBA_ENABLE_CUDASIM unset)")
+    a = jitgrad.tensor([1.0, 2.0, 3.0], device="cuda")
+    b = jitgrad.tensor([1.0, 2.0, 3.0])
+    with pytest.raises(RuntimeError, match="same device.*cuda:0 and cpu"):
+        a + b
+    with pytest.raises(RuntimeError, match="same device"):
+        jitgrad.matmul(a.reshape(1, 3), b.reshape(3, 1))
+    with pytest.raises(TypeError, match=r"cpu\(\)"):
+        a.numpy()
+    assert (a + jitgrad.tensor(2.0)).device == a.device  # a 0-d CPU tensor may join (torch)
 
 
 def test_setitem_float_into_int_tensor():

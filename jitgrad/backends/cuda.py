@@ -1,0 +1,423 @@
+"""CUDA backend: device arrays (with a caching allocator), compilation of generated kernel source
+with numba.cuda (memory + disk cache, like backends/cpu.py), launch geometry, and the device
+versions of the few array operations the engine needs (copy, cast, transfer, reduce).
+
+Nothing here imports numba.cuda until a CUDA tensor is made: ``import jitgrad`` stays fast and
+CPU-only installs never touch CUDA. Which numba.cuda: the one built into numba (deprecated
+upstream but shipped with numba 0.68, and it compiles against the system CUDA toolkit); the
+separate ``numba-cuda`` package replaces it transparently when installed (README: "CUDA").
+
+Without a GPU, ``NUMBA_ENABLE_CUDASIM=1`` runs the same kernels on Numba's simulator (slow:
+tests keep tensors tiny).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from math import prod
+
+import numpy as np
+
+from .. import _debug
+
+_cuda = None
+
+
+def cu():
+    """numba.cuda, imported on first use."""
+    global _cuda
+    if _cuda is None:
+        from numba import cuda as c
+        _cuda = c
+    return _cuda
+
+
+def simulated() -> bool:
+    import numba
+    return bool(numba.config.ENABLE_CUDASIM)
+
+
+def is_available() -> bool:
+    try:
+        return bool(cu().is_available())
+    except Exception:  # no driver, no toolkit: not available, whatever the reason
+        return False
+
+
+def device_count() -> int:
+    if not is_available():
+        return 0
+    if simulated():
+        return 1
+    return len(cu().gpus)
+
+
+def synchronize() -> None:
+    if is_available():
+        cu().synchronize()
+
+
+def require() -> None:
+    if not is_available():
+        raise RuntimeError("jitgrad: CUDA is not available (numba.cuda found no GPU or driver; "
+                           "set NUMBA_ENABLE_CUDASIM=1 to run CUDA kernels on Numba's simulator)")
+
+
+# =============================================================================================
+# Device arrays
+
+
+class _Flags:
+    __slots__ = ("c_contiguous",)
+
+    def __init__(self, c):
+        self.c_contiguous = c
+
+
+def _c_strides(shape, itemsize):
+    st, acc = [], itemsize
+    for s in reversed(shape):
+        st.append(acc)
+        acc *= max(s, 1)
+    return tuple(reversed(st))
+
+
+class DeviceArray:
+    """A tensor's storage on the GPU: a numba device array (``dev``, what kernels take) plus the
+    NumPy-like metadata the engine reads (shape, dtype, strides, ``flags.c_contiguous``).
+
+    Memory comes from the caching allocator: the root array owns a pooled block (``_block``)
+    that goes back to the pool when the root and every view of it are gone."""
+
+    __slots__ = ("dev", "shape", "dtype", "strides", "size", "ndim", "_block", "_owner",
+                 "__weakref__")
+
+    def __init__(self, dev, block=None, owner=None):
+        self.dev = dev
+        self.shape = tuple(dev.shape)
+        self.dtype = np.dtype(dev.dtype)
+        self.strides = tuple(dev.strides)
+        self.size = prod(self.shape)
+        self.ndim = len(self.shape)
+        self._block = block
+        self._owner = owner
+
+    def __del__(self):
+        b = self._block
+        if b is not None:
+            self._block = None
+            _give_back(b)
+
+    @property
+    def flags(self):
+        return _Flags(self.size <= 1 or all(
+            st == c for st, c, n in zip(self.strides, _c_strides(self.shape, self.dtype.itemsize),
+                                        self.shape) if n != 1))
+
+    @property
+    def itemsize(self):
+        return self.dtype.itemsize
+
+    @property
+    def nbytes(self):
+        return self.size * self.dtype.itemsize
+
+    def _view(self, dev):
+        return DeviceArray(dev, owner=self if self._owner is None else self._owner)
+
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = shape[0]
+        shape = tuple(int(s) for s in shape)
+        if -1 in shape:
+            k = shape.index(-1)
+            rest = prod(s for i, s in enumerate(shape) if i != k)
+            shape = shape[:k] + (self.size // rest if rest else 0,) + shape[k + 1:]
+        if shape == self.shape:
+            return self
+        if prod(shape) != self.size:
+            raise ValueError(f"cannot reshape a CUDA array of shape {self.shape} into {shape}")
+        src = self if self.flags.c_contiguous else contiguous(self)
+        return src._view(strided_view(src.dev, shape, _c_strides(shape, self.dtype.itemsize)))
+
+    def transpose(self, axes):
+        axes = tuple(axes)
+        return self._view(strided_view(self.dev, tuple(self.shape[a] for a in axes),
+                                       tuple(self.strides[a] for a in axes)))
+
+    def expand(self, shape):
+        """A stride-0 broadcast view (like np.broadcast_to); ``shape`` has at least our ndim."""
+        lead = len(shape) - self.ndim
+        st = [0] * lead + [0 if (s == 1 and n != 1) else st
+                           for s, n, st in zip(self.shape, shape[lead:], self.strides)]
+        return self._view(strided_view(self.dev, tuple(shape), tuple(st)))
+
+    def __getitem__(self, item):
+        return self._view(self.dev[item])
+
+    def copy_to_host(self) -> np.ndarray:
+        return to_host(self)
+
+    def copy(self) -> "DeviceArray":
+        return contiguous(self)
+
+    def __iadd__(self, other):
+        add_into(self, other)
+        return self
+
+    @property
+    def __cuda_array_interface__(self):
+        return self.dev.__cuda_array_interface__
+
+    def __repr__(self):
+        return f"<DeviceArray {self.dtype} {self.shape}>"
+
+
+def strided_view(dev, shape, strides):
+    """A numba device array over ``dev``'s memory with another shape/strides (no copy)."""
+    if simulated():
+        from numpy.lib.stride_tricks import as_strided
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+        return FakeCUDAArray(as_strided(dev._ary, shape, strides))
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray
+    return DeviceNDArray(shape, strides, dev.dtype, stream=dev.stream, gpu_data=dev.gpu_data)
+
+
+# --- caching allocator ------------------------------------------------------------------------
+# Freed blocks are kept per rounded size and handed out again, so a training step that makes the
+# same tensors each time stops calling cudaMalloc after its first step. Blocks are used in stream
+# order (one stream), so a block freed by a kernel's operand may be reused by the next kernel.
+
+_POOL: dict = {}                           # rounded nbytes -> [raw uint8 device arrays]
+STATS = {"allocs": 0, "reuses": 0, "bytes_reserved": 0, "bytes_in_use": 0}
+
+
+def _round(nbytes: int) -> int:
+    if nbytes <= 1 << 20:
+        return max(512, (nbytes + 511) // 512 * 512)
+    return (nbytes + (1 << 20) - 1) >> 20 << 20
+
+
+def _take(nbytes: int):
+    size = _round(nbytes)
+    free = _POOL.get(size)
+    if free:
+        STATS["reuses"] += 1
+        b = free.pop()
+    else:
+        c = cu()
+        try:
+            b = c.device_array(size, np.uint8)
+        except Exception:  # out of memory: give the cached blocks back and try once more
+            empty_cache()
+            b = c.device_array(size, np.uint8)
+        STATS["allocs"] += 1
+        STATS["bytes_reserved"] += size
+    STATS["bytes_in_use"] += size
+    return b
+
+
+def _give_back(block) -> None:
+    size = block.shape[0]
+    STATS["bytes_in_use"] -= size
+    _POOL.setdefault(size, []).append(block)
+
+
+def empty_cache() -> None:
+    """Free every cached block (blocks in use stay)."""
+    for blocks in _POOL.values():
+        STATS["bytes_reserved"] -= sum(b.shape[0] for b in blocks)
+        blocks.clear()
+
+
+def empty(shape, dtype) -> DeviceArray:
+    """An uninitialised C-contiguous device array from the pool."""
+    require()
+    shape = tuple(int(s) for s in shape)
+    dtype = np.dtype(dtype)
+    n = prod(shape)
+    if n == 0:
+        return DeviceArray(cu().device_array(shape, dtype))
+    block = _take(n * dtype.itemsize)
+    dev = block[:n * dtype.itemsize].view(dtype)
+    dev = dev.reshape(shape) if shape != (n,) else dev
+    return DeviceArray(dev, block=block)
+
+
+def to_device(a: np.ndarray) -> DeviceArray:
+    a = np.ascontiguousarray(a)
+    out = empty(a.shape, a.dtype)
+    if a.size:
+        out.dev.copy_to_device(a.reshape(out.dev.shape))
+    return out
+
+
+def to_host(d: DeviceArray) -> np.ndarray:
+    if d.size == 0:
+        return np.empty(d.shape, d.dtype)
+    src = d if d.flags.c_contiguous else contiguous(d)
+    return src.dev.copy_to_host().reshape(d.shape)
+
+
+def contiguous(d: DeviceArray, dtype=None) -> DeviceArray:
+    """A C-contiguous copy (optionally cast to ``dtype``) of any view."""
+    out = empty(d.shape, d.dtype if dtype is None else dtype)
+    if d.size:
+        from . import cuda_kernels
+        cuda_kernels.strided_copy(d.dev, out.dev)
+    return out
+
+
+def full(shape, value, dtype) -> DeviceArray:
+    out = empty(shape, dtype)
+    if out.size:
+        from . import cuda_kernels
+        cuda_kernels.fill(out.dev.reshape(out.size), value)
+    return out
+
+
+# =============================================================================================
+# Compilation and launch
+
+
+_kernels: dict = {}
+
+
+def compile_source(key, fn_source: str, fn_name: str, compute_dtype: str):
+    """The numba.cuda kernel for generated source, compiled (or loaded from disk) once."""
+    k = _kernels.get(key)
+    if k is not None:
+        return k
+    from . import cpu
+    sim = simulated()
+    d = cpu.cache_dir()
+    use_cache = d is not None and not sim
+    src = ("# generated by jitgrad.codegen (CUDA); safe to delete\n"
+           "from jitgrad.backends._cuda_prelude import *\n"
+           f"T = numba.{compute_dtype}\n\n"
+           f"{fn_source}\n"
+           f"{fn_name} = cuda.jit(cache={use_cache})({fn_name})\n")
+    sha = hashlib.sha256((src + cpu._prelude_hash()).encode()).hexdigest()[:24]
+    modname = f"jitgrad_kernels.c_{sha}"
+    if not use_cache:
+        ns: dict = {"__name__": modname}
+        exec(compile(src, f"<jitgrad CUDA kernel {fn_name}>", "exec"), ns)
+        k = ns[fn_name]
+        where = "simulator" if sim else "disk cache off"
+    else:
+        mod, found = cpu._import_kernel_module(d, modname, sha, src)
+        k = mod[fn_name]
+        where = f"disk cache {'hit' if found else 'miss'}"
+    _debug.count("kernels_built")
+    _debug.log(f"CUDA kernel {fn_name} ({where}) key={key!r}\n{fn_source}")
+    _kernels[key] = k
+    return k
+
+
+def threads() -> int:
+    from ._cuda_prelude import THREADS
+    return THREADS
+
+
+def blocks_for(n: int) -> int:
+    """Blocks for a grid-stride loop over ``n`` items: enough to fill the GPU, no more."""
+    t = threads()
+    cap = 4 if simulated() else 1024
+    b = (n + t - 1) // t
+    return max(1, b if b < cap else cap)
+
+
+def launch(kern, n: int, *args) -> int:
+    """Launch a generated kernel over ``n`` items; returns the block count (partial sums)."""
+    b = blocks_for(n)
+    _debug.COUNTERS["kernel_launches"] += 1
+    kern[b, threads()](*args)
+    return b
+
+
+def finish_sum(partials: DeviceArray, nblocks: int, out: DeviceArray, scale) -> None:
+    """out[0] = (sum of the first ``nblocks`` partials) / scale, cast to out's dtype."""
+    from ._cuda_prelude import finish_sum_f, finish_sum_i
+    _debug.COUNTERS["kernel_launches"] += 1
+    k = finish_sum_f if partials.dtype.kind == "f" else finish_sum_i
+    k[1, threads()](partials.dev, nblocks, out.dev.reshape(1),
+                                    float(scale if scale is not None else 1.0),
+                                    scale is not None)
+
+
+def scale_cast(src: DeviceArray, out: DeviceArray, scale) -> None:
+    """out = src / scale (mean) or src, cast to out's dtype; both C-contiguous, same size."""
+    from ._cuda_prelude import scale_cast_kernel
+    n = src.size
+    if n:
+        _debug.COUNTERS["kernel_launches"] += 1
+        scale_cast_kernel[blocks_for(n), threads()](
+            src.dev.reshape(n), out.dev.reshape(n),
+            float(scale if scale is not None else 1.0), scale is not None)
+
+
+def reduce_sum(x: DeviceArray, axes: tuple, out_dtype) -> DeviceArray:
+    """Sum over ``axes`` (sorted) on the device; the result has the kept dims."""
+    from . import cuda_kernels
+    nd = x.ndim
+    keep = [d for d in range(nd) if d not in axes]
+    if axes and axes[-1] - axes[0] + 1 != len(axes):
+        x = contiguous(x.transpose(keep + list(axes)))
+        axes = tuple(range(len(keep), nd))
+    elif not x.flags.c_contiguous:
+        x = contiguous(x)
+    shp = x.shape
+    if axes:
+        lo, hi = axes[0], axes[-1]
+        a3 = (prod(shp[:lo]), prod(shp[lo:hi + 1]), prod(shp[hi + 1:]))
+        kept = shp[:lo] + shp[hi + 1:]
+    else:
+        a3, kept = (x.size, 1, 1), shp
+    out = empty((a3[0], a3[2]), out_dtype)
+    if out.size:
+        cuda_kernels.sum_arb(x.reshape(a3).dev, out.dev)
+    return out.reshape(kept)
+
+
+def matmul(a: DeviceArray, b: DeviceArray) -> DeviceArray:
+    """np.matmul semantics (1-D operands promoted, batch dims broadcast) over the tiled
+    shared-memory kernel (cuda_kernels.matmul) on (batch, M, K) @ (batch, K, N)."""
+    from . import cuda_kernels
+    a2 = a.reshape(1, a.shape[0]) if a.ndim == 1 else a
+    b2 = b.reshape(b.shape[0], 1) if b.ndim == 1 else b
+    batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+    (m, k), n = a2.shape[-2:], b2.shape[-1]
+    bt = prod(batch)
+
+    def as3(x, rows, cols):
+        if x.shape[:-2] != batch:
+            x = x.expand(batch + (rows, cols))
+        if not x.flags.c_contiguous:
+            x = contiguous(x)
+        return x.reshape(bt, rows, cols)
+
+    out = empty((bt, m, n), a.dtype)
+    if out.size:
+        if k == 0:
+            cuda_kernels.fill(out.dev.reshape(out.size), 0)
+        else:
+            _debug.COUNTERS["kernel_launches"] += 1
+            cuda_kernels.matmul(as3(a2, m, k).dev, as3(b2, k, n).dev, out.dev)
+    shape = batch + ((m,) if a.ndim > 1 else ()) + ((n,) if b.ndim > 1 else ())
+    return out.reshape(shape)
+
+
+def add_into(acc: DeviceArray, g: DeviceArray) -> None:
+    """acc += g in place (``.grad`` accumulation); g is broadcast to acc's shape."""
+    from ._cuda_prelude import add_into_kernel
+    if g.shape != acc.shape:
+        g = g.expand(acc.shape)
+    if not g.flags.c_contiguous:
+        g = contiguous(g)
+    if not acc.flags.c_contiguous:
+        raise RuntimeError("jitgrad: in-place accumulation into a non-contiguous CUDA tensor is "
+                           "not supported")
+    n = acc.size
+    if n:
+        _debug.COUNTERS["kernel_launches"] += 1
+        add_into_kernel[blocks_for(n), threads()](acc.dev.reshape(n), g.dev.reshape(n))
