@@ -224,6 +224,15 @@ def _dims(dim, ndim):
     return (d,) if ndim else ()
 
 
+def _be(x):
+    """The backend module (cpu or cuda) for an array: both have arb_view, empty and the (A, R,
+    B) row kernels, so a structural op's forward is written once for both devices."""
+    if type(x) is DeviceArray:
+        from .backends import cuda as cb
+        return cb
+    return cpu
+
+
 def _reduce_sum(x, axes, out_dtype):
     """cpu.reduce_sum, or its GPU twin for a DeviceArray."""
     if type(x) is DeviceArray:
@@ -432,16 +441,28 @@ class _Extreme(Function):
 
     @staticmethod
     def forward(ctx, x, sign):
-        x3 = np.ascontiguousarray(x).reshape(1, -1, 1)
-        out = np.empty((1, 1), x.dtype)
-        idx = np.empty((1, 1), np.int64)
-        cpu.argmax_arb(x3, out, idx, sign)
+        be = _be(x)
+        x3, _ = be.arb_view(x, tuple(range(x.ndim)))
+        x3 = x3.reshape(1, -1, 1)
+        out = be.empty((1, 1), x.dtype)
+        idx = be.empty((1, 1), np.int64)
+        be.argmax_arb(x3, out, idx, sign)
         ctx.out = out.reshape(())
         return ctx.out
+
+    cuda_forward = forward
 
     @staticmethod
     def backward(ctx, g):
         x, = ctx.saved_tensors
+        if x.is_cuda:  # the same rule in Tensor ops (they run on the GPU)
+            with grad_mode.no_grad():
+                xd, out = x.detach(), Tensor._make(ctx.out)
+                # x == max, or both NaN (NaN maxima share g like torch); never both at once
+                mask = eq(xd, out).to(x.dtype) + \
+                    logical_and(ne(xd, xd), ne(out, out)).to(x.dtype)
+                n = float(mask.sum().item())
+            return (mask * (g / n),)
         xd, out = x._data, ctx.out
         hit = (xd == out) | (np.isnan(xd) & np.isnan(out))  # NaN maxima share g like torch
         mask = Tensor._make(np.asarray(hit, dtype=xd.dtype))
@@ -452,11 +473,12 @@ class _Extreme(Function):
 class _ExtremeDim(Function):
     @staticmethod
     def forward(ctx, x, axis, keepdim, sign):
-        x3, keep = cpu.arb_view(x, (axis,))
-        out = np.empty((x3.shape[0], x3.shape[2]), x.dtype)
-        idx = np.empty((x3.shape[0], x3.shape[2]), np.int64)
+        be = _be(x)
+        x3, keep = be.arb_view(x, (axis,))
+        out = be.empty((x3.shape[0], x3.shape[2]), x.dtype)
+        idx = be.empty((x3.shape[0], x3.shape[2]), np.int64)
         if out.size:
-            cpu.argmax_arb(x3, out, idx, sign)
+            be.argmax_arb(x3, out, idx, sign)
         ks = _keep_shape(x.shape, (axis,))
         idx_k = idx.reshape(ks)
         ctx.axis, ctx.keepdim = axis, keepdim
@@ -464,12 +486,18 @@ class _ExtremeDim(Function):
         ctx.idx_k = idx_k
         return out.reshape(ks) if keepdim else out.reshape(keep)
 
+    cuda_forward = forward
+
     @staticmethod
     def backward(ctx, g):
         shape = ctx.shapes[0]
         axis = ctx.axis
         r = np.arange(shape[axis]).reshape([-1 if k == axis else 1 for k in range(len(shape))])
-        onehot = Tensor._make(r == ctx.idx_k)
+        if type(ctx.idx_k) is DeviceArray:
+            from .tensor import tensor
+            onehot = eq(tensor(r, device="cuda"), Tensor._make(ctx.idx_k))
+        else:
+            onehot = Tensor._make(r == ctx.idx_k)
         gk = g if ctx.keepdim else g.unsqueeze(axis)
         return (where(onehot, gk, 0.0),)
 
@@ -553,13 +581,16 @@ class _LogSumExp(Function):
     @staticmethod
     def forward(ctx, x, axes, keepdim):
         ctx.axes, ctx.keepdim = axes, keepdim
-        x3, keep = cpu.arb_view(x, axes)
-        out = np.empty((x3.shape[0], x3.shape[2]), x.dtype)
+        be = _be(x)
+        x3, keep = be.arb_view(x, axes)
+        out = be.empty((x3.shape[0], x3.shape[2]), x.dtype)
         if out.size:
-            cpu.logsumexp_arb(x3, out)
+            be.logsumexp_arb(x3, out)
         ks = _keep_shape(x.shape, axes)
         ctx.out_k = out.reshape(ks)
         return ctx.out_k if keepdim else out.reshape(keep)
+
+    cuda_forward = forward
 
     @staticmethod
     def backward(ctx, g):
@@ -1301,13 +1332,16 @@ class _Softmax(Function):
     @staticmethod
     def forward(ctx, x, axis, log):
         ctx.axis = axis
-        x3, _ = cpu.arb_view(x, (axis,))
-        out = np.empty(x3.shape, x.dtype)
+        be = _be(x)
+        x3, _ = be.arb_view(x, (axis,))
+        out = be.empty(x3.shape, x.dtype)
         if out.size:
-            cpu.softmax_arb(x3, out, log)
+            be.softmax_arb(x3, out, log)
         out = out.reshape(x.shape)
         ctx.out = out
         return out
+
+    cuda_forward = forward
 
     @staticmethod
     def backward(ctx, g):

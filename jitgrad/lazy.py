@@ -124,9 +124,9 @@ class Lazy:
         d = 0
         cuda = False
         for o in operands:
-            lz = _pending_node(o)
-            if lz is not None:
-                if lz.depth > d:
+            lz = getattr(o, "_lazy", None)  # (operands may be Python scalars)
+            if lz is not None and o._arr is None:
+                if lz.value is None and lz.depth > d:  # pending
                     d = lz.depth
                 cuda = cuda or lz.cuda
             elif type(getattr(o, "_arr", None)) is DeviceArray:

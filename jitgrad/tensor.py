@@ -888,7 +888,7 @@ def apply_fn(fn, inputs: tuple, grad_fn: str | None = None, view_of=None, save=F
         ctx.cuda = True
         if fn.cuda_forward is None:
             raise NotImplementedError(
-                f"jitgrad: {type(fn).__name__.lstrip('_')} ({fn.grad_fn}) is not implemented for "
+                f"jitgrad: {getattr(fn, 'op_name', fn.__name__)} ({fn.grad_fn}) is not implemented for "
                 "CUDA tensors yet; move the tensor to the CPU with .cpu() first")
         inputs = _to_gpu_operands(inputs)
     if fn.lazy_forward is not None and lazy.ENABLED and any(t._arr is None for t in inputs) \

@@ -282,6 +282,9 @@ def var_arb(x, out, correction):
 # ---------------------------------------------------------------------------------------------
 # Helpers that bring any reduction over a set of axes into (A, R, B) form.
 
+empty = np.empty  # (the CUDA backend has the same name: code that takes a backend module)
+
+
 def arb_view(x: np.ndarray, axes: tuple):
     """Return (x3, keep_shape) with x3 of shape (A, R, B) reducing ``axes`` (sorted, unique).
 

@@ -68,10 +68,11 @@ def require() -> None:
 
 
 class _Flags:
-    __slots__ = ("c_contiguous",)
+    __slots__ = ("c_contiguous", "writeable")
 
-    def __init__(self, c):
+    def __init__(self, c, w):
         self.c_contiguous = c
+        self.writeable = w
 
 
 def _c_strides(shape, itemsize):
@@ -110,9 +111,12 @@ class DeviceArray:
 
     @property
     def flags(self):
-        return _Flags(self.size <= 1 or all(
+        c = self.size <= 1 or all(
             st == c for st, c, n in zip(self.strides, _c_strides(self.shape, self.dtype.itemsize),
-                                        self.shape) if n != 1))
+                                        self.shape) if n != 1)
+        # a broadcast (stride-0) view is read-only, as np.broadcast_to's views are
+        return _Flags(c, self.size <= 1 or all(st != 0 or n == 1
+                                               for st, n in zip(self.strides, self.shape)))
 
     @property
     def itemsize(self):
@@ -155,6 +159,24 @@ class DeviceArray:
     def __getitem__(self, item):
         return self._view(self.dev[item])
 
+    def __setitem__(self, item, value):
+        """``a[basic index] = value`` (a DeviceArray broadcast to the target, or a scalar)."""
+        target = self if item is Ellipsis or item == slice(None) else self[item]
+        if not target.flags.c_contiguous:
+            raise NotImplementedError("jitgrad: writing into a non-contiguous part of a CUDA "
+                                      f"tensor (shape {self.shape}, index {item!r}) is not "
+                                      "supported yet")
+        if target.size == 0:
+            return
+        from . import cuda_kernels
+        if isinstance(value, DeviceArray):
+            if value.shape != target.shape:
+                value = value.expand(target.shape) if value.ndim else \
+                    value.reshape((1,) * target.ndim).expand(target.shape)
+            cuda_kernels.strided_copy(value.dev, target.dev)
+        else:
+            cuda_kernels.fill(target.dev.reshape(target.size), np.asarray(value).item())
+
     def copy_to_host(self) -> np.ndarray:
         return to_host(self)
 
@@ -171,6 +193,19 @@ class DeviceArray:
 
     def __repr__(self):
         return f"<DeviceArray {self.dtype} {self.shape}>"
+
+    def _host_only(self, *args, **kwargs):
+        """NumPy-style use of GPU data (``np.foo(a)``, ``a < 0``): reached only by an op that has
+        no CUDA implementation yet, so say that clearly instead of failing somewhere deeper."""
+        raise NotImplementedError(
+            "jitgrad: this operation is not implemented for CUDA tensors yet (it needs the values "
+            f"on the host: a CUDA array of shape {self.shape}, {self.dtype}); move the tensor to "
+            "the CPU with .cpu() first")
+
+    __array__ = __lt__ = __le__ = __gt__ = __ge__ = __add__ = __radd__ = __sub__ = __rsub__ = \
+        __mul__ = __rmul__ = __truediv__ = __rtruediv__ = __neg__ = __abs__ = __pow__ = \
+        __bool__ = __float__ = __int__ = __index__ = __iter__ = __len__ = tolist = astype = \
+        _host_only
 
 
 def strided_view(dev, shape, strides):
@@ -421,3 +456,41 @@ def add_into(acc: DeviceArray, g: DeviceArray) -> None:
     if n:
         _debug.COUNTERS["kernel_launches"] += 1
         add_into_kernel[blocks_for(n), threads()](acc.dev.reshape(n), g.dev.reshape(n))
+
+
+# --- the (A, R, B) reduction family (the CPU backend's convention: reduce the middle axis) ---
+
+
+def arb_view(x: DeviceArray, axes: tuple):
+    """(x3, kept shape): ``x`` as a C-contiguous (A, R, B) array reducing ``axes``."""
+    nd = x.ndim
+    keep = [d for d in range(nd) if d not in axes]
+    if axes and axes[-1] - axes[0] + 1 != len(axes):
+        x = contiguous(x.transpose(keep + list(axes)))
+        axes = tuple(range(len(keep), nd))
+    elif not x.flags.c_contiguous:
+        x = contiguous(x)
+    shp = x.shape
+    if not axes:
+        return x.reshape(x.size, 1, 1), shp
+    lo, hi = axes[0], axes[-1]
+    return x.reshape(prod(shp[:lo]), prod(shp[lo:hi + 1]), prod(shp[hi + 1:])), \
+        shp[:lo] + shp[hi + 1:]
+
+
+def argmax_arb(x3, out, idx, sign):
+    from . import cuda_kernels
+    _debug.COUNTERS["kernel_launches"] += 1
+    cuda_kernels.extreme_arb(x3.dev, out.dev, None if idx is None else idx.dev, sign)
+
+
+def logsumexp_arb(x3, out):
+    from . import cuda_kernels
+    _debug.COUNTERS["kernel_launches"] += 1
+    cuda_kernels.logsumexp_arb(x3.dev, out.dev)
+
+
+def softmax_arb(x3, out, log):
+    from . import cuda_kernels
+    _debug.COUNTERS["kernel_launches"] += 1
+    cuda_kernels.softmax_arb(x3.dev, out.dev, log)

@@ -3,15 +3,21 @@
 Losses whose torch ``grad_fn`` is a single node (BCE-with-logits, BCE, MSE) are elementwise
 registry primitives with their own numerically safe rules, reduced inside the same node;
 the others are composed from primitives (l1_loss is ``abs(x - y).mean()``, as in torch);
-cross_entropy is ``nll_loss(log_softmax(x))``.
+cross_entropy of (N, C) logits is one node (``NllLossBackward0``: log-softmax and NLL in one
+kernel, the gradient ``softmax - onehot`` in one kernel); other shapes compose
+``nll_loss(log_softmax(x))``. ``linear`` with a 2-D input, 2-D weight and a bias is one node
+(``AddmmBackward0``): a BLAS product plus a bias epilogue forward, dX, dW and db in one backward.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import functional_ops as F
+from ..autograd import grad_mode
+from ..backends import cpu_nn
 from ..ops import ELEMENTWISE
-from ..tensor import Ctx, Function, Tensor, apply_elementwise, apply_fn
+from ..tensor import (Ctx, Function, Tensor, _sum_to_array, apply_elementwise, apply_fn,
+                      broadcast_shapes, sum_to)
 from ..ops import structural
 
 relu = F.relu
@@ -87,7 +93,123 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean"):
     return _weighted(loss, 1, reduction)
 
 
+def _on_cpu(*ts) -> bool:
+    """All operands are concrete or pending CPU tensors (the fused nodes have no GPU forward;
+    GPU tensors take the composed path)."""
+    for t in ts:
+        a = t._arr
+        if a is None:
+            if t._lazy.cuda:
+                return False
+        elif type(a) is not np.ndarray:
+            return False
+    return True
+
+
+_SCALAR_NAMES = {"float64": "Double", "float32": "Float", "float16": "Half", "int64": "Long",
+                 "int32": "Int", "bool": "Bool"}
+
+
+def _dt(d):
+    """torch's scalar-type name of a NumPy dtype (its error messages say Float, Double)."""
+    return _SCALAR_NAMES.get(np.dtype(d).name, np.dtype(d).name)
+
+
+class _Linear(Function):
+    """``input @ weight.T + bias`` for a 2-D input, as torch's ``addmm``: one node whose inputs
+    are (bias, input, weight) in torch's order. Forward: one BLAS product into a fresh array and
+    one bias epilogue. Backward: dX = g @ W, dW = g.T @ X (computed in the weight's own layout,
+    so a transposed-view weight gets a gradient without a copy), db = column sums of g."""
+    op_name = "linear"
+    grad_fn = "AddmmBackward0"
+
+    @staticmethod
+    def forward(ctx, b, x, w):
+        out = np.matmul(x, w.T)
+        if b.shape == out.shape[1:] and b.flags.c_contiguous:
+            if out.size:
+                cpu_nn.add_rows(out, b)
+        else:
+            np.add(out, b, out=out)
+        ctx.bshape = b.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        nb, nx, nw = ctx.needs_input_grad
+        gb = sum_to(g, ctx.bshape) if nb else None
+        gx = F.matmul(g, w) if nx else None
+        gw = F.matmul(g.mT, x) if nw else None
+        return gb, gx, gw
+
+    @staticmethod
+    def backward_arrays(ctx, g):
+        x, w = (t._data for t in ctx.saved_tensors)
+        nb, nx, nw = ctx.needs_input_grad
+        gb = gx = gw = None
+        if nb:
+            if ctx.bshape == g.shape[1:]:
+                gb = np.empty(ctx.bshape, g.dtype)
+                if g.size:
+                    cpu_nn.col_sum(g, gb)
+                else:
+                    gb[...] = 0
+            else:
+                gb = _sum_to_array(g, ctx.bshape)
+        if nx:
+            gx = np.matmul(g, w)
+        if nw:
+            if w.flags.f_contiguous and not w.flags.c_contiguous:  # a transposed view: (X^T g)^T
+                gw = np.matmul(x.T, g).T
+            else:
+                gw = np.matmul(g.T, x)
+        return gb, gx, gw
+
+
+def _linear_fused(input, weight, bias):
+    """``_Linear`` when the operands fit it (None otherwise), after torch's checks."""
+    if not (isinstance(bias, Tensor) and isinstance(input, Tensor) and isinstance(weight, Tensor)):
+        return None
+    (xs, xd), (ws, wd), (bs, bd) = input._meta, weight._meta, bias._meta
+    if len(xs) != 2 or len(ws) != 2 or xd.kind != "f" or not _on_cpu(input, weight, bias):
+        return None
+    if xd != wd:
+        raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got {_dt(xd)} and "
+                           f"{_dt(wd)}")
+    if bd != wd:
+        raise RuntimeError(f"self and mat2 must have the same dtype, but got {_dt(bd)} and "
+                           f"{_dt(wd)}")
+    if xs[1] != ws[1]:
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({xs[0]}x{xs[1]} and "
+                           f"{ws[1]}x{ws[0]})")
+    oshape = (xs[0], ws[0])
+    try:
+        ok = broadcast_shapes(bs, oshape) == oshape
+    except (RuntimeError, ValueError):
+        ok = False
+    if not ok:
+        raise RuntimeError(f"linear: bias of shape {list(bs)} cannot be broadcast to the "
+                           f"output shape {list(oshape)} (input {list(xs)}, weight {list(ws)})")
+    ctx = Ctx()
+    out = apply_fn(_Linear, (bias, input, weight), ctx=ctx)
+    node = out.grad_fn
+    if node is not None and getattr(node, "ctx", None) is ctx:
+        # like torch's addmm: save mat1 and mat2 (version-checked at backward), not the bias
+        ctx.saved_tensors = (input, weight)
+        node.saved_versions = ((input._vc, input._vc[0], input),
+                               (weight._vc, weight._vc[0], weight))
+    return out
+
+
 def linear(input, weight, bias=None):
+    """torch.nn.functional.linear: ``input @ weight.T + bias``. A 2-D input with a 2-D weight
+    and a bias is one fused node, ``AddmmBackward0`` like torch (its next_functions are the
+    bias's, input's and weight's own nodes: no ``TBackward0`` between); other shapes are
+    composed from ``matmul`` and ``+`` (torch's ``MmBackward0``, ``ViewBackward0``, ...)."""
+    out = _linear_fused(input, weight, bias)
+    if out is not None:
+        return out
     out = F.matmul(input, weight.t() if weight.dim() == 2 else weight)
     return out if bias is None else out + bias
 
@@ -165,6 +287,101 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if t.dtype.kind == "f":
         raise NotImplementedError("cross_entropy with class probabilities is not supported yet; "
                                   "pass class indices")
+    if isinstance(input, Tensor) and input.dim() == 2 and input._meta[1].kind == "f" and \
+            _on_cpu(input) and (weight is None or _on_cpu(weight)):
+        return _cross_entropy_fused(input, t, weight, ignore_index, reduction)
     dim = 0 if input.dim() == 1 else 1
     return nll_loss(F.log_softmax(input, dim), target, weight, ignore_index=ignore_index,
                     reduction=reduction)
+
+
+class _CrossEntropy(Function):
+    """Softmax cross-entropy of (N, C) logits against class indices as one node named like
+    torch's ``NllLossBackward0``. Forward: one kernel computes the row log-sum-exps, the loss
+    and softmax(x); backward: one kernel writes ``g * w[t] * (softmax - onehot)``.
+
+    Like torch (whose log_softmax saves its output, not its input) first-order backward reads
+    only what the forward computed, so writing into the logits afterwards is allowed; a
+    ``create_graph`` backward recomputes softmax from the logits (differentiable again) and
+    raises if they were modified in place."""
+    op_name = "cross_entropy"
+    grad_fn = "NllLossBackward0"
+
+    @staticmethod
+    def forward(ctx, x, target, weight, ignore_index, reduction):
+        n, c = x.shape
+        w = np.ones(c, x.dtype) if weight is None else weight
+        probs = np.empty((n, c), x.dtype)
+        losses = np.empty(n, x.dtype)
+        coef = np.empty(n, np.float64)
+        total, denom = cpu_nn.cross_entropy_fwd(x, target, w, ignore_index, probs, losses, coef)
+        if reduction == "none":
+            out = losses
+        elif reduction == "sum":
+            out = np.asarray(total, x.dtype)
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):  # all ignored: nan like torch
+                out = np.asarray(np.float64(total) / np.float64(denom), x.dtype)
+                coef = coef / np.float64(denom) if denom else coef * np.nan
+        ctx.probs, ctx.target, ctx.coef, ctx.reduction = probs, target, coef, reduction
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x = ctx.x
+        if x._vc[0] != ctx.x_version:
+            shape, dt = x._meta
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: [{dt} tensor of shape {list(shape)}], which is needed by "
+                f"NllLossBackward0, is at version {x._vc[0]}; expected version "
+                f"{ctx.x_version} instead.")
+        n, c = ctx.probs.shape
+        dt = ctx.probs.dtype
+        onehot = np.zeros((n, c), dt)
+        rows = np.flatnonzero(ctx.coef != 0)
+        onehot[rows, ctx.target[rows]] = 1
+        p = F.softmax(x, 1) if grad_mode.is_grad_enabled() else Tensor._make(ctx.probs)
+        gg = g.unsqueeze(1) if ctx.reduction == "none" else g
+        coef = Tensor._make(ctx.coef.astype(dt)[:, None])
+        return ((p - Tensor._make(onehot)) * (gg * coef),)
+
+    @staticmethod
+    def backward_arrays(ctx, g):
+        probs = ctx.probs
+        out = np.empty(probs.shape, probs.dtype)
+        if out.size:
+            cpu_nn.cross_entropy_bwd(probs, ctx.target, ctx.coef, g.reshape(-1),
+                                     ctx.reduction == "none", out)
+        return (out,)
+
+
+def _cross_entropy_fused(x, t, weight, ignore_index, reduction):
+    _check_reduction(reduction)
+    if t.dtype.kind not in "iu":
+        raise RuntimeError(f"cross_entropy: expected target of integer dtype (class indices), "
+                           f"got {t.dtype}")
+    n, c = x._meta[0]
+    if t.shape != (n,):
+        raise ValueError(f"cross_entropy: expected input of shape (N, C) and target (N,); got "
+                         f"input {[n, c]} and target {list(t.shape)}")
+    t = np.ascontiguousarray(t, np.int64)
+    bad = (t != ignore_index) & ((t < 0) | (t >= c))
+    if bad.any():
+        raise IndexError(f"cross_entropy: target {int(t[bad][0])} is out of bounds for {c} "
+                         "classes")
+    w = None
+    if weight is not None:
+        w = weight._data if isinstance(weight, Tensor) else np.asarray(weight)
+        if w.shape != (c,):
+            raise ValueError(f"cross_entropy: weight must have shape ({c},), got "
+                             f"{list(w.shape)}")
+        w = np.ascontiguousarray(w, x._meta[1])
+    ctx = Ctx()
+    out = apply_fn(_CrossEntropy, (x,), ctx=ctx, target=t, weight=w,
+                   ignore_index=int(ignore_index), reduction=reduction)
+    node = out.grad_fn
+    if node is not None and getattr(node, "ctx", None) is ctx:
+        ctx.x, ctx.x_version = x, x._vc[0]
+        node.saved_versions = ()  # nothing version-checked; freed after backward like torch
+    return out

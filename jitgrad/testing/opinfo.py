@@ -99,7 +99,8 @@ def _lib(x):
 
 def _const(x, arr):
     lib, _ = _lib(x)
-    return lib.from_numpy(np.array(arr, order="C"))
+    t = lib.from_numpy(np.array(arr, order="C"))
+    return t.to(x.device) if lib is jitgrad and x.is_cuda else t
 
 
 # --- NumPy references ------------------------------------------------------------------------
