@@ -94,10 +94,12 @@ def format_array(a: np.ndarray, indent: int) -> str:
 
 
 def format_tensor(t) -> str:
-    a = t._data
+    a = t._host
     prefix = "tensor("
     body = format_array(a, len(prefix))
     extras = []
+    if t.is_cuda:  # torch puts the device first among the extras
+        extras.append("device='cuda:0'")
     if a.size == 0 and a.shape != (0,):
         extras.append(f"size={tuple(a.shape)}")
     d = dtypes.from_numpy(a.dtype)

@@ -494,3 +494,72 @@ def softmax_arb(x3, out, log):
     from . import cuda_kernels
     _debug.COUNTERS["kernel_launches"] += 1
     cuda_kernels.softmax_arb(x3.dev, out.dev, log)
+
+
+def ptx_check_generated(cc=(9, 0), dtype="float32", skip_rows=()) -> dict:
+    """Compile the generated kernel families to real PTX (no GPU needed; run without the
+    simulator): every registry row's forward and VJPs in one flat kernel each, an N-d
+    broadcasting kernel with a partial sum, and a flat kernel with a full sum. Returns
+    {family: ptx}. Code only the simulator accepts (it runs kernels as Python) fails here."""
+    import numba
+    from .. import codegen
+    from ..ops import ELEMENTWISE
+    c = cu()
+    T = getattr(numba, dtype)
+
+    def build(name, loads, lines, results, ndim, argtypes):
+        src = codegen.render_cuda(name, loads, lines, results, ndim)
+        ns: dict = {}
+        exec("from jitgrad.backends._cuda_prelude import *\n"
+             f"T = numba.{dtype}\n" + src, ns)
+        ptx, _ = c.compile_ptx(ns[name], tuple(argtypes), cc=cc)
+        return ptx
+
+    out = {}
+    for kind in ("fwd", "vjp"):  # every row at once: one kernel per direction
+        em = codegen.Emitter(codegen.FUNC_SRC_CUDA)
+        loads, results, out_types = [], [], []
+        for row in ELEMENTWISE.values():
+            if row.name in skip_rows:
+                continue
+            xs = []
+            for k in range(row.arity):
+                var = f"{row.name}_x{k}"
+                loads.append(codegen.Load(f"a_{var}", var, "a", k not in row.bool_inputs))
+                xs.append(codegen.Sym(em, var))
+            if kind == "fwd":
+                res = [row.fwd(codegen.SYM_MATH, *xs)]
+            else:
+                o, g = codegen.Sym(em, "out"), codegen.Sym(em, "g")
+                res = [v(codegen.SYM_MATH, *xs, o, g) for v in row.vjps if v is not None]
+            bool_out = kind == "fwd" and row.dtype_rule == "compare"
+            for r in res:
+                results.append(("full", em.operand(r), None, dtype))
+                out_types.append((numba.boolean if bool_out else T)[::1])
+        if kind == "vjp":
+            loads += [codegen.Load("a_out", "out", "a"), codegen.Load("a_g", "g", "a")]
+        in_types = [(T if ld.cast else numba.boolean)[::1] for ld in loads]
+        out[f"rows_{kind}"] = build(f"rows_{kind}", loads, em.lines, results, None,
+                                    in_types + out_types + [numba.int64])
+    # N-d: broadcast operand, a 'c' scalar, a partial sum over dim 0 and a full output
+    em = codegen.Emitter(codegen.FUNC_SRC_CUDA)
+    x, y = codegen.Sym(em, "x0"), codegen.Sym(em, "x1")
+    t = codegen.SYM_MATH.tanh(x * y + 0.5)
+    loads = [codegen.Load("a0", "x0", "a", True, (False, False)),
+             codegen.Load("a1", "x1", "a", True, (True, False))]
+    res = [("full", t.name, None, dtype), ("sum", t.name, (0,), dtype)]
+    out["nd_broadcast_partial_sum"] = build(
+        "k_nd", loads, em.lines, res, 2,
+        [T[:, :], T[:, :], T[:, :], numba.float64[:, :], numba.int64, numba.int64])
+    # flat: a full sum (block tree + per-block partials) next to a full output, 's' and 'c' loads
+    em = codegen.Emitter(codegen.FUNC_SRC_CUDA)
+    x, s, k = codegen.Sym(em, "x0"), codegen.Sym(em, "x1"), codegen.Sym(em, "x2")
+    v = codegen.SYM_MATH.exp(x * s) - k
+    loads = [codegen.Load("a0", "x0", "a"), codegen.Load("a1", "x1", "s"),
+             codegen.Load("a2", "x2", "c")]
+    res = [("full", v.name, None, dtype), ("sum", v.name, (0,), dtype)]
+    out["flat_full_sum"] = build("k_flat", loads, em.lines, res, None,
+                                 [T[::1], T[::1], numba.float64, T[::1], numba.float64[::1],
+                                  numba.int64])
+    return out
+
