@@ -310,11 +310,12 @@ class _CrossEntropy(Function):
     @staticmethod
     def forward(ctx, x, target, weight, ignore_index, reduction):
         n, c = x.shape
-        w = np.ones(c, x.dtype) if weight is None else weight
         probs = np.empty((n, c), x.dtype)
         losses = np.empty(n, x.dtype)
         coef = np.empty(n, np.float64)
-        total, denom = cpu_nn.cross_entropy_fwd(x, target, w, ignore_index, probs, losses, coef)
+        has_w = weight is not None
+        total, denom = cpu_nn.cross_entropy_fwd(x, target, weight if has_w else losses, has_w,
+                                                ignore_index, probs, losses, coef)
         if reduction == "none":
             out = losses
         elif reduction == "sum":
@@ -365,11 +366,12 @@ def _cross_entropy_fused(x, t, weight, ignore_index, reduction):
     if t.shape != (n,):
         raise ValueError(f"cross_entropy: expected input of shape (N, C) and target (N,); got "
                          f"input {[n, c]} and target {list(t.shape)}")
-    t = np.ascontiguousarray(t, np.int64)
-    bad = (t != ignore_index) & ((t < 0) | (t >= c))
-    if bad.any():
-        raise IndexError(f"cross_entropy: target {int(t[bad][0])} is out of bounds for {c} "
-                         "classes")
+    if t.dtype != np.int64:
+        t = t.astype(np.int64)
+    ignore_index = int(ignore_index)
+    bad = cpu_nn.first_bad_target(t, ignore_index, c) if n else -1
+    if bad >= 0:
+        raise IndexError(f"cross_entropy: target {int(t[bad])} is out of bounds for {c} classes")
     w = None
     if weight is not None:
         w = weight._data if isinstance(weight, Tensor) else np.asarray(weight)
@@ -379,7 +381,7 @@ def _cross_entropy_fused(x, t, weight, ignore_index, reduction):
         w = np.ascontiguousarray(w, x._meta[1])
     ctx = Ctx()
     out = apply_fn(_CrossEntropy, (x,), ctx=ctx, target=t, weight=w,
-                   ignore_index=int(ignore_index), reduction=reduction)
+                   ignore_index=ignore_index, reduction=reduction)
     node = out.grad_fn
     if node is not None and getattr(node, "ctx", None) is ctx:
         ctx.x, ctx.x_version = x, x._vc[0]
