@@ -2,12 +2,14 @@
 
 784-256-256-10, batch 128, float32: ``h1 = tanh(x @ W1 + b1)``, ``h2 = tanh(h1 @ W2 + b2)``,
 ``z = h2 @ W3 + b3``, mean softmax cross-entropy against integer labels, backward, then an SGD
-update ``p -= lr * p.grad`` of all six parameters (weights stored (in, out), as ``x @ W``).
+update ``p -= lr * p.grad`` of all six parameters (weights stored (in, out), as ``x @ W``, by the
+jax and numpy peers; the eager peers hold the transposes, see below).
 
 Group ``mlp``, peers:
 
-* ``jitgrad`` -- the PyTorch idiom with ``jitgrad`` for ``torch`` (``F.cross_entropy``,
-  ``loss.backward()``, an in-place update under ``no_grad``, ``p.grad = None``);
+* ``jitgrad`` -- the PyTorch idiom with ``jitgrad`` for ``torch``: weights held as ``nn.Linear``
+  holds them, (out, in), applied with ``F.linear(h, W, b)``; ``F.cross_entropy``,
+  ``loss.backward()``, an in-place update under ``no_grad``, ``p.grad = None``;
 * ``torch`` -- the same code in PyTorch eager (its default intra-op threads, like NumPy's BLAS);
 * ``jax`` -- ``jax.jit`` of ``value_and_grad`` plus the update, parameters donated;
 * ``numpy`` -- forward and backward written by hand, updating in place;
@@ -72,17 +74,20 @@ def mlp_init():
 # --------------------------------------------------------------------------- peers
 
 def _eager_step(lib):
-    """jitgrad or torch: (step, params) -- step() returns the loss tensor."""
+    """jitgrad or torch: (step, first, state) -- step() returns the loss tensor; state() gives
+    the parameters in mlp_init's layout. Weights are stored (out, in) as ``nn.Linear`` stores
+    them and applied with ``F.linear`` (torch: one ``addmm`` per layer)."""
     F = lib.nn.functional
     p0, xv, yv = mlp_init()
-    params = [lib.tensor(p, requires_grad=True) for p in p0]
+    params = [lib.tensor(np.ascontiguousarray(p.T) if p.ndim == 2 else p, requires_grad=True)
+              for p in p0]
     x = lib.tensor(xv)
     labels = lib.tensor(yv)
 
     def step():
         h = x
         for i in range(3):
-            h = h @ params[2 * i] + params[2 * i + 1]
+            h = F.linear(h, params[2 * i], params[2 * i + 1])
             if i < 2:
                 h = lib.tanh(h)
         loss = F.cross_entropy(h, labels)
@@ -94,7 +99,7 @@ def _eager_step(lib):
         return loss
 
     def state():
-        return [W.to_numpy(p) for p in params]
+        return [W.to_numpy(p).T if p.dim() == 2 else W.to_numpy(p) for p in params]
 
     return step, lambda: float(step().item()), state
 
