@@ -184,10 +184,12 @@ def _linear_fused(input, weight, bias):
         raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({xs[0]}x{xs[1]} and "
                            f"{ws[1]}x{ws[0]})")
     oshape = (xs[0], ws[0])
-    try:
-        ok = broadcast_shapes(bs, oshape) == oshape
-    except (RuntimeError, ValueError):
-        ok = False
+    ok = bs == oshape[1:] or bs == oshape
+    if not ok:
+        try:
+            ok = broadcast_shapes(bs, oshape) == oshape
+        except (RuntimeError, ValueError):
+            ok = False
     if not ok:
         raise RuntimeError(f"linear: bias of shape {list(bs)} cannot be broadcast to the "
                            f"output shape {list(oshape)} (input {list(xs)}, weight {list(ws)})")
@@ -320,10 +322,12 @@ class _CrossEntropy(Function):
             out = losses
         elif reduction == "sum":
             out = np.asarray(total, x.dtype)
-        else:
-            with np.errstate(invalid="ignore", divide="ignore"):  # all ignored: nan like torch
-                out = np.asarray(np.float64(total) / np.float64(denom), x.dtype)
-                coef = coef / np.float64(denom) if denom else coef * np.nan
+        elif denom:
+            out = np.asarray(total / denom, x.dtype)
+            coef /= denom
+        else:  # every row ignored (or zero weights): nan like torch
+            out = np.asarray(np.nan, x.dtype)
+            coef *= np.nan
         ctx.probs, ctx.target, ctx.coef, ctx.reduction = probs, target, coef, reduction
         return out
 
