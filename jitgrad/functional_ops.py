@@ -224,6 +224,11 @@ def _dims(dim, ndim):
     return (d,) if ndim else ()
 
 
+def _cb():
+    from .backends import cuda as cb
+    return cb
+
+
 def _be(x):
     """The backend module (cpu or cuda) for an array: both have arb_view, empty and the (A, R,
     B) row kernels, so a structural op's forward is written once for both devices."""
@@ -624,6 +629,20 @@ class _Var(Function):
         return out.reshape(_keep_shape(x.shape, axes)) if keepdim else out.reshape(keep)
 
     @staticmethod
+    def cuda_forward(ctx, x, axes, keepdim, correction):
+        """The same two-pass variance, written with Tensor ops (fused kernels on the GPU)."""
+        ctx.axes, ctx.keepdim, ctx.correction = axes, keepdim, correction
+        n = 1
+        for a in axes:
+            n *= x.shape[a]
+        ctx.n = n
+        with grad_mode.no_grad():
+            xt = Tensor._make(x)
+            d = xt - mean(xt, axes, keepdim=True)
+            v = sum(d * d, axes, keepdim=keepdim) / float(n - correction)  # 0: inf/nan (torch)
+            return v._data
+
+    @staticmethod
     def backward(ctx, g):
         x, = ctx.saved_tensors
         gk = g if ctx.keepdim else g.reshape(_keep_shape(ctx.shapes[0], ctx.axes))
@@ -897,6 +916,13 @@ class _Cat(Function):
         return np.concatenate([a.astype(dtype, copy=False) for a in xs], axis=axis)
 
     @staticmethod
+    def cuda_forward(ctx, *xs, axis, dtype):
+        from .backends import cuda as cb
+        ctx.axis = axis
+        ctx.sizes = [a.shape[axis] for a in xs]
+        return cb.concatenate(xs, axis, dtype)
+
+    @staticmethod
     def backward(ctx, g):
         out, start = [], 0
         for k, n in enumerate(ctx.sizes):
@@ -940,6 +966,13 @@ class _Stack(Function):
     def forward(ctx, *xs, axis, dtype):
         ctx.axis = axis
         return np.stack([a.astype(dtype, copy=False) for a in xs], axis=axis)
+
+    @staticmethod
+    def cuda_forward(ctx, *xs, axis, dtype):
+        from .backends import cuda as cb
+        ctx.axis = axis
+        shape = xs[0].shape[:axis] + (1,) + xs[0].shape[axis:]
+        return cb.concatenate([a.reshape(shape) for a in xs], axis, dtype)
 
     @staticmethod
     def backward(ctx, g):
@@ -1025,7 +1058,7 @@ def _convert_index(idx, shape):
     out, advanced = [], False
     for i in idx:
         if isinstance(i, Tensor):
-            i = i._data
+            i = i._host  # index arithmetic happens on the host (a GPU index is copied back)
             if i.dtype.kind == "f":
                 raise IndexError("tensors used as indices must be long, int, byte or bool "
                                  f"tensors (got {dtypes.from_numpy(i.dtype)})")
@@ -1078,6 +1111,15 @@ class _GetItem(Function):
         return _apply_index(x, idx, x.shape)
 
     @staticmethod
+    def cuda_forward(ctx, x, idx):  # a gather (a copy; torch returns a view for basic indices)
+        from .backends import cuda as cb
+        ctx.idx = idx
+        try:
+            return cb.gather(x, idx)
+        except IndexError as e:
+            raise IndexError(f"{e} (indexing a tensor of shape {tuple(x.shape)})") from None
+
+    @staticmethod
     def backward(ctx, g):
         return (apply_fn(_IndexBackward, (g,), shape=ctx.shapes[0], idx=ctx.idx),)
 
@@ -1099,6 +1141,12 @@ class _IndexBackward(Function):
             src = np.ascontiguousarray(np.broadcast_to(g, lin.shape)).reshape(-1)
             cpu.scatter_add_flat(out.reshape(-1), np.ascontiguousarray(lin).reshape(-1), src)
         return out
+
+    @staticmethod
+    def cuda_forward(ctx, g, shape, idx):
+        from .backends import cuda as cb
+        ctx.idx = idx
+        return cb.index_add(shape, idx, g)
 
     @staticmethod
     def backward(ctx, gg):
@@ -1155,6 +1203,13 @@ def setitem(x, index, value):
     rec = _STATE.enabled and (x._rg or (v is not None and v._rg))
     if rec:
         _check_inplace(x, "__setitem__")
+    if x.is_cuda:  # values come to the GPU (a CPU tensor or array-like is copied over)
+        if v is not None and not v.is_cuda:
+            v = v.to("cuda")
+        elif v is None and not isinstance(value, numbers.Number):
+            v = Tensor._make(_cb().to_device(np.asarray(value, dtype=x._meta[1])))
+    elif v is not None and v.is_cuda:
+        v = v.cpu()
     vd = v._data if v is not None else value
     if x._meta[1].kind != "f" and v is not None and v._meta[1].kind == "f":
         raise RuntimeError(f"Index put requires the source and destination dtypes match, got "
@@ -1184,6 +1239,9 @@ def setitem(x, index, value):
         ctx.v_dtype = ctx_node_inputs[1]._meta[1]
         mask = np.ones(x._meta[0], x._meta[1])
         mask[idx] = 0
+        if x.is_cuda:
+            from .backends import cuda as cb
+            mask = cb.to_device(mask)
         ctx.keep_mask = mask
         ctx.needs_input_grad = (x._rg, ctx_node_inputs[1]._rg)
         node.fn, node.ctx = _SetItem, ctx

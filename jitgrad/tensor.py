@@ -854,8 +854,7 @@ class FunctionNode(Node):
         if self.saved_versions is not None or self.released:
             self.check_saved()
         fn = self.fn
-        if not create_graph and fn.backward_arrays is not None and \
-                not getattr(self.ctx, "cuda", False):
+        if not create_graph and fn.backward_arrays is not None and not _is_cuda(g):
             return [None if a is None else Tensor._make(a)
                     for a in fn.backward_arrays(self.ctx, g._data)]
         grads = fn.backward(self.ctx, g)

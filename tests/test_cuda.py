@@ -24,9 +24,10 @@ if not jitgrad.cuda.is_available():
 
 # Structural rows with a GPU forward (the rest raise NotImplementedError on CUDA tensors).
 CUDA_STRUCTURAL = {"sum", "mean", "reshape", "permute", "expand", "matmul", "amax", "max_dim",
-                   "softmax", "log_softmax", "logsumexp"}
+                   "softmax", "log_softmax", "logsumexp", "getitem", "index_backward", "cat",
+                   "stack", "setitem", "var"}
 # OpInfo rows (by name) of a supported primitive that use a feature not on the GPU yet.
-NOT_ON_GPU_YET = {"getitem_mask"}
+NOT_ON_GPU_YET: set = set()
 
 
 def _on_gpu(info):

@@ -61,3 +61,11 @@ def scale_cast_kernel(src, out, scale, has_scale):
 def add_into_kernel(acc, g):
     for i in range(cuda.grid(1), acc.size, cuda.gridsize(1)):
         acc[i] += g[i]
+
+
+@cuda.jit
+def scatter_set_kernel(out, idx, src):
+    """out[idx[i]] = src[i] (positions are distinct: basic or advanced NumPy indices that the
+    caller turned into flat positions)."""
+    for i in range(cuda.grid(1), idx.size, cuda.gridsize(1)):
+        out[idx[i]] = src[i]

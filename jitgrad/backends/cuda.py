@@ -160,22 +160,37 @@ class DeviceArray:
         return self._view(self.dev[item])
 
     def __setitem__(self, item, value):
-        """``a[basic index] = value`` (a DeviceArray broadcast to the target, or a scalar)."""
-        target = self if item is Ellipsis or item == slice(None) else self[item]
-        if not target.flags.c_contiguous:
-            raise NotImplementedError("jitgrad: writing into a non-contiguous part of a CUDA "
-                                      f"tensor (shape {self.shape}, index {item!r}) is not "
-                                      "supported yet")
-        if target.size == 0:
-            return
+        """``a[index] = value`` (a DeviceArray broadcast to the target, or a scalar): any NumPy
+        index, through the flat positions it selects (``linear_index``)."""
         from . import cuda_kernels
+        if not self.flags.c_contiguous:
+            raise NotImplementedError("jitgrad: writing into a non-contiguous CUDA view (shape "
+                                      f"{self.shape}, strides {self.strides}) is not supported "
+                                      "yet; write into the contiguous tensor it views")
+        whole = item is Ellipsis or (isinstance(item, slice) and item == slice(None))
+        lin = None if whole else linear_index(self.shape, item)
+        shape = self.shape if whole else lin.shape
+        if prod(shape) == 0:
+            return
         if isinstance(value, DeviceArray):
-            if value.shape != target.shape:
-                value = value.expand(target.shape) if value.ndim else \
-                    value.reshape((1,) * target.ndim).expand(target.shape)
-            cuda_kernels.strided_copy(value.dev, target.dev)
+            src = value if value.shape == shape else (
+                value.expand(shape) if value.ndim else value.reshape((1,) * len(shape))
+                .expand(shape))
+            if whole:
+                cuda_kernels.strided_copy(src.dev, self.dev)
+                return
+            src = contiguous(src, self.dtype)
+        elif whole:
+            cuda_kernels.fill(self.dev.reshape(self.size), np.asarray(value).item())
+            return
         else:
-            cuda_kernels.fill(target.dev.reshape(target.size), np.asarray(value).item())
+            src = full(shape, np.asarray(value).item(), self.dtype)
+        from ._cuda_prelude import scatter_set_kernel
+        idx = to_device(lin.reshape(-1))
+        n = idx.size
+        _debug.COUNTERS["kernel_launches"] += 1
+        scatter_set_kernel[blocks_for(n), threads()](self.dev.reshape(self.size), idx.dev,
+                                                     src.dev.reshape(n))
 
     def copy_to_host(self) -> np.ndarray:
         return to_host(self)
@@ -563,3 +578,57 @@ def ptx_check_generated(cc=(9, 0), dtype="float32", skip_rows=()) -> dict:
                                   numba.int64])
     return out
 
+
+
+
+def linear_index(shape, idx) -> np.ndarray:
+    """The flat (C-order) positions that ``idx`` selects from an array of ``shape``, computed
+    on the host with NumPy's own indexing rules (so every index form behaves as on the CPU)."""
+    return np.arange(prod(shape), dtype=np.int64).reshape(shape)[idx]
+
+
+def gather(x: DeviceArray, idx, out_dtype=None) -> DeviceArray:
+    """x[idx] for any NumPy index, as a new array (a gather of the selected positions)."""
+    from . import cuda_kernels
+    lin = linear_index(x.shape, idx)
+    out = empty(lin.shape, x.dtype if out_dtype is None else out_dtype)
+    if out.size:
+        src = x if x.flags.c_contiguous else contiguous(x)
+        _debug.COUNTERS["kernel_launches"] += 1
+        cuda_kernels.gather_flat(src.reshape(src.size).dev, to_device(lin.reshape(-1)).dev,
+                                 out.reshape(out.size).dev)
+    return out
+
+
+def index_add(shape, idx, g: DeviceArray) -> DeviceArray:
+    """zeros(shape) with g scatter-added at idx (duplicates accumulate: atomics)."""
+    from . import cuda_kernels
+    out = full(shape, 0, g.dtype)
+    lin = linear_index(shape, idx)
+    if lin.size:
+        src = contiguous(g.expand(lin.shape) if g.shape != lin.shape else g)
+        _debug.COUNTERS["kernel_launches"] += 1
+        cuda_kernels.scatter_add_flat(out.reshape(out.size).dev,
+                                      to_device(lin.reshape(-1)).dev,
+                                      src.reshape(src.size).dev)
+    return out
+
+
+def concatenate(arrays, axis: int, dtype) -> DeviceArray:
+    """np.concatenate on the device: each input is copied into its slab of the result (the
+    axis is moved to the front so every slab is contiguous)."""
+    from . import cuda_kernels
+    nd = arrays[0].ndim
+    perm = [axis] + [d for d in range(nd) if d != axis]
+    inv = list(np.argsort(perm))
+    moved = [a.transpose(perm) for a in arrays]
+    total = sum(a.shape[0] for a in moved)
+    out = empty((total,) + moved[0].shape[1:], dtype)
+    lo = 0
+    for a in moved:
+        hi = lo + a.shape[0]
+        if a.size:
+            cuda_kernels.strided_copy(a.dev, out[lo:hi].dev)
+        lo = hi
+    res = out.transpose(inv)
+    return res if axis == 0 else contiguous(res)
