@@ -422,7 +422,12 @@ class Tensor:
                                "tensor.detach()")
         a = self._data
         dev = ("cuda", 0) if type(a) is DeviceArray else ("cpu", 0)
-        return interop.to_dlpack(a.dev if type(a) is DeviceArray else a, device=dev,
+        if type(a) is DeviceArray:
+            from .backends import cuda as cb
+            # the capsule must keep the DeviceArray (the pool block's owner) alive, not only the
+            # numba array: the simulator's arrays have no __cuda_array_interface__ to read
+            a = a.dev if cb.simulated() else a
+        return interop.to_dlpack(a, device=dev,
                                  stream=stream, max_version=max_version, dl_device=dl_device,
                                  copy=copy)
 
