@@ -380,13 +380,16 @@ class _Prod(Function):
     @staticmethod
     def forward(ctx, x, axes, keepdim):
         ctx.axes, ctx.keepdim = axes, keepdim
-        x3, keep = cpu.arb_view(x, axes)
+        be = _be(x)
+        x3, keep = be.arb_view(x, axes)
         out_dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.int64)
-        out = np.empty((x3.shape[0], x3.shape[2]), out_dtype)
+        out = be.empty((x3.shape[0], x3.shape[2]), out_dtype)
         if out.size:
-            cpu.prod_arb(x3, out)
+            be.prod_arb(x3, out)
         out = out.reshape(keep)
         return out.reshape(_keep_shape(x.shape, axes)) if keepdim else out
+
+    cuda_forward = forward
 
     @staticmethod
     def backward(ctx, g):
@@ -403,16 +406,19 @@ class _ProdOthers(Function):
 
     @staticmethod
     def forward(ctx, x, axes):
-        x3, _ = cpu.arb_view(x, axes)
-        out = np.empty(x3.shape, x.dtype)
+        be = _be(x)
+        x3, _ = be.arb_view(x, axes)
+        out = be.empty(x3.shape, x.dtype)
         if out.size:
-            cpu.prod_others_arb(x3, out)
+            be.prod_others_arb(x3, out)
         if len(axes) and axes[-1] - axes[0] + 1 != len(axes):  # arb_view transposed: undo
             keep = [d for d in range(x.ndim) if d not in axes]
             perm = keep + list(axes)
             tshape = tuple(x.shape[p] for p in perm)
-            return np.transpose(out.reshape(tshape), np.argsort(perm))
+            return out.reshape(tshape).transpose(tuple(np.argsort(perm).tolist()))
         return out.reshape(x.shape)
+
+    cuda_forward = forward
 
 
 def _prod_others(x, axes):

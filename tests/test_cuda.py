@@ -25,7 +25,7 @@ if not jitgrad.cuda.is_available():
 # Structural rows with a GPU forward (the rest raise NotImplementedError on CUDA tensors).
 CUDA_STRUCTURAL = {"sum", "mean", "reshape", "permute", "expand", "matmul", "amax", "max_dim",
                    "softmax", "log_softmax", "logsumexp", "getitem", "index_backward", "cat",
-                   "stack", "setitem", "var"}
+                   "stack", "setitem", "var", "prod", "prod_others"}
 # OpInfo rows (by name) of a supported primitive that use a feature not on the GPU yet.
 NOT_ON_GPU_YET: set = set()
 

@@ -69,3 +69,34 @@ def scatter_set_kernel(out, idx, src):
     caller turned into flat positions)."""
     for i in range(cuda.grid(1), idx.size, cuda.gridsize(1)):
         out[idx[i]] = src[i]
+
+
+@cuda.jit
+def prod_arb_kernel(x, out, one):
+    """out[a, b] = prod over r of x[a, r, b]: one thread per output, in order (like the CPU);
+    ``one`` is 1 in the accumulation dtype (a typed constant)."""
+    A, R, B = x.shape
+    for k in range(cuda.grid(1), A * B, cuda.gridsize(1)):
+        a = k // B
+        b = k - a * B
+        p = one
+        for r in range(R):
+            p *= x[a, r, b]
+        out[a, b] = p
+
+
+@cuda.jit
+def prod_others_arb_kernel(x, out, one):
+    """out[a, r, b] = product of x[a, :, b] except r (exact with zeros): prefix * suffix."""
+    A, R, B = x.shape
+    for k in range(cuda.grid(1), A * B, cuda.gridsize(1)):
+        a = k // B
+        b = k - a * B
+        p = one
+        for r in range(R):
+            out[a, r, b] = p
+            p *= x[a, r, b]
+        p = one
+        for r in range(R - 1, -1, -1):
+            out[a, r, b] *= p
+            p *= x[a, r, b]

@@ -576,6 +576,18 @@ def ptx_check_generated(cc=(9, 0), dtype="float32", skip_rows=()) -> dict:
     out["flat_full_sum"] = build("k_flat", loads, em.lines, res, None,
                                  [T[::1], T[::1], numba.float64, T[::1], numba.float64[::1],
                                   numba.int64])
+    # the small fixed kernels of _cuda_prelude (second pass of sums, casts, in-place add, ...)
+    from . import _cuda_prelude as P
+    f64, i64, b1 = numba.float64, numba.int64, numba.boolean
+    for name, k, sig in (
+            ("finish_sum_f", P.finish_sum_f, (f64[::1], i64, T[::1], f64, b1)),
+            ("finish_sum_i", P.finish_sum_i, (i64[::1], i64, i64[::1], f64, b1)),
+            ("scale_cast", P.scale_cast_kernel, (f64[::1], T[::1], f64, b1)),
+            ("add_into", P.add_into_kernel, (T[::1], T[::1])),
+            ("scatter_set", P.scatter_set_kernel, (T[::1], i64[::1], T[::1])),
+            ("prod_arb", P.prod_arb_kernel, (T[:, :, ::1], T[:, ::1], T)),
+            ("prod_others_arb", P.prod_others_arb_kernel, (T[:, :, ::1], T[:, :, ::1], T))):
+        out[f"prelude_{name}"] = c.compile_ptx(k.py_func, sig, cc=cc)[0]
     return out
 
 
@@ -632,3 +644,19 @@ def concatenate(arrays, axis: int, dtype) -> DeviceArray:
         lo = hi
     res = out.transpose(inv)
     return res if axis == 0 else contiguous(res)
+
+
+def prod_arb(x3, out):
+    from ._cuda_prelude import prod_arb_kernel
+    n = out.size
+    _debug.COUNTERS["kernel_launches"] += 1
+    if n:
+        prod_arb_kernel[blocks_for(n), threads()](x3.dev, out.dev, out.dtype.type(1))
+
+
+def prod_others_arb(x3, out):
+    from ._cuda_prelude import prod_others_arb_kernel
+    n = x3.shape[0] * x3.shape[2]
+    _debug.COUNTERS["kernel_launches"] += 1
+    if n:
+        prod_others_arb_kernel[blocks_for(n), threads()](x3.dev, out.dev, out.dtype.type(1))
