@@ -8,6 +8,8 @@ Groups
   the share of HBM bandwidth reached. Targets: ≥ 5x torch eager at 1e8, ≥ 70% of the copy floor.
 * ``cuda-copy-floor`` -- a device-to-device copy of N float32 (bytes = read + write): the
   bandwidth floor the report draws.
+* ``cuda-matmul-float32`` -- the tiled matmul against cuBLAS (torch), n = 512, 2048, 4096
+  (``extra_info["flops"]``: the report gives GFLOP/s).
 * ``cuda-launch`` -- per-op overhead on a tiny tensor: a chain of 10 ``y * 1.01`` on
   float32[16] then ``.item()`` (``ops=10``): jitgrad fused (one kernel), jitgrad with fusion
   off (one kernel per op, like torch), torch eager.
@@ -162,3 +164,32 @@ def bench_cuda_launch(benchmark, peer):
         np.testing.assert_allclose(got, (np.linspace(-1, 1, 16) * 1.01 ** CHAIN).sum(),
                                    rtol=1e-5, atol=1e-6)
         benchmark(step)
+
+
+MM_SIZES = [512, 2048, 4096]
+
+
+@pytest.mark.parametrize("n", MM_SIZES, ids=lambda n: f"n{n}")
+@pytest.mark.parametrize("peer", ["jitgrad", "torch"])
+def bench_cuda_matmul(benchmark, peer, n, quick):
+    """The tiled shared-memory matmul against cuBLAS (through torch): float32 n x n @ n x n."""
+    if quick and n > 512:
+        pytest.skip("n > 512 runs only without --quick")
+    _gpu_or_skip()
+    benchmark.group = "cuda-matmul-float32"
+    benchmark.extra_info.update(peer=peer, case=f"matmul float32 {n}x{n}", flops=2 * n ** 3)
+    lib = W.import_jitgrad() if peer == "jitgrad" else _torch_cuda_or_skip()
+    rng = np.random.default_rng(0)
+    av, bv = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+    a, b = lib.tensor(av, device="cuda"), lib.tensor(bv, device="cuda")
+    sync = (lambda: W.import_jitgrad().cuda.synchronize()) if peer == "jitgrad" else \
+        lib.cuda.synchronize
+
+    def step():
+        c = a @ b
+        sync()
+        return c
+    got = step().cpu().numpy()
+    ref = av[:64].astype(np.float64) @ bv.astype(np.float64)
+    np.testing.assert_allclose(got[:64], ref, rtol=1e-3, atol=1e-3 * np.sqrt(n))
+    benchmark(step)
