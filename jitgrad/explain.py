@@ -38,7 +38,7 @@ class Group:
         self.bytes_written = sum(int(np.prod(s)) * np.dtype(dt).itemsize
                                  for _, s, dt in self.writes)
         self.flat, self.parallel = plan.flat, plan.par
-        self.compiled = plan.key in cpu._kernels
+        self.compiled = plan.key in (_cuda_kernels() if plan.cuda else cpu._kernels)
         self.source = lazy._render(plan)
 
     @property
@@ -129,3 +129,8 @@ def _leaves(out):
             found.append(n.variable)
         stack.extend(n.next_edges)
     return found
+
+
+def _cuda_kernels():
+    from .backends import cuda
+    return cuda._kernels

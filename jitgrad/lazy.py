@@ -503,7 +503,13 @@ def _ref_dtype(plan, ref) -> np.dtype:
 
 
 def _render(plan) -> str:
-    """The kernel source of a laid-out plan (rows rendered through the registry rules)."""
+    """The kernel source of a laid-out plan (rows rendered through the registry rules), for the
+    CPU (render_fused) or the GPU (render_cuda)."""
+    if plan.cuda:
+        flat = plan.flat or not plan.space
+        loads, lines, results = _render_parts(plan, codegen.FUNC_SRC_CUDA)
+        return codegen.render_cuda("fused_fwd", loads, lines, results,
+                                   None if flat else len(plan.space))
     loads, lines, results = _render_parts(plan, codegen.FUNC_SRC)
     return codegen.render_fused("fused_fwd", loads, lines, results,
                                 None if plan.flat else len(plan.space), parallel=plan.par)
@@ -558,9 +564,7 @@ def _run_plan_cuda(plan, roots):
     flat = plan.flat or nd == 0
     kern = cb._kernels.get(plan.key)
     if kern is None:
-        loads, lines, results = _render_parts(plan, codegen.FUNC_SRC_CUDA)
-        src = codegen.render_cuda("fused_fwd", loads, lines, results, None if flat else nd)
-        kern = cb.compile_source(plan.key, src, "fused_fwd", "float64")
+        kern = cb.compile_source(plan.key, _render(plan), "fused_fwd", "float64")
     size = plan.size
     red = {d for kind, _, axes in plan.outs if kind == "sum" and len(axes) != nd for d in axes}
     n_loop = size if flat else prod(s for d, s in enumerate(space) if d not in red)

@@ -218,3 +218,11 @@ def test_fused_chain_runs_as_one_kernel_each_way():
     np.testing.assert_allclose(loss.item(), (np.exp(t) * xv).sum(), rtol=1e-12)
     # forward + backward: fused kernels plus the sums' second passes, not one kernel per op
     assert launches <= 6, launches
+
+
+def test_explain_shows_the_cuda_kernel():
+    x = jitgrad.tensor(np.linspace(-1, 1, 6), device="cuda")
+    y = (x * 2).tanh()
+    groups = jitgrad.explain(y).groups
+    assert len(groups) == 1 and "cuda.grid" in groups[0].source and "math.tanh" in groups[0].source
+    np.testing.assert_allclose(y.cpu().numpy(), np.tanh(2 * np.linspace(-1, 1, 6)), rtol=1e-12)
