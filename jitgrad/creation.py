@@ -24,7 +24,7 @@ def seed():
 def _finish(arr, dtype, requires_grad, device=None):
     gpu = check_device(device)
     d = dtypes.from_any(dtype) if dtype is not None else dtypes.get_default_dtype()
-    arr = np.ascontiguousarray(arr, dtype=d.np)
+    arr = np.asarray(arr, dtype=d.np, order="C")  # (ascontiguousarray makes 0-d arrays 1-d)
     if gpu:  # made on the host, then uploaded (random numbers match the CPU stream)
         from .backends import cuda as cb
         arr = cb.to_device(arr)

@@ -302,6 +302,9 @@ class _Sum(Function):
         ctx.axes, ctx.keepdim = axes, keepdim
         out_dtype = dtype.np if dtype is not None else (
             x.dtype if x.dtype.kind == "f" else np.dtype(np.int64))
+        if dtype is not None and x.dtype != out_dtype:  # like torch: cast each element first
+            x = _cb().contiguous(x, out_dtype) if type(x) is DeviceArray else \
+                x.astype(out_dtype)
         out = _reduce_sum(x, axes, out_dtype)
         return out.reshape(_keep_shape(x.shape, axes)) if keepdim else out
 
@@ -1117,11 +1120,13 @@ class _GetItem(Function):
         return _apply_index(x, idx, x.shape)
 
     @staticmethod
-    def cuda_forward(ctx, x, idx):  # a gather (a copy; torch returns a view for basic indices)
+    def cuda_forward(ctx, x, idx):
         from .backends import cuda as cb
         ctx.idx = idx
         try:
-            return cb.gather(x, idx)
+            if not any(isinstance(i, (np.ndarray, bool, np.bool_)) for i in idx):
+                return cb.basic_view(x, idx)  # a view, like torch
+            return cb.gather(x, idx)          # advanced: a copy
         except IndexError as e:
             raise IndexError(f"{e} (indexing a tensor of shape {tuple(x.shape)})") from None
 

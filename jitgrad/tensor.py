@@ -443,8 +443,11 @@ class Tensor:
 
 
 def _rebuild(data, rg, dev="cpu"):
-    t = Tensor._make(np.array(data), rg)
-    return t.to(dev) if dev != "cpu" else t
+    arr = np.array(data)
+    if dev != "cpu":  # uploaded before requires_grad is set: the result is a leaf, like torch
+        from .backends import cuda as cb
+        arr = cb.to_device(arr)
+    return Tensor._make(arr, rg)
 
 
 def _norm_dim(dim, ndim, op="dim"):
@@ -1029,7 +1032,8 @@ def _sum_to_array(a: np.ndarray, shape) -> np.ndarray:
 
 
 def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
-    gpu = check_device(device)
+    gpu = check_device(device) if device is not None else \
+        (isinstance(data, Tensor) and data.is_cuda)  # a copy stays on the source's device
     if isinstance(data, Tensor):
         arr = data._host.copy()
     else:

@@ -226,3 +226,51 @@ def test_explain_shows_the_cuda_kernel():
     groups = jitgrad.explain(y).groups
     assert len(groups) == 1 and "cuda.grid" in groups[0].source and "math.tanh" in groups[0].source
     np.testing.assert_allclose(y.cpu().numpy(), np.tanh(2 * np.linspace(-1, 1, 6)), rtol=1e-12)
+
+
+def test_review_regressions():
+    """Bugs a review found (each was a silent wrong value or a wrong shape/dtype)."""
+    import pickle
+    # matmul where both operands need a temporary contiguous copy (a pooled block was reused)
+    A = np.arange(6.0).reshape(3, 2)
+    B = np.arange(12.0).reshape(4, 3)
+    a, b = jitgrad.tensor(A, device="cuda"), jitgrad.tensor(B, device="cuda")
+    np.testing.assert_allclose((a.t() @ b.t()).cpu().numpy(), A.T @ B.T)
+    X, Y = np.arange(6.0).reshape(2, 1, 1, 3), np.arange(18.0).reshape(3, 3, 2)
+    np.testing.assert_allclose((jitgrad.tensor(X, device="cuda") @
+                                jitgrad.tensor(Y, device="cuda")).cpu().numpy(), X @ Y)
+    # 0-d tensors stay 0-d on the GPU (and do not promote a float32 tensor)
+    assert jitgrad.tensor(3.0, device="cuda").shape == () == jitgrad.tensor(3.0).cuda().shape
+    ones = jitgrad.ones(2, 3, device="cuda")
+    assert (ones * jitgrad.tensor(2.0, dtype=jitgrad.float64, device="cuda")).dtype == \
+        jitgrad.float32
+    w = jitgrad.tensor(2.0, requires_grad=True)
+    (ones * w).sum().backward()
+    assert w.grad.shape == () and w.grad.item() == 6.0
+    # basic indexing gives views: writes through them reach the base (as on the CPU)
+    outs = []
+    for dev in ("cpu", "cuda"):
+        x = jitgrad.tensor(np.arange(12.0).reshape(3, 4), device=dev)
+        x[:, 2].zero_()
+        x[0][1] = 50
+        v = x[1]
+        v += 100
+        x.t()[3] = -1
+        x[[0, 2], 0] = jitgrad.tensor([7.0, 8.0], device=dev)
+        outs.append(x.cpu().numpy())
+    np.testing.assert_array_equal(outs[0], outs[1])
+    # a pickled CUDA leaf comes back a leaf on the GPU
+    p = pickle.loads(pickle.dumps(jitgrad.tensor([1.0], device="cuda", requires_grad=True)))
+    assert p.is_leaf and p.requires_grad and p.is_cuda
+    # sum(dtype=int64) casts each element first, like torch
+    F = np.array([[0.5, 0.5, 1.7], [2.2, -0.5, 3.9]], np.float32)
+    for dev in ("cpu", "cuda"):
+        t = jitgrad.tensor(F, device=dev)
+        assert t.sum(0, dtype=jitgrad.int64).tolist() == [2, 0, 4]
+        assert t.sum(dtype=jitgrad.int64).item() == 6
+    assert jitgrad.tensor(jitgrad.tensor([1.0], device="cuda")).is_cuda
+    with pytest.raises(NotImplementedError, match="CUDA"):
+        jitgrad.autograd.functional.hessian(lambda t: (t * t).sum(),
+                                            jitgrad.tensor([1.0, 2.0], device="cuda"))
+    with pytest.raises(NotImplementedError, match="CUDA"):
+        jitgrad.tensor([[1, 2]], device="cuda") @ jitgrad.tensor([[1], [2]], device="cuda")

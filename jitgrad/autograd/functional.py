@@ -108,6 +108,10 @@ def _traced_inputs(xs, create_graph):
 
 def trace_call(func, xs, create_graph, fn_name, out_flatten=None):
     """Run func on traced copies of xs. Returns (tracer, traced inputs, raw outputs)."""
+    if any(x.is_cuda for x in xs):
+        raise NotImplementedError(f"{fn_name}: the functional transforms (jacobian, hessian, "
+                                  "vjp, jvp, jitgrad.func) are not implemented for CUDA tensors "
+                                  "yet; pass CPU tensors (.cpu())")
     xi = _traced_inputs(xs, create_graph)
     with enable_grad():
         with Tracer() as tr:

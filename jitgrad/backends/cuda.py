@@ -160,37 +160,48 @@ class DeviceArray:
         return self._view(self.dev[item])
 
     def __setitem__(self, item, value):
-        """``a[index] = value`` (a DeviceArray broadcast to the target, or a scalar): any NumPy
-        index, through the flat positions it selects (``linear_index``)."""
+        """``a[index] = value`` (a DeviceArray broadcast to the target, or a scalar) for any
+        NumPy index, also into a strided view: the flat positions the index selects in the
+        contiguous root array are worked out on the host, then one scatter kernel writes."""
         from . import cuda_kernels
-        if not self.flags.c_contiguous:
-            raise NotImplementedError("jitgrad: writing into a non-contiguous CUDA view (shape "
-                                      f"{self.shape}, strides {self.strides}) is not supported "
-                                      "yet; write into the contiguous tensor it views")
         whole = item is Ellipsis or (isinstance(item, slice) and item == slice(None))
-        lin = None if whole else linear_index(self.shape, item)
-        shape = self.shape if whole else lin.shape
-        if prod(shape) == 0:
+        if whole and self.flags.c_contiguous:  # the fast path: a copy or a fill
+            if isinstance(value, DeviceArray):
+                src = value if value.shape == self.shape else _broadcast(value, self.shape)
+                if self.size:
+                    cuda_kernels.strided_copy(src.dev, self.dev)
+            elif self.size:
+                cuda_kernels.fill(self.dev.reshape(self.size), np.asarray(value).item())
+            return
+        root, pos = self._positions()
+        if not whole:
+            pos = pos[item]
+        if pos.size == 0:
             return
         if isinstance(value, DeviceArray):
-            src = value if value.shape == shape else (
-                value.expand(shape) if value.ndim else value.reshape((1,) * len(shape))
-                .expand(shape))
-            if whole:
-                cuda_kernels.strided_copy(src.dev, self.dev)
-                return
-            src = contiguous(src, self.dtype)
-        elif whole:
-            cuda_kernels.fill(self.dev.reshape(self.size), np.asarray(value).item())
-            return
+            src = contiguous(value if value.shape == pos.shape else
+                             _broadcast(value, pos.shape), self.dtype)
         else:
-            src = full(shape, np.asarray(value).item(), self.dtype)
+            src = full(pos.shape, np.asarray(value).item(), self.dtype)
         from ._cuda_prelude import scatter_set_kernel
-        idx = to_device(lin.reshape(-1))
+        idx = to_device(pos.reshape(-1))
         n = idx.size
         _debug.COUNTERS["kernel_launches"] += 1
-        scatter_set_kernel[blocks_for(n), threads()](self.dev.reshape(self.size), idx.dev,
+        scatter_set_kernel[blocks_for(n), threads()](root.dev.reshape(root.size), idx.dev,
                                                      src.dev.reshape(n))
+
+    def _positions(self):
+        """(root, positions): this view's elements as flat indices into its contiguous root."""
+        from numpy.lib.stride_tricks import as_strided
+        root = self if self._owner is None else self._owner
+        if not root.flags.c_contiguous:
+            raise NotImplementedError("jitgrad: writing into a CUDA array that does not own "
+                                      "contiguous memory is not supported")
+        it = self.dtype.itemsize
+        offset = (_address(self.dev) - _address(root.dev)) // it if self.size else 0
+        flat = np.arange(root.size, dtype=np.int64)
+        return root, as_strided(flat[offset:], self.shape,
+                                tuple(st // it * 8 for st in self.strides))
 
     def copy_to_host(self) -> np.ndarray:
         return to_host(self)
@@ -223,14 +234,40 @@ class DeviceArray:
         _host_only
 
 
-def strided_view(dev, shape, strides):
-    """A numba device array over ``dev``'s memory with another shape/strides (no copy)."""
+def _broadcast(value, shape):
+    return value.expand(shape) if value.ndim else value.reshape((1,) * len(shape)).expand(shape)
+
+
+def _address(dev) -> int:
+    """The device address of a numba array's first element (host address on the simulator)."""
+    if simulated():
+        return dev._ary.__array_interface__["data"][0]
+    return dev.__cuda_array_interface__["data"][0]
+
+
+def strided_view(dev, shape, strides, offset: int = 0):
+    """A numba device array over ``dev``'s memory (from ``offset`` bytes on) with another
+    shape/strides (no copy)."""
     if simulated():
         from numpy.lib.stride_tricks import as_strided
         from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
-        return FakeCUDAArray(as_strided(dev._ary, shape, strides))
+        base = dev._ary.reshape(-1).view(np.uint8)[offset:] if offset else dev._ary
+        return FakeCUDAArray(as_strided(base.view(dev.dtype) if offset else base, shape,
+                                        strides))
     from numba.cuda.cudadrv.devicearray import DeviceNDArray
-    return DeviceNDArray(shape, strides, dev.dtype, stream=dev.stream, gpu_data=dev.gpu_data)
+    data = dev.gpu_data.view(offset) if offset else dev.gpu_data
+    return DeviceNDArray(shape, strides, dev.dtype, stream=dev.stream, gpu_data=data)
+
+
+def basic_view(x: "DeviceArray", idx) -> "DeviceArray":
+    """x[idx] for a basic index (ints, slices, None, Ellipsis) as a view, like NumPy/torch:
+    NumPy works out the view's shape, strides and offset on a stand-in array."""
+    from numpy.lib.stride_tricks import as_strided
+    probe = np.zeros(1, x.dtype)
+    stand_in = as_strided(probe, x.shape, x.strides)
+    v = stand_in[idx]
+    offset = v.__array_interface__["data"][0] - probe.__array_interface__["data"][0]
+    return x._view(strided_view(x.dev, v.shape, v.strides, offset))
 
 
 # --- caching allocator ------------------------------------------------------------------------
@@ -295,7 +332,7 @@ def empty(shape, dtype) -> DeviceArray:
 
 
 def to_device(a: np.ndarray) -> DeviceArray:
-    a = np.ascontiguousarray(a)
+    a = np.asarray(a, order="C")  # (np.ascontiguousarray would make a 0-d array 1-d)
     out = empty(a.shape, a.dtype)
     if a.size:
         out.dev.copy_to_device(a.reshape(out.dev.shape))
@@ -446,13 +483,19 @@ def matmul(a: DeviceArray, b: DeviceArray) -> DeviceArray:
             x = contiguous(x)
         return x.reshape(bt, rows, cols)
 
+    if a.dtype.kind != "f" or b.dtype.kind != "f":
+        raise NotImplementedError(f"jitgrad: matmul of {a.dtype} CUDA tensors is not "
+                                  "implemented yet (float32/float64 only)")
     out = empty((bt, m, n), a.dtype)
     if out.size:
         if k == 0:
             cuda_kernels.fill(out.dev.reshape(out.size), 0)
         else:
+            # both temporaries are held until the launch: a DeviceArray that dies returns its
+            # block to the pool, and the next allocation would reuse it
+            a3, b3 = as3(a2, m, k), as3(b2, k, n)
             _debug.COUNTERS["kernel_launches"] += 1
-            cuda_kernels.matmul(as3(a2, m, k).dev, as3(b2, k, n).dev, out.dev)
+            cuda_kernels.matmul(a3.dev, b3.dev, out.dev)
     shape = batch + ((m,) if a.ndim > 1 else ()) + ((n,) if b.ndim > 1 else ())
     return out.reshape(shape)
 
