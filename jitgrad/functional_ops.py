@@ -1495,8 +1495,9 @@ def _inplace_ew(x, name, *others, grad_fn=None):
                                                             "same_kind"):
         raise RuntimeError(f"result type {dtypes.from_numpy(res._meta[1])} can't be cast to "
                            f"the desired output type {x.dtype}")
-    lazy.flush()
-    x._data[...] = res._data
+    if rec or not lazy.realize_into(res, x._arr):  # (not recorded: one kernel writes x)
+        lazy.flush()
+        x._data[...] = res._data
     x._vc[0] += 1
     if rec:
         x.grad_fn = res.grad_fn

@@ -445,7 +445,57 @@ def _finish_plan(plan, roots):
     return roots
 
 
-def _run_group(roots, space):
+def realize_into(t, out) -> bool:
+    """Compute the pending elementwise value ``t`` straight into the ndarray ``out``, the target
+    of an in-place op (``p -= lr * p.grad`` becomes one kernel that reads p and writes p, with
+    no temporary and no copy). Every other pending value that reads ``out``'s memory is
+    computed first, from the old contents. Returns False, computing nothing, when that is not
+    safe: another array the kernel reads overlaps ``out`` (a view of it), or the layout or
+    dtype differ."""
+    lz = _pending_node(t)
+    if lz is None or lz.row is None or lz.cuda or type(out) is not np.ndarray or \
+            lz.shape != out.shape or lz.dtype != out.dtype or not out.flags.c_contiguous or \
+            not out.flags.writeable:
+        return False
+    others = [x for r in _pending if (x := r()) is not None and x is not t and x._arr is None
+              and x._lazy.value is None and _reads(x, out)]
+    if others:
+        realize_many(others)
+        if _pending_node(t) is None:
+            return False
+    plan = _Plan([t], lz.shape)
+    if len(plan.nodes) > MAX_GROUP:
+        return False
+    for a in plan.leaves:  # reading out itself is safe: each element is read before it is written
+        if isinstance(a, np.ndarray) and a is not out and np.may_share_memory(a, out):
+            return False
+    _run_group([t], lz.shape, into=out)
+    return True
+
+
+def _reads(t, arr) -> bool:
+    """Whether computing the pending ``t`` reads memory that ``arr`` overlaps."""
+    stack, seen = [t], set()
+    while stack:
+        lz = _pending_node(stack.pop())
+        if lz is None or id(lz) in seen:
+            continue
+        seen.add(id(lz))
+        for o in lz.operands:
+            if _pending_node(o) is not None:
+                stack.append(o)
+                continue
+            a = getattr(o, "_arr", None)
+            if a is None and getattr(o, "_lazy", None) is not None:
+                a = o._lazy.value
+            if isinstance(a, np.ndarray) and np.may_share_memory(a, arr):
+                return True
+    return False
+
+
+def _run_group(roots, space, into=None):
+    """Plan, compile (once) and launch one fused kernel for ``roots``; ``into``: an array the
+    first root is computed into (realize_into)."""
     roots = [r for r in roots if not _settle(r)]  # an earlier group may have computed some
     if not roots:
         return
@@ -468,7 +518,8 @@ def _run_group(roots, space):
     outs = []
     for (kind, ref, axes), r in zip(plan.outs, roots):
         if kind == "full":
-            outs.append(np.empty(space, r._lazy.dtype))
+            outs.append(into if into is not None and r is roots[0] else
+                        np.empty(space, r._lazy.dtype))
         elif len(axes) == nd:
             outs.append(np.zeros(1, np.float64 if r._lazy.dtype.kind == "f" else np.int64))
         else:

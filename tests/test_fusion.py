@@ -954,3 +954,27 @@ def test_chunked_dag_computes_each_row_once(monkeypatch):
     for _ in range(12):
         want = np.sin(want)
     np.testing.assert_allclose(_np(B), want, rtol=1e-12)
+
+
+def test_inplace_update_computes_into_its_target():
+    """``p -= lr * g`` under no_grad is one fused kernel that writes p (no temporary, no copy);
+    pending values that read p still see its old contents."""
+    with _fusion(True):
+        p = jg.tensor(np.arange(6.0))
+        g = jg.tensor(np.ones(6))
+        storage = p._arr
+        d = p * 2          # pending, reads p
+        e = g * 3          # pending, does not read p
+        c0 = jg.explain_kernels().get("kernel_launches", 0)
+        with jg.no_grad():
+            p -= 0.5 * g
+        launches = jg.explain_kernels()["kernel_launches"] - c0
+        assert p._arr is storage  # updated in place
+        assert launches == 2      # d first (it reads the old p), then the fused update
+        np.testing.assert_array_equal(p.numpy(), np.arange(6.0) - 0.5)
+        np.testing.assert_array_equal(d.numpy(), 2 * np.arange(6.0))
+        np.testing.assert_array_equal(e.numpy(), np.full(6, 3.0))
+        q = jg.tensor(np.arange(6.0))
+        with jg.no_grad():
+            q[1:] += q[:-1] * 1  # overlapping views: the safe (copying) path, NumPy's result
+        np.testing.assert_array_equal(q.numpy(), [0, 1, 3, 5, 7, 9])
