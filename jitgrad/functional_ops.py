@@ -185,12 +185,16 @@ eq, ne, lt, le, gt, ge = (_cmp(n) for n in ("eq", "ne", "lt", "le", "gt", "ge"))
 greater, less, greater_equal, less_equal, not_equal = gt, lt, ge, le, ne
 
 
+def _host(a):
+    return a._host if isinstance(a, Tensor) else np.asarray(a)
+
+
 def equal(a, b) -> bool:
-    return a.shape == b.shape and bool(np.array_equal(a._data, b._data))
+    return a.shape == b.shape and bool(np.array_equal(_host(a), _host(b)))
 
 
 def allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
-    return bool(np.allclose(np.asarray(a), np.asarray(b), rtol, atol, equal_nan))
+    return bool(np.allclose(_host(a), _host(b), rtol, atol, equal_nan))
 
 
 def isnan(x):
@@ -198,11 +202,18 @@ def isnan(x):
 
 
 def isfinite(x):
-    return Tensor._make(np.isfinite(_tt(x)._data))
+    x = _tt(x)
+    if x.is_cuda:  # not NaN and not +-inf, as elementwise ops (fused on the GPU)
+        return logical_and(eq(x, x), ne(abs(x), float("inf")))
+    return Tensor._make(np.isfinite(x._data))
 
 
 def nonzero(x, as_tuple=False):
-    idx = np.nonzero(_tt(x)._data)
+    x = _tt(x)
+    if x.is_cuda:  # the result's size depends on the values: computed on the host
+        return tuple(t.cuda() for t in nonzero(x.cpu(), True)) if as_tuple else \
+            nonzero(x.cpu()).cuda()
+    idx = np.nonzero(x._data)
     if as_tuple:
         return tuple(Tensor._make(i.astype(np.int64)) for i in idx)
     return Tensor._make(np.stack(idx, axis=1).astype(np.int64))
@@ -570,11 +581,9 @@ def amin(x, dim=None, keepdim=False):
 def argmax(x, dim=None, keepdim=False):
     x = _tt(x)
     if dim is None:
-        c = Ctx()
         _check_nonempty(x, "argmax", ())
-        flat = np.ascontiguousarray(x._data).reshape(-1)
-        _ExtremeDim.forward(c, flat, 0, False, 1)
-        return Tensor._make(c.indices.reshape(()))
+        with grad_mode.no_grad():
+            return max(x.reshape(-1), 0).indices.reshape(())
     with grad_mode.no_grad():
         return max(x, dim, keepdim).indices
 
@@ -582,10 +591,9 @@ def argmax(x, dim=None, keepdim=False):
 def argmin(x, dim=None, keepdim=False):
     x = _tt(x)
     if dim is None:
-        c = Ctx()
         _check_nonempty(x, "argmin", ())
-        _ExtremeDim.forward(c, np.ascontiguousarray(x._data).reshape(-1), 0, False, -1)
-        return Tensor._make(c.indices.reshape(()))
+        with grad_mode.no_grad():
+            return min(x.reshape(-1), 0).indices.reshape(())
     with grad_mode.no_grad():
         return min(x, dim, keepdim).indices
 
@@ -1604,22 +1612,26 @@ def _mT(x):
     return transpose(x, -2, -1)
 
 
-def _new_tensor(x, data, dtype=None, requires_grad=False):
+def _new_tensor(x, data, dtype=None, device=None, requires_grad=False):
     from .tensor import tensor
-    return tensor(data, dtype=dtype or x.dtype, requires_grad=requires_grad)
+    return tensor(data, dtype=dtype or x.dtype, device=device or x.device,
+                  requires_grad=requires_grad)
 
 
-def _new_zeros(x, *size, dtype=None, requires_grad=False):
-    return zeros(*size, dtype=dtype or x.dtype, requires_grad=requires_grad)
+def _new_zeros(x, *size, dtype=None, device=None, requires_grad=False):
+    return zeros(*size, dtype=dtype or x.dtype, device=device or x.device,
+                 requires_grad=requires_grad)
 
 
-def _new_ones(x, *size, dtype=None, requires_grad=False):
+def _new_ones(x, *size, dtype=None, device=None, requires_grad=False):
     from .creation import ones
-    return ones(*size, dtype=dtype or x.dtype, requires_grad=requires_grad)
+    return ones(*size, dtype=dtype or x.dtype, device=device or x.device,
+                requires_grad=requires_grad)
 
 
-def _new_full(x, size, fill_value, dtype=None, requires_grad=False):
-    return full(size, fill_value, dtype=dtype or x.dtype, requires_grad=requires_grad)
+def _new_full(x, size, fill_value, dtype=None, device=None, requires_grad=False):
+    return full(size, fill_value, dtype=dtype or x.dtype, device=device or x.device,
+                requires_grad=requires_grad)
 
 
 def bind_methods():

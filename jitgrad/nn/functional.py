@@ -252,11 +252,35 @@ class _NllLoss(Function):
         return (gg * Tensor._make(ctx.onehot),)
 
 
+def _nll_loss_masked(x, t, w, ignore_index, reduction):
+    """nll_loss on the GPU as ``-(x * M).sum(...)``: M holds each row's weight (divided by the
+    weight total for 'mean') at its target class, built on the host from the (host) targets,
+    so the GPU runs one fused multiply-and-sum and its backward is ``-g * M``."""
+    c = x.shape[1]
+    dt = x._meta[1]
+    valid = t != ignore_index
+    tt = np.where(valid, t, 0)
+    wv = np.ones(c) if w is None else np.asarray(w, np.float64)
+    wt = np.where(valid, wv[tt], 0.0)
+    if reduction == "mean":
+        denom = wt.sum()
+        wt = wt / denom if denom else wt * np.nan
+    m = np.zeros(x.shape, dt)
+    np.put_along_axis(m, tt[:, None, ...], wt.astype(dt)[:, None, ...], axis=1)
+    prod = x * Tensor._make(_cuda_backend().to_device(m))
+    return -(prod.sum(dim=1) if reduction == "none" else prod.sum())
+
+
+def _cuda_backend():
+    from ..backends import cuda
+    return cuda
+
+
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
              reduction="mean"):
     _check_reduction(reduction)
     x = input
-    t = target._data if isinstance(target, Tensor) else np.asarray(target)
+    t = target._host if isinstance(target, Tensor) else np.asarray(target)
     if t.dtype.kind not in "iu":
         raise RuntimeError(f"nll_loss: expected target of integer dtype (class indices), got "
                            f"{t.dtype}")
@@ -271,11 +295,14 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     bad = (t != ignore_index) & ((t < 0) | (t >= c))
     if bad.any():
         raise IndexError(f"nll_loss: target {int(t[bad][0])} is out of bounds for {c} classes")
-    w = None if weight is None else weight._data
+    w = None if weight is None else weight._host
     if w is not None and w.shape != (c,):
         raise ValueError(f"nll_loss: weight must have shape ({c},), got {list(w.shape)}")
-    out = apply_fn(_NllLoss, (x,), target=t.astype(np.int64), weight=w,
-                   ignore_index=ignore_index, reduction=reduction)
+    if x.is_cuda:
+        out = _nll_loss_masked(x, t.astype(np.int64), w, ignore_index, reduction)
+    else:
+        out = apply_fn(_NllLoss, (x,), target=t.astype(np.int64), weight=w,
+                       ignore_index=ignore_index, reduction=reduction)
     if unbatched and reduction == "none":
         out = out.reshape(())
     return out
@@ -285,7 +312,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                   reduction="mean", label_smoothing=0.0):
     if label_smoothing:
         raise NotImplementedError("cross_entropy(label_smoothing=...) is not supported yet")
-    t = target._data if isinstance(target, Tensor) else np.asarray(target)
+    t = target._host if isinstance(target, Tensor) else np.asarray(target)
     if t.dtype.kind == "f":
         raise NotImplementedError("cross_entropy with class probabilities is not supported yet; "
                                   "pass class indices")

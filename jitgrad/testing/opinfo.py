@@ -178,7 +178,7 @@ _NLL_W = np.array([0.5, 2.0, 1.0, 1.5])
 def _nll_weighted(x):
     _, fn = _lib(x)
     return fn.nll_loss(x, _const(x, _nll_target(tuple(x.shape))),
-                       weight=_const(x, _NLL_W.astype(np.asarray(x.detach()).dtype)),
+                       weight=_const(x, _NLL_W.astype(np.asarray(x.detach().cpu()).dtype)),
                        ignore_index=2, reduction="mean")
 
 
