@@ -27,7 +27,11 @@ def cu():
     """numba.cuda, imported on first use."""
     global _cuda
     if _cuda is None:
+        import numba
         from numba import cuda as c
+        if "NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS" not in os.environ:
+            # small tensors make small grids by design; numba would warn on every launch
+            numba.config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
         _cuda = c
     return _cuda
 
