@@ -539,7 +539,7 @@ def _max_min(name, sign, x, dim=None, keepdim=False, other=None):
                         save=True, sign=sign)
     axis = _norm_dim(dim, x.ndim)
     if x.ndim == 0:
-        return _return_types[name](x.clone(), zeros((), dtype=dtypes.int64))
+        return _return_types[name](x.clone(), zeros((), dtype=dtypes.int64, device=x.device))
     _check_nonempty(x, name, (axis,))
     ctx = Ctx()
     vals = apply_fn(_ExtremeDim, (x,), "MaxBackward0" if sign > 0 else "MinBackward0", ctx=ctx,
@@ -1240,7 +1240,8 @@ def setitem(x, index, value):
     if v is not None:
         try:
             broadcast_shapes(v._meta[0], target_shape)
-            np.broadcast_shapes(v._meta[0], target_shape)
+            if np.broadcast_shapes(v._meta[0], target_shape) != tuple(target_shape):
+                raise ValueError  # the value must broadcast *to* the target (torch)
         except (RuntimeError, ValueError):
             raise RuntimeError(f"shape mismatch: value tensor of shape {list(v.shape)} cannot be "
                                f"broadcast to indexing result of shape {list(target_shape)}") \

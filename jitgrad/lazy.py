@@ -457,7 +457,9 @@ def realize_into(t, out) -> bool:
             lz.shape != out.shape or lz.dtype != out.dtype or not out.flags.c_contiguous or \
             not out.flags.writeable:
         return False
-    others = [x for r in _pending if (x := r()) is not None and x is not t and x._arr is None
+    live = [r for r in _pending if (x := r()) is not None and x._arr is None]
+    _pending[:] = live  # (keeps this scan short in a loop of in-place updates)
+    others = [x for r in live if (x := r()) is not None and x is not t
               and x._lazy.value is None and _reads(x, out)]
     if others:
         realize_many(others)

@@ -284,3 +284,44 @@ def test_review_regressions():
                                             jitgrad.tensor([1.0, 2.0], device="cuda"))
     with pytest.raises(NotImplementedError, match="CUDA"):
         jitgrad.tensor([[1, 2]], device="cuda") @ jitgrad.tensor([[1], [2]], device="cuda")
+
+
+def test_second_review_regressions():
+    # views of non-contiguous views (the simulator view lost its offset)
+    x = jitgrad.arange(12.0).reshape(3, 4).to("cuda")
+    assert x[:, 1:3][1].tolist() == [5.0, 6.0] and x.t()[1:][0].tolist() == [1.0, 5.0, 9.0]
+    assert x[::2][1].tolist() == [8.0, 9.0, 10.0, 11.0]
+    assert jitgrad.arange(6.0).cuda()[::2][1].item() == 2.0
+    outs = []
+    for dev in ("cpu", "cuda"):
+        y = jitgrad.arange(12.0).reshape(3, 4).to(dev)
+        v = y.t()[1:]
+        v += 100
+        v[0] = -1.0
+        outs.append(y.cpu().numpy())
+    np.testing.assert_array_equal(outs[0], outs[1])
+    # a value must broadcast *to* the indexed target
+    for dev in ("cpu", "cuda"):
+        z = jitgrad.zeros(4, 1, device=dev)
+        with pytest.raises(RuntimeError, match="shape mismatch"):
+            z[:] = jitgrad.tensor([[1.0, 2, 3, 4, 5]], device=dev)
+    # nll_loss: an inf elsewhere in a row, every row ignored, an empty batch, a NaN ignored row
+    X, T = [[-0.5, -np.inf, -1.0], [-2.0, -0.1, -np.inf]], [0, 1]
+    for dev in ("cpu", "cuda"):
+        F = jitgrad.nn.functional
+        xx = jitgrad.tensor(X, device=dev, requires_grad=True)
+        loss = F.nll_loss(xx, jitgrad.tensor(T, device=dev))
+        loss.backward()
+        assert abs(loss.item() - 0.3) < 1e-6
+        np.testing.assert_array_equal(xx.grad.cpu().numpy(), [[-0.5, 0, 0], [0, -0.5, 0]])
+        xx = jitgrad.tensor([[1.0, 2, 3], [4, 5, 6]], device=dev, requires_grad=True)
+        loss = F.nll_loss(xx, jitgrad.tensor([-100, -100], device=dev))
+        loss.backward()
+        assert np.isnan(loss.item()) and not xx.grad.cpu().numpy().any()  # torch: zero grad
+        empty = F.cross_entropy(jitgrad.zeros(0, 3, device=dev),
+                                jitgrad.zeros(0, dtype=jitgrad.int64, device=dev))
+        assert np.isnan(empty.item())
+        nan_row = F.nll_loss(jitgrad.tensor([[-0.5, -1, -1], [np.nan] * 3], device=dev),
+                             jitgrad.tensor([0, -100], device=dev))
+        assert nan_row.item() == 0.5
+    assert jitgrad.argmax(jitgrad.tensor(5.0, device="cuda"), 0).is_cuda

@@ -252,15 +252,28 @@ def _address(dev) -> int:
 def strided_view(dev, shape, strides, offset: int = 0):
     """A numba device array over ``dev``'s memory (from ``offset`` bytes on) with another
     shape/strides (no copy)."""
-    if simulated():
-        from numpy.lib.stride_tricks import as_strided
+    if simulated():  # the simulator's arrays are host arrays: the same view in NumPy
         from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
-        base = dev._ary.reshape(-1).view(np.uint8)[offset:] if offset else dev._ary
-        return FakeCUDAArray(as_strided(base.view(dev.dtype) if offset else base, shape,
-                                        strides))
+        return FakeCUDAArray(_np_view(dev._ary, shape, strides, offset))
     from numba.cuda.cudadrv.devicearray import DeviceNDArray
     data = dev.gpu_data.view(offset) if offset else dev.gpu_data
     return DeviceNDArray(shape, strides, dev.dtype, stream=dev.stream, gpu_data=data)
+
+
+class _Memory:
+    """Describes host memory to NumPy (the simulator's device memory) and keeps its owner."""
+
+    def __init__(self, owner, ptr, shape, strides, dtype):
+        self.owner = owner
+        self.__array_interface__ = {"data": (ptr, False), "shape": tuple(shape),
+                                    "strides": tuple(strides), "typestr": dtype.str,
+                                    "version": 3}
+
+
+def _np_view(a: np.ndarray, shape, strides, offset: int) -> np.ndarray:
+    """An ndarray over ``a``'s memory from ``offset`` bytes on (``a`` may be any view)."""
+    ptr = a.__array_interface__["data"][0] + offset
+    return np.asarray(_Memory(a, ptr, shape, strides, a.dtype))
 
 
 def basic_view(x: "DeviceArray", idx) -> "DeviceArray":

@@ -230,16 +230,17 @@ class _NllLoss(Function):
         wt = np.where(valid, w[tt], 0).astype(x.dtype)
         # gather input[n, t, ...] along dim 1
         picked = np.take_along_axis(x, tt[:, None, ...], axis=1)[:, 0, ...]
-        losses = -picked * wt
+        losses = np.where(valid, -picked * wt, 0).astype(x.dtype)  # ignored rows: 0, even NaN
         denom = wt.sum(dtype=np.float64)
         coef = wt.copy()
         if reduction == "none":
             out = losses
         elif reduction == "sum":
             out = np.asarray(losses.sum(dtype=np.float64), x.dtype)
-        else:
-            out = np.asarray(losses.sum(dtype=np.float64) / denom, x.dtype)
-            coef = (wt / denom).astype(x.dtype) if denom else wt * np.nan
+        else:  # nothing to average (every row ignored): NaN loss, zero gradient, like torch
+            out = np.asarray(losses.sum(dtype=np.float64) / denom if denom else np.nan,
+                             x.dtype)
+            coef = (wt / denom).astype(x.dtype) if denom else np.zeros_like(wt)
         onehot = np.zeros(x.shape, x.dtype)
         np.put_along_axis(onehot, tt[:, None, ...], (-coef)[:, None, ...], axis=1)
         ctx.onehot = onehot
@@ -253,22 +254,28 @@ class _NllLoss(Function):
 
 
 def _nll_loss_masked(x, t, w, ignore_index, reduction):
-    """nll_loss on the GPU as ``-(x * M).sum(...)``: M holds each row's weight (divided by the
-    weight total for 'mean') at its target class, built on the host from the (host) targets,
-    so the GPU runs one fused multiply-and-sum and its backward is ``-g * M``."""
+    """nll_loss on the GPU as ``-(where(P, x, 0) * M).sum(...)``: P marks each row's target
+    class (not in ignored rows) and M holds its weight (divided by the weight total for
+    'mean'), both built on the host from the (host) targets; the GPU runs one fused kernel each
+    way. ``where`` keeps an inf/NaN logit elsewhere in a row out of the loss (0 * inf is NaN)."""
+    from ..functional_ops import where
     c = x.shape[1]
     dt = x._meta[1]
     valid = t != ignore_index
     tt = np.where(valid, t, 0)
     wv = np.ones(c) if w is None else np.asarray(w, np.float64)
     wt = np.where(valid, wv[tt], 0.0)
-    if reduction == "mean":
-        denom = wt.sum()
-        wt = wt / denom if denom else wt * np.nan
+    nan = reduction == "mean" and not wt.sum()  # nothing to average: NaN loss, zero gradient
+    if reduction == "mean" and not nan:
+        wt = wt / wt.sum()
     m = np.zeros(x.shape, dt)
     np.put_along_axis(m, tt[:, None, ...], wt.astype(dt)[:, None, ...], axis=1)
-    prod = x * Tensor._make(_cuda_backend().to_device(m))
-    return -(prod.sum(dim=1) if reduction == "none" else prod.sum())
+    pick = np.zeros(x.shape, np.bool_)
+    np.put_along_axis(pick, tt[:, None, ...], valid[:, None, ...], axis=1)
+    cb = _cuda_backend()
+    prod = where(Tensor._make(cb.to_device(pick)), x, 0.0) * Tensor._make(cb.to_device(m))
+    loss = -(prod.sum(dim=1) if reduction == "none" else prod.sum())
+    return loss + float("nan") if nan else loss
 
 
 def _cuda_backend():
