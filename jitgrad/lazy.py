@@ -446,16 +446,16 @@ def _finish_plan(plan, roots):
 
 
 def realize_into(t, out) -> bool:
-    """Compute the pending elementwise value ``t`` straight into the ndarray ``out``, the target
-    of an in-place op (``p -= lr * p.grad`` becomes one kernel that reads p and writes p, with
+    """Compute the pending elementwise value ``t`` straight into the array ``out`` (an ndarray,
+    or a DeviceArray for a GPU value), the target of an in-place op (``p -= lr * p.grad`` becomes one kernel that reads p and writes p, with
     no temporary and no copy). Every other pending value that reads ``out``'s memory is
     computed first, from the old contents. Returns False, computing nothing, when that is not
     safe: another array the kernel reads overlaps ``out`` (a view of it), or the layout or
     dtype differ."""
     lz = _pending_node(t)
-    if lz is None or lz.row is None or lz.cuda or type(out) is not np.ndarray or \
-            lz.shape != out.shape or lz.dtype != out.dtype or not out.flags.c_contiguous or \
-            not out.flags.writeable:
+    if lz is None or lz.row is None or lz.cuda != (type(out) is DeviceArray) or \
+            not isinstance(out, _ARRAYS) or lz.shape != out.shape or lz.dtype != out.dtype or \
+            not out.flags.c_contiguous or not out.flags.writeable:
         return False
     live = [r for r in _pending if (x := r()) is not None and x._arr is None]
     _pending[:] = live  # (keeps this scan short in a loop of in-place updates)
@@ -469,10 +469,19 @@ def realize_into(t, out) -> bool:
     if len(plan.nodes) > MAX_GROUP:
         return False
     for a in plan.leaves:  # reading out itself is safe: each element is read before it is written
-        if isinstance(a, np.ndarray) and a is not out and np.may_share_memory(a, out):
+        if a is not out and _overlaps(a, out):
             return False
     _run_group([t], lz.shape, into=out)
     return True
+
+
+def _overlaps(a, b) -> bool:
+    """Whether two leaves may share memory (GPU arrays: views of the same root array)."""
+    if type(a) is DeviceArray and type(b) is DeviceArray:
+        return (a if a._owner is None else a._owner) is (b if b._owner is None else b._owner)
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return np.may_share_memory(a, b)
+    return False
 
 
 def _reads(t, arr) -> bool:
@@ -490,7 +499,7 @@ def _reads(t, arr) -> bool:
             a = getattr(o, "_arr", None)
             if a is None and getattr(o, "_lazy", None) is not None:
                 a = o._lazy.value
-            if isinstance(a, np.ndarray) and np.may_share_memory(a, arr):
+            if isinstance(a, _ARRAYS) and _overlaps(a, arr):
                 return True
     return False
 
@@ -510,7 +519,7 @@ def _run_group(roots, space, into=None):
         plan = _Plan(roots, space)
     roots = _finish_plan(plan, roots)
     if plan.cuda:
-        _run_plan_cuda(plan, roots)
+        _run_plan_cuda(plan, roots, into)
         return
     nd = len(space)
     kern = cpu._kernels.get(plan.key)
@@ -609,7 +618,7 @@ def _render_parts(plan, funcs):
     return loads, em.lines, results
 
 
-def _run_plan_cuda(plan, roots):
+def _run_plan_cuda(plan, roots, into=None):
     """Launch a laid-out plan as one numba.cuda kernel (codegen.render_cuda) and store its
     results; full sums come back as per-block partials and finish in a second small kernel."""
     from .backends import cuda as cb
@@ -634,7 +643,8 @@ def _run_plan_cuda(plan, roots):
     for (kind, ref, axes), r in zip(plan.outs, roots):
         acc_t = np.float64 if r._lazy.dtype.kind == "f" else np.int64
         if kind == "full":
-            outs.append(cb.empty(space, r._lazy.dtype))
+            outs.append(into if into is not None and r is roots[0] else
+                        cb.empty(space, r._lazy.dtype))
         elif len(axes) == nd:
             outs.append(cb.empty((nblocks,), acc_t))
         else:

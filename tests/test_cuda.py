@@ -325,3 +325,22 @@ def test_second_review_regressions():
                              jitgrad.tensor([0, -100], device=dev))
         assert nan_row.item() == 0.5
     assert jitgrad.argmax(jitgrad.tensor(5.0, device="cuda"), 0).is_cuda
+
+
+def test_inplace_update_computes_into_its_target_on_the_gpu():
+    """As on the CPU (tests/test_fusion.py): ``p -= lr * g`` under no_grad is one fused kernel
+    writing p's own memory; a pending value that reads p is computed first."""
+    p = jitgrad.tensor(np.arange(6.0), device="cuda")
+    g = jitgrad.tensor(np.ones(6), device="cuda")
+    storage = p._arr
+    d = p * 2
+    c0 = jitgrad.explain_kernels().get("kernel_launches", 0)
+    with jitgrad.no_grad():
+        p -= 0.5 * g
+    assert jitgrad.explain_kernels()["kernel_launches"] - c0 == 2 and p._arr is storage
+    np.testing.assert_array_equal(p.cpu().numpy(), np.arange(6.0) - 0.5)
+    np.testing.assert_array_equal(d.cpu().numpy(), 2 * np.arange(6.0))
+    q = jitgrad.tensor(np.arange(6.0), device="cuda")
+    with jitgrad.no_grad():
+        q[1:] += q[:-1] * 1  # overlapping views of one root: the copying path
+    np.testing.assert_array_equal(q.cpu().numpy(), [0, 1, 3, 5, 7, 9])
