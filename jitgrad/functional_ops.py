@@ -16,6 +16,7 @@ from . import dtypes, lazy
 from .autograd import grad_mode
 from .autograd.engine import grad_edge, node_class
 from .backends import cpu
+from .backends import cuda as cb  # (numba.cuda itself is imported only when a GPU op runs)
 from .backends.cuda import DeviceArray
 from .ops import ELEMENTWISE, structural
 from .tensor import (Ctx, FunctionNode, Function, Tensor, _sum_to_array, _norm_dim, apply_elementwise, apply_fn,
@@ -235,26 +236,10 @@ def _dims(dim, ndim):
     return (d,) if ndim else ()
 
 
-def _cb():
-    from .backends import cuda as cb
-    return cb
-
-
 def _be(x):
     """The backend module (cpu or cuda) for an array: both have arb_view, empty and the (A, R,
     B) row kernels, so a structural op's forward is written once for both devices."""
-    if type(x) is DeviceArray:
-        from .backends import cuda as cb
-        return cb
-    return cpu
-
-
-def _reduce_sum(x, axes, out_dtype):
-    """cpu.reduce_sum, or its GPU twin for a DeviceArray."""
-    if type(x) is DeviceArray:
-        from .backends import cuda as cb
-        return cb.reduce_sum(x, axes, out_dtype)
-    return cpu.reduce_sum(x, axes, out_dtype)
+    return cb if type(x) is DeviceArray else cpu
 
 
 def _keep_shape(shape, axes):
@@ -314,9 +299,9 @@ class _Sum(Function):
         out_dtype = dtype.np if dtype is not None else (
             x.dtype if x.dtype.kind == "f" else np.dtype(np.int64))
         if dtype is not None and x.dtype != out_dtype:  # like torch: cast each element first
-            x = _cb().contiguous(x, out_dtype) if type(x) is DeviceArray else \
+            x = cb.contiguous(x, out_dtype) if type(x) is DeviceArray else \
                 x.astype(out_dtype)
-        out = _reduce_sum(x, axes, out_dtype)
+        out = _be(x).reduce_sum(x, axes, out_dtype)
         return out.reshape(_keep_shape(x.shape, axes)) if keepdim else out
 
     cuda_forward = forward
@@ -352,7 +337,6 @@ class _Mean(Function):
             n *= x.shape[a]
         ctx.n = n
         if type(x) is DeviceArray:
-            from .backends import cuda as cb
             s = cb.reduce_sum(x, axes, np.float64)
             out = cb.empty(s.shape, x.dtype)
             cb.scale_cast(s, out, n)
@@ -934,7 +918,6 @@ class _Cat(Function):
 
     @staticmethod
     def cuda_forward(ctx, *xs, axis, dtype):
-        from .backends import cuda as cb
         ctx.axis = axis
         ctx.sizes = [a.shape[axis] for a in xs]
         return cb.concatenate(xs, axis, dtype)
@@ -986,7 +969,6 @@ class _Stack(Function):
 
     @staticmethod
     def cuda_forward(ctx, *xs, axis, dtype):
-        from .backends import cuda as cb
         ctx.axis = axis
         shape = xs[0].shape[:axis] + (1,) + xs[0].shape[axis:]
         return cb.concatenate([a.reshape(shape) for a in xs], axis, dtype)
@@ -1129,7 +1111,6 @@ class _GetItem(Function):
 
     @staticmethod
     def cuda_forward(ctx, x, idx):
-        from .backends import cuda as cb
         ctx.idx = idx
         try:
             if not any(isinstance(i, (np.ndarray, bool, np.bool_)) for i in idx):
@@ -1163,7 +1144,6 @@ class _IndexBackward(Function):
 
     @staticmethod
     def cuda_forward(ctx, g, shape, idx):
-        from .backends import cuda as cb
         ctx.idx = idx
         return cb.index_add(shape, idx, g)
 
@@ -1226,7 +1206,7 @@ def setitem(x, index, value):
         if v is not None and not v.is_cuda:
             v = v.to("cuda")
         elif v is None and not isinstance(value, numbers.Number):
-            v = Tensor._make(_cb().to_device(np.asarray(value, dtype=x._meta[1])))
+            v = Tensor._make(cb.to_device(np.asarray(value, dtype=x._meta[1])))
     elif v is not None and v.is_cuda:
         v = v.cpu()
     vd = v._data if v is not None else value
@@ -1260,7 +1240,6 @@ def setitem(x, index, value):
         mask = np.ones(x._meta[0], x._meta[1])
         mask[idx] = 0
         if x.is_cuda:
-            from .backends import cuda as cb
             mask = cb.to_device(mask)
         ctx.keep_mask = mask
         ctx.needs_input_grad = (x._rg, ctx_node_inputs[1]._rg)
@@ -1285,7 +1264,6 @@ class _Matmul(Function):
 
     @staticmethod
     def cuda_forward(ctx, a, b):
-        from .backends import cuda as cb
         return cb.matmul(a, b)
 
     @staticmethod

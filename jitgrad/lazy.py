@@ -568,10 +568,9 @@ def _render(plan) -> str:
     """The kernel source of a laid-out plan (rows rendered through the registry rules), for the
     CPU (render_fused) or the GPU (render_cuda)."""
     if plan.cuda:
-        flat = plan.flat or not plan.space
         loads, lines, results = _render_parts(plan, codegen.FUNC_SRC_CUDA)
         return codegen.render_cuda("fused_fwd", loads, lines, results,
-                                   None if flat else len(plan.space))
+                                   None if plan.flat else len(plan.space))
     loads, lines, results = _render_parts(plan, codegen.FUNC_SRC)
     return codegen.render_fused("fused_fwd", loads, lines, results,
                                 None if plan.flat else len(plan.space), parallel=plan.par)
@@ -622,8 +621,7 @@ def _run_plan_cuda(plan, roots, into=None):
     """Launch a laid-out plan as one numba.cuda kernel (codegen.render_cuda) and store its
     results; full sums come back as per-block partials and finish in a second small kernel."""
     from .backends import cuda as cb
-    space, nd = plan.space, len(plan.space)
-    flat = plan.flat or nd == 0
+    space, nd, flat = plan.space, len(plan.space), plan.flat  # (a 0-d space is always flat)
     kern = cb._kernels.get(plan.key)
     if kern is None:
         kern = cb.compile_source(plan.key, _render(plan), "fused_fwd", "float64")

@@ -888,7 +888,7 @@ def apply_fn(fn, inputs: tuple, grad_fn: str | None = None, view_of=None, save=F
         ctx = Ctx()
     gpu = False
     for t in inputs:
-        if type(t._arr) is DeviceArray or (t._arr is None and t._lazy.cuda):
+        if _is_cuda(t):
             gpu = _same_device(inputs, fn.grad_fn)
             break
     if gpu:

@@ -71,30 +71,38 @@ def compile_source(key, fn_source: str, fn_name: str, compute_dtype: str,
     disp = _kernels.get(key)
     if disp is not None:
         return disp
-    d = cache_dir()
-    src = module_source(fn_source, fn_name, compute_dtype, d is not None, parallel)
-    sha = hashlib.sha256((src + _prelude_hash()).encode()).hexdigest()[:24]
-    modname = f"jitgrad_kernels.k_{sha}"
-    if d is None:
-        ns: dict = {"__name__": modname}
-        exec(compile(src, f"<jitgrad kernel {fn_name}>", "exec"), ns)
-        disp = ns[fn_name]
-        where = "disk cache off"
-    else:
-        mod, found = _import_kernel_module(d, modname, sha, src)
-        disp = mod[fn_name]
-        where = f"disk cache {'hit' if found else 'miss'}: {os.path.join(d, f'k_{sha}.py')}"
+    use_cache = cache_dir() is not None
+    src = module_source(fn_source, fn_name, compute_dtype, use_cache, parallel)
+    disp, where = load_generated(src, fn_name, "k", use_cache)
     _debug.count("kernels_built")
     _debug.log(f"kernel {fn_name} ({where}) key={key!r}\n{fn_source}")
     _kernels[key] = disp
     return disp
 
 
-def _import_kernel_module(d: str, modname: str, sha: str, src: str) -> tuple[dict, bool]:
-    """Import the kernel module (writing it first if missing/stale); also say whether it was
-    already on disk (then Numba normally loads its machine code instead of compiling)."""
+def load_generated(src: str, fn_name: str, prefix: str, use_cache: bool) -> tuple:
+    """(function ``fn_name`` of the generated module ``src``, where it came from): imported as
+    the real module file ``<prefix>_<sha>.py`` from the cache directory (so that Numba's
+    ``cache=True`` can work), or exec'd in memory when ``use_cache`` is off. Both backends'
+    kernels are loaded here."""
+    sha = hashlib.sha256((src + _prelude_hash()).encode()).hexdigest()[:24]
+    modname = f"jitgrad_kernels.{prefix}_{sha}"
+    if not use_cache:
+        ns: dict = {"__name__": modname}
+        exec(compile(src, f"<jitgrad kernel {fn_name}>", "exec"), ns)
+        return ns[fn_name], "disk cache off"
+    d = cache_dir()
+    mod, found = _import_kernel_module(d, modname, f"{prefix}_{sha}", src)
+    path = os.path.join(d, f"{prefix}_{sha}.py")
+    return mod[fn_name], f"disk cache {'hit' if found else 'miss'}: {path}"
+
+
+def _import_kernel_module(d: str, modname: str, stem: str, src: str) -> tuple[dict, bool]:
+    """Import the kernel module ``<d>/<stem>.py`` (writing it first if missing/stale); also say
+    whether it was already on disk (then Numba normally loads its machine code instead of
+    compiling)."""
     os.makedirs(d, exist_ok=True)
-    path = os.path.join(d, f"k_{sha}.py")
+    path = os.path.join(d, f"{stem}.py")
     ok = False
     if os.path.exists(path):
         try:
