@@ -53,17 +53,6 @@ def _jax_gpu_or_skip():
     return jax
 
 
-@contextlib.contextmanager
-def _fusion(flag):
-    from jitgrad import lazy
-    prev = lazy.is_fusion_enabled()
-    lazy.set_fusion(flag)
-    try:
-        yield
-    finally:
-        lazy.set_fusion(prev)
-
-
 def _nid(n):
     return f"N1e{int(round(np.log10(n)))}"
 
@@ -158,7 +147,7 @@ def bench_cuda_launch(benchmark, peer):
         for _ in range(CHAIN):
             y = y * 1.01
         return y.sum().item()
-    with _fusion(peer != "jitgrad_eager") if peer.startswith("jitgrad") else \
+    with W.fusion(peer != "jitgrad_eager") if peer.startswith("jitgrad") else \
             contextlib.nullcontext():
         got = step()
         np.testing.assert_allclose(got, (np.linspace(-1, 1, 16) * 1.01 ** CHAIN).sum(),

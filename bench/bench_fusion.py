@@ -64,15 +64,7 @@ _jax = W.import_jax
 _np = W.to_numpy
 
 
-@contextlib.contextmanager
-def _fusion(flag: bool):
-    from jitgrad import lazy
-    prev = lazy.is_fusion_enabled()
-    lazy.set_fusion(flag)
-    try:
-        yield
-    finally:
-        lazy.set_fusion(prev)
+_fusion = W.fusion
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ for anything else.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import tracemalloc
 
@@ -41,6 +42,18 @@ def import_torch():
 def import_jax():
     import pytest
     return pytest.importorskip("jax", reason=JAX_MISSING)
+
+
+@contextlib.contextmanager
+def fusion(flag: bool):
+    """jitgrad's lazy fusion on or off inside the block (restored after)."""
+    from jitgrad import lazy
+    prev = lazy.is_fusion_enabled()
+    lazy.set_fusion(flag)
+    try:
+        yield
+    finally:
+        lazy.set_fusion(prev)
 
 
 def has(module: str) -> bool:
