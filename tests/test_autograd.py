@@ -649,3 +649,79 @@ def test_no_grad_result_cannot_backward():
     with pytest.raises(RuntimeError):
         y.backward()
     assert x.grad is None
+
+
+# --- a leaf's first gradient is taken, not copied, when nothing else holds it ----------------
+
+def _stolen():
+    from jitgrad import _debug
+    return _debug.COUNTERS.get("grads_stolen", 0)
+
+
+def test_fresh_leaf_gradient_is_taken_without_copy():
+    w = jitgrad.tensor(np.arange(12.0).reshape(3, 4), requires_grad=True)
+    x = jitgrad.tensor(np.ones((2, 4)))
+    b = jitgrad.tensor(np.zeros(3), requires_grad=True)
+    n0 = _stolen()
+    jitgrad.nn.functional.linear(x, w, b).sum().backward()
+    assert _stolen() - n0 == 2  # dW and db are fresh arrays nobody else holds
+    close(w.grad, np.full((3, 4), 2.0))
+    close(b.grad, np.full(3, 2.0))
+
+
+def _shares(a, b):
+    return np.shares_memory(a.grad.numpy(), b.numpy() if b.grad is None else b.grad.numpy())
+
+
+def test_gradient_the_caller_holds_is_copied():
+    v = jitgrad.tensor([1.0, 2.0, 3.0], dtype=F64)
+    x = jt([0.0, 0.0, 0.0])
+    x.backward(v)  # the leaf's gradient is v itself: the caller keeps it
+    assert not np.shares_memory(x.grad.numpy(), v.numpy())
+    v.add_(10.0)
+    close(x.grad, [1.0, 2.0, 3.0])
+    m = jt(np.zeros((2, 3)))
+    u = jitgrad.tensor(np.arange(6.0))
+    m.reshape(6).backward(u)  # the leaf's gradient is a view of u
+    assert not np.shares_memory(m.grad.numpy(), u.numpy())
+    u.add_(10.0)
+    close(m.grad, np.arange(6.0).reshape(2, 3))
+
+
+@pytest.mark.parametrize("build", ["add", "sub", "expand", "retain"])
+def test_leaves_fed_one_gradient_never_share_memory(build):
+    """Backward rules that pass one gradient on to several inputs (or to a retained non-leaf
+    grad and a leaf): every .grad is its own array, so an in-place change to one leaves the
+    other alone."""
+    c, d = jt([1.0, 2.0]), jt([3.0, 4.0])
+    if build == "add":
+        (c + d).backward(jitgrad.tensor([1.0, 1.0], dtype=F64))
+    elif build == "sub":
+        (c - d).sum().backward()
+    elif build == "expand":
+        (c.expand(3, 2) + d).sum().backward()
+    else:
+        y = c + d
+        y.retain_grad()
+        y.sum().backward()
+        assert not np.shares_memory(y.grad.numpy(), c.grad.numpy())
+        assert not np.shares_memory(y.grad.numpy(), d.grad.numpy())
+        y.grad.add_(100.0)
+    assert not np.shares_memory(c.grad.numpy(), d.grad.numpy())
+    want_c = c.grad.numpy().copy()
+    want_d = d.grad.numpy().copy()
+    c.grad.add_(1.0)
+    close(d.grad, want_d)
+    close(c.grad, want_c + 1.0)
+
+
+def test_taken_gradient_accumulates_in_place_correctly():
+    w = jitgrad.tensor(np.ones((3, 4)), requires_grad=True)
+    x = jitgrad.tensor(np.ones((2, 4)))
+    for k in range(3):
+        jitgrad.nn.functional.linear(x, w, jitgrad.zeros(3, dtype=F64)).sum().backward()
+        close(w.grad, np.full((3, 4), 2.0 * (k + 1)))
+    tw = torch.ones(3, 4, dtype=torch.float64, requires_grad=True)
+    for _ in range(3):
+        torch.nn.functional.linear(torch.ones(2, 4, dtype=torch.float64), tw).sum().backward()
+    close(w.grad, tw.grad)

@@ -7,9 +7,13 @@ summing gradients that meet at a node before running it.
 """
 from __future__ import annotations
 
+import sys
 import weakref
 
+import numpy as np
+
 from . import grad_mode
+from .. import _debug
 
 _FREED_MSG = (
     "Trying to backward through the graph a second time (or directly access saved tensors after "
@@ -84,13 +88,33 @@ class AccumulateGrad(Node):
         self.variable = variable
 
     def apply(self, g, create_graph, deferred=None):
-        return accumulate_into_grad(self.variable, g, create_graph, deferred)
+        return accumulate_into_grad(self.variable, g, create_graph, deferred, _SWEEP_REFS)
 
 
-def accumulate_into_grad(t, g, create_graph, deferred=None):
+# References to the gradient Tensor while run_backward hands it to a leaf: run_backward's local,
+# AccumulateGrad.apply's and accumulate_into_grad's arguments, and getrefcount's own (CPython
+# 3.11 counting; tests/test_autograd.py checks both outcomes). More means somebody else (the
+# caller's ``gradient=``, another pending edge, a capture) holds it.
+_SWEEP_REFS = 4
+
+
+def _unshared(g, arr, refs) -> bool:
+    """Whether ``g`` (seen by ``refs`` references: its callers' frames) and its ndarray ``arr``
+    are held by nothing else, so that the new ``.grad`` may take ``arr`` instead of a copy (as
+    torch's AccumulateGrad steals a gradient nobody else holds). ``arr`` must own its memory:
+    no view of another array, and no other array viewing it (that would add a reference).
+    Counted here: one more reference to ``g`` (this call's argument); ``arr`` is held by g,
+    the caller's local, this call's argument and getrefcount's."""
+    return (type(arr) is np.ndarray and arr.base is None and arr.flags.writeable
+            and sys.getrefcount(g) <= refs + 1 and sys.getrefcount(arr) <= 4)
+
+
+def accumulate_into_grad(t, g, create_graph, deferred=None, steal_refs=0):
     """Add ``g`` into ``t.grad`` (in place when it exists, like torch). Returns a pending new
     ``.grad`` for the caller to compute; a pending ``g`` into an existing ``.grad`` is appended
-    to ``deferred`` (when given) so that every leaf of one backward is computed together."""
+    to ``deferred`` (when given) so that every leaf of one backward is computed together.
+    ``steal_refs``: how many references the callers hold to ``g``; when nothing else does, a
+    new ``.grad`` takes g's array without copying it (0: always copy)."""
     from ..tensor import Tensor
     from .. import lazy
     gshape, gdt = g._meta
@@ -117,7 +141,12 @@ def accumulate_into_grad(t, g, create_graph, deferred=None):
             t.grad = lazy.make_lazy(Tensor, own)
             return t.grad
         else:
-            t.grad = Tensor._make(g._data.copy())
+            arr = g._data
+            if steal_refs and _unshared(g, arr, steal_refs):
+                t.grad = Tensor._make(arr)
+                _debug.count("grads_stolen")
+            else:
+                t.grad = Tensor._make(arr.copy())
     elif create_graph or t.grad.requires_grad:
         t.grad = t.grad + g
     elif deferred is not None and g._arr is None and g._lazy.value is None:
@@ -212,6 +241,7 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
                 deps[e] = c
                 if c == 0:
                     ready.append(e)
+            grads = gi = None  # (no stale reference to a gradient: see _SWEEP_REFS)
     if lazy_grads or deferred:  # every leaf gradient of this sweep in as few kernels as possible
         lazy.realize_many(lazy_grads + [g for _, g in deferred])
         if deferred:
