@@ -27,7 +27,9 @@ _E = ELEMENTWISE
 
 def _t(x):
     """Coerce array-likes (not Python scalars) to Tensor."""
-    if isinstance(x, Tensor) or isinstance(x, numbers.Number):
+    t = type(x)
+    if t is Tensor or t is float or t is int or isinstance(x, Tensor) or \
+            isinstance(x, numbers.Number):
         return x
     if isinstance(x, (np.ndarray, list, tuple, np.generic)):
         from .tensor import tensor
@@ -1463,6 +1465,21 @@ def log_softmax(x, dim=None, dtype=None):
 # In-place ops
 
 
+def _writable_target(x, others):
+    """x's array when an eager kernel may write its result straight into it: a C-contiguous
+    NumPy array that no other operand overlaps (reading x itself is safe: each element is read
+    before it is written); None otherwise (pending operands take realize_into's path)."""
+    arr = x._arr
+    if type(arr) is not np.ndarray or not arr.flags.c_contiguous:
+        return None
+    for o in others:
+        if isinstance(o, Tensor):
+            a = o._arr
+            if a is None or (a is not arr and np.may_share_memory(a, arr)):
+                return None
+    return arr
+
+
 def _inplace_ew(x, name, *others, grad_fn=None):
     row = _E[name]
     rec = _STATE.enabled and (x._rg or any(isinstance(o, Tensor) and o._rg for o in others))
@@ -1474,7 +1491,7 @@ def _inplace_ew(x, name, *others, grad_fn=None):
         if not x._data.flags.writeable:
             raise RuntimeError("unsupported operation: the tensor is a broadcast (expanded) view;"
                                " clone() it before writing into it")
-        res = apply_elementwise(row, (x,) + others, grad_fn)
+        res = apply_elementwise(row, (x,) + others, grad_fn, into=_writable_target(x, others))
     if res._meta[0] != x._meta[0]:
         raise RuntimeError(f"output with shape {list(x.shape)} doesn't match the broadcast shape "
                            f"{list(res.shape)}")
@@ -1482,7 +1499,9 @@ def _inplace_ew(x, name, *others, grad_fn=None):
                                                             "same_kind"):
         raise RuntimeError(f"result type {dtypes.from_numpy(res._meta[1])} can't be cast to "
                            f"the desired output type {x.dtype}")
-    if rec or not lazy.realize_into(res, x._arr):  # (not recorded: one kernel writes x)
+    if res._arr is not None and res._arr is x._arr:  # the kernel wrote x (into=)
+        pass
+    elif rec or not lazy.realize_into(res, x._arr):  # (not recorded: one kernel writes x)
         lazy.flush()
         x._data[...] = res._data
     x._vc[0] += 1
@@ -1566,7 +1585,9 @@ def _iop(f):
 
 def _binop(f):
     def op(x, y):
-        if not isinstance(y, (Tensor, numbers.Number, np.ndarray, np.generic)):
+        t = type(y)
+        if t is not Tensor and t is not float and t is not int and \
+                not isinstance(y, (Tensor, numbers.Number, np.ndarray, np.generic)):
             return NotImplemented
         return f(x, y)
     return op

@@ -31,6 +31,7 @@ from . import _debug, codegen
 from .backends import cpu
 from .backends.cuda import DeviceArray
 
+_SCALAR = object()  # (marks an operand without ``_arr``: a Python or NumPy scalar)
 _ARRAYS = (np.ndarray, DeviceArray)  # what a leaf that is an array (not a Python scalar) can be
 
 ENABLED = os.environ.get("JITGRAD_FUSION", "1") != "0"
@@ -218,11 +219,11 @@ class _Plan:
         return False
 
     def _ref(self, o):
-        if isinstance(o, (int, float, bool, np.number)):
+        a = getattr(o, "_arr", _SCALAR)
+        if a is _SCALAR:  # a Python or NumPy scalar operand
             k = len(self.leaves)
             self.leaves.append(o)
             return ("l", k)
-        a = o._arr
         if a is None:
             lz = o._lazy
             if lz.value is None:
@@ -235,22 +236,23 @@ class _Plan:
         return ("l", k)
 
     def _visit(self, root):
-        """Iterative post-order over the pending DAG below ``root``."""
+        """Iterative post-order over the pending DAG below ``root`` (only Tensors are pushed:
+        scalar operands are leaves)."""
         stack = [(root, False)]
-        node_ids = self.node_ids
+        node_ids, nodes, ref = self.node_ids, self.nodes, self._ref
         while stack:
             t, done = stack.pop()
-            lz = _pending_node(t)
-            if lz is None or id(lz) in node_ids:
+            lz = t._lazy
+            if lz is None or lz.value is not None or t._arr is not None or id(lz) in node_ids:
                 continue
+            ops = lz.operands
             if done:
-                refs = tuple([self._ref(o) for o in lz.operands])
-                node_ids[id(lz)] = len(self.nodes)
-                self.nodes.append((lz, refs))
+                node_ids[id(lz)] = len(nodes)
+                nodes.append((lz, tuple([ref(o) for o in ops])))
                 continue
             stack.append((t, True))
-            for o in reversed(lz.operands):
-                if _pending_node(o) is not None:
+            for o in reversed(ops):
+                if getattr(o, "_arr", 0) is None and o._lazy.value is None:  # pending
                     stack.append((o, False))
 
 
@@ -344,9 +346,14 @@ def _finish_reduce(t, acc, nblocks=None):
     t._lazy = None
 
 
+_NO_MASKS = [(False,) * n for n in range(33)]
+
+
 def _leaf_kind(a, space, nd):
     if not isinstance(a, _ARRAYS):
         return "c", None, a
+    if a.shape == space and a.flags.c_contiguous and a.size > 1:  # the common case, quickly
+        return "a", _NO_MASKS[nd], a
     a = _unbroadcast_leaf(a)
     if a.ndim < nd:
         a = a.reshape((1,) * (nd - a.ndim) + a.shape)
@@ -414,27 +421,35 @@ def _layout(plan):
     masks. Large flat loops run in parallel."""
     space = plan.space
     nd = len(space)
-    leaves, kinds, masks = [], [], []
+    leaves, kinds, masks, sig = [], [], [], []
+    flat = True
     for lv in plan.leaves:
         kind, mask, arr = _leaf_kind(lv, space, nd)
         leaves.append(arr)
         kinds.append(kind)
         masks.append(mask)
-    partial = any(o[0] == "sum" and len(o[2]) != nd for o in plan.outs)
-    flat = not partial and all(
-        k != "a" or (not any(m) and a.flags.c_contiguous)
-        for k, m, a in zip(kinds, masks, leaves))
+        if kind == "a":
+            sig.append((kind, mask, arr.dtype))
+            if flat and (True in mask or not arr.flags.c_contiguous):
+                flat = False
+        else:
+            sig.append((kind, mask, arr.dtype if kind == "s" else type(arr)))
+    for o in plan.outs:
+        if o[0] == "sum" and len(o[2]) != nd:  # a partial sum needs the N-d loop
+            flat = False
     if flat:
         masks = [None] * len(masks)
-    plan.size = prod(space)
-    plan.par = flat and not plan.cuda and PARALLEL and plan.size >= PAR_MIN and plan.size * sum(
-        HEAVY_ROW if lz.row.name in _HEAVY else 1 for lz, _ in plan.nodes) >= PAR_MIN_WORK
+        sig = [(k, None, d) for k, _, d in sig]
+    plan.size = size = prod(space)
+    par = flat and not plan.cuda and PARALLEL and size >= PAR_MIN
+    if par:
+        par = size * sum(HEAVY_ROW if lz.row.name in _HEAVY else 1
+                         for lz, _ in plan.nodes) >= PAR_MIN_WORK
+    plan.par = par
     plan.args, plan.kinds, plan.masks, plan.flat = leaves, kinds, masks, flat
-    plan.key = ("cuda" if plan.cuda else "fused", nd, flat, plan.par,
-                tuple((k, m, a.dtype.str if isinstance(a, _ARRAYS) else type(a).__name__)
-                      for k, m, a in zip(kinds, masks, leaves)),
-                tuple((lz.row.name, lz.cdt.str, refs) for lz, refs in plan.nodes),
-                tuple((kind, ref, axes) for kind, ref, axes in plan.outs))
+    plan.key = ("cuda" if plan.cuda else "fused", nd, flat, par, tuple(sig),
+                tuple([(lz.row.name, lz.cdt, refs) for lz, refs in plan.nodes]),
+                tuple(plan.outs))
 
 
 def _finish_plan(plan, roots):
@@ -471,7 +486,7 @@ def realize_into(t, out) -> bool:
     for a in plan.leaves:  # reading out itself is safe: each element is read before it is written
         if a is not out and _overlaps(a, out):
             return False
-    _run_group([t], lz.shape, into=out)
+    _run_group([t], lz.shape, into=out, plan=plan)
     return True
 
 
@@ -504,13 +519,15 @@ def _reads(t, arr) -> bool:
     return False
 
 
-def _run_group(roots, space, into=None):
+def _run_group(roots, space, into=None, plan=None):
     """Plan, compile (once) and launch one fused kernel for ``roots``; ``into``: an array the
-    first root is computed into (realize_into)."""
-    roots = [r for r in roots if not _settle(r)]  # an earlier group may have computed some
-    if not roots:
-        return
-    plan = _Plan(roots, space)
+    first root is computed into (realize_into, which passes the plan of its one pending root,
+    at most MAX_GROUP rows)."""
+    if plan is None:
+        roots = [r for r in roots if not _settle(r)]  # an earlier group may have computed some
+        if not roots:
+            return
+        plan = _Plan(roots, space)
     if len(plan.nodes) > MAX_GROUP:
         _realize_in_chunks(plan, type(roots[0]))
         roots = [r for r in roots if not _settle(r)]

@@ -678,11 +678,14 @@ def _save_plan(row: Elementwise, need: tuple):
 
 
 def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
-                      reduce: str | None = None, out: np.ndarray | None = None) -> Tensor:
+                      reduce: str | None = None, out: np.ndarray | None = None,
+                      into: np.ndarray | None = None) -> Tensor:
     """Run one elementwise primitive on Tensors/Python scalars (broadcasting) and record it.
 
     With fusion on the op is only recorded (a lazy tensor, see lazy.py); otherwise its kernel
-    runs now. reduce='sum'|'mean' folds a full reduction into the same node (losses)."""
+    runs now. reduce='sum'|'mean' folds a full reduction into the same node (losses).
+    ``into``: an in-place op's target, written by the kernel when the op runs now and the
+    result has its shape and dtype (the caller checked that no other operand overlaps it)."""
     if _STATE.tracer is not None:  # autograd.functional is tracing: it runs and records the op
         return _STATE.tracer.elementwise(row, ops, grad_fn, reduce, out)
     cdt = None
@@ -728,7 +731,11 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
     if kern is None:
         kern = _build_fwd_kernel(key, row, cdt, kinds, masks, ndim)
     if out is None:
-        out = np.empty(out_shape, np.bool_ if row.dtype_rule == "compare" else cdt.np)
+        odt = np.bool_ if row.dtype_rule == "compare" else cdt.np
+        if into is not None and into.shape == out_shape and into.dtype == odt:
+            out = into
+        else:
+            out = np.empty(out_shape, odt)
     if out.size:
         _debug.COUNTERS["kernel_launches"] += 1
         kern(*arrays, out)

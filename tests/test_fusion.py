@@ -979,3 +979,45 @@ def test_inplace_update_computes_into_its_target():
         with jg.no_grad():
             q[1:] += q[:-1] * 1  # overlapping views: the safe (copying) path, NumPy's result
         np.testing.assert_array_equal(q.numpy(), [0, 1, 3, 5, 7, 9])
+
+
+def test_eager_inplace_update_writes_its_target():
+    """Run eagerly (fusion off, or below FUSE_MIN), an in-place op whose other operands do not
+    overlap the target has its kernel write the target (no temporary, no copy); overlapping
+    operands are read before anything is written (NumPy's values), the op itself included."""
+    with _fusion(False):
+        p = jg.tensor(np.arange(6.0))
+        g = jg.tensor(np.ones(6))
+        storage = p._arr
+        c0 = jg.explain_kernels().get("kernel_launches", 0)
+        with jg.no_grad():
+            p -= 0.5 * g
+        assert jg.explain_kernels()["kernel_launches"] - c0 == 2  # 0.5 * g, then p - that into p
+        assert p._arr is storage
+        np.testing.assert_array_equal(p.numpy(), np.arange(6.0) - 0.5)
+        p.mul_(p)  # reads and writes one array
+        np.testing.assert_array_equal(p.numpy(), (np.arange(6.0) - 0.5) ** 2)
+        m = jg.tensor(np.arange(9.0).reshape(3, 3))
+        m.add_(m.T)  # overlaps, transposed: computed from the old values
+        a = np.arange(9.0).reshape(3, 3)
+        np.testing.assert_array_equal(m.numpy(), a + a.T)
+        q = jg.tensor(np.arange(6.0))
+        q[1:] += q[:-1]
+        np.testing.assert_array_equal(q.numpy(), [0, 1, 3, 5, 7, 9])
+        i = jg.tensor(np.arange(4))  # int64 target of a float result: torch's cast error
+        with pytest.raises(RuntimeError, match="can't be cast"):
+            i.mul_(1.5)
+        i.add_(2)
+        np.testing.assert_array_equal(i.numpy(), np.arange(4) + 2)
+        import tracemalloc
+        n = 1 << 17  # 1 MiB of float64: one temporary (0.5 * g), not a second for the result
+        big, gb = jg.tensor(np.zeros(n)), jg.tensor(np.ones(n))
+        tracemalloc.start()
+        try:
+            with jg.no_grad():
+                big -= 0.5 * gb
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert 8 * n <= peak < 1.5 * 8 * n, peak
+        np.testing.assert_array_equal(big.numpy(), np.full(n, -0.5))

@@ -13,7 +13,8 @@ import weakref
 import numpy as np
 
 from . import grad_mode
-from .. import _debug
+from .. import _debug, lazy
+from .. import tensor as _tensor  # (partly initialised here: tensor.py imports this module)
 
 _FREED_MSG = (
     "Trying to backward through the graph a second time (or directly access saved tensors after "
@@ -115,8 +116,7 @@ def accumulate_into_grad(t, g, create_graph, deferred=None, steal_refs=0):
     to ``deferred`` (when given) so that every leaf of one backward is computed together.
     ``steal_refs``: how many references the callers hold to ``g``; when nothing else does, a
     new ``.grad`` takes g's array without copying it (0: always copy)."""
-    from ..tensor import Tensor
-    from .. import lazy
+    Tensor = _tensor.Tensor
     gshape, gdt = g._meta
     tshape, tdt = t._meta
     if gshape != tshape:
@@ -131,13 +131,12 @@ def accumulate_into_grad(t, g, create_graph, deferred=None, steal_refs=0):
             # pending: a record of its own (g * 1, or a second accumulator of the same sum;
             # free inside the fused kernel), so the new .grad never shares storage with g,
             # which other inputs' grads may be
-            from ..ops import ELEMENTWISE
             lz = g._lazy
             if lz.row is None:
                 own = lazy.Lazy(None, lz.operands, lz.shape, lz.dtype, lz.cdt, lz.axes,
                                 lz.keepdim, lz.scale)
             else:
-                own = lazy.Lazy(ELEMENTWISE["mul"], (g, 1), lz.shape, lz.dtype, lz.cdt)
+                own = lazy.Lazy(_tensor.ELEMENTWISE["mul"], (g, 1), lz.shape, lz.dtype, lz.cdt)
             t.grad = lazy.make_lazy(Tensor, own)
             return t.grad
         else:
@@ -158,7 +157,6 @@ def accumulate_into_grad(t, g, create_graph, deferred=None, steal_refs=0):
 def _add_in_place(pairs):
     """``t.grad += g`` for each pair, after computing every pending value that may still read
     the old ``.grad``."""
-    from .. import lazy
     lazy.flush()
     for t, g in pairs:
         acc = t.grad._data
@@ -207,7 +205,6 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
     lazy_grads = []
     deferred = []  # (leaf, pending gradient) to add into an existing .grad at the end
     ready = [n for n in dict.fromkeys(n for n, _ in roots) if deps[n] == 0]
-    from .. import lazy
     with grad_mode.set_grad_enabled(create_graph), lazy.backward_depth():
         while ready:
             n = ready.pop()
