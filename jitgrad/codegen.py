@@ -160,15 +160,16 @@ class Load:
 
 
 def render_kernel(name: str, loads: list, body_lines: list, results: list,
-                  ndim: int | None) -> str:
+                  ndim: int | None, alias: dict | None = None) -> str:
     """Source of ``def name(<load params>, o0, o1, ...)`` writing each result elementwise: a
     flat loop (ndim None: all 'a' operands C-contiguous with the output's size) or an
     ndim-deep loop with broadcast masks."""
-    return render_fused(name, loads, body_lines, [("full", r, None) for r in results], ndim)
+    return render_fused(name, loads, body_lines, [("full", r, None) for r in results], ndim,
+                        alias=alias)
 
 
 def render_fused(name: str, loads: list, body_lines: list, results: list,
-                 ndim: int | None, parallel: bool = False) -> str:
+                 ndim: int | None, parallel: bool = False, alias: dict | None = None) -> str:
     """Like :func:`render_kernel`, with results ``(kind, var, axes[, dtype name])``: kind
     'full' stores the value per element; 'sum' accumulates it over ``axes`` (all dims: a
     float64 accumulator stored in ``o[0]``; some dims: ``o[...] +=`` into a keepdim-shaped
@@ -177,17 +178,27 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
     Flat full sums go through a block buffer of the value's own dtype (a float64 buffer would
     halve the SIMD width of a float32 loop) added up with float64 lanes (``block_sum``).
     ``parallel`` (flat loops only) splits the range into PAR_BLOCK chunks under ``prange``;
-    each chunk's sums go to their own slot, added in a fixed order (deterministic)."""
+    each chunk's sums go to their own slot, added in a fixed order (deterministic).
+
+    ``alias`` {result index: load param}: that full result is written into the operand array
+    itself (an in-place update), which is then not a parameter of its own. Said inside the
+    kernel, LLVM sees one pointer and vectorises the loop; passed as a second argument, its
+    runtime overlap check fails (the arrays are the same) and the scalar loop runs instead,
+    2-3x slower."""
     results = [r if len(r) == 4 else (*r, "float64") for r in results]
+    alias = alias or {}
     outs = [f"o{j}" for j in range(len(results))]
-    lines = [f"def {name}({', '.join([ld.param for ld in loads] + outs)}):"]
+    params = [ld.param for ld in loads] + [o for j, o in enumerate(outs) if j not in alias]
+    lines = [f"def {name}({', '.join(params)}):"]
     ind = "    "
     inner = []
     full_params = [ld.param for ld in loads if ld.kind == "a"] + \
-        [o for o, r in zip(outs, results) if r[0] == "full"]
+        [o for j, (o, r) in enumerate(zip(outs, results)) if r[0] == "full" and j not in alias]
     if ndim is None:  # flat loop: view every full operand as 1-D (free for C-contiguous arrays)
         for p in full_params:
             lines.append(f"{ind}{p} = {p}.reshape({p}.size)")
+    for j, src in sorted(alias.items()):
+        lines.append(f"{ind}{outs[j]} = {src}")
     for ld in loads:
         cast = "T" if ld.cast else ""
         if ld.kind == "c":

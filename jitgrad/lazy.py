@@ -191,6 +191,7 @@ class _Plan:
         self.nodes = []           # (Lazy, operand refs)
         self.node_ids = {}
         self.outs = []
+        self.alias = None         # {0: leaf param} when the first output is written into a leaf
         for r in roots:
             self.add_root(r)
 
@@ -539,6 +540,13 @@ def _run_group(roots, space, into=None, plan=None):
         _run_plan_cuda(plan, roots, into)
         return
     nd = len(space)
+    if into is not None:  # the kernel writes the leaf that is ``into`` (codegen: ``alias``)
+        for k, a in enumerate(plan.args):
+            if a is into and plan.kinds[k] == "a" and \
+                    (plan.masks[k] is None or True not in plan.masks[k]):
+                plan.alias = {0: f"a{k}"}
+                plan.key = plan.key + (("into", k),)
+                break
     kern = cpu._kernels.get(plan.key)
     if kern is None:
         kern = cpu.compile_source(plan.key, _render(plan), "fused_fwd", "float64",
@@ -562,6 +570,8 @@ def _run_group(roots, space, into=None, plan=None):
             kern(*leaves, *outs, space)
         elif flat and no_full and "a" not in plan.kinds:  # only scalar leaves: pass the length
             kern(*leaves, *outs, size)
+        elif plan.alias is not None:  # outs[0] is a leaf the kernel already has
+            kern(*leaves, *outs[1:])
         else:
             kern(*leaves, *outs)
     for (kind, _, axes), r, o in zip(plan.outs, roots, outs):
@@ -590,7 +600,8 @@ def _render(plan) -> str:
                                    None if plan.flat else len(plan.space))
     loads, lines, results = _render_parts(plan, codegen.FUNC_SRC)
     return codegen.render_fused("fused_fwd", loads, lines, results,
-                                None if plan.flat else len(plan.space), parallel=plan.par)
+                                None if plan.flat else len(plan.space), parallel=plan.par,
+                                alias=plan.alias)
 
 
 def _render_parts(plan, funcs):

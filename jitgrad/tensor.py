@@ -626,11 +626,11 @@ def _loads(row, kinds, masks, prefix="a"):
             for k in range(len(kinds)) if kinds[k] is not None]
 
 
-def _build_fwd_kernel(key, row, cdt, kinds, masks, ndim):
+def _build_fwd_kernel(key, row, cdt, kinds, masks, ndim, alias=None):
     em, res = codegen.render_body(row.fwd, row.arity)
     name = f"ew_{row.name}_fwd"
     src = codegen.render_kernel(name, _loads(row, kinds, masks), em.lines, [em.operand(res)],
-                                ndim)
+                                ndim, alias=None if alias is None else {0: f"a{alias}"})
     return cpu.compile_source(key, src, name, cdt.np.name)
 
 
@@ -726,19 +726,28 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
         res, full_lz = _record_lazy(row, ops, cdt, out_shape, reduce)
         return _record_node(row, ops, res, None, full_lz, out_shape, cdt, grad_fn, reduce)
     flat, ndim, arrays, kinds, masks = _plan(ops, out_shape)
-    key = (row.name, "fwd", cdt.name, kinds, masks, ndim)
-    kern = cpu._kernels.get(key)
-    if kern is None:
-        kern = _build_fwd_kernel(key, row, cdt, kinds, masks, ndim)
+    alias = None  # the operand (index) an in-place op writes into, when it is one of them
     if out is None:
         odt = np.bool_ if row.dtype_rule == "compare" else cdt.np
-        if into is not None and into.shape == out_shape and into.dtype == odt:
+        if into is not None and into.shape == out_shape and into.dtype == odt and \
+                reduce is None:
             out = into
+            for k, o in enumerate(ops):
+                if kinds[k] == "a" and isinstance(o, Tensor) and o._arr is into:
+                    alias = k
+                    break
         else:
             out = np.empty(out_shape, odt)
+    key = (row.name, "fwd", cdt.name, kinds, masks, ndim, alias)
+    kern = cpu._kernels.get(key)
+    if kern is None:
+        kern = _build_fwd_kernel(key, row, cdt, kinds, masks, ndim, alias)
     if out.size:
         _debug.COUNTERS["kernel_launches"] += 1
-        kern(*arrays, out)
+        if alias is None:
+            kern(*arrays, out)
+        else:  # the kernel writes its operand a<alias> (see codegen.render_fused)
+            kern(*arrays)
     n_red = 1
     full_out = out
     if reduce is not None:
