@@ -458,7 +458,28 @@ def _norm_dim(dim, ndim, op="dim"):
     return dim % n if ndim else 0
 
 
+_BROADCAST_CACHE: dict = {}
+
+
 def broadcast_shapes(*shapes):
+    """torch's broadcast of shapes (tuples); recent results are cached, since eager code
+    broadcasts the same few shapes again and again."""
+    key = shapes
+    try:
+        return _BROADCAST_CACHE[key]
+    except (KeyError, TypeError):  # (TypeError: an unhashable shape, a list)
+        pass
+    res = _broadcast_shapes(shapes)
+    try:
+        if len(_BROADCAST_CACHE) >= 1024:
+            _BROADCAST_CACHE.clear()
+        _BROADCAST_CACHE[key] = res
+    except TypeError:
+        pass
+    return res
+
+
+def _broadcast_shapes(shapes):
     nd = max((len(s) for s in shapes), default=0)
     out = []
     for d in range(nd):
@@ -576,32 +597,33 @@ def _plan(ops, out_shape, extra=()):
     Returns (flat, ndim, arrays, kinds, masks): flat when every array operand is C-contiguous
     with the output's shape or has one element; otherwise an N-d loop with broadcast masks."""
     flat = True
-    for o in ops:
-        if type(o) is Tensor or isinstance(o, Tensor):
-            d = o._data
-            if d.size != 1 and (d.shape != out_shape or not d.flags.c_contiguous):
-                flat = False
-                break
+    arrays, kinds = [], []
+    for o in ops:  # one pass for the flat case (the common one)
+        if o is None:
+            kinds.append(None)
+        elif isinstance(o, Tensor):
+            d = o._arr
+            if d is None:
+                d = o._data
+            if d.size == 1:
+                kinds.append("s")
+            else:
+                kinds.append("a")
+                if flat and (d.shape != out_shape or not d.flags.c_contiguous):
+                    flat = False
+            arrays.append(d)
+        else:
+            kinds.append("c")
+            arrays.append(o)
     if flat:
         for d in extra:
             if d is not None and not d.flags.c_contiguous:
                 flat = False
                 break
-    arrays, kinds = [], []
     if flat:
-        for o in ops:
-            if o is None:
-                kinds.append(None)
-            elif isinstance(o, Tensor):
-                d = o._data
-                kinds.append("s" if d.size == 1 else "a")
-                arrays.append(d)
-            else:
-                kinds.append("c")
-                arrays.append(o)
         return True, None, arrays, tuple(kinds), None
     nd = len(out_shape)
-    masks = []
+    arrays, kinds, masks = [], [], []
     for o in ops:
         if o is None:
             kinds.append(None)
@@ -612,7 +634,8 @@ def _plan(ops, out_shape, extra=()):
                 d = d.reshape((1,) * (nd - d.ndim) + d.shape)
             kinds.append("a")
             arrays.append(d)
-            masks.append(tuple(d.shape[k] == 1 and out_shape[k] != 1 for k in range(nd)))
+            ds = d.shape
+            masks.append(tuple([ds[k] == 1 and out_shape[k] != 1 for k in range(nd)]))
         else:
             kinds.append("c")
             arrays.append(o)
@@ -689,7 +712,11 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
     if _STATE.tracer is not None:  # autograd.functional is tracing: it runs and records the op
         return _STATE.tracer.elementwise(row, ops, grad_fn, reduce, out)
     cdt = None
-    if len(ops) == 2 and not row.bool_inputs:  # fast paths of the promotion rule
+    if len(ops) == 1 and type(ops[0]) is Tensor and not row.bool_inputs:  # unary: its dtype
+        cdt = dtypes.from_numpy(ops[0]._meta[1])
+        if row.dtype_rule == "float" and cdt.category != 2:
+            cdt = dtypes.get_default_dtype()
+    elif len(ops) == 2 and not row.bool_inputs:  # fast paths of the promotion rule
         t0, t1 = type(ops[0]), type(ops[1])
         if t0 is Tensor and t1 is Tensor:
             if ops[0]._meta[1] is ops[1]._meta[1]:
