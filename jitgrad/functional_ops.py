@@ -1491,7 +1491,10 @@ def _inplace_ew(x, name, *others, grad_fn=None):
         if not x._data.flags.writeable:
             raise RuntimeError("unsupported operation: the tensor is a broadcast (expanded) view;"
                                " clone() it before writing into it")
-        res = apply_elementwise(row, (x,) + others, grad_fn, into=_writable_target(x, others))
+        into = _writable_target(x, others)
+        if into is not None:  # pending values that read x see its old contents
+            lazy.realize_readers(into)
+        res = apply_elementwise(row, (x,) + others, grad_fn, into=into)
     if res._meta[0] != x._meta[0]:
         raise RuntimeError(f"output with shape {list(x.shape)} doesn't match the broadcast shape "
                            f"{list(res.shape)}")

@@ -473,14 +473,9 @@ def realize_into(t, out) -> bool:
             not isinstance(out, _ARRAYS) or lz.shape != out.shape or lz.dtype != out.dtype or \
             not out.flags.c_contiguous or not out.flags.writeable:
         return False
-    live = [r for r in _pending if (x := r()) is not None and x._arr is None]
-    _pending[:] = live  # (keeps this scan short in a loop of in-place updates)
-    others = [x for r in live if (x := r()) is not None and x is not t
-              and x._lazy.value is None and _reads(x, out)]
-    if others:
-        realize_many(others)
-        if _pending_node(t) is None:
-            return False
+    realize_readers(out, skip=t)
+    if _pending_node(t) is None:
+        return False
     plan = _Plan([t], lz.shape)
     if len(plan.nodes) > MAX_GROUP:
         return False
@@ -489,6 +484,19 @@ def realize_into(t, out) -> bool:
             return False
     _run_group([t], lz.shape, into=out, plan=plan)
     return True
+
+
+def realize_readers(arr, skip=None) -> None:
+    """Compute every pending value (but ``skip``) that reads memory ``arr`` overlaps, from its
+    current contents: ``arr`` is about to be overwritten in place."""
+    if not _pending:
+        return
+    live = [r for r in _pending if (x := r()) is not None and x._arr is None]
+    _pending[:] = live  # (keeps this scan short in a loop of in-place updates)
+    others = [x for r in live if (x := r()) is not None and x is not skip
+              and x._lazy.value is None and _reads(x, arr)]
+    if others:
+        realize_many(others)
 
 
 def _overlaps(a, b) -> bool:

@@ -961,9 +961,10 @@ def apply_fn(fn, inputs: tuple, grad_fn: str | None = None, view_of=None, save=F
                 break
         else:
             return res
-        node = node_class(FunctionNode, grad_fn or fn.grad_fn)(tuple(grad_edge(t) for t in inputs))
+        node = node_class(FunctionNode, grad_fn or fn.grad_fn)(
+            tuple([grad_edge(t) for t in inputs]))
         node.fn, node.ctx = fn, ctx
-        ctx.needs_input_grad = tuple(t._rg for t in inputs)
+        ctx.needs_input_grad = tuple([t._rg for t in inputs])
         if save:
             ctx.saved_tensors = inputs
             node.saved_versions = tuple((t._vc, t._vc[0], t) for t in inputs)

@@ -1053,3 +1053,21 @@ def test_render_fused_alias_names_the_target_once():
                                alias={0: "a0"})
     assert src.splitlines()[0] == "def k(a0, a1):"
     assert "o0 = a0" in src
+
+
+def test_eager_inplace_computes_pending_readers_first():
+    """A small target updated eagerly (below FUSE_MIN) while a large pending value reads it
+    (broadcast): the pending value is computed from the old contents before the kernel
+    writes the target."""
+    prev, prev_min = lazy.is_fusion_enabled(), lazy.FUSE_MIN
+    lazy.set_fusion(True, 100)
+    try:
+        x = jg.tensor(np.arange(8.0))
+        big = jg.tensor(np.ones((50, 8)))
+        y = big * x          # 400 elements: pending, reads x
+        assert y._arr is None
+        x.mul_(10.0)         # 8 elements: eager, written in place
+        np.testing.assert_array_equal(y.numpy(), np.ones((50, 8)) * np.arange(8.0))
+        np.testing.assert_array_equal(x.numpy(), np.arange(8.0) * 10)
+    finally:
+        lazy.set_fusion(prev, prev_min)
