@@ -284,3 +284,14 @@ def test_note_on_top(tmp_path):
     assert report.main([path, "-o", str(tmp_path / "r"), "--no-plots", "--note", "pinned run"]) == 0
     md = (tmp_path / "r" / "report.md").read_text()
     assert md.index("pinned run") < md.index("## Machine")
+
+
+def test_mlp_interleaved_runs_checked_peers(capsys):
+    """The interleaved W2 runner checks every peer's first-step loss against jitgrad's and
+    times them round-robin (a tiny run: values, not times, are asserted)."""
+    from bench import mlp_interleaved
+    times = mlp_interleaved.main(["--rounds", "2", "--peers", "jitgrad,numpy,gemm_floor"])
+    assert set(times) == {"jitgrad", "numpy", "gemm_floor"}
+    assert all(len(v) == 2 and min(v) > 0 for v in times.values())
+    out = capsys.readouterr().out
+    assert re.search(r"^numpy\s+[\d.]+ms\s+[\d.]+ms\s+[\d.]+, [\d.]+$", out, re.M), out
