@@ -1483,6 +1483,7 @@ def _writable_target(x, others):
 def _inplace_ew(x, name, *others, grad_fn=None):
     row = _E[name]
     rec = _STATE.enabled and (x._rg or any(isinstance(o, Tensor) and o._rg for o in others))
+    into = None  # x's array when the eager kernel writes it directly
     if rec:
         _check_inplace(x, name + "_")
         src = Tensor._make(x._data.copy(), x._rg, x.grad_fn)
@@ -1502,9 +1503,8 @@ def _inplace_ew(x, name, *others, grad_fn=None):
                                                             "same_kind"):
         raise RuntimeError(f"result type {dtypes.from_numpy(res._meta[1])} can't be cast to "
                            f"the desired output type {x.dtype}")
-    if res._arr is not None and res._arr is x._arr:  # the kernel wrote x (into=)
-        pass
-    elif rec or not lazy.realize_into(res, x._arr):  # (not recorded: one kernel writes x)
+    # into: the kernel wrote x already; not recorded: realize_into lets one kernel write x
+    if (into is None or res._arr is not into) and (rec or not lazy.realize_into(res, x._arr)):
         lazy.flush()
         x._data[...] = res._data
     x._vc[0] += 1

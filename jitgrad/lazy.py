@@ -347,14 +347,11 @@ def _finish_reduce(t, acc, nblocks=None):
     t._lazy = None
 
 
-_NO_MASKS = [(False,) * n for n in range(33)]
-
-
 def _leaf_kind(a, space, nd):
     if not isinstance(a, _ARRAYS):
         return "c", None, a
     if a.shape == space and a.flags.c_contiguous and a.size > 1:  # the common case, quickly
-        return "a", _NO_MASKS[nd], a
+        return "a", (False,) * nd, a
     a = _unbroadcast_leaf(a)
     if a.ndim < nd:
         a = a.reshape((1,) * (nd - a.ndim) + a.shape)

@@ -464,18 +464,16 @@ _BROADCAST_CACHE: dict = {}
 def broadcast_shapes(*shapes):
     """torch's broadcast of shapes (tuples); recent results are cached, since eager code
     broadcasts the same few shapes again and again."""
-    key = shapes
     try:
-        return _BROADCAST_CACHE[key]
-    except (KeyError, TypeError):  # (TypeError: an unhashable shape, a list)
+        return _BROADCAST_CACHE[shapes]
+    except KeyError:
         pass
+    except TypeError:  # an unhashable shape (a list): not cached
+        return _broadcast_shapes(shapes)
     res = _broadcast_shapes(shapes)
-    try:
-        if len(_BROADCAST_CACHE) >= 1024:
-            _BROADCAST_CACHE.clear()
-        _BROADCAST_CACHE[key] = res
-    except TypeError:
-        pass
+    if len(_BROADCAST_CACHE) >= 1024:
+        _BROADCAST_CACHE.clear()
+    _BROADCAST_CACHE[shapes] = res
     return res
 
 

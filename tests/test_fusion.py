@@ -1071,3 +1071,11 @@ def test_eager_inplace_computes_pending_readers_first():
         np.testing.assert_array_equal(x.numpy(), np.arange(8.0) * 10)
     finally:
         lazy.set_fusion(prev, prev_min)
+
+
+def test_fused_op_on_a_40_dim_tensor():
+    """NumPy allows 64 dimensions; the fused plan's fast leaf layout has no fixed bound."""
+    a = np.arange(2.0).reshape((2,) + (1,) * 39)
+    with _fusion(True):
+        x = jg.tensor(a)
+        np.testing.assert_array_equal(((x + 1) * 2).numpy(), (a + 1) * 2)
