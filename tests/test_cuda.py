@@ -141,7 +141,8 @@ def test_generated_kernels_compile_to_ptx():
     assert res and all(res.values()), res
     assert not f64["rows_fwd"] and not f64["rows_vjp"], f64
     allowed = {"add.f64", "cvt.f64.f32", "cvt.rn.f32.f64", "ld.global.f64", "st.global.f64",
-               "ld.param.f64", "ld.shared.f64", "st.shared.f64", "mov.f64", "mov.b64"}
+               "ld.param.f64", "ld.shared.f64", "st.shared.f64", "mov.f64", "mov.b64",
+               "ld.f64", "st.f64"}  # generic-address loads/stores (numba-cuda's PTX)
     for fam in ("nd_broadcast_partial_sum", "flat_full_sum"):  # float64 accumulators only
         assert set(f64[fam]) <= allowed, (fam, f64[fam])
 
@@ -193,6 +194,23 @@ def test_caching_allocator_reuses_blocks():
     assert after["allocs"] == before["allocs"], (before, after)
     assert after["reuses"] > before["reuses"]
     assert jitgrad.cuda.memory_reserved() >= jitgrad.cuda.memory_allocated() > 0
+
+
+def test_tensor_collected_in_a_cycle_gives_back_a_live_block():
+    """A tensor that dies inside a reference cycle returns a usable block to the pool. On a GPU
+    the cycle collector used to run numba's finalizer of the block (freeing its memory) before
+    the tensor's __del__ pooled it, and the next allocation of that size got freed memory."""
+    import gc
+
+    class Holder:
+        pass
+    for k in range(3):
+        h = Holder()
+        h.t, h.me = jitgrad.tensor(np.arange(1000.0), device="cuda"), h
+        del h
+        gc.collect()
+        t = jitgrad.tensor(np.arange(1000.0) * k, device="cuda")
+        np.testing.assert_array_equal((t + 1).cpu().numpy(), np.arange(1000.0) * k + 1)
 
 
 def test_transfers_and_gradients_across_devices():

@@ -453,7 +453,8 @@ import json, sys
 import jitgrad  # must not import numba.cuda
 cuda_imported = "numba.cuda" in sys.modules
 import numba
-from numba import cuda
+from jitgrad.backends.cuda import cu
+cuda = cu()  # numba.cuda as jitgrad imports it (with its compatibility shims)
 def probe(x):
     x[0] = 1
 try:

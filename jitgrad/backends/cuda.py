@@ -27,6 +27,11 @@ def cu():
     global _cuda
     if _cuda is None:
         import numba
+        if not hasattr(np, "row_stack"):
+            # numba-cuda 0.30 registers an overload for np.row_stack (an alias of np.vstack that
+            # NumPy 2.5 removed) when it first builds its target: without the alias every kernel
+            # compile fails with AttributeError. Seen with numba-cuda 0.30.4 + NumPy 2.5.2.
+            np.row_stack = np.vstack
         from numba import cuda as c
         if "NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS" not in os.environ:
             # small tensors make small grids by design; numba would warn on every launch
@@ -292,6 +297,12 @@ def basic_view(x: "DeviceArray", idx) -> "DeviceArray":
 # order (one stream), so a block freed by a kernel's operand may be reused by the next kernel.
 
 _POOL: dict = {}                           # rounded nbytes -> [raw uint8 device arrays]
+# Every block handed out stays referenced from here until it is given back. Without this, a
+# tensor that dies inside a reference cycle would resurrect a dead block: the cycle collector
+# runs the block's own weakref finalizer (numba frees the memory) before DeviceArray.__del__
+# puts the block back in the pool, and the next _take hands out freed memory
+# (numba-cuda raised "ReferenceError: weakly-referenced object no longer exists").
+_IN_USE: dict = {}                         # id(block) -> block
 STATS = {"allocs": 0, "reuses": 0, "bytes_reserved": 0, "bytes_in_use": 0}
 
 
@@ -317,10 +328,13 @@ def _take(nbytes: int):
         STATS["allocs"] += 1
         STATS["bytes_reserved"] += size
     STATS["bytes_in_use"] += size
+    _IN_USE[id(b)] = b
     return b
 
 
 def _give_back(block) -> None:
+    if _IN_USE.pop(id(block), None) is None:
+        return  # given back already (or during interpreter shutdown)
     size = block.shape[0]
     STATS["bytes_in_use"] -= size
     _POOL.setdefault(size, []).append(block)
