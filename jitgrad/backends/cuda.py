@@ -149,6 +149,8 @@ class DeviceArray:
             return self
         if prod(shape) != self.size:
             raise ValueError(f"cannot reshape a CUDA array of shape {self.shape} into {shape}")
+        if self._block is not None:  # a pooled root: C-contiguous from the block's start
+            return self._view(_typed_view(self._block, shape, self.dtype))
         src = self if self.flags.c_contiguous else contiguous(self)
         return src._view(strided_view(src.dev, shape, _c_strides(shape, self.dtype.itemsize)))
 
@@ -303,6 +305,10 @@ _POOL: dict = {}                           # rounded nbytes -> [raw uint8 device
 # puts the block back in the pool, and the next _take hands out freed memory
 # (numba-cuda raised "ReferenceError: weakly-referenced object no longer exists").
 _IN_USE: dict = {}                         # id(block) -> block
+# Typed views of each live block, by (shape, dtype): a step that makes the same tensors again
+# reuses them instead of building 2-3 numba device arrays per tensor (each one costs tens of
+# microseconds of Python in numba.cuda). Dropped with the block in empty_cache.
+_BLOCK_VIEWS: dict = {}                    # id(block) -> {(shape, dtype): numba device array}
 STATS = {"allocs": 0, "reuses": 0, "bytes_reserved": 0, "bytes_in_use": 0}
 
 
@@ -344,7 +350,25 @@ def empty_cache() -> None:
     """Free every cached block (blocks in use stay)."""
     for blocks in _POOL.values():
         STATS["bytes_reserved"] -= sum(b.shape[0] for b in blocks)
+        for b in blocks:
+            _BLOCK_VIEWS.pop(id(b), None)
         blocks.clear()
+
+
+def _typed_view(block, shape: tuple, dtype) -> object:
+    """A numba array of ``shape``/``dtype`` over the start of a pooled block (cached)."""
+    views = _BLOCK_VIEWS.get(id(block))
+    if views is None:
+        views = _BLOCK_VIEWS[id(block)] = {}
+    dev = views.get((shape, dtype))
+    if dev is None:
+        if len(views) >= 8:  # a block reused for many shapes: keep the cache small
+            views.clear()
+        n = prod(shape)
+        dev = block[:n * dtype.itemsize].view(dtype)
+        dev = dev.reshape(shape) if shape != (n,) else dev
+        views[(shape, dtype)] = dev
+    return dev
 
 
 def empty(shape, dtype) -> DeviceArray:
@@ -356,9 +380,7 @@ def empty(shape, dtype) -> DeviceArray:
     if n == 0:
         return DeviceArray(cu().device_array(shape, dtype))
     block = _take(n * dtype.itemsize)
-    dev = block[:n * dtype.itemsize].view(dtype)
-    dev = dev.reshape(shape) if shape != (n,) else dev
-    return DeviceArray(dev, block=block)
+    return DeviceArray(_typed_view(block, shape, dtype), block=block)
 
 
 def to_device(a: np.ndarray) -> DeviceArray:
