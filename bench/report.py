@@ -164,6 +164,21 @@ def floors(mach: dict) -> tuple:
     return fl.get("copy_gbps"), fl.get("sgemm_gflops")
 
 
+def gpu_floors(res) -> tuple:
+    """The GPU's floors, from the CUDA groups of the same run: the device-to-device copy's best
+    GB/s and cuBLAS's best GFLOP/s (torch's matmul). The host floors say nothing of a GPU."""
+    copy = [r.extra["bytes"] / r.median / 1e9 for r in res.rows
+            if r.group == "cuda-copy-floor" and r.extra.get("bytes") and r.median]
+    gemm = [r.extra["flops"] / r.median / 1e9 for r in res.rows
+            if r.group == "cuda-matmul-float32" and r.peer == "torch" and r.extra.get("flops")
+            and r.median]
+    return (max(copy) if copy else None), (max(gemm) if gemm else None)
+
+
+def floors_for(group: str, host: tuple, gpu: tuple) -> tuple:
+    return gpu if group.startswith("cuda-") else host
+
+
 def floor_time(row: Row, copy_gbps, sgemm_gflops):
     """Lower bound on the row's time from its bytes / flops and the measured floors."""
     t = []
@@ -488,7 +503,7 @@ def _save(plt, fig, out_dir, name) -> str:
     return name
 
 
-def plot_groups(res: Results, out_dir: str, copy_gbps) -> dict:
+def plot_groups(res: Results, out_dir: str, host_floors: tuple, gpu: tuple = (None, None)) -> dict:
     """group -> [plot file names]; empty when matplotlib is missing."""
     try:
         import matplotlib
@@ -501,6 +516,7 @@ def plot_groups(res: Results, out_dir: str, copy_gbps) -> dict:
     made: dict = {}
     st = _styles({r.peer for r in res.rows})
     for group, cases in res.groups().items():
+        copy_gbps = floors_for(group, host_floors, gpu)[0]
         rows = [r for peers in cases.values() for r in peers.values()]
         peers = sorted({r.peer for r in rows})
         ns = {r.n for r in rows if r.n is not None}
@@ -628,7 +644,8 @@ def render(res: Results, out_dir: str, plots: bool = True, mach: dict | None = N
     os.makedirs(out_dir, exist_ok=True)
     mach = mach if mach is not None else machine_of(res)
     copy_gbps, sgemm = floors(mach)
-    made = plot_groups(res, out_dir, copy_gbps) if plots else {}
+    gpu = gpu_floors(res)
+    made = plot_groups(res, out_dir, (copy_gbps, sgemm), gpu) if plots else {}
     md = ["# jitgrad benchmark report", "",
           f"Generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by `python -m bench.report "
           f"{' '.join(r['path'] for r in res.runs)}`.", ""]
@@ -641,6 +658,10 @@ def render(res: Results, out_dir: str, plots: bool = True, mach: dict | None = N
            "(sgemm rate). Peers run in the same pytest session, so ratios within a case "
            "compare like with like; absolute times depend on the machine's load.", ""]
     md += _header(res, mach)
+    if gpu[0] or gpu[1]:
+        md += ["", "GPU groups (`cuda-*`) use the GPU's floors from the same run, not the host's: "
+               f"device copy {gpu[0] or float('nan'):.4g} GB/s (read + write), "
+               f"cuBLAS through torch {gpu[1] or float('nan'):.4g} GFLOP/s."]
     md += ["", "## Targets", ""]
     verdicts = targets(res)
     order = {w[0]: i for i, w in enumerate(WORKLOADS)}
@@ -673,7 +694,8 @@ def render(res: Results, out_dir: str, plots: bool = True, mach: dict | None = N
     for w in sorted(by_w, key=lambda w: order.get(w, 99)):
         md += [f"## {titles.get(w, 'Other benchmarks')}", ""]
         for g in by_w[w]:
-            md += [f"### `{g}`", "", group_table(groups[g], copy_gbps, sgemm), ""]
+            md += [f"### `{g}`", "",
+                   group_table(groups[g], *floors_for(g, (copy_gbps, sgemm), gpu)), ""]
             for f in made.get(g, []):
                 md += [f"![{g}]({f})", ""]
     if res.notes:

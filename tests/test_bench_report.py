@@ -295,3 +295,25 @@ def test_mlp_interleaved_runs_checked_peers(capsys):
     assert all(len(v) == 2 and min(v) > 0 for v in times.values())
     out = capsys.readouterr().out
     assert re.search(r"^numpy\s+[\d.]+ms\s+[\d.]+ms\s+[\d.]+, [\d.]+$", out, re.M), out
+
+
+def test_gpu_groups_use_the_gpus_floors(tmp_path):
+    """cuda-* groups take their floor from the same run's device copy and cuBLAS rows, never the
+    host's copy bandwidth; host groups keep the host's."""
+    n = 10**8
+    rows = [_bench("cuda-w1-float32", "jitgrad", 2e-3, n=n, bytes=4 * n),
+            _bench("cuda-w1-float32", "torch", 6e-3, n=n, bytes=4 * n),
+            _bench("cuda-copy-floor", "d2d_copy", 0.5e-3, n=n, bytes=8 * n),
+            _bench("cuda-matmul-float32", "torch", 1e-3, flops=50e9),
+            _bench("cuda-matmul-float32", "jitgrad", 10e-3, flops=50e9)] + _mlp(2.0e-3)
+    res = report.load([_write(tmp_path / "g.json", rows)])
+    assert report.gpu_floors(res) == pytest.approx((1600.0, 50e3))   # 8e8 B / 0.5 ms; 50e9 / 1 ms
+    md = report.render(res, str(tmp_path / "out"), plots=False)
+    header, table = _table_rows(md, "cuda-w1-float32")
+    j = {r[1].strip("*"): dict(zip(header, r)) for r in table}["jitgrad"]
+    assert j["÷ floor"] == "8×"            # 2 ms / (4e8 B / 1600 GB/s = 0.25 ms)
+    header, table = _table_rows(md, "cuda-matmul-float32")
+    assert {r[1].strip("*"): dict(zip(header, r)) for r in table}["jitgrad"]["÷ floor"] == "10×"
+    header, table = _table_rows(md, "mlp")                      # the host floor stays
+    assert {r[1].strip("*"): dict(zip(header, r)) for r in table}["jitgrad"]["÷ floor"] == "1.29×"
+    assert "device copy 1600 GB/s" in md
