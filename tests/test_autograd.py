@@ -725,3 +725,49 @@ def test_taken_gradient_accumulates_in_place_correctly():
     for _ in range(3):
         torch.nn.functional.linear(torch.ones(2, 4, dtype=torch.float64), tw).sum().backward()
     close(w.grad, tw.grad)
+
+
+@pytest.fixture
+def fuse_everything():
+    from jitgrad import lazy
+    prev = (lazy.ENABLED, lazy.FUSE_MIN)
+    lazy.set_fusion(True, 0)
+    yield
+    lazy.set_fusion(*prev)
+
+
+def test_pending_leaf_gradient_is_taken_not_recorded_twice(fuse_everything):
+    """A pending (fused) leaf gradient that only the sweep holds becomes the .grad itself.
+    Before, each got a second record of the same sum, and the fused kernel summed it twice."""
+    from jitgrad import lazy
+    xv = np.linspace(-1.0, 1.0, 64)
+    x = jitgrad.tensor(xv)
+    a, b = jt(0.7), jt(-0.3)
+    n0 = _stolen()
+    loss = ((a * x + b).tanh() * x).sum()
+    loss.backward()
+    assert _stolen() - n0 == 2
+    t = np.tanh(0.7 * xv - 0.3)
+    du = (1 - t * t) * xv
+    close(a.grad, (du * xv).sum())
+    close(b.grad, du.sum())
+    close(loss, (t * xv).sum())
+    assert lazy._pending_node(a.grad) is None and lazy._pending_node(b.grad) is None
+
+
+@pytest.mark.parametrize("build", ["add", "sub", "expand"])
+def test_fused_leaves_fed_one_gradient_never_share_memory(build, fuse_everything):
+    """The pending-gradient twin of test_leaves_fed_one_gradient_never_share_memory: a gradient
+    passed on to two leaves is held twice, so neither leaf takes it."""
+    c, d = jt([1.0, 2.0]), jt([3.0, 4.0])
+    if build == "add":
+        ((c + d) * 2.0).sum().backward()
+    elif build == "sub":
+        ((c - d) * 2.0).sum().backward()
+    else:
+        ((c.expand(3, 2) + d) * 2.0).sum().backward()
+    assert not np.shares_memory(c.grad.numpy(), d.grad.numpy())
+    want_c, want_d = c.grad.numpy().copy(), d.grad.numpy().copy()
+    c.grad.add_(1.0)
+    close(d.grad, want_d)
+    close(c.grad, want_c + 1.0)
