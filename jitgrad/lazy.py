@@ -689,6 +689,7 @@ def _run_plan_cuda(plan, roots, into=None):
         extent = (size,) if flat else space
         _debug.COUNTERS["kernel_launches"] += 1
         kern[nblocks, cb.threads()](*args, *kargs, *extent)
+    full_sums = []
     for (kind, _, axes), r, o in zip(plan.outs, roots, outs):
         if kind == "full":
             _store(r._lazy, o)
@@ -697,6 +698,17 @@ def _run_plan_cuda(plan, roots, into=None):
         elif len(axes) == nd:
             if not size:
                 o = cb.full((1,), 0, o.dtype)
-            _finish_reduce(r, o, nblocks if size else 1)
+            if o.dtype.kind == "f":
+                full_sums.append((r, o))
+            else:
+                _finish_reduce(r, o, nblocks if size else 1)
         else:
             _finish_reduce(r, o)
+    if full_sums:  # every float full sum of the group finishes in one launch
+        res = [cb.empty(r._lazy.shape, r._lazy.dtype) for r, _ in full_sums]
+        cb.finish_sums([o for _, o in full_sums], nblocks if size else 1, res,
+                       [r._lazy.scale for r, _ in full_sums])
+        for (r, _), out in zip(full_sums, res):
+            _store(r._lazy, out)
+            r._arr = out
+            r._lazy = None

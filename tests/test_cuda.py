@@ -248,6 +248,29 @@ def test_fused_chain_runs_as_one_kernel_each_way():
     assert launches <= 6, launches
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_full_sums_of_one_group_finish_in_one_launch(dtype):
+    """W1's shape of step on the GPU: the loss and both 0-d gradients are full sums of one fused
+    kernel; their per-block partials finish in one launch (a mean's division included), so the
+    step is two launches. Values against NumPy in float64."""
+    xv = np.linspace(-2, 2, 300)
+    x = jitgrad.tensor(xv.astype(dtype), device="cuda")
+    a = jitgrad.tensor(dtype(0.7), device="cuda", requires_grad=True)
+    b = jitgrad.tensor(dtype(-0.3), device="cuda", requires_grad=True)
+    c0 = jitgrad.explain_kernels().get("kernel_launches", 0)
+    y = (a * x + b).tanh() * x
+    loss, m = y.sum(), (y * 2).mean()
+    loss.backward()
+    assert jitgrad.explain_kernels()["kernel_launches"] - c0 == 2
+    t = np.tanh(0.7 * xv - 0.3)
+    du = (1 - t * t) * xv
+    tol = dict(rtol=1e-12) if dtype == np.float64 else dict(rtol=2e-5, atol=1e-5)
+    for got, want in ((loss, (t * xv).sum()), (m, 2 * (t * xv).mean()),
+                      (a.grad, (du * xv).sum()), (b.grad, du.sum())):
+        assert got.dtype == jitgrad.tensor(dtype(0)).dtype and got.shape == ()
+        np.testing.assert_allclose(got.item(), want, **tol)
+
+
 def test_explain_shows_the_cuda_kernel():
     x = jitgrad.tensor(np.linspace(-1, 1, 6), device="cuda")
     y = (x * 2).tanh()

@@ -472,6 +472,56 @@ def finish_sum(partials: DeviceArray, nblocks: int, out: DeviceArray, scale) -> 
                                     scale is not None)
 
 
+def _render_finish_sums(k: int, has_scale: tuple) -> str:
+    """Source of a kernel that finishes ``k`` float64 per-block partial sums in one launch: block
+    j sums ``p<j>[:n]`` in the same fixed order as finish_sum_f and stores it (divided by
+    ``s<j>`` for a mean) into ``o<j>[0]``, cast to o<j>'s dtype."""
+    ps = ", ".join(f"p{j}" for j in range(k))
+    os_ = ", ".join(f"o{j}" for j in range(k))
+    ss = ", ".join(f"s{j}" for j in range(k))
+    lines = [f"def finish_sums(n, {ps}, {os_}, {ss}):",
+             "    tx = cuda.threadIdx.x",
+             "    j = cuda.blockIdx.x",
+             "    sh = cuda.shared.array(THREADS, numba.float64)",
+             "    acc = numba.float64(0)"]
+    for j in range(k):
+        lines += [f"    {'if' if j == 0 else 'elif'} j == {j}:",
+                  "        for i in range(tx, n, THREADS):",
+                  f"            acc += p{j}[i]"]
+    lines += ["    sh[tx] = acc",
+              "    cuda.syncthreads()",
+              "    w = THREADS // 2",
+              "    while w > 0:",
+              "        if tx < w:",
+              "            sh[tx] += sh[tx + w]",
+              "        cuda.syncthreads()",
+              "        w //= 2",
+              "    if tx == 0:",
+              "        s = sh[0]"]
+    for j in range(k):
+        val = f"s / s{j} if s{j} != 0 else math.nan" if has_scale[j] else "s"
+        lines += [f"        {'if' if j == 0 else 'elif'} j == {j}:",
+                  f"            o{j}[0] = {val}"]
+    return "\n".join(lines) + "\n"
+
+
+def finish_sums(partials: list, nblocks: int, outs: list, scales: list) -> None:
+    """Several finish_sum calls (float64 partials, one-element outputs) as one launch."""
+    if len(partials) == 1:
+        finish_sum(partials[0], nblocks, outs[0], scales[0])
+        return
+    has = tuple(s is not None for s in scales)
+    key = ("finish_sums", len(partials), has)
+    k = _kernels.get(key)
+    if k is None:
+        k = compile_source(key, _render_finish_sums(len(partials), has), "finish_sums",
+                           "float64")
+    _debug.COUNTERS["kernel_launches"] += 1
+    k[len(partials), threads()](nblocks, *[p.dev for p in partials],
+                                *[o.reshape(1).dev for o in outs],
+                                *[float(s) if s is not None else 1.0 for s in scales])
+
+
 def scale_cast(src: DeviceArray, out: DeviceArray, scale) -> None:
     """out = src / scale (mean) or src, cast to out's dtype; both C-contiguous, same size."""
     from ._cuda_prelude import scale_cast_kernel
