@@ -760,12 +760,15 @@ def test_fused_leaves_fed_one_gradient_never_share_memory(build, fuse_everything
     """The pending-gradient twin of test_leaves_fed_one_gradient_never_share_memory: a gradient
     passed on to two leaves is held twice, so neither leaf takes it."""
     c, d = jt([1.0, 2.0]), jt([3.0, 4.0])
+    n0 = _stolen()
     if build == "add":
         ((c + d) * 2.0).sum().backward()
     elif build == "sub":
         ((c - d) * 2.0).sum().backward()
     else:
         ((c.expand(3, 2) + d) * 2.0).sum().backward()
+    if build == "add":  # one gradient fed to both leaves: held twice, so neither takes it
+        assert _stolen() == n0
     assert not np.shares_memory(c.grad.numpy(), d.grad.numpy())
     want_c, want_d = c.grad.numpy().copy(), d.grad.numpy().copy()
     c.grad.add_(1.0)

@@ -271,6 +271,21 @@ def test_full_sums_of_one_group_finish_in_one_launch(dtype):
         np.testing.assert_allclose(got.item(), want, **tol)
 
 
+def test_many_full_sums_finish_in_chunks():
+    """More full sums than one finish launch takes (FINISH_CHUNK) finish in several launches,
+    each value right."""
+    from jitgrad.backends import cuda as cb
+    xv = np.linspace(-1, 1, 40)
+    x = jitgrad.tensor(xv, device="cuda")
+    n = cb.FINISH_CHUNK + 4
+    sums = [(x * float(k)).sum() for k in range(1, n + 1)]
+    c0 = jitgrad.explain_kernels().get("kernel_launches", 0)
+    jitgrad.lazy.realize_many(sums)
+    assert jitgrad.explain_kernels()["kernel_launches"] - c0 == 3  # one fused kernel, 2 finishes
+    for k, s in enumerate(sums, start=1):
+        np.testing.assert_allclose(s.item(), (xv * k).sum(), rtol=1e-12, atol=1e-12)
+
+
 def test_explain_shows_the_cuda_kernel():
     x = jitgrad.tensor(np.linspace(-1, 1, 6), device="cuda")
     y = (x * 2).tanh()

@@ -128,9 +128,10 @@ def accumulate_into_grad(t, g, create_graph, deferred=None, steal_refs=0):
         if create_graph:
             t.grad = g
         elif g._arr is None and g._lazy.value is None:
-            if steal_refs and sys.getrefcount(g) <= steal_refs + 1:
-                # pending and held by nobody but the sweep: it becomes the .grad (no second
-                # record, so no second accumulator in the kernel that computes it)
+            if steal_refs and sys.getrefcount(g) <= steal_refs:
+                # pending and held by nobody but the sweep (steal_refs counts this frame's
+                # argument and getrefcount's): it becomes the .grad (no second record, so no
+                # second accumulator in the kernel that computes it)
                 t.grad = g
                 _debug.count("grads_stolen")
                 return g

@@ -472,6 +472,9 @@ def finish_sum(partials: DeviceArray, nblocks: int, out: DeviceArray, scale) -> 
                                     scale is not None)
 
 
+FINISH_CHUNK = 16  # sums per finish_sums launch (each adds ~120 bytes of kernel parameters)
+
+
 def _render_finish_sums(k: int, has_scale: tuple) -> str:
     """Source of a kernel that finishes ``k`` float64 per-block partial sums in one launch: block
     j sums ``p<j>[:n]`` in the same fixed order as finish_sum_f and stores it (divided by
@@ -509,6 +512,11 @@ def finish_sums(partials: list, nblocks: int, outs: list, scales: list) -> None:
     """Several finish_sum calls (float64 partials, one-element outputs) as one launch."""
     if len(partials) == 1:
         finish_sum(partials[0], nblocks, outs[0], scales[0])
+        return
+    if len(partials) > FINISH_CHUNK:  # bounded kernel-parameter space and kernel variants
+        for i in range(0, len(partials), FINISH_CHUNK):
+            finish_sums(partials[i:i + FINISH_CHUNK], nblocks, outs[i:i + FINISH_CHUNK],
+                        scales[i:i + FINISH_CHUNK])
         return
     has = tuple(s is not None for s in scales)
     key = ("finish_sums", len(partials), has)
