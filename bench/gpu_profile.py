@@ -63,7 +63,9 @@ def main(argv=None):
     cuda.synchronize()
     try:
         kern = next(iter(inc.overloads.values()))
-        us_direct = _per_call(lambda: kern.launch((d,), (1, 1, 1), (256, 1, 1), 0, 0), 2000)
+        stream = cuda.default_stream()  # (numba-cuda refuses 0 for the default stream)
+        us_direct = _per_call(lambda: kern.launch((d,), (1, 1, 1), (256, 1, 1), stream, 0),
+                              2000)
     except Exception as e:  # an internal API: report, go on
         print("compiled kernel .launch failed:", repr(e))
         us_direct = float("nan")

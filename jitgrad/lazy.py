@@ -318,10 +318,14 @@ def _realize_reduce_of_concrete(t):
     _finish_reduce(t, cpu.reduce_sum(src, lz.axes, acc_t))
 
 
-def _store(lz, value):
-    """Give a record its value and let go of its operands (and what they keep alive)."""
+def _give_value(t, value):
+    """Make the pending ``t`` concrete: its record keeps the value (for other tensors that share
+    the record) and lets go of its operands (and what they keep alive)."""
+    lz = t._lazy
     lz.value = value
     lz.operands = ()
+    t._arr = value
+    t._lazy = None
 
 
 def _finish_reduce(t, acc, nblocks=None):
@@ -329,22 +333,27 @@ def _finish_reduce(t, acc, nblocks=None):
     mean's count, cast and shaped); on CUDA ``nblocks`` says ``acc`` holds per-block partials."""
     lz = t._lazy
     if type(acc) is DeviceArray:
+        if nblocks is not None:
+            _finish_sums_cuda([(t, acc)], nblocks)
+            return
         from .backends import cuda as cb
         out = cb.empty(lz.shape, lz.dtype)
-        if nblocks is not None:
-            cb.finish_sum(acc, nblocks, out, lz.scale)
-        else:
-            cb.scale_cast(acc, out, lz.scale)
-        _store(lz, out)
-        t._arr = out
-        t._lazy = None
+        cb.scale_cast(acc, out, lz.scale)
+        _give_value(t, out)
         return
     if lz.scale is not None:
         acc = acc / lz.scale if lz.scale else np.full(acc.shape, np.nan)
-    out = np.asarray(acc).astype(lz.dtype, copy=False).reshape(lz.shape)
-    _store(lz, out)
-    t._arr = out
-    t._lazy = None
+    _give_value(t, np.asarray(acc).astype(lz.dtype, copy=False).reshape(lz.shape))
+
+
+def _finish_sums_cuda(pairs, nblocks):
+    """(tensor, per-block partials) pairs of full sums, from one CUDA kernel: finish them (in
+    one launch when there are several, cb.finish_sums) and store each as its tensor's value."""
+    from .backends import cuda as cb
+    outs = [cb.empty(t._lazy.shape, t._lazy.dtype) for t, _ in pairs]
+    cb.finish_sums([p for _, p in pairs], nblocks, outs, [t._lazy.scale for t, _ in pairs])
+    for (t, _), out in zip(pairs, outs):
+        _give_value(t, out)
 
 
 def _leaf_kind(a, space, nd):
@@ -581,9 +590,7 @@ def _run_group(roots, space, into=None, plan=None):
             kern(*leaves, *outs)
     for (kind, _, axes), r, o in zip(plan.outs, roots, outs):
         if kind == "full":
-            _store(r._lazy, o)
-            r._arr = o
-            r._lazy = None
+            _give_value(r, o)
         else:
             _finish_reduce(r, o)
 
@@ -689,12 +696,10 @@ def _run_plan_cuda(plan, roots, into=None):
         extent = (size,) if flat else space
         _debug.COUNTERS["kernel_launches"] += 1
         kern[nblocks, cb.threads()](*args, *kargs, *extent)
-    full_sums = []
+    full_sums = []  # float ones: finished together (an int64 sum has its own finish kernel)
     for (kind, _, axes), r, o in zip(plan.outs, roots, outs):
         if kind == "full":
-            _store(r._lazy, o)
-            r._arr = o
-            r._lazy = None
+            _give_value(r, o)
         elif len(axes) == nd:
             if not size:
                 o = cb.full((1,), 0, o.dtype)
@@ -704,11 +709,5 @@ def _run_plan_cuda(plan, roots, into=None):
                 _finish_reduce(r, o, nblocks if size else 1)
         else:
             _finish_reduce(r, o)
-    if full_sums:  # every float full sum of the group finishes in one launch
-        res = [cb.empty(r._lazy.shape, r._lazy.dtype) for r, _ in full_sums]
-        cb.finish_sums([o for _, o in full_sums], nblocks if size else 1, res,
-                       [r._lazy.scale for r, _ in full_sums])
-        for (r, _), out in zip(full_sums, res):
-            _store(r._lazy, out)
-            r._arr = out
-            r._lazy = None
+    if full_sums:
+        _finish_sums_cuda(full_sums, nblocks if size else 1)
