@@ -159,6 +159,9 @@ class Load:
         self.param, self.var, self.kind, self.cast, self.mask = param, var, kind, cast, mask
 
 
+MAX_NESTED_LOOPS = 16  # deeper N-d loops are rendered as one loop (see render_fused)
+
+
 def render_kernel(name: str, loads: list, body_lines: list, results: list,
                   ndim: int | None, alias: dict | None = None) -> str:
     """Source of ``def name(<load params>, o0, o1, ...)`` writing each result elementwise: a
@@ -257,9 +260,17 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
     else:
         dims = ", ".join(f"n{d}" for d in range(ndim))
         lines.append(f"{ind}{dims}, = {first + '.shape' if first else 'shape'}")
-        for d in range(ndim):
-            lines.append(ind * (d + 1) + f"for i{d} in range(n{d}):")
-        depth, oix = ndim + 1, ", ".join(f"i{d}" for d in range(ndim))
+        if ndim <= MAX_NESTED_LOOPS:
+            for d in range(ndim):
+                lines.append(ind * (d + 1) + f"for i{d} in range(n{d}):")
+            depth = ndim + 1
+        else:  # Python allows 20 nested blocks (NumPy 64 dims): one loop, indices unravelled
+            lines.append(f"{ind}for i_all in range({' * '.join(f'n{d}' for d in range(ndim))}):")
+            lines.append(f"{ind * 2}r_all = i_all")
+            for d in reversed(range(ndim)):
+                lines.append(f"{ind * 2}r_all, i{d} = divmod(r_all, n{d})")
+            depth = 2
+        oix = ", ".join(f"i{d}" for d in range(ndim))
     pad = ind * depth
     lines += [pad + x for x in inner]
     lines += [pad + x for x in body_lines]

@@ -277,9 +277,11 @@ def _lazy_reduce(ctx, x, axes, keepdim, dtype, mean):
     ctx.n = n
     if dt.kind != "f" or (dtype is not None and dtype.np != dt) or x._lazy.row is None:
         arrays = (x._data,)
-        return Tensor._make(_Mean.forward(ctx, *arrays, axes=axes, keepdim=keepdim) if mean
-                            else _Sum.forward(ctx, *arrays, axes=axes, keepdim=keepdim,
-                                              dtype=dtype))
+        out = _Mean.forward(ctx, *arrays, axes=axes, keepdim=keepdim) if mean else \
+            _Sum.forward(ctx, *arrays, axes=axes, keepdim=keepdim, dtype=dtype)
+        # (NumPy turns 0-d results into scalars; kernels take arrays: as apply_fn does)
+        return Tensor._make(out if isinstance(out, (np.ndarray, DeviceArray)) else
+                            np.asarray(out))
     out_shape = _keep_shape(shape, axes) if keepdim else \
         tuple(s for k, s in enumerate(shape) if k not in axes)
     return lazy.make_lazy(Tensor, lazy.Lazy(None, (x,), out_shape, dt, dt, axes, keepdim,

@@ -529,7 +529,11 @@ class ElementwiseNode(Node):
         else:
             gkind = "a"
         outd = self.out_data
-        extra = [outd if outd is not None else None, gd if gkind == "a" else None]
+        if outd is None and self.out_shadow is not None:
+            # the op was recorded lazily (an operand was pending) but its gradient arrived
+            # concrete and small: the rules read the output, so compute it now
+            outd = self.out_shadow._data
+        extra = [outd, gd if gkind == "a" else None]
         flat, ndim, arrays, kinds, masks = _plan(ops, out_shape, extra)
         if outd is None:
             outd, okind = gd, gkind

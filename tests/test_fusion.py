@@ -1079,3 +1079,82 @@ def test_fused_op_on_a_40_dim_tensor():
     with _fusion(True):
         x = jg.tensor(a)
         np.testing.assert_array_equal(((x + 1) * 2).numpy(), (a + 1) * 2)
+
+
+# =============================================================================================
+# Issue 13 regressions: the default settings (FUSE_MIN as shipped), not the fused fixture's 0
+
+
+@contextlib.contextmanager
+def _default_fusion():
+    prev, prev_min = lazy.is_fusion_enabled(), lazy.FUSE_MIN
+    lazy.set_fusion(True, 1 << 16)
+    try:
+        yield
+    finally:
+        lazy.set_fusion(prev, prev_min)
+
+
+# ops whose VJP reads their own output, applied to a reduction of a >= FUSE_MIN tensor: the
+# reduction is pending, so the op is recorded lazily although its result is small; its
+# gradient then arrives concrete and small and used to be computed with ``out`` := ``g``
+_OUT_READERS = {
+    "sqrt_sum": lambda M, x: (x * x).sum().sqrt(),
+    "exp_mean": lambda M, x: (x * x).mean().exp(),
+    "tanh_sum_dim": lambda M, x: M.tanh((x * x).sum(dim=0) / 300).sum(),
+    "sigmoid_amax_dim": lambda M, x: M.sigmoid(M.amax(x, dim=1)).sum(),
+    "reciprocal_mean_dim": lambda M, x: M.reciprocal((x * x).mean(dim=1)).sum(),
+    "expm1_min_dim": lambda M, x: M.expm1(x.min(dim=1).values).sum(),
+    "pow_tensor_exp": lambda M, x: M.pow(x.mean() * 2, x.mean()),
+    "rms": lambda M, x: ((x * x).mean() + 1e-6).sqrt(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_OUT_READERS))
+def test_out_reading_vjp_after_large_reduction(name, torch):
+    f = _OUT_READERS[name]
+    xv = np.random.default_rng(3).uniform(0.5, 1.5, (300, 256))  # 76,800 >= FUSE_MIN
+    with _default_fusion():
+        x = jg.tensor(xv, requires_grad=True)
+        y = f(jg, x)
+        y.backward()
+    tx = torch.tensor(xv, requires_grad=True)
+    ty = f(torch, tx)
+    ty.backward()
+    np.testing.assert_allclose(y.item(), ty.item(), rtol=1e-10)
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-9, atol=1e-300)
+
+
+def test_issue_example_sqrt_of_large_sum_float32():
+    with _default_fusion():
+        x = jg.ones(100_000, requires_grad=True)
+        (x * x).sum().sqrt().backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.full(100_000, 1 / np.sqrt(1e5)), rtol=1e-5)
+
+
+def test_mean_of_a_pending_mean_is_an_array():
+    """The mean of a pending (0-d) mean is computed eagerly; NumPy returns a scalar there,
+    which the next kernel cannot read (it used to raise a Numba TypingError)."""
+    v = np.abs(np.random.default_rng(1).standard_normal((300, 256)))
+    with _default_fusion():
+        m = jg.tensor(v).abs().mean()
+        r = (m.mean() + m).item()
+    np.testing.assert_allclose(r, 2 * v.mean(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("ndim", [17, 33, 64])
+def test_broadcast_beyond_pythons_nesting_limit(ndim, torch):
+    """More dims than Python allows nested loops (20): the kernel walks one unravelled loop."""
+    rng = np.random.default_rng(ndim)
+    a = rng.uniform(-1, 1, (1,) * (ndim - 2) + (2, 3))
+    b = rng.uniform(-1, 1, (2,) + (1,) * (ndim - 2) + (3,))
+    x, y = jg.tensor(a, requires_grad=True), jg.tensor(b, requires_grad=True)
+    z = (x * y + x).sin()
+    (z * z).sum(dim=ndim - 1).sum().backward()
+    tx, ty = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    tz = (tx * ty + tx).sin()
+    (tz * tz).sum(dim=ndim - 1).sum().backward()
+    assert z.shape == tuple(tz.shape)
+    np.testing.assert_allclose(_np(z), tz.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(y.grad.numpy(), ty.grad.numpy(), rtol=1e-12)
