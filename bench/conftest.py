@@ -30,7 +30,9 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # cores (bench_fusion's default torch.set_num_threads(1), or OMP_NUM_THREADS=1), every parallel
 # jitgrad kernel and every later torch op slow down 10-20x (W2 step: jitgrad 11 -> 87 ms, torch
 # 3.5 -> 45 ms). Benchmark sessions therefore use the "workqueue" layer unless the caller chose
-# one; the report's machine header shows it.
+# one; the report's machine header shows it. (workqueue is not threadsafe: two threads in
+# parallel kernels at once abort the process. jitgrad serialises its own parallel launches under
+# it, backends/cpu.py ParallelKernel; a peer's own Numba parallel code is not covered.)
 os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
 

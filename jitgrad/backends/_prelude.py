@@ -59,8 +59,12 @@ try:  # prefer the vectorizable implementations when jitgrad.vmath provides them
     from jitgrad.vmath import VMATH_FUNCS as _VM
 except Exception:  # pragma: no cover - vmath is optional during development
     _VM = {}
+from jitgrad.backends.cpu import use_disk_cache as _use_disk_cache  # noqa: E402
+
 for _name, _fn in _VM.items():
-    globals()["vm_" + _name] = _fn
+    # jitgrad's disk cache (JITGRAD_CACHE_DIR, off with JITGRAD_CACHE=0, self-repairing)
+    # rather than Numba's cache=True in the package's __pycache__
+    globals()["vm_" + _name] = _use_disk_cache(_fn)
 
 __all__ = ["math", "np", "numba", "SUM_BLOCK", "PAR_BLOCK", "block_sum"] + \
     [n for n in dict(globals()) if n.startswith("vm_")]

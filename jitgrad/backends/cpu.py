@@ -1,29 +1,351 @@
 """CPU backend: compiles generated kernel source with Numba (memory + disk cache) and holds the
 hand-written njit kernels (reductions, scatter-add) that are not generated from rules.
 
-Disk cache: each generated kernel is written as a real module ``k_<sha>.py`` under the cache
-directory (``JITGRAD_CACHE_DIR``, default ``~/.cache/jitgrad/<numba version>``) and imported
-with ``cache=True`` so that a second process loads machine code instead of compiling (Numba
-refuses ``cache=True`` on exec'd source). ``JITGRAD_CACHE=0`` compiles in memory only.
+Disk cache (``JITGRAD_CACHE_DIR``, default ``~/.cache/jitgrad``, one ``numba-<version>``
+directory under it; ``JITGRAD_CACHE=0`` compiles in memory only). Each generated kernel is
+written as a real module ``k_<sha>.py`` there and executed from that file, so that Numba can
+cache its machine code (Numba caches nothing for exec'd source); the machine code lives in
+``__pycache__`` beside it. The hand-written kernels (``njit_cached`` here and in ``cpu_nn``;
+``vmath``'s via ``use_disk_cache`` in the prelude) cache under ``lib/`` of the same directory,
+not inside the installed package.
+
+Every cache file jitgrad writes carries a SHA-256 of its contents: a truncated, garbled or
+flipped file is detected, reported once under ``JITGRAD_DEBUG``, deleted and rebuilt, never
+raised. A directory that cannot be written is reported by one warning per process and kernels
+then compile in memory. The in-memory table ``_kernels`` is an LRU of at most
+``JITGRAD_KERNEL_CACHE_SIZE`` kernels.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 import hashlib
-import importlib.util
 from math import prod
 import os
+import pickle
 import sys
 import tempfile
+import threading
+import types
+import warnings
 
 import numba
+from numba.core import caching as _nc
+from numba.core.serialize import dumps as _nb_dumps
 import numpy as np
 
 from .. import _debug
 
-# cache=True: a fresh process loads these from Numba's cache instead of compiling them again
-# (reduce_sum alone cost 1.2-1.6 s of every cold start, bench W6)
-_NJIT = dict(error_model="numpy", nogil=True, cache=True)
-_kernels: dict = {}          # structural key -> compiled dispatcher (in-memory cache)
+# =============================================================================================
+# Disk cache
+
+
+def cache_dir() -> str | None:
+    """The disk cache directory, or None when ``JITGRAD_CACHE=0``. (A directory found
+    unwritable is still read from; see ``_cache_unusable``.)"""
+    if os.environ.get("JITGRAD_CACHE", "1") == "0":
+        return None
+    base = os.environ.get("JITGRAD_CACHE_DIR")
+    if not base:
+        base = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
+                            "jitgrad")
+    return os.path.join(base, f"numba-{numba.__version__}")
+
+
+_READ_ONLY: set = set()    # cache directories a write failed in (this process writes no more)
+_warned_unusable = False
+_reported: set = set()     # corrupt files already reported (each once per process)
+
+
+def _cache_unusable(d: str, err: BaseException) -> None:
+    """A write under cache directory ``d`` failed: stop writing there (kernels compile in memory
+    from now on, whatever is already cached still loads); warn once per process."""
+    global _warned_unusable
+    _READ_ONLY.add(d)
+    _debug.log(f"disk cache: cannot write under {d} ({type(err).__name__}: {err})")
+    if not _warned_unusable:
+        _warned_unusable = True
+        warnings.warn(f"jitgrad: kernel cache directory {d!r} is not writable "
+                      f"({type(err).__name__}: {err}); new kernels compile in memory in this "
+                      "process (set JITGRAD_CACHE_DIR to a writable directory, or "
+                      "JITGRAD_CACHE=0)", RuntimeWarning, stacklevel=2)
+
+
+def _discard_corrupt(path: str, err) -> None:
+    """Delete a corrupt cache file (it is rebuilt by the compile that follows); report it once."""
+    _debug.count("cache_corrupt")
+    if path not in _reported:
+        _reported.add(path)
+        _debug.log(f"disk cache: corrupt {path} ({err}); deleted, rebuilding")
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+_MAGIC = b"jgcache1"  # then the SHA-256 of the payload, then the payload (a pickle)
+
+
+class _Corrupt(Exception):
+    pass
+
+
+class _CheckedCacheFile(_nc.IndexDataCacheFile):
+    """Numba's index/data files (``<fn>.nbi``, ``<fn>.<n>.nbc``), each framed with a checksum:
+    whatever fails the checksum or does not unpickle is deleted and treated as a miss."""
+
+    def _read(self, path: str) -> bytes:
+        with open(path, "rb") as f:
+            blob = f.read()
+        body = blob[len(_MAGIC) + 32:]
+        if blob[:len(_MAGIC)] != _MAGIC or \
+                hashlib.sha256(body).digest() != blob[len(_MAGIC):len(_MAGIC) + 32]:
+            raise _Corrupt(f"checksum mismatch ({len(blob)} bytes)")
+        return body
+
+    def _write(self, path: str, payload: bytes) -> None:
+        with self._open_for_write(path) as f:  # (a temporary file, then os.replace)
+            f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
+
+    def _load_index(self):
+        try:
+            version, stamp, overloads = pickle.loads(self._read(self._index_path))
+            if not isinstance(overloads, dict):
+                raise _Corrupt("not an index")
+        except OSError:  # missing, or the directory is unreadable: empty
+            return {}
+        except Exception as e:
+            _discard_corrupt(self._index_path, e)
+            return {}
+        if version != self._version or stamp != self._source_stamp:
+            return {}  # stale: its data files get overwritten
+        return overloads
+
+    def _save_index(self, overloads):
+        self._write(self._index_path,
+                    _nb_dumps((self._version, self._source_stamp, overloads)))
+
+    def load(self, key):
+        name = self._load_index().get(key)
+        if name is None:
+            return None
+        path = self._data_path(name)
+        try:
+            return pickle.loads(self._read(path))
+        except OSError:  # removed meanwhile
+            return None
+        except Exception as e:
+            _discard_corrupt(path, e)
+            return None
+
+    def _save_data(self, name, data):
+        self._write(self._data_path(name), self._dump(data))
+
+    def discard(self, key, err) -> None:
+        """The entry ``key`` passed its checksum but could not be rebuilt: delete it."""
+        name = self._load_index().get(key)
+        if name is not None:
+            _discard_corrupt(self._data_path(name), err)
+
+
+class _Locator(_nc._SourceFileBackedLocatorMixin, _nc._CacheLocator):
+    """Numba's source-file locator (the stamp is the source file's hash), at a fixed path."""
+
+    def __init__(self, py_func, py_file: str, path: str):
+        self._py_file = py_file
+        self._lineno = py_func.__code__.co_firstlineno
+        self._cache_path = path
+
+    def get_cache_path(self):
+        return self._cache_path
+
+
+class _Impl(_nc.CompileResultCacheImpl):
+    def __init__(self, py_func, locator):  # CacheImpl.__init__ without its locator search
+        self._lineno = py_func.__code__.co_firstlineno
+        self._locator = locator
+        modname = os.path.splitext(os.path.basename(locator._py_file))[0]
+        qualname = getattr(py_func, "__qualname__", py_func.__name__)
+        self._filename_base = self.get_filename_base(f"{modname}.{qualname}",
+                                                     getattr(sys, "abiflags", ""))
+
+
+class _NumbaCache(_nc.FunctionCache):
+    """Numba's per-function cache at ``path`` with checksummed files; a loaded entry that fails
+    to rebuild is deleted (and compiled again) instead of raised."""
+
+    def __init__(self, py_func, py_file: str, path: str):
+        self._name = repr(py_func)
+        self._py_func = py_func
+        self._impl = _Impl(py_func, _Locator(py_func, py_file, path))
+        self._cache_path = path
+        self._cache_file = _CheckedCacheFile(path, self._impl.filename_base,
+                                             self._impl.locator.get_source_stamp())
+        self.enable()
+
+    def _load_overload(self, sig, target_context):
+        if not self._enabled:
+            return None
+        key = self._index_key(sig, target_context.codegen())
+        data = self._cache_file.load(key)
+        if data is None:
+            return None
+        try:
+            return self._impl.rebuild(target_context, data)
+        except Exception as e:
+            self._cache_file.discard(key, e)
+            return None
+
+
+class _DiskCache:
+    """What a ``njit_cached`` dispatcher holds as its Numba cache: decides where (and whether)
+    to cache at its first compile, never lets a cache failure fail the compile."""
+
+    def __init__(self, py_func):
+        self._py_func = py_func
+        self._cache = None
+        self._base = None
+        self._off = False
+        # a generated module must be importable while Numba rebuilds its cached code
+        # (numba.core.environment imports it by name); _kernels' LRU may have dropped it
+        mod = sys.modules.get(py_func.__module__)
+        self._module = mod if py_func.__module__.startswith("jitgrad_kernels.") else None
+
+    def _get(self):
+        if self._cache is None and not self._off:
+            base = cache_dir()
+            if base is None:
+                return None  # (JITGRAD_CACHE=0; decided again at the next compile)
+            py_file = self._py_func.__code__.co_filename
+            if not os.path.isfile(py_file):  # exec'd in memory
+                self._off = True
+                return None
+            if self._module is not None:  # generated: beside its module
+                path = os.path.join(os.path.dirname(py_file), "__pycache__")
+            else:
+                path = os.path.join(base, "lib", _nc._CacheLocator.get_suitable_cache_subpath(
+                    py_file))
+            try:
+                self._cache = _NumbaCache(self._py_func, py_file, path)
+            except Exception as e:  # the source file vanished or is unreadable
+                _debug.log(f"disk cache: cannot cache {self._py_func.__qualname__}: {e}")
+                self._off = True
+                return None
+            self._base = base
+        return self._cache
+
+    @property
+    def cache_path(self):
+        c = self._get()
+        return None if c is None else c.cache_path
+
+    def load_overload(self, sig, target_context):
+        c = self._get()
+        if c is None or cache_dir() is None:
+            return None
+        mod = self._module
+        if mod is not None and sys.modules.get(mod.__name__) is None:
+            sys.modules[mod.__name__] = mod
+        try:
+            return c.load_overload(sig, target_context)
+        except Exception as e:  # (corrupt files are handled inside; this is anything else)
+            _debug.log(f"disk cache: load of {self._py_func.__qualname__} failed: {e!r}")
+            return None
+
+    def save_overload(self, sig, cres):
+        c = self._get()
+        if c is None or cache_dir() is None or self._base in _READ_ONLY:
+            return
+        try:
+            c.save_overload(sig, cres)
+        except OSError as e:
+            _cache_unusable(self._base, e)
+        except Exception as e:
+            _debug.log(f"disk cache: save of {self._py_func.__qualname__} failed: {e!r}")
+
+    def flush(self):
+        c = self._get()
+        if c is not None:
+            try:
+                c.flush()
+            except OSError:
+                pass
+
+    def enable(self):
+        self._off = False
+
+    def disable(self):
+        self._off = True
+
+
+def use_disk_cache(dispatcher):
+    """Give an existing njit dispatcher (one made with Numba's ``cache=True``, say) jitgrad's
+    disk cache instead; returns it."""
+    if not isinstance(getattr(dispatcher, "_cache", None), (_DiskCache, type(None))):
+        dispatcher._cache = _DiskCache(dispatcher.py_func)
+    return dispatcher
+
+
+def njit_cached(**options):
+    """``numba.njit(**options)`` with jitgrad's disk cache instead of Numba's ``cache=True``:
+    under ``cache_dir()`` rather than the package's ``__pycache__``, off with
+    ``JITGRAD_CACHE=0``, and self-repairing (see the module docstring)."""
+    options.pop("cache", None)
+
+    def deco(f):
+        d = numba.njit(**options)(f)
+        d._cache = _DiskCache(f)
+        return d
+    return deco
+
+
+# =============================================================================================
+# Generated kernels
+
+
+class KernelCache(OrderedDict):
+    """key -> compiled kernel, the least recently used dropped beyond ``maxsize`` (0: no
+    bound). Dropping releases jitgrad's references (and the generated module); a kernel needed
+    again is loaded again, from the disk cache when there is one. (Numba keeps the machine
+    code of everything it compiled until the process exits, so this bounds the Python-side
+    objects, not the JIT's memory.)"""
+
+    def __init__(self, maxsize: int):
+        super().__init__()
+        self.maxsize = maxsize
+
+    def get(self, key, default=None):
+        v = OrderedDict.get(self, key)
+        if v is None:
+            return default
+        try:
+            self.move_to_end(key)
+        except KeyError:  # (dropped meanwhile by another thread)
+            pass
+        return v
+
+    def __setitem__(self, key, value):
+        OrderedDict.__setitem__(self, key, value)
+        while 0 < self.maxsize < len(self):
+            try:
+                _, old = self.popitem(last=False)
+            except KeyError:
+                break
+            _debug.count("kernels_evicted")
+            name = getattr(getattr(old, "py_func", None), "__module__", "")
+            if name.startswith("jitgrad_kernels."):
+                sys.modules.pop(name, None)
+
+
+def _table_size() -> int:
+    v = os.environ.get("JITGRAD_KERNEL_CACHE_SIZE", "1024")
+    try:
+        return int(v)
+    except ValueError:
+        raise ValueError("JITGRAD_KERNEL_CACHE_SIZE must be an integer (0: no limit), "
+                         f"got {v!r}") from None
+
+
+_kernels = KernelCache(_table_size())
 _PRELUDE_HASH = None
 
 
@@ -42,38 +364,31 @@ def _prelude_hash() -> str:
     return _PRELUDE_HASH
 
 
-def cache_dir() -> str | None:
-    if os.environ.get("JITGRAD_CACHE", "1") == "0":
-        return None
-    base = os.environ.get("JITGRAD_CACHE_DIR")
-    if not base:
-        base = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
-                            "jitgrad")
-    return os.path.join(base, f"numba-{numba.__version__}")
-
-
-def module_source(fn_source: str, fn_name: str, compute_dtype: str, use_cache: bool,
+def module_source(fn_source: str, fn_name: str, compute_dtype: str,
                   parallel: bool = False) -> str:
+    """The kernel module: the decorator options are in its text (they are part of its hash)."""
     par = ", parallel=True" if parallel else ""
     return (
         "# generated by jitgrad.codegen; safe to delete\n"
         "from jitgrad.backends._prelude import *\n"
+        "from jitgrad.backends.cpu import njit_cached\n"
         f"T = np.{compute_dtype}\n\n"
         f"{fn_source}\n"
-        f"{fn_name} = numba.njit(cache={use_cache}, error_model='numpy', nogil=True{par})"
-        f"({fn_name})\n"
+        f"{fn_name} = njit_cached(error_model='numpy', nogil=True{par})({fn_name})\n"
     )
 
 
 def compile_source(key, fn_source: str, fn_name: str, compute_dtype: str,
                    parallel: bool = False):
-    """Return the njit dispatcher for generated source, compiling (or loading) it once."""
+    """Return the njit dispatcher for generated source, compiling (or loading) it once; a
+    parallel kernel comes wrapped in ParallelKernel."""
     disp = _kernels.get(key)
     if disp is not None:
         return disp
-    use_cache = cache_dir() is not None
-    src = module_source(fn_source, fn_name, compute_dtype, use_cache, parallel)
-    disp, where = load_generated(src, fn_name, "k", use_cache)
+    src = module_source(fn_source, fn_name, compute_dtype, parallel)
+    disp, where = load_generated(src, fn_name, "k", cache_dir() is not None)
+    if parallel:
+        disp = ParallelKernel(disp)
     _debug.count("kernels_built")
     _debug.log(f"kernel {fn_name} ({where}) key={key!r}\n{fn_source}")
     _kernels[key] = disp
@@ -81,54 +396,122 @@ def compile_source(key, fn_source: str, fn_name: str, compute_dtype: str,
 
 
 def load_generated(src: str, fn_name: str, prefix: str, use_cache: bool) -> tuple:
-    """(function ``fn_name`` of the generated module ``src``, where it came from): imported as
-    the real module file ``<prefix>_<sha>.py`` from the cache directory (so that Numba's
-    ``cache=True`` can work), or exec'd in memory when ``use_cache`` is off. Both backends'
-    kernels are loaded here."""
+    """(function ``fn_name`` of the generated module ``src``, where it came from): executed
+    from the real module file ``<prefix>_<sha>.py`` in the cache directory (so that Numba's
+    disk cache can work), or exec'd in memory when ``use_cache`` is off or that file cannot be
+    written. Both backends' kernels are loaded here."""
     sha = hashlib.sha256((src + _prelude_hash()).encode()).hexdigest()[:24]
     modname = f"jitgrad_kernels.{prefix}_{sha}"
-    if not use_cache:
-        ns: dict = {"__name__": modname}
-        exec(compile(src, f"<jitgrad kernel {fn_name}>", "exec"), ns)
-        return ns[fn_name], "disk cache off"
-    d = cache_dir()
-    mod, found = _import_kernel_module(d, modname, f"{prefix}_{sha}", src)
-    path = os.path.join(d, f"{prefix}_{sha}.py")
-    return mod[fn_name], f"disk cache {'hit' if found else 'miss'}: {path}"
+    where = "disk cache off"
+    d = cache_dir() if use_cache else None
+    if d is not None:
+        ns = _import_kernel_module(d, modname, f"{prefix}_{sha}", src)
+        if ns is not None:
+            path = os.path.join(d, f"{prefix}_{sha}.py")
+            return ns[0][fn_name], f"disk cache {'hit' if ns[1] else 'miss'}: {path}"
+        where = f"in memory: {d} is not writable"
+        # (a CUDA kernel's source asks Numba for its own disk cache, impossible without a file)
+        src = src.replace("(cache=True)", "(cache=False)")
+    ns = {"__name__": modname}
+    exec(compile(src, f"<jitgrad kernel {fn_name}>", "exec"), ns)
+    return ns[fn_name], where
 
 
-def _import_kernel_module(d: str, modname: str, stem: str, src: str) -> tuple[dict, bool]:
-    """Import the kernel module ``<d>/<stem>.py`` (writing it first if missing/stale); also say
-    whether it was already on disk (then Numba normally loads its machine code instead of
-    compiling)."""
-    os.makedirs(d, exist_ok=True)
+def _import_kernel_module(d: str, modname: str, stem: str, src: str):
+    """Execute the kernel module ``<d>/<stem>.py`` (written first if missing or different) as
+    module ``modname``; returns (its namespace, whether the file was already right), or None
+    when the file is not there and cannot be written (``_cache_unusable``)."""
     path = os.path.join(d, f"{stem}.py")
+    data = src.encode()
     ok = False
-    if os.path.exists(path):
-        try:
-            with open(path) as f:
-                ok = f.read() == src
-        except OSError:
-            ok = False
-    if not ok:  # missing, corrupt or stale: write atomically so concurrent writers never clash
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp_k_", suffix=".py")
-        with os.fdopen(fd, "w") as f:
-            f.write(src)
-        os.replace(tmp, path)
-    if modname in sys.modules:
-        return vars(sys.modules[modname]), ok
-    spec = importlib.util.spec_from_file_location(modname, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[modname] = mod  # must precede exec_module, or Numba's cache locator fails
-    spec.loader.exec_module(mod)
+    try:
+        with open(path, "rb") as f:
+            old = f.read()
+        ok = old == data
+        if not ok:
+            _discard_corrupt(path, f"{len(old)} bytes differ from the kernel source")
+    except OSError:
+        pass
+    if not ok:
+        if d in _READ_ONLY:
+            return None
+        try:  # atomically, so that concurrent writers never clash
+            os.makedirs(d, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp_k_", suffix=".py")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+        except OSError as e:
+            _cache_unusable(d, e)
+            return None
+    mod = sys.modules.get(modname)
+    if mod is not None:
+        return vars(mod), ok
+    # compiled from ``src`` itself (what the file now holds) rather than imported: no .pyc
+    mod = types.ModuleType(modname)
+    mod.__file__ = path
+    sys.modules[modname] = mod  # before executing: Numba finds the module by name
+    try:
+        exec(compile(src, path, "exec"), vars(mod))
+    except BaseException:
+        sys.modules.pop(modname, None)
+        raise
     return vars(mod), ok
+
+
+# =============================================================================================
+# Parallel launches
+#
+# Numba's ``workqueue`` threading layer (chosen by NUMBA_THREADING_LAYER=workqueue, and Numba's
+# fallback when neither TBB nor OpenMP is available) aborts the whole process when two threads
+# run parallel kernels at once. Parallel kernels therefore run under one lock until Numba's
+# active layer is known to be another one (it is known after the first parallel launch).
+
+_PAR_LOCK = threading.Lock()
+_par_threadsafe = None  # None: not known yet; True: tbb/omp; False: workqueue
+
+
+class ParallelKernel:
+    """A ``parallel=True`` dispatcher whose launches are serialised under the workqueue
+    layer; attributes (``stats``, ``py_func``...) are the dispatcher's."""
+
+    __slots__ = ("dispatcher",)
+
+    def __init__(self, dispatcher):
+        self.dispatcher = dispatcher
+
+    def __call__(self, *args):
+        global _par_threadsafe
+        if _par_threadsafe:
+            return self.dispatcher(*args)
+        with _PAR_LOCK:
+            r = self.dispatcher(*args)
+        if _par_threadsafe is None:
+            try:
+                _par_threadsafe = numba.threading_layer() != "workqueue"
+            except ValueError:  # no parallel region has run yet
+                pass
+        return r
+
+    def __getattr__(self, name):
+        return getattr(self.dispatcher, name)
 
 
 # ---------------------------------------------------------------------------------------------
 # Hand-written kernels. Reductions work on a (A, R, B) view: reduce the middle axis.
 # Float32 sums accumulate in float64 (NumPy-like accuracy without pairwise trees).
+# Disk-cached: a fresh process loads these instead of compiling them again (reduce_sum alone
+# cost 1.2-1.6 s of every cold start, bench W6).
+_NJIT = dict(error_model="numpy", nogil=True)
 
-@numba.njit(**_NJIT)
+@njit_cached(**_NJIT)
 def sum_arb(x, out):
     A, R, B = x.shape
     acc = np.zeros(B, np.float64)
@@ -141,7 +524,7 @@ def sum_arb(x, out):
             out[a, b] = acc[b]
 
 
-@numba.njit(**_NJIT)
+@njit_cached(**_NJIT)
 def isum_arb(x, out):
     A, R, B = x.shape
     for a in range(A):
@@ -152,7 +535,7 @@ def isum_arb(x, out):
                 out[a, b] += x[a, r, b]
 
 
-@numba.njit(**_NJIT)
+@njit_cached(**_NJIT)
 def prod_arb(x, out):
     A, R, B = x.shape
     for a in range(A):
@@ -163,7 +546,7 @@ def prod_arb(x, out):
                 out[a, b] *= x[a, r, b]
 
 
-@numba.njit(**_NJIT)
+@njit_cached(**_NJIT)
 def argmax_arb(x, out, idx, sign):
     """First index of the max (sign=1) or min (sign=-1); NaN wins, like torch."""
     A, R, B = x.shape
@@ -185,7 +568,7 @@ def argmax_arb(x, out, idx, sign):
             idx[a, b] = bi
 
 
-@numba.njit(**_NJIT)
+@njit_cached(**_NJIT)
 def prod_others_arb(x, out):
     """out[a, r, b] = prod of x[a, :, b] except r (exact with zeros): prefix * suffix products."""
     A, R, B = x.shape
@@ -201,14 +584,14 @@ def prod_others_arb(x, out):
                 p *= x[a, r, b]
 
 
-@numba.njit(**_NJIT)
+@njit_cached(**_NJIT)
 def scatter_add_flat(out, idx, src):
     """out[idx[i]] += src[i]; idx must already be validated to lie in [0, out.size)."""
     for i in range(idx.size):
         out[idx[i]] += src[i]
 
 
-@numba.njit(**_NJIT)
+@njit_cached(**_NJIT)
 def logsumexp_arb(x, out):
     A, R, B = x.shape
     for a in range(A):
@@ -227,7 +610,7 @@ def logsumexp_arb(x, out):
             out[a, b] = m + np.log(s)
 
 
-@numba.njit(**_NJIT)
+@njit_cached(**_NJIT)
 def softmax_arb(x, out, log):
     A, R, B = x.shape
     for a in range(A):
@@ -251,7 +634,7 @@ def softmax_arb(x, out, log):
                     out[a, r, b] = np.exp(x[a, r, b] - m) / s
 
 
-@numba.njit(**_NJIT)
+@njit_cached(**_NJIT)
 def softmax_vjp_arb(out, g, res, log):
     """VJP of (log_)softmax over the middle axis given its output."""
     A, R, B = out.shape
@@ -270,7 +653,7 @@ def softmax_vjp_arb(out, g, res, log):
                     res[a, r, b] = out[a, r, b] * (g[a, r, b] - s)
 
 
-@numba.njit(**_NJIT)
+@njit_cached(**_NJIT)
 def var_arb(x, out, correction):
     """Two-pass variance in float64 over the middle axis."""
     A, R, B = x.shape

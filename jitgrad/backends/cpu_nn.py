@@ -1,19 +1,20 @@
 """Hand-written njit kernels for the fused ``nn.functional`` ops (``linear``, ``cross_entropy``).
 
-Every kernel is compiled lazily on first call (``cache=True``: a later process loads machine
-code) and does no bounds checking: callers in ``jitgrad/nn/functional.py`` validate shapes,
-dtypes and class indices before launching. Sums accumulate in float64 like the reductions in
-``cpu.py``.
+Every kernel is compiled lazily on first call (disk-cached by ``cpu.njit_cached``: a later
+process loads machine code) and does no bounds checking: callers in ``jitgrad/nn/functional.py``
+validate shapes, dtypes and class indices before launching. Sums accumulate in float64 like the
+reductions in ``cpu.py``.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-_NJIT = dict(error_model="numpy", nogil=True, cache=True)
+from .cpu import njit_cached
+
+_NJIT = dict(error_model="numpy", nogil=True)  # disk-cached (cpu.njit_cached)
 
 
-@numba.njit(**_NJIT)
+@njit_cached(**_NJIT)
 def add_rows(out, b):
     """out[i, j] += b[j] (the bias epilogue of ``linear``); out is (N, M), b is (M,)."""
     N, M = out.shape
@@ -22,7 +23,7 @@ def add_rows(out, b):
             out[i, j] += b[j]
 
 
-@numba.njit(**_NJIT)
+@njit_cached(**_NJIT)
 def col_sum(g, out):
     """out[j] = sum_i g[i, j] (the bias gradient of ``linear``), float64 accumulation."""
     N, M = g.shape
@@ -34,7 +35,7 @@ def col_sum(g, out):
         out[j] = acc[j]
 
 
-@numba.njit(**_NJIT)
+@njit_cached(**_NJIT)
 def first_bad_target(t, ignore_index, C):
     """Index of the first target that is neither ``ignore_index`` nor in [0, C), or -1."""
     for i in range(t.shape[0]):
@@ -44,7 +45,7 @@ def first_bad_target(t, ignore_index, C):
     return -1
 
 
-@numba.njit(**_NJIT)
+@njit_cached(**_NJIT)
 def cross_entropy_fwd(x, t, w, has_w, ignore_index, probs, losses, coef):
     """Softmax cross-entropy over the rows of x (N, C) against class indices t (N,).
 
@@ -85,7 +86,7 @@ def cross_entropy_fwd(x, t, w, has_w, ignore_index, probs, losses, coef):
     return total, denom
 
 
-@numba.njit(**_NJIT)
+@njit_cached(**_NJIT)
 def cross_entropy_bwd(probs, t, coef, g, per_row, out):
     """out[i, j] = g_i * coef[i] * (probs[i, j] - [j == t[i]]): the gradient of the loss with
     respect to the logits; g_i is g[i] (per_row, reduction='none') or g[0]."""
