@@ -34,7 +34,9 @@ float = float32
 double = float64
 long = int64
 int = int32
-half = None  # not supported
+# no float16 kernels: these names exist so that dtype=jitgrad.half raises a clear TypeError
+float16 = half = _dtypes.float16
+bfloat16 = _dtypes.bfloat16
 multiply, divide, subtract = mul, div, sub
 greater, less, greater_equal, less_equal, not_equal = gt, lt, ge, le, ne
 

@@ -47,20 +47,81 @@ def eye(n, m=None, dtype=None, device=None, requires_grad=False):
     return _finish(np.eye(n, m if m is not None else n), dtype, requires_grad, device)
 
 
+_I64_MIN, _I64_MAX = -2 ** 63, 2 ** 63 - 1
+
+
+def _arange_number(v, what):
+    """An arange bound as a Python int or float (a one-element tensor gives its value)."""
+    if isinstance(v, Tensor) or (isinstance(v, np.ndarray) and v.ndim == 0):
+        v = v.item()
+    if isinstance(v, (bool, np.bool_)):
+        return int(v)
+    if isinstance(v, (int, np.integer)):
+        v = int(v)
+        if not _I64_MIN <= v <= _I64_MAX:  # torch: the argument itself cannot be an int64
+            raise RuntimeError(f"arange: {what}={v} cannot be converted to int64 without "
+                               "overflow")
+        return v
+    if isinstance(v, (float, np.floating)):
+        return float(v)
+    raise TypeError(f"arange: {what} must be a number, got {type(v).__name__}")
+
+
+def _to_int64(v, what, dtype):
+    """torch casts the bounds to the integer accumulator type (truncating toward zero)."""
+    if isinstance(v, float) and not -2.0 ** 63 <= v < 2.0 ** 63:
+        raise RuntimeError(f"arange: {what}={v} cannot be converted to int64 without overflow "
+                           f"(arange computes {dtype} values in int64)")
+    return int(v)
+
+
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    """torch.arange: ``ceil((end - start) / step)`` values ``start + i * step``. Like torch, the
+    length and the values follow the dtype: int64 truncates start/end/step to integers first
+    and counts exactly; int32 and float dtypes count in double precision from the given
+    bounds (int32 then steps by the truncated integer step, wrapping like torch)."""
     if end is None:
         start, end = 0, start
-    if step == 0:
-        raise RuntimeError("arange: step must be nonzero")
-    vals = (start, end, step)
+    start = _arange_number(start, "start")
+    end = _arange_number(end, "end")
+    step = _arange_number(step, "step")
     if dtype is None:
-        is_float = any(isinstance(v, float) or (isinstance(v, Tensor) and v.is_floating_point())
-                       for v in vals)
+        is_float = any(isinstance(v, float) for v in (start, end, step))
         dtype = dtypes.get_default_dtype() if is_float else dtypes.int64
     d = dtypes.from_any(dtype)
-    start, end, step = (float(v) if d.is_floating_point else v for v in vals)
-    return _finish(np.arange(start, end, step, dtype=np.float64 if d.is_floating_point
-                             else np.int64), d, requires_grad, device)
+    if d is dtypes.bool_:
+        raise NotImplementedError('"arange" is not implemented for dtype bool')
+    fs, fe, fst = float(start), float(end), float(step)
+    if fst == 0:
+        raise RuntimeError("arange: step must be nonzero")
+    if not (np.isfinite(fs) and np.isfinite(fe)):
+        raise RuntimeError(f"arange: unsupported range: {start} -> {end}")
+    if not ((fst > 0 and fe >= fs) or (fst < 0 and fe <= fs)):
+        raise RuntimeError(f"arange: upper bound and lower bound inconsistent with step sign "
+                           f"(start={start}, end={end}, step={step})")
+    if d is dtypes.int64:  # exact integer arithmetic (Python ints: no wrap-around)
+        s, e, st = (_to_int64(v, w, d) for v, w in ((start, "start"), (end, "end"),
+                                                     (step, "step")))
+        if st == 0:  # torch raises ValueError here (a float step truncated to 0)
+            raise ValueError(f"arange: step={step} truncates to 0 for dtype int64; step must "
+                             "be nonzero")
+        n = -((s - e) // st)  # ceil((e - s) / st); >= 0 since truncation keeps the order
+        # modular uint64 arithmetic: every value lies between start and end, so fits int64
+        vals = (np.arange(n, dtype=np.uint64) * np.uint64(st % 2 ** 64)
+                + np.uint64(s % 2 ** 64)).view(np.int64)
+    else:
+        n = np.ceil((fe - fs) / fst)
+        if not 0 <= n <= _I64_MAX:
+            raise RuntimeError(f"arange: invalid size {n} (start={start}, end={end}, "
+                               f"step={step}), possible overflow?")
+        n = int(n)
+        if d.is_floating_point:  # start + i * step in double, then rounded to the dtype
+            vals = fs + np.arange(n, dtype=np.float64) * fst
+        else:  # int32: integer start/step, computed in int64, then wrapped to int32 (torch)
+            s, st = _to_int64(start, "start", d), _to_int64(step, "step", d)
+            vals = (np.arange(n, dtype=np.uint64) * np.uint64(st % 2 ** 64)
+                    + np.uint64(s % 2 ** 64)).view(np.int64)
+    return _finish(vals.astype(d.np), d, requires_grad, device)
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
@@ -77,11 +138,45 @@ def randn(*size, dtype=None, device=None, requires_grad=False, generator=None):
     return _finish(_rng.standard_normal(_shape_arg(size), dtype=d.np), d, requires_grad, device)
 
 
-def randint(low, high=None, size=(), dtype=None, device=None, requires_grad=False):
-    if high is None:
+def randint(low=None, high=None, size=None, *, generator=None, dtype=None, device=None,
+            requires_grad=False):
+    """torch.randint: ``randint(high, size)`` or ``randint(low, high, size)``; integers drawn
+    uniformly from [low, high), int64 unless ``dtype`` says otherwise."""
+    if size is None and isinstance(high, (tuple, list)):  # randint(high, size)
+        low, high, size = 0, low, high
+    elif high is None:  # randint(high, size=...)
         low, high = 0, low
-    return _finish(_rng.integers(low, high, size=tuple(size)), dtype or dtypes.int64,
-                   requires_grad, device)
+    elif low is None:  # randint(high=..., size=...)
+        low = 0
+    if high is None:
+        raise TypeError("randint() missing required argument 'high'")
+    if size is None:
+        raise TypeError("randint() missing required argument 'size' (a tuple of ints)")
+    if not isinstance(size, (tuple, list)):
+        raise TypeError(f"randint(): argument 'size' must be tuple of ints, not "
+                        f"{type(size).__name__}")
+    shape = _shape_arg((size,))
+    for name, v in (("low", low), ("high", high)):
+        if isinstance(v, Tensor):
+            v = v.item()
+        if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)):
+            raise TypeError(f"randint(): argument '{name}' must be int, not {type(v).__name__}")
+    low, high = int(low), int(high)
+    if low >= high:
+        raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} "
+                           f">= to={high}")
+    d = dtypes.from_any(dtype) if dtype is not None else dtypes.int64
+    if d.category == 1:
+        info = np.iinfo(d.np)
+        if low < info.min or high - 1 > info.max:
+            raise RuntimeError(f"randint: [{low}, {high}) is out of bounds for dtype {d}")
+    elif d is dtypes.bool_ and (low < 0 or high > 2):
+        raise RuntimeError(f"randint: [{low}, {high}) is out of bounds for dtype bool")
+    for name, v in (("low", low), ("high", high)):
+        if not _I64_MIN <= v <= _I64_MAX:  # (torch: the arguments are int64)
+            raise RuntimeError(f"randint: {name}={v} does not fit in int64")
+    return _finish(_rng.integers(low, high, size=shape, dtype=np.int64), d, requires_grad,
+                   device)
 
 
 def randperm(n, dtype=None, device=None):

@@ -30,6 +30,28 @@ float32 = DType("float32", np.float32, 2)
 float64 = DType("float64", np.float64, 2)
 
 ALL = (bool_, int32, int64, float32, float64)
+
+
+class UnsupportedDType:
+    """A torch dtype name jitgrad has no kernels for (``jitgrad.half``): it exists so that
+    ``dtype=jitgrad.half`` raises a clear TypeError instead of meaning the default dtype."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self):
+        return f"jitgrad.{self.name}"
+
+    def error(self) -> TypeError:
+        return TypeError(f"jitgrad does not support dtype {self.name}: its kernels compute in "
+                         f"{', '.join(x.name for x in ALL)}; use jitgrad.float32 (or float64)")
+
+
+float16 = UnsupportedDType("float16")
+bfloat16 = UnsupportedDType("bfloat16")
+_UNSUPPORTED = {"float16": float16, "half": float16, "bfloat16": bfloat16}
 _BY_NP = {d.np: d for d in ALL}
 _BY_NAME = {d.name: d for d in ALL}
 _BY_NAME.update({"float": float32, "double": float64, "long": int64, "int": int32, "bool_": bool_})
@@ -51,9 +73,15 @@ def set_default_dtype(d) -> None:
 
 
 def from_any(d) -> DType:
-    """Accept a DType, a NumPy dtype/type, a name ('float32'), a Python type or a torch dtype."""
+    """Accept a DType, a NumPy dtype/type, a name ('float32'), a Python type or a torch dtype.
+    None is refused (callers pass None for "the default"); so are float16/bfloat16 in any
+    spelling (no float16 kernels: silently computing in float32 would mislead)."""
     if isinstance(d, DType):
         return d
+    if isinstance(d, UnsupportedDType):
+        raise d.error()
+    if d is None:
+        raise TypeError("dtype must be a jitgrad dtype, got None")
     if d in _ALIASES:
         if d is float:
             return _default_float
@@ -62,6 +90,8 @@ def from_any(d) -> DType:
         key = d.rsplit(".", 1)[-1]
         if key in _BY_NAME:
             return _BY_NAME[key]
+        if key in _UNSUPPORTED:
+            raise _UNSUPPORTED[key].error()
         raise TypeError(f"unknown dtype {d!r}; supported: {', '.join(x.name for x in ALL)}")
     try:
         npd = np.dtype(d)
@@ -70,6 +100,8 @@ def from_any(d) -> DType:
         if s.startswith("torch."):
             return from_any(s)
         raise TypeError(f"unknown dtype {d!r}") from None
+    if npd == np.float16:
+        raise float16.error()
     return from_numpy(npd)
 
 

@@ -20,7 +20,7 @@ from .backends import cuda as cb  # (numba.cuda itself is imported only when a G
 from .backends.cuda import DeviceArray
 from .ops import ELEMENTWISE, structural
 from .tensor import (Ctx, FunctionNode, Function, Tensor, _sum_to_array, _norm_dim, apply_elementwise, apply_fn,
-                     broadcast_shapes, ew, full, sum_to, zeros, _STATE)
+                     broadcast_shapes, ew, full, sum_to, zeros, _STATE, _result_dtype)
 
 _E = ELEMENTWISE
 
@@ -145,12 +145,34 @@ def minimum(x, y):
     return ew("minimum", _t(x), _t(y))
 
 
-def clamp(x, min=None, max=None):
+def _clamp_bounds(x, min, max):
+    """clamp's (lo, hi) operands. Like torch, the result dtype comes from x and the bounds
+    given; a missing bound becomes the identity of max/min *in that dtype* (+-inf for floats,
+    the integer range's ends for integers), so an absent bound never promotes an int64 tensor
+    to float (which would round 16777217)."""
     if min is None and max is None:
         raise RuntimeError("clamp: At least one of 'min' or 'max' must not be None")
-    lo = -np.inf if min is None else _t(min)
-    hi = np.inf if max is None else _t(max)
-    return ew("clamp", _tt(x), lo, hi)
+    given = [b for b in (min, max) if b is not None]
+    cdt = _result_dtype(_E["clamp"], (x, *given))
+    if cdt.is_floating_point:
+        lo_id, hi_id = -np.inf, np.inf
+    elif cdt is dtypes.bool_:
+        lo_id, hi_id = False, True
+    else:
+        info = np.iinfo(cdt.np)
+        lo_id, hi_id = int(info.min), int(info.max)
+        for b in given:
+            if isinstance(b, (int, np.integer)) and not isinstance(b, (bool, np.bool_)) and \
+                    not lo_id <= b <= hi_id:
+                raise RuntimeError(f"clamp: value {b} cannot be converted to type {cdt} "
+                                   "without overflow")
+    return (lo_id if min is None else min), (hi_id if max is None else max)
+
+
+def clamp(x, min=None, max=None):
+    x = _tt(x)
+    lo, hi = _clamp_bounds(x, None if min is None else _t(min), None if max is None else _t(max))
+    return ew("clamp", x, lo, hi)
 
 
 clip = clamp
@@ -368,7 +390,11 @@ class _Mean(Function):
 def mean(x, dim=None, keepdim=False, dtype=None):
     x = _tt(x)
     if dtype is not None:
-        x = x.to(dtype)
+        d = dtypes.from_any(dtype)
+        if not d.is_floating_point:
+            raise RuntimeError(f"mean(): could not infer output dtype. Optional dtype must be "
+                               f"either a floating point or complex dtype. Got: {d}")
+        x = x.to(d)
     if x._meta[1].kind != "f":
         raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be either a "
                            f"floating point or complex dtype. Got: {x.dtype}")
@@ -380,11 +406,13 @@ def mean(x, dim=None, keepdim=False, dtype=None):
 @structural("prod", "ProdBackward1")
 class _Prod(Function):
     @staticmethod
-    def forward(ctx, x, axes, keepdim):
+    def forward(ctx, x, axes, keepdim, dtype=None):
         ctx.axes, ctx.keepdim = axes, keepdim
         be = _be(x)
         x3, keep = be.arb_view(x, axes)
-        out_dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.int64)
+        # like sum: an explicit dtype (x was cast to it), else integers and bool give int64
+        out_dtype = dtype.np if dtype is not None else (
+            x.dtype if x.dtype.kind == "f" else np.dtype(np.int64))
         out = be.empty((x3.shape[0], x3.shape[2]), out_dtype)
         if out.size:
             be.prod_arb(x3, out)
@@ -431,11 +459,13 @@ def _prod_others(x, axes):
 
 def prod(x, dim=None, keepdim=False, dtype=None):
     x = _tt(x)
+    d = None
     if dtype is not None:
-        x = x.to(dtype)
+        d = dtypes.from_any(dtype)
+        x = x.to(d)
     axes = _dims(dim, x.ndim)
     return apply_fn(_Prod, (x,), "ProdBackward0" if dim is None else None, save=True,
-                    axes=axes, keepdim=keepdim)
+                    axes=axes, keepdim=keepdim, dtype=d)
 
 
 MaxMin = namedtuple("max", ["values", "indices"])
@@ -553,6 +583,11 @@ def _amax_amin(x, dim, keepdim, fn):
         v = x
         for a in reversed(axes):
             v = fn(v, a, keepdim=True).values
+        if x._meta[1].kind != "f":  # no gradient to share: the values, in x's own dtype
+            if not axes:
+                return v.clone()
+            return v if keepdim else v.reshape(
+                tuple(s for k, s in enumerate(x._meta[0]) if k not in axes))
         mask = eq(x, v).to(x.dtype)
         count = sum(mask, axes, keepdim=keepdim)
     return sum(x * mask, axes, keepdim=keepdim) / count
@@ -623,20 +658,23 @@ def logsumexp(x, dim, keepdim=False):
 @structural("var", "VarBackward0")
 class _Var(Function):
     @staticmethod
-    def forward(ctx, x, axes, keepdim, correction):
-        ctx.axes, ctx.keepdim, ctx.correction = axes, keepdim, correction
+    def forward(ctx, x, axes, keepdim, correction, full=False):
+        ctx.axes, ctx.keepdim, ctx.correction, ctx.full = axes, keepdim, correction, full
         x3, keep = cpu.arb_view(x, axes)
         out = np.empty((x3.shape[0], x3.shape[2]), x.dtype)
         ctx.n = x3.shape[1]
         if out.size:
-            with np.errstate(all="ignore"):
-                cpu.var_arb(x3, out, float(correction))
+            if ctx.n == 0:  # like torch: the mean of nothing is NaN, so is the variance
+                out.fill(np.nan)
+            else:  # torch divides by max(0, n - correction): inf, or NaN for a constant
+                with np.errstate(all="ignore"):
+                    cpu.var_arb(x3, out, float(builtins_min(correction, ctx.n)))
         return out.reshape(_keep_shape(x.shape, axes)) if keepdim else out.reshape(keep)
 
     @staticmethod
-    def cuda_forward(ctx, x, axes, keepdim, correction):
+    def cuda_forward(ctx, x, axes, keepdim, correction, full=False):
         """The same two-pass variance, written with Tensor ops (fused kernels on the GPU)."""
-        ctx.axes, ctx.keepdim, ctx.correction = axes, keepdim, correction
+        ctx.axes, ctx.keepdim, ctx.correction, ctx.full = axes, keepdim, correction, full
         n = 1
         for a in axes:
             n *= x.shape[a]
@@ -644,7 +682,9 @@ class _Var(Function):
         with grad_mode.no_grad():
             xt = Tensor._make(x)
             d = xt - mean(xt, axes, keepdim=True)
-            v = sum(d * d, axes, keepdim=keepdim) / float(n - correction)  # 0: inf/nan (torch)
+            # divisor max(0, n - correction) (0: inf/nan like torch); n == 0: NaN
+            v = sum(d * d, axes, keepdim=keepdim) / (float(builtins_max(n - correction, 0))
+                                                     if n else np.nan)
             return v._data
 
     @staticmethod
@@ -652,6 +692,12 @@ class _Var(Function):
         x, = ctx.saved_tensors
         gk = g if ctx.keepdim else g.reshape(_keep_shape(ctx.shapes[0], ctx.axes))
         mu = mean(x, ctx.axes, keepdim=True)
+        if ctx.full and ctx.n - ctx.correction <= 0:
+            # torch's rule for a full reduction without degrees of freedom: 2/0 * (x - mu)
+            # is NaN where x == mu and +inf elsewhere (whatever the sign of x - mu)
+            with grad_mode.no_grad():
+                r = where(eq(x, mu), np.nan, np.inf).to(x.dtype)
+            return (gk * r,)
         with np.errstate(divide="ignore"):
             scale = np.float64(2.0) / np.float64(ctx.n - ctx.correction)  # inf/nan like torch
         return (gk * float(scale) * (x - mu),)
@@ -669,12 +715,52 @@ def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
         unbiased, dim = dim, None
     axes = _dims(dim, x.ndim)
     return apply_fn(_Var, (x,), save=True, axes=axes, keepdim=keepdim,
-                         correction=_correction(unbiased, correction))
+                    correction=_correction(unbiased, correction), full=dim is None)
+
+
+class _StdFromVar(Function):
+    """sqrt of a variance, with torch's std rule: the gradient is 0 where the std is 0 (a
+    constant input), not g / (2 * 0) * 0 = NaN; elsewhere g / (2 * std). A NaN or inf std
+    still passes NaN on, like torch."""
+    op_name = "std"
+    grad_fn = "StdBackward0"
+
+    @staticmethod
+    def forward(ctx, v):
+        with np.errstate(invalid="ignore"):
+            ctx.out = np.asarray(np.sqrt(v))  # (a 0-d input gives a NumPy scalar)
+        return ctx.out
+
+    @staticmethod
+    def cuda_forward(ctx, v):
+        with grad_mode.no_grad():
+            ctx.out = sqrt(Tensor._make(v))._data
+        return ctx.out
+
+    @staticmethod
+    def backward(ctx, g):
+        v, = ctx.saved_tensors
+        # differentiable again: the std recomputed as its own std node (like torch's saved
+        # ``result``), so a NaN coming back through it at std == 0 is masked the same way
+        s = _std_of_var(v) if grad_mode.is_grad_enabled() else Tensor._make(ctx.out)
+        with grad_mode.no_grad():
+            zero = eq(s, 0.0)
+        return (where(zero, 0.0, g / (s * 2.0)),)
+
+    @staticmethod
+    def backward_arrays(ctx, g):
+        out = ctx.out
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(out == 0, 0, g / (out * 2))
+        return (r.astype(out.dtype, copy=False),)
+
+
+def _std_of_var(v):
+    return apply_fn(_StdFromVar, (v,), save=True)
 
 
 def std(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
-    return apply_elementwise(_E["sqrt"], (var(x, dim, unbiased, keepdim, correction=correction),),
-                             "StdBackward0")
+    return _std_of_var(var(x, dim, unbiased, keepdim, correction=correction))
 
 
 # ============================================================================================
@@ -781,6 +867,12 @@ def squeeze(x, dim=None):
     shp = x._meta[0]
     if dim is None:
         return reshape(x, tuple(s for s in shp if s != 1), grad_fn="SqueezeBackward0")
+    if isinstance(dim, (list, tuple)):  # torch: an empty tuple squeezes nothing
+        dims = {_norm_dim(d, x.ndim) for d in dim}
+        if len(dims) != len(dim):
+            raise RuntimeError(f"dim {tuple(dim)} appears multiple times in the list of dims")
+        new = tuple(s for k, s in enumerate(shp) if not (k in dims and s == 1))
+        return reshape(x, new, grad_fn="SqueezeBackward2")
     dims = _dims(dim, x.ndim)
     new = tuple(s for k, s in enumerate(shp) if not (k in dims and s == 1))
     return reshape(x, new, grad_fn="SqueezeBackward1")
@@ -1014,7 +1106,8 @@ def split(x, split_size_or_sections, dim=0):
         s = split_size_or_sections
         if s <= 0 and n:
             raise RuntimeError(f"split expects split_size be non-negative, but got {s}")
-        sizes = [s] * (n // s) + ([n % s] if n % s else []) if s else [0]
+        # torch: at least one piece (an empty dimension gives one empty piece)
+        sizes = [s] * (n // s) + ([n % s] if n % s else []) if s and n else [0]
         name = "SplitBackward0"
     else:
         sizes = list(split_size_or_sections)
@@ -1036,8 +1129,9 @@ def chunk(x, chunks, dim=0):
     n = x._meta[0][axis]
     if chunks <= 0:
         raise RuntimeError("chunk expects `chunks` to be greater than 0")
-    size = -(-n // chunks) if n else 1
-    return split(x, size, axis)
+    if n == 0:  # torch: ``chunks`` empty pieces (split would give one)
+        return split(x, [0] * chunks, axis)
+    return split(x, -(-n // chunks), axis)
 
 
 def unbind(x, dim=0):
@@ -1049,6 +1143,7 @@ def unbind(x, dim=0):
 import builtins as _builtins  # noqa: E402
 
 builtins_sum = _builtins.sum
+builtins_min, builtins_max = _builtins.min, _builtins.max
 
 # ============================================================================================
 # Indexing
@@ -1200,6 +1295,24 @@ def _check_inplace(x, name):
             "supported yet; clone() the tensor or use an out-of-place op")
 
 
+def _readonly_error(x, op):
+    """The error for writing into a tensor whose array is read-only, saying why it is: a
+    broadcast (expand) view, a view of one (its root tensor is writable), or memory shared with
+    a read-only NumPy array (from_numpy / as_tensor / DLPack)."""
+    a, root = x._data, x._base
+    if any(st == 0 and n > 1 for st, n in zip(a.strides, a.shape)) or \
+            (root is not None and root._arr is not None and root._arr.flags.writeable):
+        return RuntimeError(
+            f"unsupported operation ({op}): the tensor is a broadcast (expanded) view, or a "
+            "view of one: more than one element refers to a single memory location. "
+            "clone() it before writing into it")
+    return RuntimeError(
+        f"unsupported operation ({op}): the tensor's memory is read-only: it shares a NumPy "
+        "array whose writeable flag is False (from jitgrad.from_numpy / as_tensor of a "
+        "read-only array, or a read-only DLPack export). Copy the array (np.array(a)) or "
+        "clone() the tensor before writing into it")
+
+
 def setitem(x, index, value):
     idx, advanced = _convert_index(index, x._meta[0])
     v = value if isinstance(value, Tensor) else None
@@ -1231,8 +1344,7 @@ def setitem(x, index, value):
                                f"broadcast to indexing result of shape {list(target_shape)}") \
                 from None
     if not x._data.flags.writeable:
-        raise RuntimeError("unsupported operation: the tensor is a broadcast (expanded) view; "
-                           "clone() it before writing into it")
+        raise _readonly_error(x, "__setitem__")
     if rec:
         ctx_node_inputs = (x, v if v is not None else Tensor._make(np.asarray(vd)))
         node = node_class(FunctionNode, "CopySlices")(tuple(grad_edge(t) for t in ctx_node_inputs))
@@ -1488,12 +1600,12 @@ def _inplace_ew(x, name, *others, grad_fn=None):
     into = None  # x's array when the eager kernel writes it directly
     if rec:
         _check_inplace(x, name + "_")
+    if x._arr is not None and not x._arr.flags.writeable:
+        raise _readonly_error(x, name + "_")
+    if rec:
         src = Tensor._make(x._data.copy(), x._rg, x.grad_fn)
         res = apply_elementwise(row, (src,) + others, grad_fn)
     else:
-        if not x._data.flags.writeable:
-            raise RuntimeError("unsupported operation: the tensor is a broadcast (expanded) view;"
-                               " clone() it before writing into it")
         into = _writable_target(x, others)
         if into is not None:  # pending values that read x see its old contents
             lazy.realize_readers(into)
@@ -1537,8 +1649,7 @@ def pow_(x, y):
 
 
 def clamp_(x, min=None, max=None):
-    lo = -np.inf if min is None else min
-    hi = np.inf if max is None else max
+    lo, hi = _clamp_bounds(x, None if min is None else _t(min), None if max is None else _t(max))
     return _inplace_ew(x, "clamp", lo, hi)
 
 

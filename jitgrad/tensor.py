@@ -285,6 +285,12 @@ class Tensor:
         return self._data
 
     def __array__(self, dtype=None, copy=None):
+        """NumPy's view of the tensor (shared memory, like torch). Refused for a tensor that
+        requires grad, like torch: a writable alias would let NumPy change values autograd has
+        saved, corrupting gradients without any error."""
+        if self._rg:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
+                               "tensor.detach().numpy() instead.")
         self._no_host_view()
         if dtype is not None and np.dtype(dtype) != self._data.dtype:
             return self._data.astype(dtype)
@@ -357,8 +363,9 @@ class Tensor:
 
     def to(self, *args, dtype=None, device=None, copy=False, non_blocking=False, **kwargs):
         for a in args:
-            if isinstance(a, (dtypes.DType, type)) or (isinstance(a, str) and
-                                                       a.split(".")[-1] in dtypes._BY_NAME):
+            if isinstance(a, (dtypes.DType, dtypes.UnsupportedDType, type)) or \
+                    (isinstance(a, str) and (a.split(".")[-1] in dtypes._BY_NAME or
+                                             a.split(".")[-1] in dtypes._UNSUPPORTED)):
                 dtype = a
             elif isinstance(a, Tensor):
                 dtype = a.dtype

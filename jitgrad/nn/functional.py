@@ -237,12 +237,15 @@ class _NllLoss(Function):
             out = losses
         elif reduction == "sum":
             out = np.asarray(losses.sum(dtype=np.float64), x.dtype)
-        else:  # nothing to average (every row ignored): NaN loss, zero gradient, like torch
-            out = np.asarray(losses.sum(dtype=np.float64) / denom if denom else np.nan,
-                             x.dtype)
-            coef = (wt / denom).astype(x.dtype) if denom else np.zeros_like(wt)
+        else:  # a zero weight total: NaN loss; like torch the gradient is w/0 (NaN) for
+            # rows that count and 0 for ignored rows (all zeros when every row is ignored)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out = np.asarray(losses.sum(dtype=np.float64) / denom, x.dtype)
+                coef = np.where(valid, wt / denom, 0).astype(x.dtype)
         onehot = np.zeros(x.shape, x.dtype)
-        np.put_along_axis(onehot, tt[:, None, ...], (-coef)[:, None, ...], axis=1)
+        # (ignored rows get +0 like torch, not -0)
+        np.put_along_axis(onehot, tt[:, None, ...], np.where(valid, -coef, 0)[:, None, ...],
+                          axis=1)
         ctx.onehot = onehot
         ctx.reduction = reduction
         return out
@@ -265,9 +268,11 @@ def _nll_loss_masked(x, t, w, ignore_index, reduction):
     tt = np.where(valid, t, 0)
     wv = np.ones(c) if w is None else np.asarray(w, np.float64)
     wt = np.where(valid, wv[tt], 0.0)
-    nan = reduction == "mean" and not wt.sum()  # nothing to average: NaN loss, zero gradient
-    if reduction == "mean" and not nan:
-        wt = wt / wt.sum()
+    # nothing to average: NaN loss; the gradient is w/0 (NaN) for counted rows, 0 for ignored
+    nan = reduction == "mean" and not valid.any()
+    if reduction == "mean":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            wt = np.where(valid, wt / wt.sum(), 0.0)
     m = np.zeros(x.shape, dt)
     np.put_along_axis(m, tt[:, None, ...], wt.astype(dt)[:, None, ...], axis=1)
     pick = np.zeros(x.shape, np.bool_)
@@ -359,9 +364,11 @@ class _CrossEntropy(Function):
         elif denom:
             out = np.asarray(total / denom, x.dtype)
             coef /= denom
-        else:  # every row ignored (or zero weights): nan like torch
-            out = np.asarray(np.nan, x.dtype)
-            coef *= np.nan
+        else:  # like torch: loss total/0 (NaN); gradient w/0 (NaN) for rows that count, but
+            # 0 for ignored rows (so with every row ignored the gradient is all zeros)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out = np.asarray(np.float64(total) / np.float64(denom), x.dtype)
+                coef = np.where(target == ignore_index, 0.0, coef / denom)
         ctx.probs, ctx.target, ctx.coef, ctx.reduction = probs, target, coef, reduction
         return out
 
