@@ -58,7 +58,9 @@ def _arange_number(v, what):
         return int(v)
     if isinstance(v, (int, np.integer)):
         v = int(v)
-        if not _I64_MIN <= v <= _I64_MAX:  # torch: the argument itself cannot be an int64
+        if not _I64_MIN <= v < 2 ** 64:  # torch's argument parser: no int64 or uint64
+            raise OverflowError(f"arange: {what}={v} is too big to convert to an integer")
+        if v > _I64_MAX:  # torch: the argument itself cannot be an int64
             raise RuntimeError(f"arange: {what}={v} cannot be converted to int64 without "
                                "overflow")
         return v

@@ -184,9 +184,14 @@ def test_chunk_and_split_of_an_empty_dimension():
 # item 4: arange, randint, integer dtypes kept, squeeze(()), reductions' dtype=
 
 
-def test_arange_overflow_raises():
-    with pytest.raises(RuntimeError, match="int64"):
-        jitgrad.arange(0, 2 ** 64, 2 ** 62)
+def test_arange_overflow_raises(torch):
+    # torch's argument parser: beyond uint64 (or below int64) OverflowError, beyond int64
+    # RuntimeError; both, never a silent wrap-around
+    for args in [(0, 2 ** 64, 2 ** 62), (-2 ** 63 - 1, 0)]:
+        with pytest.raises(OverflowError):
+            torch.arange(*args)
+        with pytest.raises(OverflowError, match="too big"):
+            jitgrad.arange(*args)
     with pytest.raises(RuntimeError, match="int64"):
         jitgrad.arange(0, 2 ** 63)
     with pytest.raises(RuntimeError, match="int64"):
