@@ -5,7 +5,8 @@ become one scalar libm call per element (5-40x slower than NumPy's SIMD
 ufuncs).  The functions below use only arithmetic, selects and bit casts
 (Cody-Waite reduction, polynomials, exponent tricks via integer bit casts), so
 LLVM's loop vectoriser turns a loop over them into packed ymm/zmm code with
-no calls left.
+no calls left (but one: sin/cos/tan of |x| > 2.6e7 float32 / 1e8 float64,
+see below).
 
 Functions: ``exp, expm1, log, log1p, tanh, sigmoid, sin, cos, tan``.
 
@@ -33,12 +34,14 @@ Usage from generated kernel source::
 dispatcher; its per-dtype body is an ``@overload`` and its helpers are
 overloads too.  Every compiled function is marked LLVM ``alwaysinline``
 (see ``_ai``), so any number of calls in a kernel are inlined and the loop
-vectorised; a test checks that no call survives.  Nothing compiles at import
-(~20 ms, mostly registering ~60 overloads).  The first use of a function and
-dtype with a cold cache compiles it once (0.6-1.3 s here); afterwards it
-loads from Numba's on-disk cache, and a kernel using it costs its own compile
-(~0.1-0.3 s, +~20-50 ms of LLVM work per extra call site).  In float32 kernels keep the surrounding constants typed, or the
-arithmetic around the calls promotes to float64.
+vectorised; a test checks that no call survives but sin/cos/tan's
+large-argument one.  Nothing compiles at import (~20 ms, mostly registering
+~80 overloads).  The first use of a function and dtype with a cold cache
+compiles it once (0.2-1.3 s here); afterwards it loads from Numba's on-disk
+cache, and a kernel using it costs its own compile (~0.1-0.3 s, +~20-50 ms
+of LLVM work per extra call site; sin/cos/tan +~15 ms each for their
+large-argument path).  In float32 kernels keep the surrounding constants
+typed, or the arithmetic around the calls promotes to float64.
 
 Special values follow NumPy: NaN -> NaN everywhere; exp(+inf)=inf,
 exp(-inf)=0, overflow -> inf, gradual underflow through denormals to 0;
@@ -51,7 +54,9 @@ Accuracy: max error in ulp against the exact value (float32: NumPy float64
 reference; float64: x87 long double, cross-checked against mpmath), measured
 over every 97th float32 bit pattern plus dense sweeps, and ~4e6 float64
 points per function (log-spaced over the whole range, uniform over the
-interesting ranges, nearest values to k*pi/2 for sin/cos/tan); CPU with FMA:
+interesting ranges, nearest values to k*pi/2 for sin/cos/tan; for their
+large arguments every 7th float32 bit pattern above 2.6e7 and 2.4e6 float64
+values up to the largest); CPU with FMA:
 
 =========  =======  =======  ===========================================
 function   float32  float64  domain of the bound
@@ -62,18 +67,22 @@ log        0.80     0.77     all x
 log1p      0.88     0.87     all x
 tanh       0.94     1.67     all x (float32: every value checked)
 sigmoid    1.47     1.41     all x
-sin        0.85     0.78     |x| <= 2.6e7 (float32), |x| <= 1.0e8 (float64)
-cos        0.82     0.75     same
-tan        1.15     2.20     same
+sin        0.89     0.78     all x
+cos        0.87     0.77     all x
+tan        1.15     2.20     all x
 =========  =======  =======  ===========================================
 
 ``tests/test_vmath.py`` asserts slightly looser bounds (float32 <= 1-1.75,
 float64 <= 1-2.5 ulp per function).  sin/cos/tan reduce by pi/2 with
 Cody-Waite in float64, chunks short enough that k*chunk is exact: exact for
 |k| < 2**24 (float32 input, |x| < 2**24*pi/2 = 2.6e7) and, as a double-double,
-for |k| < 2**26 (float64, |x| < 1.05e8).  Beyond that the phase error grows
-like |x|*2**-53: results stay bounded (|sin|, |cos| <= 1.0001, finite tan)
-but are not accurate.
+for |k| < 2**26 (float64, |x| < 1.05e8).  Lanes beyond 2.6e7 / 1e8 are
+recomputed by a call to a scalar function with a Payne-Hanek reduction (bits
+of 2/pi from a table row chosen by the exponent, ~8-17 ns per element),
+placed so that the loop still vectorises (see "Large arguments" below); the
+check costs sin/cos/tan 10-15% (float32 sin 0.61 -> 0.67 ns/element, float64
+1.11 -> 1.26, AMD EPYC Zen 5; float32 tan happened to get faster, 1.02 ->
+0.94).
 
 Exact error terms use ``llvm.fma`` (one instruction on any x86-64 with
 AVX2/AVX-512; a slow but exact libm call on CPUs without FMA); polynomials use
@@ -673,7 +682,8 @@ _PIO2_F32 = (1.570796325802803, 9.920935808982456e-10, -1.2177051777973966e-18)
 _PIO2_F64 = (1.570796325802803, 9.920935739593517e-10, 5.721188726109832e-18,
              4.3359050650618903e-35)
 _TOPI = 0.6366197723675814
-_RMAX = 0.7855   # |r| clamp: only active beyond the exact range
+_RMAX = 0.7855   # |r| clamp: only active beyond the exact range (lanes
+                 # whose result the large-argument path replaces)
 
 
 @_jitable
@@ -700,14 +710,16 @@ def _quadrant32(kd):
 
 
 def _mk_reduce(ft):
+    """The vectorised reduction: Cody-Waite, exact up to _TRIG_BIG."""
     if ft is np.float32:
         c1, c2, c3 = _PIO2_F32
 
         @_jitable
-        def red(xd):
-            """float64 x (from float32) -> (r, k): x = k*pi/2 + r, r to
-            ~1 float64 ulp for |k| < 2**24."""
+        def red(x):
+            """float32 x -> (r, k): x = k*pi/2 + r, r float64 to ~1 float64
+            ulp for |k| < 2**24."""
             _ai()
+            xd = _to_f64(x)
             k = _rint(xd * _TOPI)
             r = _fmae(-k, c1, xd)           # exact
             r = _fmae(-k, c2, r)            # exact when cancelling
@@ -741,9 +753,231 @@ def _mk_reduce(ft):
     return red
 
 
-def _mk_sincos(ft):
-    """sc(x) -> (s, c, k): float64 sin(r), cos(r) and the quadrant k."""
-    red = _mk_reduce(ft)
+# ----------------------------------------------------------------------------
+# Large arguments.  Beyond _TRIG_BIG the Cody-Waite reduction is inexact
+# (float32: |k| < 2**24 up to 2**24*pi/2 = 2.635e7; float64: |k| < 2**26 up to
+# 1.054e8); such lanes are recomputed by a scalar function with a Payne-Hanek
+# reduction (a table row of 2/pi bits chosen by x's exponent; libm would do,
+# at 50-100 ns per element here, but glibc 2.36's cos is 8 ulp off at the
+# double nearest a multiple of pi/2, test_trig_large_vs_mpmath).  It cannot be
+# the vector code itself: the row load is a gather, and LLVM refuses to
+# vectorise a loop whose loads it cannot bound when its input and output may
+# alias (as in every Numba loop: "cannot identify array bounds").  A plain
+# branch around a scalar call does not keep the loop vectorised either: LLVM
+# if-converts a speculatable call (llvm.sin) into a vector call run for every
+# lane (7.5 ns/element instead of 0.6 for float32 sin here) and keeps the loop
+# scalar for any other (8.1 instead of 1.1 ns for float64).  So the call site
+# names masked vector variants (LLVM's VFABI attribute, see _mk_slow): the
+# vector loop makes one call per vector, which returns at once when no lane is
+# large.
+# ----------------------------------------------------------------------------
+
+_TRIG_BIG = {np.float32: np.float32(2.6e7), np.float64: 1.0e8}
+_PIO2_HI, _PIO2_LO = 1.5707963267948966, 6.123233995736766e-17   # pi/2
+_TAB_BITS = 1400          # bits of 2/pi kept (the float64 rows use ~1190)
+
+
+def _two_over_pi(nbits):
+    """floor(2/pi * 2**nbits) with Python integers (Machin's formula)."""
+    g = nbits + 64                          # guard bits
+
+    def atan_inv(n):                        # atan(1/n) * 2**g, error < n terms
+        term = (1 << g) // n
+        total, k, n2 = term, 1, n * n
+        while term:
+            term //= n2
+            k += 2
+            total += term // k if k % 4 == 1 else -(term // k)
+        return total
+    pi = 16 * atan_inv(5) - 4 * atan_inv(239)
+    return (1 << (g + nbits + 1)) // pi
+
+
+def _chunks(v, widths, low):
+    """Split the integer v (value v * 2**low) into chunks of the given bit
+    widths, highest first, as exact floats."""
+    out, shift = [], sum(widths)
+    for w in widths:
+        shift -= w
+        out.append(float(np.ldexp(float((v >> shift) & ((1 << w) - 1)),
+                                  low + shift)))
+    return out
+
+
+_TABLES = {}
+
+
+def _pio2_table(ft):
+    """Rows of 2/pi chunks by exponent, flattened (4 per row); built by the
+    first compile that needs them (~10 ms), never at import.
+
+    float32 (row s = clamp(e, 0, 127), x = m * 2**e, 1 <= m < 2): the bits of
+    2**s * 2/pi modulo 2**25 (x's last bit is 2**(s-23): higher bits add
+    multiples of 4 to x*2/pi) as chunks of 29, 29 and 53 bits at weights
+    2**24, 2**-5, 2**-34, each scaled by 2**-s so that x is used unscaled;
+    x * chunk is exact for the first two.
+
+    float64 (row s = clamp(e, 0, 1023)): 2**s * 2/pi modulo 2**54 as four
+    53-bit chunks at weights 2**53, 2**0, 2**-53, 2**-106, for x scaled to
+    [1, 2) by 2**-d, d = min(s, 1022) (2**-1023 is not a normal number; row
+    1023 carries the remaining factor 1/2)."""
+    if ft in _TABLES:
+        return _TABLES[ft]
+    T = _two_over_pi(_TAB_BITS)
+    rows = []
+    if ft is np.float32:
+        for s in range(128):
+            R = (T >> (_TAB_BITS - s - 86)) & ((1 << 111) - 1)
+            rows.append([float(np.ldexp(v, -s))
+                         for v in _chunks(R, (29, 29, 53), -86)] + [0.0])
+    else:
+        for s in range(1024):
+            R = (T >> (_TAB_BITS - s - 158)) & ((1 << 212) - 1)
+            rows.append([float(np.ldexp(v, min(s, 1022) - s))
+                         for v in _chunks(R, (53, 53, 53, 53), -158)])
+    _TABLES[ft] = tab = np.array(rows, dtype=np.float64).ravel()
+    return tab
+
+
+def _table_row(builder, ft, s, n):
+    """Load n values of row s (an integer) of the table, a constant global
+    of the module being built."""
+    name = "_jitgrad_vmath_2opi_" + ("f32" if ft is np.float32 else "f64")
+    mod = builder.module
+    gv = mod.globals.get(name)
+    if gv is None:
+        tab = _pio2_table(ft)
+        aty = ir.ArrayType(ir.DoubleType(), tab.size)
+        gv = ir.GlobalVariable(mod, aty, name)
+        gv.global_constant = True
+        gv.linkage = "linkonce_odr"
+        gv.unnamed_addr = True
+        gv.align = 32
+        gv.initializer = ir.Constant(aty, [float(v) for v in tab])
+    i64, i32 = ir.IntType(64), ir.IntType(32)
+    base = builder.mul(builder.zext(s, i64), ir.Constant(i64, 4))
+    return [builder.load(builder.gep(gv, [ir.Constant(i32, 0),
+                                          builder.add(base, ir.Constant(i64, j))],
+                                     inbounds=True))
+            for j in range(n)]
+
+
+def _clamp_exp(builder, e, hi):
+    """min(max(e, 0), hi) on an integer."""
+    t = e.type
+    e = builder.select(builder.icmp_signed("<", e, ir.Constant(t, 0)),
+                       ir.Constant(t, 0), e)
+    return builder.select(builder.icmp_signed(">", e, ir.Constant(t, hi)),
+                          ir.Constant(t, hi), e)
+
+
+@intrinsic
+def _pio2_row32(typingctx, x):
+    """float32 x -> its table row (c0, c1, c2), float64."""
+    if x != _F32:
+        return None
+    retty = types.UniTuple(_F64, 3)
+
+    def codegen(context, builder, sig, args):
+        i32 = ir.IntType(32)
+        e = builder.and_(builder.lshr(builder.bitcast(args[0], i32),
+                                      ir.Constant(i32, 23)), ir.Constant(i32, 0xFF))
+        s = _clamp_exp(builder, builder.sub(e, ir.Constant(i32, 127)), 127)
+        return context.make_tuple(builder, retty,
+                                  _table_row(builder, np.float32, s, 3))
+    return retty(x), codegen
+
+
+@intrinsic
+def _pio2_row64(typingctx, x):
+    """float64 x -> (x * 2**-d, c0, c1, c2, c3) from its table row."""
+    if x != _F64:
+        return None
+    retty = types.UniTuple(_F64, 5)
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        e = builder.and_(builder.lshr(builder.bitcast(args[0], i64),
+                                      ir.Constant(i64, 52)), ir.Constant(i64, 0x7FF))
+        s = _clamp_exp(builder, builder.sub(e, ir.Constant(i64, 1023)), 1023)
+        d = builder.select(builder.icmp_signed(">", s, ir.Constant(i64, 1022)),
+                           ir.Constant(i64, 1022), s)
+        scale = builder.bitcast(builder.shl(builder.sub(ir.Constant(i64, 1023), d),
+                                            ir.Constant(i64, 52)), ir.DoubleType())
+        xs = builder.fmul(args[0], scale)       # exact; inf and NaN stay
+        return context.make_tuple(builder, retty,
+                                  [xs] + _table_row(builder, np.float64, s, 4))
+    return retty(x), codegen
+
+
+@_jitable
+def _red32_big(x):
+    """float32 x (any) -> (r, k): x = k*pi/2 + r, r float64 to ~2**-51
+    relative, |k| <= 5 (only k mod 4 is used).
+
+    x*c0 = p0 and x*c1 = p1 are exact, so is p0 - rint(p0); g is exact when
+    |g| < 1/8, else rounded to 2**-53 relative, which x*c2 < 2**-33 cannot
+    cancel; x*c2 + g is rounded once."""
+    _ai()
+    xd = _to_f64(x)
+    c0, c1, c2 = _pio2_row32(x)
+    p0 = xd * c0
+    k0 = _rint(p0)
+    f0 = p0 - k0                        # NaN for +-inf and NaN
+    p1 = xd * c1
+    k1 = _rint(f0 + p1)
+    g = (f0 - k1) + p1
+    f = _fma(xd, c2, g)
+    k = (k0 - 4.0 * _floor(k0 * 0.25)) + k1
+    return f * _PIO2_HI, k
+
+
+@_jitable
+def _red64_big(x):
+    """float64 x (any) -> (r, rlo, k): x = k*pi/2 + r + rlo as a double-double,
+    absolute error ~2**-150 in x*2/pi - k, |k| <= 6 (used mod 4).
+
+    Exact steps (x scaled to [1, 2); grids are powers of 2): x*c0 = p0 + e0
+    on 2**-51, |p0| < 2**55; a = (p0 - rint p0) + e0 exact (|a| <= 2.5);
+    x*c1 = p1 + e1 on 2**-104, |p1| < 4, |e1| <= 2**-52; g1 = p1 - rint p1
+    and a - k2 exact, b + bl their exact sum, bl + e1 exact.  The rest is
+    double-double (x*c2 < 2**-51, x*c3 < 2**-104), so even the worst
+    cancellation (|x mod pi/2| ~ 2**-61 over all doubles) keeps ~90 bits."""
+    _ai()
+    xs, c0, c1, c2, c3 = _pio2_row64(x)
+    p0 = xs * c0
+    e0 = _fmae(xs, c0, -p0)
+    k0 = _rint(p0)
+    a = (p0 - k0) + e0
+    p1 = xs * c1
+    e1 = _fmae(xs, c1, -p1)
+    k1 = _rint(p1)
+    g1 = p1 - k1
+    k2 = _rint(a + g1)
+    b, bl = _two_sum(a - k2, g1)
+    u1, u1l = _two_sum(b, bl + e1)
+    p2 = xs * c2
+    e2 = _fmae(xs, c2, -p2)
+    u2, u2l = _two_sum(u1, p2)
+    lo = (u1l + u2l) + _fma(xs, c3, e2)
+    fh = u2 + lo
+    fl = lo - (fh - u2)
+    rh = fh * _PIO2_HI
+    rl = _fmae(fh, _PIO2_HI, -rh) + _fma(fh, _PIO2_LO, fl * _PIO2_HI)
+    k = (k0 - 4.0 * _floor(k0 * 0.25)) + k1 + k2
+    # |x| < pi/4 is its own reduction (exact; the table's products would
+    # lose a denormal's bits)
+    small = _fabs(x) < 0.785
+    return (x if small else rh), (0.0 if small else rl), (0.0 if small else k)
+
+
+def _mk_reduce_big(ft):
+    return _red32_big if ft is np.float32 else _red64_big
+
+
+def _mk_sincos(ft, red):
+    """sc(x) -> (s, c, k): float64 sin(r), cos(r) and the quadrant k, with
+    the reduction red (_mk_reduce or _mk_reduce_big)."""
     if ft is np.float32:
         # polynomials in float32; the leading terms are added in float64 so
         # the result is nearly correctly rounded after the final fptrunc
@@ -753,7 +987,7 @@ def _mk_sincos(ft):
         @_jitable
         def sc(x):
             _ai()
-            rd, k = red(_to_f64(x))
+            rd, k = red(x)
             r = _to_f32(rd)
             z = r * r
             ts = _fma(_fma(s0, z, s1), z, s2) * z * r
@@ -784,88 +1018,235 @@ def _mk_sincos(ft):
     return sc
 
 
-def _mk_sin(ft):
-    sc = _mk_sincos(ft)
-
-    if ft is np.float32:
-        @_jitable
-        def impl(x):
-            _ai()
-            s, c, k = sc(x)
-            odd, ge2 = _quadrant32(k)
-            s, c = _to_f32(s), _to_f32(c)
-            v = c if odd else s
-            v = -v if ge2 else v
-            return x if x == 0 else v       # keeps -0.0
-        return impl
-
-    @_jitable
-    def impl(x):
-        _ai()
-        s, c, k = sc(x)
-        odd, ge2 = _quadrant(k)
-        v = c if odd else s
-        v = -v if ge2 else v
-        return x if x == 0 else v
-    return impl
+@_jitable
+def _ident(x):
+    _ai()
+    return x
 
 
-def _mk_cos(ft):
-    sc = _mk_sincos(ft)
+def _mk_trig_value(name, ft, sc):
+    """x -> sin/cos/tan(x) from sc = _mk_sincos(ft, ...)."""
+    if name == "tan":
+        if ft is np.float32:
+            one32 = np.float32(1.0)
 
-    if ft is np.float32:
-        @_jitable
-        def impl(x):
-            _ai()
-            s, c, k = sc(x)
-            odd, ge2 = _quadrant32(k)
-            s, c = _to_f32(s), _to_f32(c)
-            v = s if odd else c
-            return -v if (odd != ge2) else v    # q == 1 or q == 2
-        return impl
-
-    @_jitable
-    def impl(x):
-        _ai()
-        s, c, k = sc(x)
-        odd, ge2 = _quadrant(k)
-        v = s if odd else c
-        return -v if (odd != ge2) else v
-    return impl
-
-
-def _mk_tan(ft):
-    sc = _mk_sincos(ft)
-
-    if ft is np.float32:
-        one32 = np.float32(1.0)
+            @_jitable
+            def tan32(x):
+                _ai()
+                s, c, k = sc(x)
+                odd, ge2 = _quadrant(k)
+                num = -c if odd else s
+                den = s if odd else c
+                # float32 reciprocal (fast divide), one float64 Newton step
+                inv = _to_f64(one32 / _to_f32(den))
+                t = num * inv
+                y = _fma(_fmae(-t, den, num), inv, t)
+                return x if x == 0 else _to_f32(y)
+            return tan32
 
         @_jitable
-        def impl32(x):
+        def tan64(x):
             _ai()
             s, c, k = sc(x)
             odd, ge2 = _quadrant(k)
             num = -c if odd else s
             den = s if odd else c
-            # float32 reciprocal (fast divide), one float64 Newton step
-            inv = _to_f64(one32 / _to_f32(den))
+            inv = 1.0 / den
             t = num * inv
-            y = _fma(_fmae(-t, den, num), inv, t)
-            return x if x == 0 else _to_f32(y)
-        return impl32
+            y = _fma(_fmae(-t, den, num), inv, t)   # exact residual division
+            return x if x == 0 else y
+        return tan64
+
+    quadrant = _quadrant32 if ft is np.float32 else _quadrant
+    rnd = _to_f32 if ft is np.float32 else _ident
+    if name == "sin":
+        @_jitable
+        def sin_(x):
+            _ai()
+            s, c, k = sc(x)
+            odd, ge2 = quadrant(k)
+            s, c = rnd(s), rnd(c)
+            v = c if odd else s
+            v = -v if ge2 else v
+            return x if x == 0 else v       # keeps -0.0
+        return sin_
 
     @_jitable
-    def impl(x):
+    def cos_(x):
         _ai()
         s, c, k = sc(x)
-        odd, ge2 = _quadrant(k)
-        num = -c if odd else s
-        den = s if odd else c
-        inv = 1.0 / den
-        t = num * inv
-        y = _fma(_fmae(-t, den, num), inv, t)   # division with exact residual
-        return x if x == 0 else y
-    return impl
+        odd, ge2 = quadrant(k)
+        s, c = rnd(s), rnd(c)
+        v = s if odd else c
+        return -v if (odd != ge2) else v    # q == 1 or q == 2
+    return cos_
+
+
+_SLOW_VLS = (2, 4, 8, 16, 32)     # vector widths with a vector variant
+_SLOW_ATTR = "vector-function-abi-variant"
+_SLOW_FLAGS = None
+
+
+def _slow_scalar(context, mod, name, t, impl, sig):
+    """``T name(T x)``: impl(x) compiled as a subroutine.  noinline, so the
+    loop keeps one call the vectoriser can map to a vector variant;
+    memory(none) (it reads only the constant table) but not speculatable,
+    so it stays behind its branch."""
+    global _SLOW_FLAGS
+    fn = mod.globals.get(name)
+    if fn is not None:
+        return fn
+    if _SLOW_FLAGS is None:
+        from numba.core.compiler import Flags
+        _SLOW_FLAGS = Flags()
+        _SLOW_FLAGS.error_model = "numpy"
+    fn = ir.Function(mod, ir.FunctionType(t, [t]), name)
+    fn.linkage = "linkonce_odr"
+    fn.attributes.add("noinline")
+    fn.attributes.add("nounwind")
+    for a in ("willreturn", "memory(none)"):     # not in llvmlite's list
+        set.add(fn.attributes, a)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    cres = context.compile_subroutine(b, impl, sig, flags=_SLOW_FLAGS)
+    _, res = context.call_internal_no_propagate(b, cres.fndesc, sig, [fn.args[0]])
+    b.ret(res)                      # (impl cannot fail: the status is 0)
+    return fn
+
+
+def _slow_lanes(mod, scalar, t):
+    """``void f(T* buf, i64 bits, i32 n)``: buf[i] = scalar(buf[i]) for the
+    set bits i < n; shared by the vector variants of every width."""
+    name = scalar.name + "_lanes"
+    fn = mod.globals.get(name)
+    if fn is not None:
+        return fn
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [t.as_pointer(), i64, i32]),
+                     name)
+    fn.linkage = "linkonce_odr"
+    fn.attributes.add("noinline")
+    fn.attributes.add("nounwind")
+    buf, bits, n = fn.args
+    entry, loop, call, nxt, out = (fn.append_basic_block(k) for k in (
+        "entry", "loop", "call", "next", "out"))
+    b = ir.IRBuilder(entry)
+    b.branch(loop)
+    b.position_at_end(loop)
+    i = b.phi(i32)
+    i.add_incoming(ir.Constant(i32, 0), entry)
+    bit = b.and_(b.lshr(bits, b.zext(i, i64)), ir.Constant(i64, 1))
+    b.cbranch(b.icmp_unsigned("!=", bit, ir.Constant(i64, 0)), call, nxt)
+    b.position_at_end(call)
+    ptr = b.gep(buf, [i], inbounds=True)
+    b.store(b.call(scalar, [b.load(ptr)]), ptr)
+    b.branch(nxt)
+    b.position_at_end(nxt)
+    i1 = b.add(i, ir.Constant(i32, 1))
+    i.add_incoming(i1, nxt)
+    b.cbranch(b.icmp_unsigned("==", i1, n), out, loop)
+    b.position_at_end(out)
+    b.ret_void()
+    return fn
+
+
+def _slow_vector(mod, scalar, t, vl):
+    """The masked vector variant ``<vl x T> f(<vl x T> x, <vl x i1> m)``:
+    x unless a lane is set, else x with the set lanes recomputed by the
+    scalar slow path (kept small: every kernel module compiles one per
+    width)."""
+    name = "%s_m%d" % (scalar.name, vl)
+    vf = mod.globals.get(name)
+    if vf is not None:
+        return vf
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    vt = ir.VectorType(t, vl)
+    vf = ir.Function(mod, ir.FunctionType(vt, [vt, ir.VectorType(ir.IntType(1), vl)]),
+                     name)
+    vf.linkage = "linkonce_odr"
+    vf.attributes.add("nounwind")
+    x, m = vf.args
+    entry, slow, fast = (vf.append_basic_block(k) for k in ("entry", "slow", "fast"))
+    b = ir.IRBuilder(entry)
+    buf = b.alloca(vt)          # a vector slot: aligned for the vector store
+    bits = b.zext(b.bitcast(m, ir.IntType(vl)), i64)
+    b.cbranch(b.icmp_unsigned("!=", bits, ir.Constant(i64, 0)), slow, fast)
+    b.position_at_end(fast)
+    b.ret(x)
+    b.position_at_end(slow)
+    b.store(x, buf)
+    b.call(_slow_lanes(mod, scalar, t),
+           [b.bitcast(buf, t.as_pointer()), bits, ir.Constant(i32, vl)])
+    b.ret(b.load(buf))
+    return vf
+
+
+def _keep(mod, fns):
+    """Add functions to ``llvm.compiler.used``: unreferenced until the loop
+    vectoriser picks one, they would otherwise be dropped before it runs."""
+    ptr = ir.IntType(8).as_pointer()
+    gv = mod.globals.get("llvm.compiler.used")
+    if gv is None:
+        gv = ir.GlobalVariable(mod, ir.ArrayType(ptr, 0), "llvm.compiler.used")
+        gv.linkage = "appending"
+        gv.section = "llvm.metadata"
+        gv.initializer = ir.Constant(gv.value_type, [])
+    vals = list(gv.initializer.constant) + [f.bitcast(ptr) for f in fns]
+    gv.value_type = ir.ArrayType(ptr, len(vals))    # the global's own type
+    gv.initializer = ir.Constant(gv.value_type, vals)   # is just a pointer
+
+
+def _mk_slow(name):
+    impls = {}                   # built at import (registers overloads only)
+    for ft in (np.float32, np.float64):
+        impls[_F32 if ft is np.float32 else _F64] = _mk_trig_value(
+            name, ft, _mk_sincos(ft, _mk_reduce_big(ft)))
+
+    @intrinsic
+    def call(typingctx, x):
+        """x -> name(x) through the large-argument reduction, as a call to
+        the scalar function _slow_scalar builds.  The call site lists its
+        masked vector variants (LLVM's VFABI attribute), so that a loop with
+        this call behind a rarely true branch still vectorises."""
+        if x not in impls:
+            return None
+
+        def codegen(context, builder, sig, args):
+            mod = builder.module
+            fname = "jitgrad_vm_%s_%s" % (name, "f32" if x == _F32 else "f64")
+            fresh = mod.globals.get(fname) is None
+            fn = _slow_scalar(context, mod, fname, args[0].type, impls[x], sig)
+            vfs = [_slow_vector(mod, fn, args[0].type, vl) for vl in _SLOW_VLS]
+            if fresh:
+                _keep(mod, vfs)
+            c = builder.call(fn, [args[0]])
+            set.add(c.attributes, '"%s"="%s"' % (_SLOW_ATTR, ",".join(
+                "_ZGV_LLVM_M%dv_%s(%s)" % (vl, fname, vf.name)
+                for vl, vf in zip(_SLOW_VLS, vfs))))
+            return c
+        return x(x), codegen
+    call.__name__ = "_slow_" + name
+    return call
+
+
+def _mk_trig(name):
+    slow = _mk_slow(name)
+
+    def maker(ft):
+        fast = _mk_trig_value(name, ft, _mk_sincos(ft, _mk_reduce(ft)))
+        big = _TRIG_BIG[ft]
+
+        @_jitable
+        def impl(x):
+            _ai()
+            v = fast(x)
+            if _fabs(x) > big:          # rare: recompute (see above)
+                v = slow(x)
+            return v
+        return impl
+    return maker
+
+
+_mk_sin, _mk_cos, _mk_tan = (_mk_trig(n) for n in ("sin", "cos", "tan"))
 
 
 # ----------------------------------------------------------------------------
@@ -955,21 +1336,21 @@ def sigmoid(x):
 
 @njit(**_NJIT)
 def sin(x):
-    """sine (accurate for |x| <= 2.6e7 float32 / 1.0e8 float64)"""
+    """sine (all x; |x| > 2.6e7 float32 / 1e8 float64 take a slower path)"""
     _ai()
     return _sin_s(x)
 
 
 @njit(**_NJIT)
 def cos(x):
-    """cosine (accurate for |x| <= 2.6e7 float32 / 1.0e8 float64)"""
+    """cosine (all x; |x| > 2.6e7 float32 / 1e8 float64 take a slower path)"""
     _ai()
     return _cos_s(x)
 
 
 @njit(**_NJIT)
 def tan(x):
-    """tangent (accurate for |x| <= 2.6e7 float32 / 1.0e8 float64)"""
+    """tangent (all x; |x| > 2.6e7 float32 / 1e8 float64 take a slower path)"""
     _ai()
     return _tan_s(x)
 
