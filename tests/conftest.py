@@ -28,3 +28,9 @@ def torch():
         pytest.skip("torch is not installed: comparisons against torch are skipped "
                     "(pip install -e .[test])")
     return _torch
+
+
+def pytest_addoption(parser):
+    parser.addoption("--long", action="store_true", default=False,
+                     help="long runs: tests/test_fuzz.py checks 10,000 random programs per "
+                          "fusion mode instead of the CI slice")
