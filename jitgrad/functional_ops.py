@@ -20,7 +20,7 @@ from .backends import cuda as cb  # (numba.cuda itself is imported only when a G
 from .backends.cuda import DeviceArray
 from .ops import ELEMENTWISE, structural
 from .tensor import (Ctx, FunctionNode, Function, Tensor, _sum_to_array, _norm_dim, apply_elementwise, apply_fn,
-                     broadcast_shapes, ew, full, sum_to, zeros, _STATE, _result_dtype)
+                     broadcast_shapes, ew, full, sum_to, zeros, _STATE, _result_dtype, rebase_views)
 
 _E = ELEMENTWISE
 
@@ -1366,6 +1366,8 @@ def setitem(x, index, value):
     if rec:
         x.grad_fn = node
         x._rg = True
+        if x._views is not None:
+            rebase_views(x)
 
 
 # ============================================================================================
@@ -1625,6 +1627,8 @@ def _inplace_ew(x, name, *others, grad_fn=None):
     if rec:
         x.grad_fn = res.grad_fn
         x._rg = True
+        if x._views is not None:
+            rebase_views(x)
     return x
 
 

@@ -3,6 +3,7 @@ and the generic application of structural primitives (array forward + Tensor-lev
 from __future__ import annotations
 
 import numbers
+import weakref
 
 import numpy as np
 
@@ -120,13 +121,13 @@ class Tensor:
     """A NumPy array with autograd metadata; ``_data`` is always an ``np.ndarray``."""
 
     __slots__ = ("_arr", "_lazy", "_rg", "grad", "grad_fn", "_vc", "_base", "_accum",
-                 "__weakref__")
+                 "_views", "__weakref__")
     __array_priority__ = 1000  # make ndarray <op> Tensor defer to Tensor's reflected operators
 
     def __init__(self, data, dtype=None, requires_grad=False):
         t = tensor(data, dtype=dtype, requires_grad=requires_grad)
         self._arr, self._lazy, self._rg, self.grad, self.grad_fn = t._arr, None, t._rg, None, None
-        self._vc, self._base, self._accum = [0], None, None
+        self._vc, self._base, self._accum, self._views = [0], None, None, None
 
     @classmethod
     def _make(cls, data: np.ndarray, rg: bool = False, fn=None, base=None):
@@ -143,6 +144,7 @@ class Tensor:
             t._vc = base._vc
             t._base = base if base._base is None else base._base
         t._accum = None
+        t._views = None
         return t
 
     @property
@@ -964,6 +966,8 @@ def apply_fn(fn, inputs: tuple, grad_fn: str | None = None, view_of=None, save=F
         if type(out) is not np.ndarray and type(out) is not DeviceArray:  # NumPy: 0-d scalars
             out = np.asarray(out)
         res = Tensor._make(out, base=view_of)
+    if view_of is not None:
+        _register_view(res)
     if _STATE.enabled and fn.differentiable:
         for t in inputs:
             if t._rg:
@@ -980,6 +984,84 @@ def apply_fn(fn, inputs: tuple, grad_fn: str | None = None, view_of=None, save=F
         res._rg = True
         res.grad_fn = node
     return res
+
+
+def _register_view(v) -> None:
+    """Remember a differentiable view on its root tensor, so that a recorded in-place write into
+    the root can rebase the view's graph (``rebase_views``). Dead entries are dropped whenever
+    the list doubles, so a root viewed anew every step keeps a short list."""
+    root = v._base
+    views = root._views
+    if views is None:
+        root._views = [weakref.ref(v), 8]  # (the last item: the size that triggers a sweep)
+        return
+    views.insert(-1, weakref.ref(v))
+    if len(views) > views[-1]:
+        live = [r for r in views[:-1] if r() is not None]
+        root._views = live + [max(8, 2 * len(live))]
+
+
+def rebase_views(root) -> None:
+    """``root`` was just written in place by a recorded op (its grad_fn is new): every live
+    view taken from it earlier now reads the new values, so its gradient must flow through the
+    root's new graph, not the one it was taken from (torch regenerates such a view's grad_fn the
+    same way). Each view becomes a differentiable gather of the root's elements it looks at
+    (``AsStridedBackward0``)."""
+    views = root._views
+    if not views:
+        return
+    from .autograd.grad_mode import enable_grad
+    from .functional_ops import getitem
+    live = [v for r in views[:-1] if (v := r()) is not None]
+    root._views = None
+    with enable_grad():
+        flat = root.reshape(-1)
+        for v in live:
+            g = getitem(flat, _positions_in_root(v, root), grad_fn="AsStridedBackward0")
+            v.grad_fn, v._rg = g.grad_fn, True
+    for v in live:  # (re-registered: a later in-place write rebases them again)
+        if v._base is root:
+            _register_view(v)
+
+
+def _positions_in_root(v, root) -> np.ndarray:
+    """For each element of the view ``v``, the C-order flat index of the element of ``root``
+    it shares memory with (any strides, found from the two arrays' addresses)."""
+    va, ra = v._data, root._data
+    try:
+        vp, rp = _address(va), _address(ra)
+    except (AttributeError, KeyError, TypeError):
+        vp = rp = None
+    item = ra.dtype.itemsize
+    if vp is None or va.dtype.itemsize != item or \
+            any(s % item for s in tuple(va.strides) + tuple(ra.strides)) or (vp - rp) % item:
+        raise NotImplementedError(
+            f"jitgrad: a view (shape {tuple(va.shape)}, dtype {va.dtype}) of a tensor written in "
+            f"place (shape {tuple(ra.shape)}, dtype {ra.dtype}) cannot be rebased onto its new "
+            "graph; clone() the view before the in-place write")
+    roff = np.zeros(ra.shape, np.int64)
+    for d, (n, st) in enumerate(zip(ra.shape, ra.strides)):
+        roff += (np.arange(n, dtype=np.int64) * (st // item)).reshape(
+            (1,) * d + (n,) + (1,) * (ra.ndim - d - 1))
+    lo = int(roff.min()) if roff.size else 0
+    marker = np.full(int(roff.max()) - lo + 1 if roff.size else 1, -1, np.int64)
+    marker[roff.reshape(-1) - lo] = np.arange(ra.size, dtype=np.int64)
+    voff = np.full(va.shape, (vp - rp) // item - lo, np.int64)
+    for d, (n, st) in enumerate(zip(va.shape, va.strides)):
+        voff += (np.arange(n, dtype=np.int64) * (st // item)).reshape(
+            (1,) * d + (n,) + (1,) * (va.ndim - d - 1))
+    if voff.size and (voff.min() < 0 or voff.max() >= marker.size or
+                      (marker[voff] < 0).any()):
+        raise NotImplementedError(f"jitgrad: a view of shape {tuple(va.shape)} does not lie "
+                                  f"inside its base of shape {tuple(ra.shape)}")
+    return marker[voff]
+
+
+def _address(a) -> int:
+    """The address of an array's first element (host or device)."""
+    if type(a) is DeviceArray:
+        return a.dev.__cuda_array_interface__["data"][0]
+    return a.__array_interface__["data"][0]
 
 
 class Function:

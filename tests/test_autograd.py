@@ -774,3 +774,31 @@ def test_fused_leaves_fed_one_gradient_never_share_memory(build, fuse_everything
     c.grad.add_(1.0)
     close(d.grad, want_d)
     close(c.grad, want_c + 1.0)
+
+
+# --- views taken before an in-place write into their base (found by the fuzzer) ---------------
+
+def _stale_views(M):
+    """Views (slice, reshape+select, a view of a view) taken before a recorded in-place write
+    into their base; the base is a non-leaf in one case and a plain tensor in the other."""
+    x0 = M.tensor(np.array([0.5, -1.0, 1.5, 2.0]), dtype=M.float64)
+    x1 = M.tensor(np.array([-1.0, 0.3, -2.0, 0.7]), dtype=M.float64, requires_grad=True)
+    b = (x0 * x1).clone()
+    v1 = b[1:]
+    v2 = b.reshape(2, 2)[:, 1]
+    v3 = v1[::2]
+    b.mul_(1.32)
+    y = M.zeros(3, dtype=M.float64)
+    w = y[1:]
+    y[1] = x1[0] * x1[1]
+    out = (v1 * v1).sum() + (v2 * 3).sum() + v3.exp().sum() + (w * w).sum()
+    out.backward()
+    return out, x1.grad, [type(v.grad_fn).__name__ for v in (v1, v2, v3, w)]
+
+
+def test_views_follow_an_in_place_write_into_their_base(torch):
+    out, g, names = _stale_views(jitgrad)
+    tout, tg, tnames = _stale_views(torch)
+    np.testing.assert_allclose(out.item(), tout.item(), rtol=1e-12)
+    np.testing.assert_allclose(g.numpy(), tg.numpy(), rtol=1e-12)
+    assert names == tnames == ["AsStridedBackward0"] * 4
