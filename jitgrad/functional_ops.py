@@ -1335,9 +1335,15 @@ def setitem(x, index, value):
     except IndexError as e:
         raise IndexError(f"{e} (indexing a tensor of shape {tuple(x.shape)})") from None
     if v is not None:
+        vshape = v._meta[0]
+        while len(vshape) > len(target_shape) and vshape[0] == 1:  # torch drops leading 1s
+            vshape = vshape[1:]
+        if vshape != v._meta[0]:
+            v = v.reshape(vshape)
+            vd = v._data
         try:
-            broadcast_shapes(v._meta[0], target_shape)
-            if np.broadcast_shapes(v._meta[0], target_shape) != tuple(target_shape):
+            broadcast_shapes(vshape, target_shape)
+            if np.broadcast_shapes(vshape, target_shape) != tuple(target_shape):
                 raise ValueError  # the value must broadcast *to* the target (torch)
         except (RuntimeError, ValueError):
             raise RuntimeError(f"shape mismatch: value tensor of shape {list(v.shape)} cannot be "

@@ -477,3 +477,26 @@ def test_edge_cases_on_cuda_match_the_cpu():
         assert a.dtype == b.dtype
     np.testing.assert_array_equal(out["cpu"][0][0], [0.0, 0.0, 0.0])
     assert np.isnan(out["cpu"][1]).all() and np.isnan(out["cpu"][2])
+
+
+def _setitem_leading_ones(M):
+    w = M.tensor([1.5, -2.0, 0.5], dtype=M.float64, requires_grad=True)
+    x = M.zeros(3, dtype=M.float64)
+    x[1] = w[:1] * 3                        # a [1] value into a 0-d target
+    y = M.zeros(2, 3, dtype=M.float64)
+    y[0] = (w * 2).reshape(1, 1, 3)         # [1, 1, 3] into [3]
+    (x.sum() * 2 + (y * y).sum()).backward()
+    return x.detach(), y.detach(), w.grad
+
+
+def test_setitem_value_with_leading_ones(torch):
+    """torch drops a value's leading size-1 dims before broadcasting it to the target (found by
+    the fuzzer: jitgrad raised 'shape mismatch')."""
+    x, y, g = _setitem_leading_ones(jitgrad)
+    np.testing.assert_array_equal(x.numpy(), [0, 4.5, 0])
+    np.testing.assert_array_equal(y.numpy(), [[3, -4, 1], [0, 0, 0]])
+    np.testing.assert_array_equal(g.numpy(), [18, -16, 4])  # 2*3 + 8*w at w
+    tx, ty, tg = _setitem_leading_ones(torch)
+    np.testing.assert_array_equal(g.numpy(), tg.numpy())
+    with pytest.raises(RuntimeError, match=r"shape \[2, 1, 3\]"):
+        jitgrad.zeros(2, 3)[0] = jitgrad.ones(2, 1, 3)
