@@ -146,6 +146,30 @@ def used_names(lines, names):
     return {n for n in names if re.search(rf"\b{n}\b", text)}
 
 
+_NAME = None
+
+
+def split_invariant(body_lines, variant):
+    """(rows computed once before the loop, rows computed per element): a row is loop-invariant
+    when it reads only scalar operands and other invariant rows. Hoisting them saves work
+    and keeps LLVM's loop optimiser away from chains of vmath calls on a loop-invariant value
+    (with sin/cos/tan's large-argument call, such a chain made a compile take minutes)."""
+    import re
+    global _NAME
+    if _NAME is None:
+        _NAME = re.compile(r"[A-Za-z_]\w*")
+    var = set(variant)
+    hoisted, kept = [], []
+    for line in body_lines:
+        target, _, expr = line.partition(" = ")
+        if not _NAME.fullmatch(target) or any(n in var for n in _NAME.findall(expr)):
+            var.add(target)
+            kept.append(line)
+        else:
+            hoisted.append(line)
+    return hoisted, kept
+
+
 class Load:
     """One kernel operand: parameter name, the body's variable name, and how it is read.
 
@@ -272,6 +296,13 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
             depth = 2
         oix = ", ".join(f"i{d}" for d in range(ndim))
     pad = ind * depth
+    if ndim != 0:
+        invariant, body_lines = split_invariant(
+            body_lines, [ld.var for ld in loads if ld.kind == "a"] +
+            ["i", "j_blk", "i_all"] + [f"i{d}" for d in range(ndim or 0)])
+        if invariant:  # before the outermost loop
+            at = next(k for k, x in enumerate(lines) if x.startswith(f"{ind}for "))
+            lines[at:at] = [ind + x for x in invariant]
     lines += [pad + x for x in inner]
     lines += [pad + x for x in body_lines]
     for j, (kind, var, axes, _) in enumerate(results):
