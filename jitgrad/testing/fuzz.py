@@ -1169,9 +1169,6 @@ def _quiet_ctx():
             yield
 
 
-_CACHE: dict = {}
-
-
 def from_code(text: str, mode: str = "default", dtype: str = "float64", seed: int = 0,
               backward: str = "sum", observe: str = "before") -> Program:
     """A Program from the text :meth:`Program.code` prints (or one written by hand, e.g. a
@@ -1238,7 +1235,7 @@ def generate(seed: int, mode: str = "default", n_steps: int | None = None,
         if isinstance(ref[0], _Failure) or isinstance(ref[1], _Failure):
             last = ref[0] if isinstance(ref[0], _Failure) else ref[1]
             continue  # torch refuses it (e.g. a value saved for backward was overwritten)
-        _CACHE[id(prog)] = (prog, ref)
+        prog._torch_ref = ref  # (check() reuses these runs)
         return prog
     raise RuntimeError(f"could not generate a program for seed {seed} ({mode}): {last}")
 
@@ -1395,11 +1392,8 @@ class Result:
 def check(prog: Program) -> Result:
     """Run prog on jitgrad under its mode's fusion settings and compare with torch."""
     t0 = time.perf_counter()
-    cached = _CACHE.get(id(prog))
-    if cached is not None and cached[0] is prog:
-        r64, r32 = cached[1]
-    else:
-        r64, r32 = _run(prog, "torch", "float64"), _run(prog, "torch", "float32")
+    ref = getattr(prog, "_torch_ref", None)
+    r64, r32 = ref or (_run(prog, "torch", "float64"), _run(prog, "torch", "float32"))
     problems = []
     if isinstance(r64, _Failure) or isinstance(r32, _Failure):
         f = r64 if isinstance(r64, _Failure) else r32
@@ -1463,7 +1457,7 @@ def minimize(prog: Program, max_checks: int = 60) -> Program:
             return False
         if any(isinstance(r, _Failure) for r in ref):
             return False
-        _CACHE[id(p)] = (p, ref)
+        p._torch_ref = ref
         return not check(p).ok
 
     best = prog
