@@ -6,9 +6,11 @@ what float32 rounding allows). Three fusion modes: 'default' (small shapes, eage
 the fused path really runs).
 
 The CI slice runs a fixed set of seeds per mode; ``pytest tests/test_fuzz.py --long`` runs
-10,000 per mode. A failing seed prints its program; reproduce it with
+10,000 per mode (in child processes of 250 seeds). A failing seed prints its program; reproduce it with
 ``python -m jitgrad.testing.fuzz --seed S --mode M --show`` (``--minimize`` shrinks it)."""
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -21,20 +23,37 @@ torch = pytest.importorskip("torch")
 
 CI_PROGRAMS = {"default": 30, "fuse_all": 30, "large": 10}
 LONG_PROGRAMS = 10_000
+LONG_CHUNK = 250  # seeds per child process (Numba keeps every loaded kernel until exit)
 
 
 def pytest_generate_tests(metafunc):
     if "fuzz_case" in metafunc.fixturenames:
-        long = metafunc.config.getoption("--long", default=False)
-        cases = [(m, s) for m in fuzz.MODES
-                 for s in range(LONG_PROGRAMS if long else CI_PROGRAMS[m])]
+        cases = [(m, s) for m in fuzz.MODES for s in range(CI_PROGRAMS[m])]
         metafunc.parametrize("fuzz_case", cases, ids=[f"{m}-{s}" for m, s in cases])
+    if "long_chunk" in metafunc.fixturenames:
+        if metafunc.config.getoption("--long", default=False):
+            cases = [(m, s) for m in fuzz.MODES for s in range(0, LONG_PROGRAMS, LONG_CHUNK)]
+            metafunc.parametrize("long_chunk", cases,
+                                 ids=[f"{m}-{s}-{s + LONG_CHUNK - 1}" for m, s in cases])
+        else:
+            metafunc.parametrize("long_chunk", [pytest.param(
+                None, marks=pytest.mark.skip(reason="10,000 programs per mode: run with --long"))])
 
 
 def test_random_program(fuzz_case):
     mode, seed = fuzz_case
     res = fuzz.check(fuzz.generate(seed, mode))
     assert res.ok, res.report()
+
+
+def test_random_programs_long(long_chunk):
+    """LONG_CHUNK seeds in a fresh process (the fuzz CLI): its report lists every mismatch
+    with its seed and program."""
+    mode, start = long_chunk
+    proc = subprocess.run([sys.executable, "-m", "jitgrad.testing.fuzz", "--mode", mode,
+                           "--start", str(start), "--programs", str(LONG_CHUNK), "--chunk", "0"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-20_000:] + proc.stderr[-5_000:]
 
 
 # --- hand-written programs: bugs the fuzzer found, kept as readable regressions ---------------

@@ -1529,9 +1529,15 @@ def _main(argv=None):
     ap.add_argument("--without", default="",
                     help="comma-separated step kinds not to generate (e.g. alias,mutate: "
                          "skip a known bug class to look for others)")
+    ap.add_argument("--chunk", type=int, default=200,
+                    help="run at most this many seeds per process (0: all in this one): Numba "
+                         "keeps the machine code of every kernel it loads until the process "
+                         "exits (~0.5 MB each), so a long run recycles its process")
     args = ap.parse_args(argv)
     modes = MODES if args.mode == "all" else (ALIASES.get(args.mode, args.mode),)
     without = tuple(w for w in args.without.split(",") if w)
+    if args.seed is None and 0 < args.chunk < args.programs:
+        return _run_chunks(args, argv if argv is not None else sys.argv[1:])
     if args.seed is not None:
         rc = 0
         for m in modes:
@@ -1587,6 +1593,58 @@ def _main(argv=None):
               + (" ..." if len(rs) > 12 else ""))
     print(f"\n{total} programs, {failed} mismatches")
     return int(failed > 0)
+
+
+def _run_chunks(args, argv):
+    """Run the seeds in child processes of args.chunk seeds each; stream their output and add
+    up their summaries."""
+    import subprocess
+    base = []
+    skip = False
+    for a in argv:  # the arguments without --programs/--start/--chunk (given per child)
+        if skip:
+            skip = False
+            continue
+        if a in ("--programs", "--start", "--chunk"):
+            skip = True
+            continue
+        if a.split("=")[0] in ("--programs", "--start", "--chunk"):
+            continue
+        base.append(a)
+    total = failed = 0
+    classes: dict = {}
+    rc = 0
+    for s in range(args.start, args.start + args.programs, args.chunk):
+        n = min(args.chunk, args.start + args.programs - s)
+        cmd = [sys.executable, "-m", "jitgrad.testing.fuzz", *base, "--start", str(s),
+               "--programs", str(n), "--chunk", "0"]
+        print(f"# seeds {s}..{s + n - 1} in a fresh process", flush=True)
+        section = False
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) as p:
+            for line in p.stdout:
+                m = re.match(r"^(\d+) programs, (\d+) mismatches$", line.strip())
+                if m:
+                    total += int(m.group(1))
+                    failed += int(m.group(2))
+                    section = False
+                    continue
+                if line.startswith("mismatch classes:"):
+                    section = True
+                    continue
+                c = re.match(r"^\s+(\d+)\s+(.+?): (\S+/\d+.*)$", line) if section else None
+                if c:
+                    k = classes.setdefault(c.group(2), [0, []])
+                    k[0] += int(c.group(1))
+                    k[1].append(c.group(3))
+                    continue
+                print(line, end="", flush=True)
+        rc |= p.returncode
+    print("\nmismatch classes:")
+    for c, (n, where) in classes.items():
+        print(f"  {n:5d}  {c}: " + ", ".join(where))
+    print(f"\n{total} programs, {failed} mismatches")
+    return int(rc != 0 or failed > 0)
 
 
 if __name__ == "__main__":
