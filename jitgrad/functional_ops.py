@@ -8,6 +8,7 @@ again (``create_graph=True``). ``bind_methods`` attaches the methods to Tensor.
 from __future__ import annotations
 
 import numbers
+import weakref
 from collections import namedtuple
 
 import numpy as np
@@ -1525,11 +1526,7 @@ class _Softmax(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
-        if grad_mode.is_grad_enabled():  # differentiable: recompute the output from x
-            out = softmax(x, ctx.axis)
-        else:
-            out = Tensor._make(ctx.out)
+        out = _saved_result(ctx)
         return (out * (g - sum(g * out, ctx.axis, keepdim=True)),)
 
     @staticmethod
@@ -1537,15 +1534,31 @@ class _Softmax(Function):
         return (_softmax_vjp(ctx, g, False),)
 
 
+def _saved_result(ctx):
+    """softmax/log_softmax's saved output (their backward reads it, not the input, as torch's
+    does); under create_graph it is rebuilt around its own node, so a double backward flows
+    through it."""
+    if grad_mode.is_grad_enabled():
+        return Tensor._make(ctx.out, True, ctx.node())
+    return Tensor._make(ctx.out)
+
+
+def _apply_softmax(cls, x, axis):
+    """Run softmax/log_softmax, saving (and version-checking) the output rather than the input:
+    writing into the input in place afterwards is fine, like torch."""
+    res = apply_fn(cls, (x,), axis=axis, log=cls is _LogSoftmax)
+    node = res.grad_fn
+    if isinstance(node, FunctionNode) and node.fn is cls:
+        node.ctx.node = weakref.ref(node)
+        node.saved_versions = ((res._vc, res._vc[0], Tensor._make(node.ctx.out)),)
+    return res
+
+
 @structural("log_softmax", "LogSoftmaxBackward0")
 class _LogSoftmax(_Softmax):
     @staticmethod
     def backward(ctx, g):
-        x, = ctx.saved_tensors
-        if grad_mode.is_grad_enabled():
-            out = log_softmax(x, ctx.axis)
-        else:
-            out = Tensor._make(ctx.out)
+        out = _saved_result(ctx)
         return (g - exp(out) * sum(g, ctx.axis, keepdim=True),)
 
     @staticmethod
@@ -1567,8 +1580,8 @@ def softmax(x, dim=None, dtype=None):
         x = x.to(dtypes.get_default_dtype())
     if x.ndim == 0:
         _norm_dim(0 if dim is None else dim, 0)
-        return apply_fn(_Softmax, (x.reshape(1),), save=True, axis=0, log=False).reshape(())
-    return apply_fn(_Softmax, (x,), axis=_softmax_dim(x, dim), log=False, save=True)
+        return _apply_softmax(_Softmax, x.reshape(1), 0).reshape(())
+    return _apply_softmax(_Softmax, x, _softmax_dim(x, dim))
 
 
 def log_softmax(x, dim=None, dtype=None):
@@ -1579,8 +1592,8 @@ def log_softmax(x, dim=None, dtype=None):
         x = x.to(dtypes.get_default_dtype())
     if x.ndim == 0:
         _norm_dim(0 if dim is None else dim, 0)
-        return apply_fn(_LogSoftmax, (x.reshape(1),), save=True, axis=0, log=True).reshape(())
-    return apply_fn(_LogSoftmax, (x,), axis=_softmax_dim(x, dim), log=True, save=True)
+        return _apply_softmax(_LogSoftmax, x.reshape(1), 0).reshape(())
+    return _apply_softmax(_LogSoftmax, x, _softmax_dim(x, dim))
 
 
 # ============================================================================================
