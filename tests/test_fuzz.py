@@ -74,7 +74,7 @@ outputs = [v1, v2]
 """),
     # a view taken before an in-place write into its base must see the write in its gradient
     # too (torch rebases the view's grad_fn); jitgrad kept the view's old graph: x1.grad was
-    # 1 instead of 1.32 (found as fuzz seed 52, large)
+    # 1 instead of 1.32 (found as fuzz seed 52, large; fixed in db7c0e4)
     "view_of_base_written_in_place": ("default", "float64", """
 x0 = leaf((4,), -2.0, 2.0)
 x1 = leaf((4,), -3.0, 1.0, requires_grad=True)
@@ -83,6 +83,16 @@ v3 = v2.clone()
 v4 = v3[1:]
 v3.mul_(1.32)
 outputs = [v4]
+"""),
+    # a value with extra leading size-1 dims written into a slot (torch drops them); jitgrad
+    # raised "cannot be broadcast" (fuzz seeds 1173 fuse_all, 1204/1498 default with
+    # --without alias,mutate; fixed in 2845029)
+    "setitem_value_with_leading_ones": ("fuse_all", "float64", """
+x0 = leaf((3, 4), -2.0, 2.0, requires_grad=True)
+v1 = x0 * 1.0
+v1[2, 1] = x0.sum(-1, keepdim=True)[:1]
+v1[0] = x0[1:2] * 2.0
+outputs = [v1]
 """),
 }
 
