@@ -414,12 +414,12 @@ class Tensor:
         return self.to(dtypes.bool_)
 
     def clone(self) -> "Tensor":
-        return apply_fn(_Clone, (self,))
+        return apply_fn(_Clone, (self,), order="K")  # torch's preserve_format: same strides
 
     def contiguous(self) -> "Tensor":
         if self._data.flags.c_contiguous:
             return self
-        return apply_fn(_Clone, (self,))
+        return apply_fn(_Clone, (self,), order="C")
 
     def is_contiguous(self):
         return self._data.flags.c_contiguous
@@ -1122,11 +1122,13 @@ class _Clone(Function):
     grad_fn = "CloneBackward0"
 
     @staticmethod
-    def forward(ctx, x):
-        return np.array(x, order="C", copy=True)
+    def forward(ctx, x, order):
+        """order 'K' keeps a dense layout (a transposed array stays transposed, like torch's
+        clone), 'C' makes it C-contiguous (``contiguous()``)."""
+        return np.array(x, order=order, copy=True)
 
     @staticmethod
-    def cuda_forward(ctx, x):
+    def cuda_forward(ctx, x, order):
         from .backends import cuda as cb
         return cb.contiguous(x)
 

@@ -810,3 +810,16 @@ def test_small_mlp_training_step_vs_torch():
         logits = h @ w2
         return M.nn.functional.cross_entropy(logits, t) + 1e-3 * (w1 * w1).sum()
     check(f, rn(8, 4), rn(6, 4), rn(6), rn(6, 3), RNG.integers(0, 3, 8))
+
+
+def test_clone_keeps_a_dense_layout_like_torch(torch):
+    """torch's clone (preserve_format) keeps a transposed tensor transposed, so a later
+    .t().contiguous() is the clone itself and sees its in-place writes (fuzz seed 3083)."""
+    for M in (jitgrad, torch):
+        x = M.tensor(np.arange(6.0).reshape(2, 3))
+        y = x.t().clone()
+        z = y.t().contiguous()
+        y.add_(10.0)
+        assert not y.is_contiguous()
+        np.testing.assert_array_equal(np.asarray(z.numpy()), np.arange(6.0).reshape(2, 3) + 10)
+        assert x.t().contiguous().is_contiguous()
