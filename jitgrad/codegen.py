@@ -7,6 +7,7 @@ computed once. :func:`render_kernel` wraps such a body in a flat or an N-d broad
 from __future__ import annotations
 
 import math
+import re
 
 # Scalar functions available in generated modules (see backends/cpu.py for the prelude).
 FUNC_SRC = {
@@ -141,12 +142,11 @@ def render_body(rule, n_in: int, with_out_and_g: bool = False, n_g: int = 0):
 
 def used_names(lines, names):
     """Which of ``names`` the rendered lines read (decides what a node must save)."""
-    import re
     text = "\n".join(lines)
     return {n for n in names if re.search(rf"\b{n}\b", text)}
 
 
-_NAME = None
+_NAME = re.compile(r"[A-Za-z_]\w*")
 
 
 def split_invariant(body_lines, variant):
@@ -154,10 +154,6 @@ def split_invariant(body_lines, variant):
     when it reads only scalar operands and other invariant rows. Hoisting them saves work
     and keeps LLVM's loop optimiser away from chains of vmath calls on a loop-invariant value
     (with sin/cos/tan's large-argument call, such a chain made a compile take minutes)."""
-    import re
-    global _NAME
-    if _NAME is None:
-        _NAME = re.compile(r"[A-Za-z_]\w*")
     var = set(variant)
     hoisted, kept = [], []
     for line in body_lines:

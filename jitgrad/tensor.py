@@ -1039,22 +1039,26 @@ def _positions_in_root(v, root) -> np.ndarray:
             f"jitgrad: a view (shape {tuple(va.shape)}, dtype {va.dtype}) of a tensor written in "
             f"place (shape {tuple(ra.shape)}, dtype {ra.dtype}) cannot be rebased onto its new "
             "graph; clone() the view before the in-place write")
-    roff = np.zeros(ra.shape, np.int64)
-    for d, (n, st) in enumerate(zip(ra.shape, ra.strides)):
-        roff += (np.arange(n, dtype=np.int64) * (st // item)).reshape(
-            (1,) * d + (n,) + (1,) * (ra.ndim - d - 1))
+    roff = _element_offsets(ra, item, 0)
     lo = int(roff.min()) if roff.size else 0
     marker = np.full(int(roff.max()) - lo + 1 if roff.size else 1, -1, np.int64)
     marker[roff.reshape(-1) - lo] = np.arange(ra.size, dtype=np.int64)
-    voff = np.full(va.shape, (vp - rp) // item - lo, np.int64)
-    for d, (n, st) in enumerate(zip(va.shape, va.strides)):
-        voff += (np.arange(n, dtype=np.int64) * (st // item)).reshape(
-            (1,) * d + (n,) + (1,) * (va.ndim - d - 1))
+    voff = _element_offsets(va, item, (vp - rp) // item - lo)
     if voff.size and (voff.min() < 0 or voff.max() >= marker.size or
                       (marker[voff] < 0).any()):
         raise NotImplementedError(f"jitgrad: a view of shape {tuple(va.shape)} does not lie "
                                   f"inside its base of shape {tuple(ra.shape)}")
     return marker[voff]
+
+
+def _element_offsets(a, item: int, start: int) -> np.ndarray:
+    """For each element of ``a``, its memory offset in elements of ``item`` bytes, plus
+    ``start``."""
+    off = np.full(a.shape, start, np.int64)
+    for d, (n, st) in enumerate(zip(a.shape, a.strides)):
+        off += (np.arange(n, dtype=np.int64) * (st // item)).reshape(
+            (1,) * d + (n,) + (1,) * (a.ndim - d - 1))
+    return off
 
 
 def _address(a) -> int:
