@@ -365,7 +365,9 @@ def test_compiled_matches_eager_w4_both_modes():
             assert C.STATS["replayed"] >= before["replayed"] + 1
             C.set_enabled(False)
             try:
-                Je = AF.jacobian(fn, inp, strategy=strategy)
+                off = dict(C.STATS)
+                Je = AF.jacobian(fn, inp, strategy=strategy)   # traced and interpreted
+                assert C.STATS == off, "set_enabled(False) must bypass the compiled kernel"
             finally:
                 C.set_enabled(True)
             _close(J1, Je, 1e-6, 1e-6)

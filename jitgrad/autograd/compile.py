@@ -787,8 +787,10 @@ def _install_fast(fc, sig, ent):
 
 def replay(func, inputs, strategy, extra=None):
     """Fast path: the result of a cached kernel for this call, or MISS."""
+    if not _ENABLED or STATE.tracer is not None:
+        return MISS
     fc = _CACHE.get(id(func))
-    if fc is None or STATE.tracer is not None:
+    if fc is None:
         return MISS
     for rp in fc.fast.get((strategy, extra), ()):
         r = rp(func, inputs)
