@@ -7,13 +7,30 @@ import numpy as np
 import pytest
 
 import jitgrad
-from jitgrad import autograd
+from jitgrad import autograd, lazy
 from jitgrad.testing import GradcheckError, gradcheck, gradgradcheck
 from jitgrad.testing.opinfo import ALL_INFOS, OPINFOS, VARIANTS, registry_names
 
 # (test, row name or param id) -> "BUG: ...": jitgrad bugs this table finds that are not fixed
 # yet; their tests stay in the suite as strict xfails (none open right now).
 KNOWN_BUGS: dict = {}
+
+
+@pytest.fixture(autouse=True, params=["default", "fuse_all"])
+def fusion_mode(request):
+    """Every test of the table runs twice: with the shipped settings (these small shapes are
+    below FUSE_MIN, so ops run one kernel each) and with fusion on every op (FUSE_MIN = 0:
+    the ops are recorded and realised as generated fused kernels, forward and backward)."""
+    if request.param == "default":
+        yield request.param
+        return
+    prev, prev_min = lazy.is_fusion_enabled(), lazy.FUSE_MIN
+    lazy.set_fusion(True, 0)
+    try:
+        assert (jitgrad.ones(2) * 2)._arr is None, "fuse_all mode must record ops lazily"
+        yield request.param
+    finally:
+        lazy.set_fusion(prev, prev_min)
 
 
 def _params(test, cases):
