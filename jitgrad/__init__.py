@@ -15,14 +15,14 @@ from .creation import (arange, as_tensor, empty, empty_like, eye, from_dlpack, f
 from .autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from . import functional_ops as _F
 from .functional_ops import (abs, add, allclose, amax, amin, argmax, argmin, bmm, broadcast_to,
-                             cat, chunk, clamp, clip, concat, cos, div, dot, eq, equal, erf, exp,
-                             expm1, flatten, ge, gt, inner, isfinite, isnan, le, log, log1p,
-                             log_softmax, logical_and, logical_not, logsumexp, lt, matmul, max,
-                             maximum, mean, min, minimum, mm, mul, mv, ne, neg, negative,
-                             nonzero, outer, permute, pow, prod, reciprocal, relu, reshape,
-                             rsqrt, select, sigmoid, sign, sin, softmax, split, sqrt, square,
-                             squeeze, stack, std, sub, sum, t, tan, tanh, transpose, unbind,
-                             unsqueeze, var, where)
+                             cat, chunk, clamp, clip, concat, cos, cumsum, div, dot, eq, equal,
+                             erf, exp, expm1, flatten, flip, ge, gt, inner, isfinite, isnan, le,
+                             log, log1p, log_softmax, logical_and, logical_not, logsumexp, lt,
+                             matmul, max, maximum, mean, min, minimum, mm, mul, mv, ne, neg,
+                             negative, nonzero, outer, permute, pow, prod, reciprocal, relu,
+                             reshape, rsqrt, select, sigmoid, sign, sin, softmax, split, sqrt,
+                             square, squeeze, stack, std, sub, sum, t, tan, tanh, transpose,
+                             unbind, unsqueeze, var, where)
 from . import autograd, nn  # noqa: E402
 from .autograd import functional as _autograd_functional  # noqa: E402,F401
 from . import func  # noqa: E402  (torch.func-style transforms)

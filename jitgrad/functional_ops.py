@@ -1,14 +1,14 @@
 """functional_ops: every public tensor operation (``jitgrad.exp``, ``Tensor.sum``, indexing, ...).
 
 Elementwise ops apply registry rows (ops.ELEMENTWISE) through generated kernels; reductions,
-movement, indexing and matmul are structural primitives: array forward (njit kernels, NumPy
-views, BLAS matmul) and a backward written with these same Tensor ops, so it is differentiable
-again (``create_graph=True``). ``bind_methods`` attaches the methods to Tensor.
+movement, indexing, matmul and softmax are structural records (ops.STRUCTURAL, built here by
+``@structural``): an array forward (njit kernels, NumPy views, BLAS matmul) and one VJP written
+against the vocabulary in structural.py, which runs on arrays (first-order backward) and on
+these same Tensor ops (``create_graph=True``). ``bind_methods`` attaches the methods to Tensor.
 """
 from __future__ import annotations
 
 import numbers
-import weakref
 from collections import namedtuple
 
 import numpy as np
@@ -20,8 +20,9 @@ from .backends import cpu
 from .backends import cuda as cb  # (numba.cuda itself is imported only when a GPU op runs)
 from .backends.cuda import DeviceArray
 from .ops import ELEMENTWISE, structural
-from .tensor import (Ctx, FunctionNode, Function, Tensor, _sum_to_array, _norm_dim, apply_elementwise, apply_fn,
-                     broadcast_shapes, ew, full, sum_to, zeros, _STATE, _result_dtype, rebase_views)
+from .structural import keep_shape as _keep_shape, same_params, shift_axes, shift_axis
+from .tensor import (Ctx, FunctionNode, Tensor, _norm_dim, apply_elementwise, apply_fn,
+                     broadcast_shapes, ew, full, zeros, _STATE, _result_dtype, rebase_views)
 
 _E = ELEMENTWISE
 
@@ -267,29 +268,6 @@ def _be(x):
     return cb if type(x) is DeviceArray else cpu
 
 
-def _keep_shape(shape, axes):
-    return tuple(1 if k in axes else s for k, s in enumerate(shape))
-
-
-def _expand_back_array(g, in_shape, axes, keepdim):
-    if lazy.ENABLED:  # a broadcast view: the fused kernel reads it as one scalar
-        return np.broadcast_to(g if keepdim else g.reshape(_keep_shape(in_shape, axes)),
-                               in_shape)
-    out = np.empty(in_shape, g.dtype)
-    out[...] = g if keepdim else g.reshape(_keep_shape(in_shape, axes))
-    return out
-
-
-def _softmax_vjp(ctx, g, log):
-    out = ctx.out
-    o3, _ = cpu.arb_view(out, (ctx.axis,))
-    g3, _ = cpu.arb_view(g, (ctx.axis,))
-    res = np.empty(o3.shape, out.dtype)
-    if res.size:
-        cpu.softmax_vjp_arb(o3, g3, res, log)
-    return res.reshape(out.shape)
-
-
 def _lazy_reduce(ctx, x, axes, keepdim, dtype, mean):
     """sum/mean of a lazy tensor: folded into the kernel that computes x (lazy.py)."""
     shape, dt = x._meta
@@ -311,16 +289,9 @@ def _lazy_reduce(ctx, x, axes, keepdim, dtype, mean):
                                              n if mean else None))
 
 
-def _expand_back(g, in_shape, axes, keepdim):
-    """Gradient of a reduction over ``axes``: reshape g to keepdim form, broadcast to input."""
-    if not keepdim:
-        g = g.reshape(_keep_shape(in_shape, axes))
-    return g.expand(in_shape)
-
-
-@structural("sum", "SumBackward1")
-class _Sum(Function):
-    @staticmethod
+@structural("sum", "SumBackward1", linear="all", batch=shift_axes, index_map="reduce",
+            gpu=True)
+class _Sum:
     def forward(ctx, x, axes, keepdim, dtype):
         ctx.axes, ctx.keepdim = axes, keepdim
         out_dtype = dtype.np if dtype is not None else (
@@ -331,17 +302,9 @@ class _Sum(Function):
         out = _be(x).reduce_sum(x, axes, out_dtype)
         return out.reshape(_keep_shape(x.shape, axes)) if keepdim else out
 
-    cuda_forward = forward
+    def vjp(V, ctx, g):
+        return (V.expand_back(g, ctx.shapes[0], ctx.axes, ctx.keepdim),)
 
-    @staticmethod
-    def backward(ctx, g):
-        return (_expand_back(g, ctx.shapes[0], ctx.axes, ctx.keepdim),)
-
-    @staticmethod
-    def backward_arrays(ctx, g):
-        return (_expand_back_array(g, ctx.shapes[0], ctx.axes, ctx.keepdim),)
-
-    @staticmethod
     def lazy_forward(ctx, x, axes, keepdim, dtype):
         return _lazy_reduce(ctx, x, axes, keepdim, dtype, mean=False)
 
@@ -354,9 +317,16 @@ def sum(x, dim=None, keepdim=False, dtype=None):
                     keepdim=keepdim, dtype=d)
 
 
-@structural("mean", "MeanBackward1")
-class _Mean(Function):
-    @staticmethod
+def _mean_divisor(p, in_shape):
+    n = 1
+    for a in p["axes"]:
+        n *= in_shape[a]
+    return None if n == 1 else n
+
+
+@structural("mean", "MeanBackward1", linear="all", batch=shift_axes, index_map="reduce",
+            divisor=_mean_divisor, gpu=True)
+class _Mean:
     def forward(ctx, x, axes, keepdim):
         ctx.axes, ctx.keepdim = axes, keepdim
         n = 1
@@ -373,17 +343,13 @@ class _Mean(Function):
             out = (s / n).astype(x.dtype) if n else np.full(s.shape, np.nan, x.dtype)
         return out.reshape(_keep_shape(x.shape, axes)) if keepdim else out
 
-    cuda_forward = forward
+    def vjp(V, ctx, g):
+        shape = ctx.shapes[0]
+        n = 1
+        for a in ctx.axes:
+            n *= shape[a]
+        return (V.expand_back(g / n, shape, ctx.axes, ctx.keepdim),)
 
-    @staticmethod
-    def backward(ctx, g):
-        return (_expand_back(g / ctx.n, ctx.shapes[0], ctx.axes, ctx.keepdim),)
-
-    @staticmethod
-    def backward_arrays(ctx, g):
-        return (_expand_back_array(g / ctx.n, ctx.shapes[0], ctx.axes, ctx.keepdim),)
-
-    @staticmethod
     def lazy_forward(ctx, x, axes, keepdim):
         return _lazy_reduce(ctx, x, axes, keepdim, None, mean=True)
 
@@ -404,11 +370,9 @@ def mean(x, dim=None, keepdim=False, dtype=None):
                     keepdim=keepdim)
 
 
-@structural("prod", "ProdBackward1")
-class _Prod(Function):
-    @staticmethod
+@structural("prod", "ProdBackward1", gpu=True)
+class _Prod:
     def forward(ctx, x, axes, keepdim, dtype=None):
-        ctx.axes, ctx.keepdim = axes, keepdim
         be = _be(x)
         x3, keep = be.arb_view(x, axes)
         # like sum: an explicit dtype (x was cast to it), else integers and bool give int64
@@ -420,22 +384,17 @@ class _Prod(Function):
         out = out.reshape(keep)
         return out.reshape(_keep_shape(x.shape, axes)) if keepdim else out
 
-    cuda_forward = forward
-
-    @staticmethod
-    def backward(ctx, g):
-        x, = ctx.saved_tensors
-        gk = _expand_back(g, ctx.shapes[0], ctx.axes, ctx.keepdim)
-        return (gk * _prod_others(x, ctx.axes),)
+    def vjp(V, ctx, g):
+        x, = V.saved(ctx)
+        gk = V.expand_back(g, ctx.shapes[0], ctx.axes, ctx.keepdim)
+        return (gk * V.apply(_ProdOthers, x, axes=ctx.axes),)
 
 
-@structural("prod_others", "ProdBackward0")
-class _ProdOthers(Function):
+@structural("prod_others", "ProdBackward0", differentiable=False, gpu=True)
+class _ProdOthers:
     """For each element, the product of the other elements of its reduction group (exact with
     zeros, unlike out / x). Its own derivative is not implemented."""
-    differentiable = False
 
-    @staticmethod
     def forward(ctx, x, axes):
         be = _be(x)
         x3, _ = be.arb_view(x, axes)
@@ -448,14 +407,6 @@ class _ProdOthers(Function):
             tshape = tuple(x.shape[p] for p in perm)
             return out.reshape(tshape).transpose(tuple(np.argsort(perm).tolist()))
         return out.reshape(x.shape)
-
-    cuda_forward = forward
-
-
-def _prod_others(x, axes):
-    if grad_mode.is_grad_enabled() and x._rg:
-        raise NotImplementedError("double backward through prod() is not supported yet")
-    return apply_fn(_ProdOthers, (x,), axes=axes)
 
 
 def prod(x, dim=None, keepdim=False, dtype=None):
@@ -479,11 +430,10 @@ def _check_nonempty(x, name, axes):
                          f"== 0 (input of shape {tuple(x.shape)}).")
 
 
-@structural("amax", "MaxBackward1")
-class _Extreme(Function):
+@structural("amax", "MaxBackward1", gpu=True)
+class _Extreme:
     """Full max/min: the gradient is shared evenly among tied maxima, like torch."""
 
-    @staticmethod
     def forward(ctx, x, sign):
         be = _be(x)
         x3, _ = be.arb_view(x, tuple(range(x.ndim)))
@@ -494,28 +444,18 @@ class _Extreme(Function):
         ctx.out = out.reshape(())
         return ctx.out
 
-    cuda_forward = forward
-
-    @staticmethod
-    def backward(ctx, g):
-        x, = ctx.saved_tensors
-        if x.is_cuda:  # the same rule in Tensor ops (they run on the GPU)
-            with grad_mode.no_grad():
-                xd, out = x.detach(), Tensor._make(ctx.out)
-                # x == max, or both NaN (NaN maxima share g like torch); never both at once
-                mask = eq(xd, out).to(x.dtype) + \
-                    logical_and(ne(xd, xd), ne(out, out)).to(x.dtype)
-                n = float(mask.sum().item())
-            return (mask * (g / n),)
-        xd, out = x._data, ctx.out
-        hit = (xd == out) | (np.isnan(xd) & np.isnan(out))  # NaN maxima share g like torch
-        mask = Tensor._make(np.asarray(hit, dtype=xd.dtype))
-        return (mask * (g / float(hit.sum())),)
+    def vjp(V, ctx, g):
+        x, = V.saved(ctx)
+        xd, out = V.detach(x), V.const(ctx.out)
+        dt = ctx.out.dtype
+        # x == max, or both NaN (NaN maxima share g like torch); never both at once
+        hit = V.astype(V.eq(xd, out), dt) + \
+            V.astype(V.logical_and(V.isnan(xd), V.isnan(out)), dt)
+        return (hit * (g / float(V.sum(hit, None))),)
 
 
-@structural("max_dim", "MaxBackward0")
-class _ExtremeDim(Function):
-    @staticmethod
+@structural("max_dim", "MaxBackward0", gpu=True)
+class _ExtremeDim:
     def forward(ctx, x, axis, keepdim, sign):
         be = _be(x)
         x3, keep = be.arb_view(x, (axis,))
@@ -525,25 +465,16 @@ class _ExtremeDim(Function):
             be.argmax_arb(x3, out, idx, sign)
         ks = _keep_shape(x.shape, (axis,))
         idx_k = idx.reshape(ks)
-        ctx.axis, ctx.keepdim = axis, keepdim
         ctx.indices = idx_k if keepdim else idx.reshape(keep)
         ctx.idx_k = idx_k
         return out.reshape(ks) if keepdim else out.reshape(keep)
 
-    cuda_forward = forward
-
-    @staticmethod
-    def backward(ctx, g):
-        shape = ctx.shapes[0]
-        axis = ctx.axis
+    def vjp(V, ctx, g):
+        shape, axis = ctx.shapes[0], ctx.axis
         r = np.arange(shape[axis]).reshape([-1 if k == axis else 1 for k in range(len(shape))])
-        if type(ctx.idx_k) is DeviceArray:
-            from .tensor import tensor
-            onehot = eq(tensor(r, device="cuda"), Tensor._make(ctx.idx_k))
-        else:
-            onehot = Tensor._make(r == ctx.idx_k)
-        gk = g if ctx.keepdim else g.unsqueeze(axis)
-        return (where(onehot, gk, 0.0),)
+        onehot = V.eq(V.const(r, like=ctx.idx_k), V.const(ctx.idx_k))
+        gk = g if ctx.keepdim else V.reshape(g, _keep_shape(shape, (axis,)))
+        return (V.where(onehot, gk, 0.0),)
 
 
 def _max_min(name, sign, x, dim=None, keepdim=False, other=None):
@@ -622,30 +553,30 @@ def argmin(x, dim=None, keepdim=False):
         return min(x, dim, keepdim).indices
 
 
-@structural("logsumexp", "LogsumexpBackward0")
-class _LogSumExp(Function):
-    @staticmethod
+def _lse_jvp(ctx, x, out, t):
+    axes = ctx.axes
+    if len(axes) == 0:
+        return t
+    ok = out if ctx.keepdim else out.reshape(_keep_shape(x._meta[0], axes))
+    return (t * exp(x - ok)).sum(dim=axes, keepdim=ctx.keepdim)
+
+
+@structural("logsumexp", "LogsumexpBackward0", batch=shift_axes, jvp=_lse_jvp, gpu=True)
+class _LogSumExp:
     def forward(ctx, x, axes, keepdim):
-        ctx.axes, ctx.keepdim = axes, keepdim
         be = _be(x)
         x3, keep = be.arb_view(x, axes)
         out = be.empty((x3.shape[0], x3.shape[2]), x.dtype)
         if out.size:
             be.logsumexp_arb(x3, out)
-        ks = _keep_shape(x.shape, axes)
-        ctx.out_k = out.reshape(ks)
-        return ctx.out_k if keepdim else out.reshape(keep)
+        ctx.out = out.reshape(_keep_shape(x.shape, axes)) if keepdim else out.reshape(keep)
+        return ctx.out
 
-    cuda_forward = forward
-
-    @staticmethod
-    def backward(ctx, g):
-        x, = ctx.saved_tensors
-        gk = g if ctx.keepdim else g.reshape(_keep_shape(ctx.shapes[0], ctx.axes))
-        out_k = Tensor._make(ctx.out_k)
-        if grad_mode.is_grad_enabled():  # differentiable path: recompute out from x
-            out_k = logsumexp(x, ctx.axes, keepdim=True)
-        return (gk * exp(x - out_k),)
+    def vjp(V, ctx, g):
+        x, = V.saved(ctx)
+        keep = _keep_shape(V.shape(x), ctx.axes)
+        gk = g if ctx.keepdim else V.reshape(g, _keep_shape(ctx.shapes[0], ctx.axes))
+        return (gk * V.exp(x - V.reshape(V.result(ctx), keep)),)
 
 
 def logsumexp(x, dim, keepdim=False):
@@ -656,30 +587,37 @@ def logsumexp(x, dim, keepdim=False):
     return apply_fn(_LogSumExp, (x,), axes=axes, keepdim=keepdim, save=True)
 
 
-@structural("var", "VarBackward0")
-class _Var(Function):
-    @staticmethod
+def _var_jvp(ctx, x, out, t):
+    axes, c = ctx.axes, ctx.correction
+    if len(axes) == 0:
+        return t * 0
+    n = 1
+    for a in axes:
+        n *= x._meta[0][a]
+    r = (t * (x - x.mean(dim=axes, keepdim=True))).sum(dim=axes, keepdim=ctx.keepdim)
+    with np.errstate(divide="ignore"):
+        return r * float(np.float64(2.0) / np.float64(n - c))
+
+
+@structural("var", "VarBackward0", batch=shift_axes, jvp=_var_jvp)
+class _Var:
     def forward(ctx, x, axes, keepdim, correction, full=False):
-        ctx.axes, ctx.keepdim, ctx.correction, ctx.full = axes, keepdim, correction, full
         x3, keep = cpu.arb_view(x, axes)
         out = np.empty((x3.shape[0], x3.shape[2]), x.dtype)
-        ctx.n = x3.shape[1]
+        n = x3.shape[1]
         if out.size:
-            if ctx.n == 0:  # like torch: the mean of nothing is NaN, so is the variance
+            if n == 0:  # like torch: the mean of nothing is NaN, so is the variance
                 out.fill(np.nan)
             else:  # torch divides by max(0, n - correction): inf, or NaN for a constant
                 with np.errstate(all="ignore"):
-                    cpu.var_arb(x3, out, float(builtins_min(correction, ctx.n)))
+                    cpu.var_arb(x3, out, float(builtins_min(correction, n)))
         return out.reshape(_keep_shape(x.shape, axes)) if keepdim else out.reshape(keep)
 
-    @staticmethod
     def cuda_forward(ctx, x, axes, keepdim, correction, full=False):
         """The same two-pass variance, written with Tensor ops (fused kernels on the GPU)."""
-        ctx.axes, ctx.keepdim, ctx.correction, ctx.full = axes, keepdim, correction, full
         n = 1
         for a in axes:
             n *= x.shape[a]
-        ctx.n = n
         with grad_mode.no_grad():
             xt = Tensor._make(x)
             d = xt - mean(xt, axes, keepdim=True)
@@ -688,19 +626,21 @@ class _Var(Function):
                                                      if n else np.nan)
             return v._data
 
-    @staticmethod
-    def backward(ctx, g):
-        x, = ctx.saved_tensors
-        gk = g if ctx.keepdim else g.reshape(_keep_shape(ctx.shapes[0], ctx.axes))
-        mu = mean(x, ctx.axes, keepdim=True)
-        if ctx.full and ctx.n - ctx.correction <= 0:
+    def vjp(V, ctx, g):
+        x, = V.saved(ctx)
+        shape, axes = ctx.shapes[0], ctx.axes
+        n = 1
+        for a in axes:
+            n *= shape[a]
+        gk = g if ctx.keepdim else V.reshape(g, _keep_shape(shape, axes))
+        mu = V.mean(x, axes)
+        if ctx.full and n - ctx.correction <= 0:
             # torch's rule for a full reduction without degrees of freedom: 2/0 * (x - mu)
             # is NaN where x == mu and +inf elsewhere (whatever the sign of x - mu)
-            with grad_mode.no_grad():
-                r = where(eq(x, mu), np.nan, np.inf).to(x.dtype)
-            return (gk * r,)
+            r = V.where(V.eq(V.detach(x), V.detach(mu)), np.nan, np.inf)
+            return (gk * V.astype(r, V.dtype(x)),)
         with np.errstate(divide="ignore"):
-            scale = np.float64(2.0) / np.float64(ctx.n - ctx.correction)  # inf/nan like torch
+            scale = np.float64(2.0) / np.float64(n - ctx.correction)  # inf/nan like torch
         return (gk * float(scale) * (x - mu),)
 
 
@@ -719,41 +659,29 @@ def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
                     correction=_correction(unbiased, correction), full=dim is None)
 
 
-class _StdFromVar(Function):
+@structural("std", "StdBackward0", register=False)
+class _StdFromVar:
     """sqrt of a variance, with torch's std rule: the gradient is 0 where the std is 0 (a
     constant input), not g / (2 * 0) * 0 = NaN; elsewhere g / (2 * std). A NaN or inf std
-    still passes NaN on, like torch."""
-    op_name = "std"
-    grad_fn = "StdBackward0"
+    still passes NaN on, like torch. Registered as a variant of var in the op table."""
 
-    @staticmethod
     def forward(ctx, v):
         with np.errstate(invalid="ignore"):
             ctx.out = np.asarray(np.sqrt(v))  # (a 0-d input gives a NumPy scalar)
         return ctx.out
 
-    @staticmethod
     def cuda_forward(ctx, v):
         with grad_mode.no_grad():
             ctx.out = sqrt(Tensor._make(v))._data
         return ctx.out
 
-    @staticmethod
-    def backward(ctx, g):
-        v, = ctx.saved_tensors
-        # differentiable again: the std recomputed as its own std node (like torch's saved
-        # ``result``), so a NaN coming back through it at std == 0 is masked the same way
-        s = _std_of_var(v) if grad_mode.is_grad_enabled() else Tensor._make(ctx.out)
-        with grad_mode.no_grad():
-            zero = eq(s, 0.0)
-        return (where(zero, 0.0, g / (s * 2.0)),)
-
-    @staticmethod
-    def backward_arrays(ctx, g):
-        out = ctx.out
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = np.where(out == 0, 0, g / (out * 2))
-        return (r.astype(out.dtype, copy=False),)
+    def vjp(V, ctx, g):
+        # double backward goes through the std's own node (torch's saved ``result``), so a NaN
+        # coming back through it at std == 0 is masked the same way
+        s = V.result(ctx)
+        with V.errstate():
+            r = V.where(V.eq(V.detach(s), 0.0), 0.0, g / (s * 2.0))
+        return (V.astype(r, ctx.out.dtype),)
 
 
 def _std_of_var(v):
@@ -768,21 +696,15 @@ def std(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
 # Movement (views share the version counter of their base)
 
 
-@structural("reshape", "ViewBackward0")
-class _Reshape(Function):
-    @staticmethod
+@structural("reshape", "ViewBackward0", linear="all", index_map="gather", gpu=True,
+            batch=lambda p, B, shapes: {"shape": (B,) + tuple(p["shape"])},
+            readers=("reshape", "view"))
+class _Reshape:
     def forward(ctx, x, shape):
-        return x.reshape(shape)
+        return x.reshape(shape)  # DeviceArray.reshape: a view when contiguous, else a copy
 
-    cuda_forward = forward  # DeviceArray.reshape: a view when contiguous, else a copy
-
-    @staticmethod
-    def backward(ctx, g):
-        return (g.reshape(ctx.shapes[0]),)
-
-    @staticmethod
-    def backward_arrays(ctx, g):
-        return (g.reshape(ctx.shapes[0]),)
+    def vjp(V, ctx, g):
+        return (V.reshape(g, ctx.shapes[0]),)
 
 
 def _infer_shape(shape, numel):
@@ -890,25 +812,14 @@ def unsqueeze(x, dim):
     return reshape(x, shp[:d] + (1,) + shp[d:], grad_fn="UnsqueezeBackward0")
 
 
-@structural("permute", "PermuteBackward0")
-class _Permute(Function):
-    @staticmethod
+@structural("permute", "PermuteBackward0", linear="all", index_map="gather", gpu=True,
+            batch=lambda p, B, shapes: {"perm": (0,) + tuple(q + 1 for q in p["perm"])})
+class _Permute:
     def forward(ctx, x, perm):
-        ctx.perm = perm
-        return np.transpose(x, perm)
+        return x.transpose(perm)  # a strided view, like torch (NumPy and DeviceArray)
 
-    @staticmethod
-    def cuda_forward(ctx, x, perm):
-        ctx.perm = perm
-        return x.transpose(perm)  # a strided view, like torch
-
-    @staticmethod
-    def backward(ctx, g):
-        return (permute(g, tuple(np.argsort(ctx.perm).tolist())),)
-
-    @staticmethod
-    def backward_arrays(ctx, g):
-        return (np.transpose(g, np.argsort(ctx.perm)),)
+    def vjp(V, ctx, g):
+        return (V.transpose(g, tuple(np.argsort(ctx.perm).tolist())),)
 
 
 def permute(x, *dims, grad_fn=None):
@@ -949,23 +860,26 @@ def t(x):
     return permute(x, (1, 0), grad_fn="TBackward0")
 
 
-@structural("expand", "ExpandBackward0")
-class _Expand(Function):
-    @staticmethod
+def _expand_vmap(args, batched, p, B):
+    t, = args
+    s = t._meta[0]
+    k = len(p["shape"]) - (len(s) - 1)
+    if k > 0:
+        t = t.reshape((s[0],) + (1,) * k + s[1:])
+    return apply_fn(_Expand, (t,), shape=(B,) + tuple(p["shape"]))
+
+
+@structural("expand", "ExpandBackward0", linear="all", index_map="gather",
+            batch=lambda p, B, shapes: {"shape": (B,) + tuple(p["shape"])}, vmap=_expand_vmap)
+class _Expand:
     def forward(ctx, x, shape):
         return np.broadcast_to(x, shape)
 
-    @staticmethod
     def cuda_forward(ctx, x, shape):
         return x.expand(shape)  # a stride-0 view
 
-    @staticmethod
-    def backward(ctx, g):
-        return (sum_to(g, ctx.shapes[0]),)
-
-    @staticmethod
-    def backward_arrays(ctx, g):
-        return (_sum_to_array(g, ctx.shapes[0]),)
+    def vjp(V, ctx, g):
+        return (V.sum_to(g, ctx.shapes[0]),)
 
 
 def expand(x, *sizes):
@@ -1005,29 +919,82 @@ def broadcast_to(x, shape):
     return expand(x, shape)
 
 
-@structural("cat", "CatBackward0")
-class _Cat(Function):
-    @staticmethod
+@structural("flip", "FlipBackward0", linear="all", index_map="gather",
+            batch=lambda p, B, shapes: {"dims": tuple(d + 1 for d in p["dims"])})
+class _Flip:
+    """Reverse the order of elements along ``dims`` (a copy, like torch)."""
+
+    def forward(ctx, x, dims):
+        return np.array(np.flip(x, dims), order="C")  # (0-d stays 0-d)
+
+    def cuda_forward(ctx, x, dims):
+        for d in dims:  # one gather per flipped dim (reversed index along d)
+            x = cb.gather(x, (slice(None),) * d + (np.arange(x.shape[d] - 1, -1, -1),))
+        return x
+
+    def vjp(V, ctx, g):
+        return (V.flip(g, ctx.dims),)
+
+
+def flip(x, dims):
+    """torch.flip(input, dims): dims is a tuple/list of ints (the method also takes *dims)."""
+    x = _tt(x)
+    if not isinstance(dims, (list, tuple)):
+        raise TypeError(f"flip(): argument 'dims' must be tuple of ints, not "
+                        f"{type(dims).__name__}")
+    ds = tuple(_norm_dim(d, x.ndim) for d in dims)
+    if len(set(ds)) != len(ds):
+        raise RuntimeError(f"dim {ds[0]} appears multiple times in the list of dims")
+    return apply_fn(_Flip, (x,), dims=ds if x.ndim else ())
+
+
+def _flip_method(x, *dims):
+    if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
+        dims = tuple(dims[0])
+    return flip(x, tuple(dims))
+
+
+@structural("cumsum", "CumsumBackward0", linear="all", batch=shift_axis)
+class _Cumsum:
+    """Cumulative sum along ``axis``; integers and bool accumulate in int64 like torch. Linear:
+    its VJP is the reversed cumulative sum of g, its JVP the cumsum of the tangent."""
+
+    def forward(ctx, x, axis, dtype):
+        ctx.in_dtype = x.dtype
+        out = dtype.np if dtype is not None else (
+            x.dtype if x.dtype.kind == "f" else np.dtype(np.int64))
+        return np.cumsum(x, axis=axis, dtype=out)
+
+    def vjp(V, ctx, g):
+        r = V.flip(V.cumsum(V.flip(g, (ctx.axis,)), ctx.axis), (ctx.axis,))
+        return (V.astype(r, ctx.in_dtype),)
+
+
+def cumsum(x, dim, *, dtype=None):
+    """torch.cumsum(input, dim, *, dtype=None)."""
+    x = _tt(x)
+    axis = _norm_dim(dim, x.ndim)
+    d = dtypes.from_any(dtype) if dtype is not None else None
+    if x.ndim == 0:
+        return apply_fn(_Cumsum, (x.reshape(1),), axis=0, dtype=d).reshape(())
+    return apply_fn(_Cumsum, (x,), axis=axis, dtype=d)
+
+
+@structural("cat", "CatBackward0", linear="all", index_map="gather", readers=("cat",),
+            batch=shift_axis)
+class _Cat:
     def forward(ctx, *xs, axis, dtype):
-        ctx.axis = axis
-        ctx.sizes = [a.shape[axis] for a in xs]
         return np.concatenate([a.astype(dtype, copy=False) for a in xs], axis=axis)
 
-    @staticmethod
     def cuda_forward(ctx, *xs, axis, dtype):
-        ctx.axis = axis
-        ctx.sizes = [a.shape[axis] for a in xs]
         return cb.concatenate(xs, axis, dtype)
 
-    @staticmethod
-    def backward(ctx, g):
-        out, start = [], 0
-        for k, n in enumerate(ctx.sizes):
-            if ctx.needs_input_grad[k]:
-                idx = (slice(None),) * ctx.axis + (slice(start, start + n),)
-                out.append(g[idx])
-            else:
-                out.append(None)
+    def vjp(V, ctx, g):
+        out, start, pre = [], 0, (slice(None),) * ctx.axis
+        for k, shape in enumerate(ctx.shapes):
+            n = shape[ctx.axis]
+            out.append(V.getitem(g, pre + (slice(start, start + n),))
+                       if ctx.needs_input_grad[k] else None)
             start += n
         return tuple(out)
 
@@ -1057,22 +1024,19 @@ def cat(tensors, dim=0):
 concat = cat
 
 
-@structural("stack", "StackBackward0")
-class _Stack(Function):
-    @staticmethod
+@structural("stack", "StackBackward0", linear="all", index_map="gather",
+            batch=shift_axis)
+class _Stack:
     def forward(ctx, *xs, axis, dtype):
-        ctx.axis = axis
         return np.stack([a.astype(dtype, copy=False) for a in xs], axis=axis)
 
-    @staticmethod
     def cuda_forward(ctx, *xs, axis, dtype):
-        ctx.axis = axis
         shape = xs[0].shape[:axis] + (1,) + xs[0].shape[axis:]
         return cb.concatenate([a.reshape(shape) for a in xs], axis, dtype)
 
-    @staticmethod
-    def backward(ctx, g):
-        return tuple(select(g, ctx.axis, k) if ctx.needs_input_grad[k] else None
+    def vjp(V, ctx, g):
+        pre = (slice(None),) * ctx.axis
+        return tuple(V.getitem(g, pre + (k,)) if ctx.needs_input_grad[k] else None
                      for k in range(len(ctx.shapes)))
 
 
@@ -1202,16 +1166,25 @@ def _apply_index(a, idx, shape):
         raise IndexError(f"{e} (indexing a tensor of shape {tuple(shape)})") from None
 
 
-@structural("getitem", "IndexBackward0")
-class _GetItem(Function):
-    @staticmethod
+def _shift_index(p, B, in_shape, out_shape=None):
+    """Batch rule of an index: a leading full slice, provided the batch axis stays in front
+    (None otherwise: advanced indices after a basic one can move it)."""
+    idx = (slice(None),) + tuple(p["idx"])
+    try:
+        got = np.empty((B,) + tuple(in_shape), np.bool_)[idx].shape
+        want = np.empty(tuple(in_shape), np.bool_)[tuple(p["idx"])].shape
+    except (IndexError, ValueError):
+        return None
+    return {**p, "idx": idx} if got == (B,) + want else None
+
+
+@structural("getitem", "IndexBackward0", linear="all", index_map="gather",
+            batch=lambda p, B, shapes: _shift_index(p, B, shapes[0]))
+class _GetItem:
     def forward(ctx, x, idx):
-        ctx.idx = idx
         return _apply_index(x, idx, x.shape)
 
-    @staticmethod
     def cuda_forward(ctx, x, idx):
-        ctx.idx = idx
         try:
             if not any(isinstance(i, (np.ndarray, bool, np.bool_)) for i in idx):
                 return cb.basic_view(x, idx)  # a view, like torch
@@ -1219,37 +1192,28 @@ class _GetItem(Function):
         except IndexError as e:
             raise IndexError(f"{e} (indexing a tensor of shape {tuple(x.shape)})") from None
 
-    @staticmethod
-    def backward(ctx, g):
-        return (apply_fn(_IndexBackward, (g,), shape=ctx.shapes[0], idx=ctx.idx),)
-
-    @staticmethod
-    def backward_arrays(ctx, g):
-        return (_IndexBackward.forward(ctx, g, ctx.shapes[0], ctx.idx),)
+    def vjp(V, ctx, g):
+        return (V.index_add(g, ctx.shapes[0], ctx.idx),)
 
 
-@structural("index_backward", "IndexPutBackward0")
-class _IndexBackward(Function):
+def _shift_index_add(p, B, shapes):
+    q = _shift_index(p, B, p["shape"])
+    return None if q is None else {**q, "shape": (B,) + tuple(p["shape"])}
+
+
+@structural("index_backward", "IndexPutBackward0", linear="all", batch=_shift_index_add)
+class _IndexBackward:
     """zeros(shape) with g scatter-added at idx (duplicates accumulate)."""
 
-    @staticmethod
     def forward(ctx, g, shape, idx):
-        ctx.idx = idx
-        out = np.zeros(shape, g.dtype)
-        lin = np.arange(out.size, dtype=np.int64).reshape(shape)[idx]
-        if lin.size:
-            src = np.ascontiguousarray(np.broadcast_to(g, lin.shape)).reshape(-1)
-            cpu.scatter_add_flat(out.reshape(-1), np.ascontiguousarray(lin).reshape(-1), src)
-        return out
+        from .structural import ARRAYS
+        return ARRAYS.index_add(g, shape, idx)
 
-    @staticmethod
     def cuda_forward(ctx, g, shape, idx):
-        ctx.idx = idx
         return cb.index_add(shape, idx, g)
 
-    @staticmethod
-    def backward(ctx, gg):
-        return (getitem(gg, ctx.idx),)
+    def vjp(V, ctx, gg):
+        return (V.getitem(gg, ctx.idx),)
 
 
 def getitem(x, index, grad_fn=None):
@@ -1260,29 +1224,16 @@ def getitem(x, index, grad_fn=None):
 
 
 @structural("setitem", "CopySlices")
-class _SetItem(Function):
-    """Gradient of ``x[idx] = v``: g with idx zeroed for the old x, g[idx] for v."""
+class _SetItem:
+    """Gradient of ``x[idx] = v``: g with idx zeroed for the old x, g[idx] for v (recorded by
+    ``setitem`` itself: there is no forward to run)."""
 
-    @staticmethod
-    def backward(ctx, g):
+    def vjp(V, ctx, g):
         gx = gv = None
         if ctx.needs_input_grad[0]:
-            gx = g * Tensor._make(ctx.keep_mask)
+            gx = V.zero_at(g, ctx.idx)
         if ctx.needs_input_grad[1]:
-            gv = sum_to(getitem(g, ctx.idx), ctx.shapes[1])
-            if gv._meta[1] != ctx.v_dtype:
-                gv = gv.to(dtypes.from_numpy(ctx.v_dtype))
-        return gx, gv
-
-    @staticmethod
-    def backward_arrays(ctx, g):
-        gx = gv = None
-        if ctx.needs_input_grad[0]:
-            gx = np.array(g, copy=True, order="C")
-            gx[ctx.idx] = 0
-        if ctx.needs_input_grad[1]:
-            gv = _sum_to_array(np.asarray(g[ctx.idx]), ctx.shapes[1]).astype(ctx.v_dtype,
-                                                                             copy=False)
+            gv = V.astype(V.sum_to(V.getitem(g, ctx.idx), ctx.shapes[1]), ctx.v_dtype)
         return gx, gv
 
 
@@ -1360,11 +1311,6 @@ def setitem(x, index, value):
         ctx.idx = idx
         ctx.shapes = [x._meta[0], ctx_node_inputs[1]._meta[0]]
         ctx.v_dtype = ctx_node_inputs[1]._meta[1]
-        mask = np.ones(x._meta[0], x._meta[1])
-        mask[idx] = 0
-        if x.is_cuda:
-            mask = cb.to_device(mask)
-        ctx.keep_mask = mask
         ctx.needs_input_grad = (x._rg, ctx_node_inputs[1]._rg)
         node.fn, node.ctx = _SetItem, ctx
     lazy.flush()  # pending lazy values may read x's old contents
@@ -1381,51 +1327,62 @@ def setitem(x, index, value):
 # Linear algebra (BLAS through NumPy's matmul)
 
 
-@structural("matmul", "MmBackward0")
-class _Matmul(Function):
-    @staticmethod
+def _pad_batched(t, nd):
+    """(B,) + s -> (B,) + (1,) * (nd - len(s)) + s: align a batched value for broadcasting."""
+    s = t._meta[0]
+    k = nd - (len(s) - 1)
+    return t if k <= 0 else t.reshape((s[0],) + (1,) * k + s[1:])
+
+
+def _matmul_vmap(args, batched, p, B):
+    """matmul with a leading batch axis on one operand (the other is a primal): a batched
+    1-D operand is a stack of vectors, so it is padded/unsqueezed rather than read as a
+    matrix."""
+    a, b = args
+    sa, sb = a._meta[0], b._meta[0]
+    if batched[0]:
+        na, nb = len(sa) - 1, len(sb)
+        if na == 1 and nb == 1:
+            return (a * b).sum(dim=-1)
+        if na == 1:
+            return matmul(_pad_batched(a.unsqueeze(-2), nb), b).squeeze(-2)
+        return matmul(_pad_batched(a, nb), b)
+    na, nb = len(sa), len(sb) - 1
+    if na == 1 and nb == 1:
+        return (b * a).sum(dim=-1)
+    if nb == 1:
+        return matmul(a, _pad_batched(b.unsqueeze(-1), na)).squeeze(-1)
+    return matmul(a, _pad_batched(b, na))
+
+
+@structural("matmul", "MmBackward0", linear=(0, 1), index_map="bilinear",
+            batch=same_params, vmap=_matmul_vmap, readers=("matmul",))
+class _Matmul:
     def forward(ctx, a, b):
         return np.matmul(a, b)
 
-    @staticmethod
     def cuda_forward(ctx, a, b):
         return cb.matmul(a, b)
 
-    @staticmethod
-    def backward(ctx, g):
-        a, b = ctx.saved_tensors
-        a2 = a.unsqueeze(0) if a.dim() == 1 else a
-        b2 = b.unsqueeze(-1) if b.dim() == 1 else b
-        gshape = list(g.shape)
-        if a.dim() == 1:
-            gshape.insert(len(gshape) - (0 if b.dim() == 1 else 1), 1)
-        if b.dim() == 1:
+    def vjp(V, ctx, g):
+        a, b = V.saved(ctx)
+        sa, sb = ctx.shapes
+        na, nb = len(sa) - V.nb, len(sb) - V.nb   # the primal ranks (batched: one more)
+        gshape = list(V.shape(g))
+        if na == 1:  # (k,) -> (1, k); the product gets a row axis
+            a = V.reshape(a, V.shape(a)[:-1] + (1,) + V.shape(a)[-1:])
+            sa = sa[:-1] + (1,) + sa[-1:]
+            gshape.insert(len(gshape) - (0 if nb == 1 else 1), 1)
+        if nb == 1:  # (k,) -> (k, 1); the product gets a column axis
+            b = V.reshape(b, V.shape(b) + (1,))
+            sb = sb + (1,)
             gshape.append(1)
-        g2 = g.reshape(gshape)
+        g = V.reshape(g, gshape)
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            ga = sum_to(matmul(g2, b2.mT), a2.shape).reshape(a.shape)
+            ga = V.reshape(V.sum_to(V.matmul(g, V.mT(b)), sa), ctx.shapes[0])
         if ctx.needs_input_grad[1]:
-            gb = sum_to(matmul(a2.mT, g2), b2.shape).reshape(b.shape)
-        return ga, gb
-
-    @staticmethod
-    def backward_arrays(ctx, g):
-        a, b = (t._data for t in ctx.saved_tensors)
-        a2 = a[None, :] if a.ndim == 1 else a
-        b2 = b[:, None] if b.ndim == 1 else b
-        if a.ndim == 1 or b.ndim == 1:
-            gshape = list(g.shape)
-            if a.ndim == 1:
-                gshape.insert(len(gshape) - (0 if b.ndim == 1 else 1), 1)
-            if b.ndim == 1:
-                gshape.append(1)
-            g = g.reshape(gshape)
-        ga = gb = None
-        if ctx.needs_input_grad[0]:
-            ga = _sum_to_array(np.matmul(g, np.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
-        if ctx.needs_input_grad[1]:
-            gb = _sum_to_array(np.matmul(np.swapaxes(a2, -1, -2), g), b2.shape).reshape(b.shape)
+            gb = V.reshape(V.sum_to(V.matmul(V.mT(a), g), sb), ctx.shapes[1])
         return ga, gb
 
 
@@ -1508,39 +1465,32 @@ ger = outer
 # Softmax family (row kernels over an (A, R, B) view)
 
 
-@structural("softmax", "SoftmaxBackward0")
-class _Softmax(Function):
-    @staticmethod
-    def forward(ctx, x, axis, log):
-        ctx.axis = axis
-        be = _be(x)
-        x3, _ = be.arb_view(x, (axis,))
-        out = be.empty(x3.shape, x.dtype)
-        if out.size:
-            be.softmax_arb(x3, out, log)
-        out = out.reshape(x.shape)
-        ctx.out = out
-        return out
-
-    cuda_forward = forward
-
-    @staticmethod
-    def backward(ctx, g):
-        out = _saved_result(ctx)
-        return (out * (g - sum(g * out, ctx.axis, keepdim=True)),)
-
-    @staticmethod
-    def backward_arrays(ctx, g):
-        return (_softmax_vjp(ctx, g, False),)
+def _softmax_jvp(ctx, x, out, t):
+    return out * (t - sum(t * out, ctx.axis, keepdim=True))
 
 
-def _saved_result(ctx):
-    """softmax/log_softmax's saved output (their backward reads it, not the input, as torch's
-    does); under create_graph it is rebuilt around its own node, so a double backward flows
-    through it."""
-    if grad_mode.is_grad_enabled():
-        return Tensor._make(ctx.out, True, ctx.node())
-    return Tensor._make(ctx.out)
+def _log_softmax_jvp(ctx, x, out, t):
+    return t - sum(t * exp(out), ctx.axis, keepdim=True)
+
+
+def _softmax_forward(ctx, x, axis, log):
+    be = _be(x)
+    x3, _ = be.arb_view(x, (axis,))
+    out = be.empty(x3.shape, x.dtype)
+    if out.size:
+        be.softmax_arb(x3, out, log)
+    out = out.reshape(x.shape)
+    ctx.out = out
+    return out
+
+
+@structural("softmax", "SoftmaxBackward0", batch=shift_axis,
+            jvp=_softmax_jvp, gpu=True)
+class _Softmax:
+    forward = _softmax_forward
+
+    def vjp(V, ctx, g):  # reads the saved output, like torch
+        return (V.softmax_vjp(ctx, g, False),)
 
 
 def _apply_softmax(cls, x, axis):
@@ -1549,21 +1499,17 @@ def _apply_softmax(cls, x, axis):
     res = apply_fn(cls, (x,), axis=axis, log=cls is _LogSoftmax)
     node = res.grad_fn
     if isinstance(node, FunctionNode) and node.fn is cls:
-        node.ctx.node = weakref.ref(node)
         node.saved_versions = ((res._vc, res._vc[0], Tensor._make(node.ctx.out)),)
     return res
 
 
-@structural("log_softmax", "LogSoftmaxBackward0")
-class _LogSoftmax(_Softmax):
-    @staticmethod
-    def backward(ctx, g):
-        out = _saved_result(ctx)
-        return (g - exp(out) * sum(g, ctx.axis, keepdim=True),)
+@structural("log_softmax", "LogSoftmaxBackward0", batch=shift_axis,
+            jvp=_log_softmax_jvp, gpu=True)
+class _LogSoftmax:
+    forward = _softmax_forward
 
-    @staticmethod
-    def backward_arrays(ctx, g):
-        return (_softmax_vjp(ctx, g, True),)
+    def vjp(V, ctx, g):
+        return (V.softmax_vjp(ctx, g, True),)
 
 
 def _softmax_dim(x, dim):
@@ -1785,9 +1731,10 @@ def bind_methods():
                  "bmm", "mv", "dot", "inner", "outer", "softmax", "log_softmax", "add_", "sub_",
                  "mul_", "div_", "pow_", "clamp_", "neg_", "zero_", "fill_", "copy_",
                  "logical_and", "logical_not", "isnan", "isfinite", "nonzero", "equal",
-                 "allclose", "broadcast_to", "where"):
+                 "allclose", "broadcast_to", "where", "cumsum"):
         setattr(T, name, globals()[name])
     T.max = _max_method
+    T.flip = _flip_method
     T.min = _min_method
     T.multiply, T.divide, T.subtract = mul, div, sub
     T.T = property(_T)

@@ -10,9 +10,10 @@ Elementwise primitives are scalar rules written in a tiny vocabulary (``+ - * /`
 VJP rules take ``(m, *xs, out, g)``. Which of ``xs``/``out`` a VJP reads is found by rendering it,
 so a node saves only what its backward needs (like derivatives.yaml's ``result``).
 
-Structural primitives (reductions, matmul, movement, indexing) are registered in
-``tensor.py``/``functional`` modules with array forwards and Tensor-level VJPs; their names are
-listed in :data:`STRUCTURAL` so that the test table can check every primitive has a row.
+Structural primitives (reductions, matmul, movement, indexing, casts, fused nn nodes) are
+:class:`Structural` records in :data:`STRUCTURAL`: a forward on arrays and one VJP written
+against a vocabulary with array, Tensor and batched implementations (structural.py), plus the
+markers from which their JVP, batching and Jacobian-compiler rules follow.
 """
 from __future__ import annotations
 
@@ -184,15 +185,90 @@ class _FloatMath:
 
 FLOAT_MATH = _FloatMath()
 
-# Structural primitives (array forward + Tensor-level VJP), registered by name in tensor.py and
-# nn/functional.py through ``structural``; listed here so the test table can check coverage.
-STRUCTURAL: dict[str, dict] = {}
+# --- structural primitives ---------------------------------------------------------------------
+# Reductions, movement, indexing, matmul, softmax, casts, fused nn nodes: one record each, built by
+# ``@structural`` from a small class body in functional_ops.py / tensor.py / nn/functional.py.
 
 
-def structural(name: str, grad_fn: str):
+@dataclass(eq=False)
+class Structural:
+    """One structural primitive, every rule written once.
+
+    * ``forward(ctx, *arrays, **params) -> array``: NumPy-named calls; when ``gpu`` is True the
+      same function runs on DeviceArrays (the CUDA backend provides those names), else
+      ``cuda_forward`` is the GPU's own entry (None: not available on the GPU).
+    * ``vjp(V, ctx, g) -> grads`` (one per input, None for no gradient): written against the
+      vocabulary ``V`` (structural.py), which has an array implementation (first-order backward,
+      no Tensor bookkeeping), a Tensor one (``create_graph``, GPU) and a batched one (whole
+      Jacobians: every cotangent has a leading axis B, primals a leading 1). The rule reads
+      ``ctx.shapes`` (input shapes) and the op's params (on ``ctx`` by name), plus what
+      ``forward`` or ``save=True`` left on ctx.
+    * ``linear``: "all" -- jointly linear in its tensor inputs (JVP = the op on the tangents);
+      a tuple -- linear in each listed input on its own (matmul: bilinear, JVP = sum over
+      inputs of the op with that input replaced by its tangent); () -- not linear: ``jvp``.
+    * ``batch(params, B, in_shapes) -> params``: the same op on inputs with a leading batch
+      axis B (an axis shift; None when the batch axis would move); ``batch=None``: the batched
+      transforms fall back to the autograd engine.
+    * ``vmap(args, batched, params, B)``: the op with a batch axis on the flagged args only,
+      when params alone cannot say it (matmul's 1-D operands, expand's rank).
+    * ``jvp(ctx, xs, out, ts)``: bespoke batched JVP of a non-linear op (xs/out lifted to a
+      leading 1, ts batched, params shifted on ctx).
+    * ``index_map``: what the Jacobian compiler needs: "gather" (the forward, run on flat index
+      arrays, gives each output element's source element), "reduce" (a reduction over
+      ``params["axes"]``: each input element adds into its keepdim output element, divided by
+      ``divisor``), "bilinear" (matmul's loops) or None (not compiled: the batched interpreter
+      runs it).
+    * ``readers``: public functions that read a traced tensor's ``_data`` for shapes only.
+    """
+    name: str
+    grad_fn: str
+    forward: Callable | None = None
+    vjp: Callable | None = None
+    linear: object = ()
+    batch: Callable | None = None
+    vmap: Callable | None = None
+    jvp: Callable | None = None
+    index_map: str | None = None
+    divisor: Callable | None = None  # index_map "reduce": (params, in_shape) -> n (mean) or None
+    gpu: bool = False
+    cuda_forward: Callable | None = None
+    lazy_forward: Callable | None = None
+    differentiable: bool = True
+    arrays: bool = True              # vjp runs on arrays for a first-order CPU backward
+    readers: tuple = ()
+
+    def __post_init__(self):
+        if self.gpu and self.cuda_forward is None:
+            self.cuda_forward = self.forward
+
+    @property
+    def op_name(self):
+        return self.name
+
+    @property
+    def __name__(self):
+        return self.name
+
+    def __repr__(self):
+        return f"<structural {self.name} ({self.grad_fn})>"
+
+
+STRUCTURAL: dict[str, Structural] = {}
+_FIELDS = set(Structural.__dataclass_fields__) - {"name", "grad_fn"}
+
+
+def structural(name: str, grad_fn: str, register: bool = True, **fields):
+    """Build a :class:`Structural` record from a class body (its functions are the record's
+    ``forward``/``vjp``/... fields, keyword arguments the others) and register it."""
     def deco(cls):
-        cls.op_name = name
-        cls.grad_fn = grad_fn
-        STRUCTURAL[name] = cls
-        return cls
+        body = {k: (v.__func__ if isinstance(v, staticmethod) else v)
+                for k, v in vars(cls).items() if k in _FIELDS}
+        unknown = {k for k in vars(cls) if not k.startswith("__")} - _FIELDS
+        if unknown:
+            raise TypeError(f"structural {name}: unknown record fields {sorted(unknown)}")
+        rec = Structural(name, grad_fn, **{**body, **fields})
+        rec.__doc__ = cls.__doc__
+        if register:
+            STRUCTURAL[name] = rec
+        return rec
     return deco

@@ -1,5 +1,6 @@
 """tensor: the Tensor class, elementwise op application (kernels generated from ops.ELEMENTWISE)
-and the generic application of structural primitives (array forward + Tensor-level VJP)."""
+and the generic application of structural records (ops.Structural: array forward, one VJP run
+on arrays or Tensors)."""
 from __future__ import annotations
 
 import numbers
@@ -12,7 +13,8 @@ from .autograd import grad_mode
 from .autograd.engine import Node, grad_edge, node_class, run_backward
 from .backends import cpu
 from .backends.cuda import DeviceArray
-from .ops import ELEMENTWISE, FLOAT_MATH, Elementwise
+from . import structural as _V
+from .ops import ELEMENTWISE, FLOAT_MATH, Elementwise, structural
 
 _STATE = grad_mode.STATE
 
@@ -378,7 +380,7 @@ class Tensor:
         if device is not None:
             gpu = check_device(device)
             if gpu != _is_cuda(self):
-                t = apply_fn(_ToDevice, (self,), cuda=gpu)
+                t = apply_fn(_ToDevice, (self,), to_cuda=gpu)
                 copy = False
         if dtype is None:
             return t.clone() if copy else t
@@ -910,16 +912,19 @@ class Ctx:
 
 
 class FunctionNode(Node):
+    """Backward of one structural primitive: its record's ``vjp`` on arrays (plain first-order
+    backward on the CPU) or on Tensors (``create_graph``, GPU)."""
     __slots__ = ("fn", "ctx", "inputs")
 
     def apply(self, g, create_graph):
         if self.saved_versions is not None or self.released:
             self.check_saved()
         fn = self.fn
-        if not create_graph and fn.backward_arrays is not None and not _is_cuda(g):
-            return [None if a is None else Tensor._make(a)
-                    for a in fn.backward_arrays(self.ctx, g._data)]
-        grads = fn.backward(self.ctx, g)
+        if not create_graph and fn.arrays and type(g._data) is np.ndarray:
+            return [None if a is None else Tensor._make(
+                        a if type(a) is np.ndarray or type(a) is DeviceArray else np.asarray(a))
+                    for a in fn.vjp(_V.ARRAYS, self.ctx, g._arr)]
+        grads = fn.vjp(_V.TENSORS, self.ctx, g)
         if not isinstance(grads, tuple):
             grads = (grads,)
         return grads
@@ -933,13 +938,15 @@ class FunctionNode(Node):
 
 def apply_fn(fn, inputs: tuple, grad_fn: str | None = None, view_of=None, save=False, ctx=None,
              **params):
-    """Run structural primitive ``fn`` (a class with static ``forward(ctx, *arrays, **params)``
-    and ``backward(ctx, g)``). ``save`` keeps the inputs for backward (version-checked);
-    ``view_of`` marks the result as a view sharing that tensor's version counter."""
+    """Run structural primitive ``fn`` (an ops.Structural record): its forward on the inputs'
+    arrays, and a ``FunctionNode`` whose backward is the record's ``vjp``. ``save`` keeps the
+    inputs for backward (version-checked); ``view_of`` marks the result as a view sharing that
+    tensor's version counter. The params are left on ``ctx`` by name for the rules."""
     if _STATE.tracer is not None:  # autograd.functional is tracing: it runs and records the op
         return _STATE.tracer.function(fn, inputs, grad_fn, view_of, save, ctx, params)
     if ctx is None:
         ctx = Ctx()
+    ctx.__dict__.update(params)
     gpu = False
     for t in inputs:
         if _is_cuda(t):
@@ -949,11 +956,10 @@ def apply_fn(fn, inputs: tuple, grad_fn: str | None = None, view_of=None, save=F
         ctx.cuda = True
         if fn.cuda_forward is None:
             raise NotImplementedError(
-                f"jitgrad: {getattr(fn, 'op_name', fn.__name__)} ({fn.grad_fn}) is not implemented for "
+                f"jitgrad: {fn.name} ({fn.grad_fn}) is not implemented for "
                 "CUDA tensors yet; move the tensor to the CPU with .cpu() first")
         inputs = _to_gpu_operands(inputs)
-    if fn.lazy_forward is not None and lazy.ENABLED and any(t._arr is None for t in inputs) \
-            and (not gpu or fn.cuda_forward is not False):
+    if fn.lazy_forward is not None and lazy.ENABLED and any(t._arr is None for t in inputs):
         ctx.shapes = [t._meta[0] for t in inputs]
         res = fn.lazy_forward(ctx, *inputs, **params)
     elif gpu:
@@ -977,6 +983,7 @@ def apply_fn(fn, inputs: tuple, grad_fn: str | None = None, view_of=None, save=F
         node = node_class(FunctionNode, grad_fn or fn.grad_fn)(
             tuple([grad_edge(t) for t in inputs]))
         node.fn, node.ctx = fn, ctx
+        ctx.node = weakref.ref(node)  # (V.result: the saved output rebuilt around its node)
         ctx.needs_input_grad = tuple([t._rg for t in inputs])
         if save:
             ctx.saved_tensors = inputs
@@ -1068,76 +1075,51 @@ def _address(a) -> int:
     return a.__array_interface__["data"][0]
 
 
-class Function:
-    """A structural primitive. ``backward`` is written with Tensor ops (differentiable again,
-    used under create_graph); ``backward_arrays``, when a class defines it, is the same rule on
-    NumPy arrays for plain first-order backward, where Tensor bookkeeping would dominate."""
-    differentiable = True
-    backward_arrays = None
-    lazy_forward = None   # (ctx, *tensors, **params) -> lazy Tensor, for ops fusion folds in
-    # (ctx, *DeviceArrays, **params) -> DeviceArray: the forward on the GPU (None: not yet
-    # available there; ``forward`` itself when it only calls methods DeviceArray has)
-    cuda_forward = None
+@structural("to_copy", "ToCopyBackward0", linear="all", batch=_V.same_params, index_map="gather",
+            gpu=True)
+class _ToCopy:
+    """A dtype cast (``.to(dtype)``, ``.float()``...); the gradient is cast back."""
 
-
-class _ToCopy(Function):
-    grad_fn = "ToCopyBackward0"
-
-    @staticmethod
     def forward(ctx, x, dtype):
-        ctx.in_dtype = dtypes.from_numpy(x.dtype)
-        if dtype.np.kind != "f":
-            ctx.needs = False
+        ctx.in_dtype = x.dtype
+        if type(x) is DeviceArray:
+            from .backends import cuda as cb
+            return cb.contiguous(x, dtype.np)
         return x.astype(dtype.np)
 
-    @staticmethod
-    def cuda_forward(ctx, x, dtype):
-        from .backends import cuda as cb
-        ctx.in_dtype = dtypes.from_numpy(x.dtype)
-        return cb.contiguous(x, dtype.np)
-
-    @staticmethod
-    def backward(ctx, g):
-        return (g.to(ctx.in_dtype),)
+    def vjp(V, ctx, g):
+        return (V.astype(g, ctx.in_dtype),)
 
 
-class _ToDevice(Function):
+@structural("to_device", "ToCopyBackward0", linear="all", batch=_V.same_params)
+class _ToDevice:
     """A copy between host and GPU memory (``.cuda()``, ``.cpu()``, ``.to(device)``); the
     gradient goes back to the device the input came from."""
-    grad_fn = "ToCopyBackward0"
 
-    @staticmethod
-    def forward(ctx, x, cuda):  # the input is on the CPU
+    def forward(ctx, x, to_cuda):  # the input is on the CPU
         from .backends import cuda as cb
-        ctx.to_cuda = cuda
-        return cb.to_device(x) if cuda else x
+        return cb.to_device(x) if to_cuda else x
 
-    @staticmethod
-    def cuda_forward(ctx, x, cuda):  # the input is on the GPU
-        ctx.to_cuda = cuda
-        return x if cuda else x.copy_to_host()
+    def cuda_forward(ctx, x, to_cuda):  # the input is on the GPU
+        return x if to_cuda else x.copy_to_host()
 
-    @staticmethod
-    def backward(ctx, g):
-        return (g.to("cpu" if ctx.to_cuda else "cuda"),)
+    def vjp(V, ctx, g):
+        return (V.to_device(g, not ctx.to_cuda),)
 
 
-class _Clone(Function):
-    grad_fn = "CloneBackward0"
-
-    @staticmethod
+@structural("clone", "CloneBackward0", linear="all", batch=_V.same_params,
+            index_map="gather")
+class _Clone:
     def forward(ctx, x, order):
         """order 'K' keeps a dense layout (a transposed array stays transposed, like torch's
         clone), 'C' makes it C-contiguous (``contiguous()``)."""
         return np.array(x, order=order, copy=True)
 
-    @staticmethod
     def cuda_forward(ctx, x, order):
         from .backends import cuda as cb
         return cb.contiguous(x)
 
-    @staticmethod
-    def backward(ctx, g):
+    def vjp(V, ctx, g):
         return (g,)
 
 

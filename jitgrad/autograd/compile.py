@@ -88,9 +88,8 @@ def _size(shape):
 
 class _Gen:
     def __init__(self, tr, outs_t, mode):
-        from .. import functional_ops as F
-        import sys
-        self.F, self.T = F, sys.modules["jitgrad.tensor"]
+        from ..tensor import Tensor
+        self.Tensor = Tensor
         self.tr, self.mode = tr, mode
         self.P = tr.values
         self.shape = [tuple(t._meta[0]) for t in self.P]
@@ -122,59 +121,54 @@ class _Gen:
 
     # --- the op set -----------------------------------------------------------------------
     def edges_of(self, op):
-        """(primal renderer, tangent edges in forward orientation: target = op.out)."""
-        F, T = self.F, self.T
+        """(primal renderer, tangent edges in forward orientation: target = op.out), from the
+        structural record's ``index_map``: "gather" ops are run on flat index arrays (each
+        output element's source), "reduce" ops map each input element to its output element
+        (divided by ``divisor``), "bilinear" is matmul's loops; anything else is not compiled."""
         fn, p, o = op.prim, op.params, op.out
         if op.kind == "ew":
             return "ew", [_Edge("pairs", o, a, coef="ew", op=op, k=k)
                           for k, a in enumerate(op.args)
                           if isinstance(a, int) and k not in op.prim.bool_inputs
                           and op.prim.vjps[k] is not None and op.prim.dtype_rule != "compare"]
-        a = op.args[0]
-        if fn is F._Reshape or fn is T._Clone or \
-                (fn is T._ToCopy and p["dtype"].is_floating_point
-                 and np.dtype(self.dtype[a]).kind == "f"):
-            n = self.size[o]
-            return "gather", [_Edge("pairs", o, a, np.arange(n), np.arange(n))]
-        if fn is F._Permute:
-            g = np.arange(self.size[a]).reshape(self.shape[a]).transpose(p["perm"]).reshape(-1)
-            return "gather", [_Edge("pairs", o, a, np.arange(g.size), g)]
-        if fn is F._Expand:
-            g = np.broadcast_to(np.arange(self.size[a]).reshape(self.shape[a]),
-                                self.shape[o]).reshape(-1)
-            return "gather", [_Edge("pairs", o, a, np.arange(g.size), g)]
-        if fn is F._GetItem:
-            g = np.arange(self.size[a]).reshape(self.shape[a])[p["idx"]].reshape(-1)
-            return "gather", [_Edge("pairs", o, a, np.arange(g.size), g)]
-        if fn is F._Sum or fn is F._Mean:
-            if np.dtype(self.dtype[a]).kind != "f" or p.get("dtype") is not None:
-                raise Unsupported("integer / dtype= sum")
+        im = fn.index_map
+        if im is not None and any(np.dtype(self.dtype[v]).kind != "f" for v in op.args + (o,)):
+            raise Unsupported(f"{op.name} of integer values")
+        if im == "gather":
+            return "gather", self._gather_edges(op)
+        if im == "reduce":
+            if p.get("dtype") is not None:
+                raise Unsupported(f"{op.name}(dtype=)")
+            a = op.args[0]
             ks = _keep_shape(self.shape[a], p["axes"])
             seg = np.broadcast_to(np.arange(_size(ks)).reshape(ks), self.shape[a]).reshape(-1)
-            n = 1
-            for ax in p["axes"]:
-                n *= self.shape[a][ax]
-            coef = None if fn is F._Sum or n == 1 else 1.0 / n
+            n = fn.divisor(p, self.shape[a]) if fn.divisor is not None else None
+            coef = None if n is None else 1.0 / n
             return ("sum", n), [_Edge("pairs", o, a, seg, np.arange(seg.size), coef)]
-        if fn is F._Cat or fn is F._Stack:
-            base = np.arange(self.size[o]).reshape(self.shape[o])
-            edges, start = [], 0
-            for k, ak in enumerate(op.args):
-                if fn is F._Cat:
-                    m = self.shape[ak][p["axis"]]
-                    ix = (slice(None),) * p["axis"] + (slice(start, start + m),)
-                    start += m
-                else:
-                    ix = (slice(None),) * p["axis"] + (k,)
-                pos = base[ix].reshape(-1)
-                edges.append(_Edge("pairs", o, ak, pos, np.arange(pos.size)))
-            return "gather", edges
-        if fn is F._Matmul:
+        if im == "bilinear":
             a, b = op.args
             if len(self.shape[a]) > 2 or len(self.shape[b]) > 2:
                 raise Unsupported("batched matmul")
             return "mm", [_Edge("mm", o, a, op=op, k=0), _Edge("mm", o, b, op=op, k=1)]
         raise Unsupported(op.name)
+
+    def _gather_edges(self, op):
+        """Run the op's forward on index arrays (input k holds offset_k + arange(size_k)): each
+        output element names the input element it copies."""
+        from ..tensor import Ctx
+        ins, off = [], 0
+        for a in op.args:
+            ins.append((np.arange(self.size[a], dtype=np.int64) + off).reshape(self.shape[a]))
+            off += self.size[a]
+        src = np.asarray(op.prim.forward(Ctx(), *ins, **op.params)).astype(np.int64).reshape(-1)
+        if src.size != self.size[op.out]:
+            raise Unsupported(f"{op.name}: index map of the wrong size")
+        edges, off = [], 0
+        for a in op.args:
+            pos = np.flatnonzero((src >= off) & (src < off + self.size[a]))
+            edges.append(_Edge("pairs", op.out, a, pos, src[pos] - off))
+            off += self.size[a]
+        return edges
 
     # --- kind inference ---------------------------------------------------------------------
     def analyse(self):
@@ -193,7 +187,7 @@ class _Gen:
         self.live = dep_in & anc   # values whose tangent matters
         for k, kind in enumerate(tr.kinds):
             if kind == "const" and k in anc:
-                if not isinstance(self.P[k], self.T.Tensor):
+                if not isinstance(self.P[k], self.Tensor):
                     raise Unsupported("constant")
                 self.consts.append(k)
         for k in anc:
@@ -445,7 +439,7 @@ class _Gen:
             self.emit(f"acc{o} = np.zeros({n}, np.float64)")
             self.emit(f"for j in range({e.ti.size}):")
             self.emit(f"acc{o}[{seg}[j]] += p{e.s}[j]", 2)
-            scale = f" / {kind[1]}" if op.prim is self.F._Mean else ""
+            scale = f" / {kind[1]}" if kind[1] is not None else ""
             self.emit(f"p{o} = np.empty({n}, {self.dt(o)})")
             self.emit(f"for j in range({n}):")
             self.emit(f"p{o}[j] = acc{o}[j]{scale}", 2)

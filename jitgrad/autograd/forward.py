@@ -7,13 +7,19 @@ op per primitive, instead of one backward per row.
 Elementwise primitives need no rule of their own: a registry VJP rule ``vjps[i](m, *xs, out,
 g)`` is scalar and linear in ``g`` (``tests/test_functional.py`` checks every row), so the
 forward-mode rule is derived from it, ``out_t = sum_i vjps[i](m, *xs, out, t_i)`` — torch's
-``auto_element_wise``. Structural primitives (reductions, movement, indexing, matmul, softmax)
-have one JVP and one batched VJP rule each below, written with jitgrad Tensor ops: run with grad
-enabled they are differentiable again (``create_graph=True``, nested transforms).
+``auto_element_wise``. Structural primitives (ops.STRUCTURAL records) need no rule here either:
+
+* JVP: a record ``linear="all"`` (sum, reshape, getitem, cat, ...) is the op itself applied to
+  the tangents with batch-shifted params (``rec.batch``); a multilinear one (matmul) is the sum
+  over its linear inputs of the op with that input replaced by its tangent (``rec.vmap``); the
+  others (softmax, logsumexp, var) have a bespoke ``rec.jvp``;
+* VJP: the record's one ``vjp`` rule on the ``BATCHED`` vocabulary, with batch-shifted params,
+  the cotangent's leading B and the primals lifted to a leading 1.
+
+All of it is jitgrad Tensor ops: run with grad enabled it is differentiable again
+(``create_graph=True``, nested transforms).
 """
 from __future__ import annotations
-
-import sys
 
 import numpy as np
 
@@ -22,11 +28,6 @@ __all__ = ["Unsupported", "run_forward", "run_reverse"]
 
 class Unsupported(Exception):
     """A recorded primitive has no batched rule: use the autograd engine instead."""
-
-
-def _mods():
-    from .. import functional_ops as F
-    return F, sys.modules["jitgrad.tensor"]
 
 
 def _shape(t):
@@ -62,20 +63,6 @@ def _cast(t, dt):
 def _dtype(npdt):
     from .. import dtypes
     return dtypes.from_numpy(np.dtype(npdt))
-
-
-def _keep(shape, axes):
-    return tuple(1 if k in axes else s for k, s in enumerate(shape))
-
-
-def _check_index(in_shape, idx, B, out_shape):
-    """A batch axis in front of a basic/adjacent-advanced index must stay in front."""
-    try:
-        got = np.empty((B,) + tuple(in_shape), np.bool_)[(slice(None),) + tuple(idx)].shape
-    except (IndexError, ValueError):
-        raise Unsupported("index") from None
-    if got != (B,) + tuple(out_shape):
-        raise Unsupported("index moves the batch axis")
 
 
 # ============================================================================================
@@ -119,102 +106,74 @@ def _ew_jvp(op, P, tan, B):
     return _cast(res, P[op.out]._meta[1])
 
 
-def _mm_jvp(a, b, ta, tb):
-    """Tangent of matmul(a, b) given batched ta / tb (either may be None)."""
-    sa, sb = _shape(a), _shape(b)
-    res = None
-    if ta is not None:
-        if len(sa) == 1 and len(sb) == 1:
-            r = (ta * b).sum(dim=-1)
-        elif len(sa) == 1:
-            t2 = _pad(ta.unsqueeze(-2), len(sb))
-            r = (t2 @ b).squeeze(-2)
-        else:
-            r = _pad(ta, len(sb)) @ b
-        res = r
-    if tb is not None:
-        if len(sa) == 1 and len(sb) == 1:
-            r = (tb * a).sum(dim=-1)
-        elif len(sb) == 1:
-            t2 = _pad(tb.unsqueeze(-1), len(sa))
-            r = (a @ t2).squeeze(-1)
-        else:
-            r = a @ _pad(tb, len(sa))
-        res = r if res is None else res + r
-    return res
+def _bparams(op, P, B):
+    """The record's params for inputs with a leading batch axis B."""
+    rec = op.prim
+    if rec.batch is None:
+        raise Unsupported(op.name)
+    q = rec.batch(op.params, B, [_shape(P[a]) for a in op.args])
+    if q is None:
+        raise Unsupported(f"{op.name}: the batch axis would move")
+    return q
+
+
+def _lift(t):
+    return t.reshape((1,) + _shape(t))
+
+
+class _BatchedCtx:
+    """A structural op's ctx for the batched rules: what its forward left (op.ctx), params
+    shifted, shapes with the leading B, and primal inputs/output lifted to a leading 1 (on
+    first use)."""
+
+    def __init__(self, op, P, B, q, need):
+        if op.ctx is not None:
+            self.__dict__.update(op.ctx.__dict__)
+        self.__dict__.update(q)
+        self._op, self._P = op, P
+        self.shapes = [(B,) + _shape(P[a]) for a in op.args]
+        self.needs_input_grad = tuple(need is None or a in need for a in op.args)
+
+    @property
+    def saved_tensors(self):
+        return tuple(_lift(self._P[a]) for a in self._op.args)
+
+    @property
+    def result(self):
+        return _lift(self._P[self._op.out])
 
 
 def _fn_jvp(op, P, tan, B):
-    F, T = _mods()
-    fn = op.prim
-    p = op.params
-    ts = [tan.get(a) if isinstance(a, int) else None for a in op.args]
+    from ..tensor import apply_fn, zeros
+    rec = op.prim
+    ts = [tan.get(a) for a in op.args]
     if all(t is None for t in ts):
         return None
-    x = P[op.args[0]]
     out = P[op.out]
-    oshape = _shape(out)
-    t = ts[0]
-    if fn is F._Sum:
-        if not p["axes"]:
-            r = t
-        else:
-            r = t.sum(dim=tuple(a + 1 for a in p["axes"]), keepdim=p["keepdim"])
-        return _cast(r, out._meta[1])
-    if fn is F._Mean:
-        if not p["axes"]:
-            return t
-        return t.mean(dim=tuple(a + 1 for a in p["axes"]), keepdim=p["keepdim"])
-    if fn is F._Reshape:
-        return t.reshape((B,) + oshape)
-    if fn is F._Permute:
-        return t.permute((0,) + tuple(q + 1 for q in p["perm"]))
-    if fn is F._Expand:
-        return _pad(t, len(oshape)).expand((B,) + oshape)
-    if fn is F._GetItem:
-        _check_index(_shape(x), p["idx"], B, oshape)
-        return F.getitem(t, (slice(None),) + tuple(p["idx"]))
-    if fn is F._IndexBackward:
-        _check_index(p["shape"], p["idx"], B, _shape(x))
-        return T.apply_fn(F._IndexBackward, (t,), shape=(B,) + tuple(p["shape"]),
-                          idx=(slice(None),) + tuple(p["idx"]))
-    if fn is F._Cat or fn is F._Stack:
-        parts = []
-        for a, ti in zip(op.args, ts):
-            if ti is None:
-                ti = T.zeros((B,) + _shape(P[a]), dtype=_dtype(out._meta[1]))
-            parts.append(_cast(ti, out._meta[1]))
-        return (F.cat if fn is F._Cat else F.stack)(parts, dim=p["axis"] + 1)
-    if fn is F._Matmul:
-        return _mm_jvp(P[op.args[0]], P[op.args[1]], ts[0], ts[1])
-    if fn is F._LogSoftmax:  # checked before _Softmax: it is a subclass
-        ax = p["axis"] + 1
-        return t - (t * F.exp(out)).sum(dim=ax, keepdim=True)
-    if fn is F._Softmax:
-        ax = p["axis"] + 1
-        return out * (t - (t * out).sum(dim=ax, keepdim=True))
-    if fn is T._Clone:
-        return t
-    if fn is T._ToCopy:
-        d = p["dtype"]
-        return t.to(d) if d.is_floating_point else None
-    if fn is F._LogSumExp:
-        axes = p["axes"]
-        if not axes:
-            return t
-        w = F.exp(x - out.reshape(_keep(_shape(x), axes)) if not p["keepdim"] else x - out)
-        return (t * w).sum(dim=tuple(a + 1 for a in axes), keepdim=p["keepdim"])
-    if fn is F._Var:
-        axes, c = p["axes"], p["correction"]
-        n = 1
-        for a in axes:
-            n *= _shape(x)[a]
-        mu = x.mean(dim=axes, keepdim=True) if axes else x
-        r = (t * (x - mu)).sum(dim=tuple(a + 1 for a in axes), keepdim=p["keepdim"]) \
-            if axes else t * 0
-        with np.errstate(divide="ignore"):
-            return r * float(np.float64(2.0) / np.float64(n - c))
-    raise Unsupported(op.name)
+    if np.dtype(out._meta[1]).kind != "f":  # (a cast to an integer type: no tangent)
+        return None
+    q = _bparams(op, P, B)
+    lin = rec.linear
+    if lin == "all":
+        ts = [t if t is not None else zeros((B,) + _shape(P[a]), dtype=_dtype(P[a]._meta[1]))
+              for a, t in zip(op.args, ts)]
+        r = rec.vmap(ts, (True,) * len(ts), op.params, B) if rec.vmap is not None else \
+            apply_fn(rec, tuple(ts), **q)
+    elif lin:
+        r = None
+        for i in lin:
+            if ts[i] is None:
+                continue
+            args = [P[a] for a in op.args]
+            args[i] = ts[i]
+            c = rec.vmap(args, tuple(k == i for k in range(len(args))), op.params, B)
+            r = c if r is None else r + c
+    elif rec.jvp is not None and len(op.args) == 1:
+        ctx = _BatchedCtx(op, P, B, q, None)
+        r = rec.jvp(ctx, ctx.saved_tensors[0], ctx.result, ts[0])
+    else:
+        raise Unsupported(op.name)
+    return _cast(r, out._meta[1])
 
 
 def run_forward(tr, seeds: dict, B: int) -> dict:
@@ -271,112 +230,26 @@ def _ew_vjp(op, P, g, B):
     return res
 
 
-def _mm_vjp(a, b, g, na, nb):
-    sa, sb = _shape(a), _shape(b)
-    ga = gb = None
-    if len(sa) == 1 and len(sb) == 1:
-        if na:
-            ga = g.unsqueeze(-1) * b
-        if nb:
-            gb = g.unsqueeze(-1) * a
-        return ga, gb
-    if len(sa) == 1:    # (k,) @ (..., k, n) -> (..., n)
-        if na:
-            ga = _bsum_to((g.unsqueeze(-2) @ b.mT).squeeze(-2), sa)
-        if nb:
-            gb = _bsum_to(a.unsqueeze(-1) * g.unsqueeze(-2), sb)
-        return ga, gb
-    if len(sb) == 1:    # (..., m, k) @ (k,) -> (..., m)
-        if na:
-            ga = _bsum_to(g.unsqueeze(-1) * b, sa)
-        if nb:
-            gb = _bsum_to((a.mT @ g.unsqueeze(-1)).squeeze(-1), sb)
-        return ga, gb
-    if na:
-        ga = _bsum_to(g @ b.mT, sa)
-    if nb:
-        gb = _bsum_to(a.mT @ g, sb)
-    return ga, gb
-
-
 def _fn_vjp(op, P, g, B, need):
-    F, T = _mods()
-    fn = op.prim
-    p = op.params
-    x = P[op.args[0]]
-    xs = _shape(x)
-    out = P[op.out]
-    a0 = op.args[0]
-    if fn is F._Sum or fn is F._Mean:
-        axes = p["axes"]
-        if axes and not p["keepdim"]:
-            g = g.reshape((B,) + _keep(xs, axes))
-        if fn is F._Mean and axes:
-            n = 1
-            for a in axes:
-                n *= xs[a]
-            g = g / n
-        return [(a0, _cast(g.expand((B,) + xs), x._meta[1]))]
-    if fn is F._Reshape:
-        return [(a0, g.reshape((B,) + xs))]
-    if fn is F._Permute:
-        inv = np.argsort(p["perm"]).tolist()
-        return [(a0, g.permute([0] + [q + 1 for q in inv]))]
-    if fn is F._Expand:
-        return [(a0, _bsum_to(g, xs))]
-    if fn is F._GetItem:
-        _check_index(xs, p["idx"], B, _shape(out))
-        return [(a0, T.apply_fn(F._IndexBackward, (g,), shape=(B,) + xs,
-                                idx=(slice(None),) + tuple(p["idx"])))]
-    if fn is F._IndexBackward:
-        _check_index(p["shape"], p["idx"], B, xs)
-        return [(a0, F.getitem(g, (slice(None),) + tuple(p["idx"])))]
-    if fn is F._Cat:
-        res, start = [], 0
-        ax = p["axis"] + 1
-        for a in op.args:
-            n = _shape(P[a])[p["axis"]]
-            if a in need:
-                gi = F.getitem(g, (slice(None),) * ax + (slice(start, start + n),))
-                res.append((a, _cast(gi, P[a]._meta[1])))
-            start += n
-        return res
-    if fn is F._Stack:
-        return [(a, _cast(F.select(g, p["axis"] + 1, k), P[a]._meta[1]))
-                for k, a in enumerate(op.args) if a in need]
-    if fn is F._Matmul:
-        a, b = op.args
-        ga, gb = _mm_vjp(P[a], P[b], g, a in need, b in need)
-        return [(i, v) for i, v in ((a, ga), (b, gb)) if v is not None]
-    if fn is F._LogSoftmax:
-        ax = p["axis"] + 1
-        return [(a0, g - F.exp(out) * g.sum(dim=ax, keepdim=True))]
-    if fn is F._Softmax:
-        ax = p["axis"] + 1
-        return [(a0, out * (g - (g * out).sum(dim=ax, keepdim=True)))]
-    if fn is T._Clone:
-        return [(a0, g)]
-    if fn is T._ToCopy:
-        return [(a0, g.to(_dtype(x._meta[1])))] if p["dtype"].is_floating_point else []
-    if fn is F._LogSumExp:
-        axes = p["axes"]
-        if not axes:
-            return [(a0, g)]
-        ok = out if p["keepdim"] else out.reshape(_keep(xs, axes))
-        gk = g if p["keepdim"] else g.reshape((B,) + _keep(xs, axes))
-        return [(a0, gk * F.exp(x - ok))]
-    if fn is F._Var:
-        axes, c = p["axes"], p["correction"]
-        if not axes:
-            return [(a0, g * 0)]
-        n = 1
-        for a in axes:
-            n *= xs[a]
-        gk = g if p["keepdim"] else g.reshape((B,) + _keep(xs, axes))
-        with np.errstate(divide="ignore"):
-            scale = float(np.float64(2.0) / np.float64(n - c))
-        return [(a0, gk * scale * (x - x.mean(dim=axes, keepdim=True)))]
-    raise Unsupported(op.name)
+    from ..structural import BATCHED
+    rec = op.prim
+    if rec.vjp is None:
+        raise Unsupported(op.name)
+    if np.dtype(P[op.out]._meta[1]).kind != "f":
+        return []
+    ctx = _BatchedCtx(op, P, B, _bparams(op, P, B), need)
+    grads = rec.vjp(BATCHED, ctx, g)
+    if not isinstance(grads, tuple):
+        grads = (grads,)
+    res = []
+    for a, gi in zip(op.args, grads):
+        if gi is None or a not in need or np.dtype(P[a]._meta[1]).kind != "f":
+            continue
+        tgt = (B,) + _shape(P[a])
+        if _shape(gi) != tgt:
+            gi = _pad(gi, len(tgt) - 1).expand(tgt)
+        res.append((a, _cast(gi, P[a]._meta[1])))
+    return res
 
 
 def depends(tr, roots) -> set:

@@ -21,7 +21,8 @@ value has its array. The record is right
 
 Value reads are caught by :class:`_Traced`, the class traced tensors wear while a tracer knows
 them: its ``_data`` property reports every read except from the few functions that read shapes
-and dtypes only (``_STRUCTURAL_READERS``).
+and dtypes only (``_structural_readers``: a few core functions plus the ``readers`` each
+ops.STRUCTURAL record names).
 """
 from __future__ import annotations
 
@@ -88,8 +89,10 @@ def _structural_readers():
         from .. import functional_ops as F
         T = sys.modules["jitgrad.tensor"]
         codes = {T.apply_elementwise, T._plan, T.apply_fn, T.Tensor.contiguous,
-                 T.Tensor.is_contiguous, T.Tensor.__iter__, T.Tensor.to, F.matmul, F.cat,
-                 F.reshape, F.view}
+                 T.Tensor.is_contiguous, T.Tensor.__iter__, T.Tensor.to}
+        # the public functions each structural record names as shape-only readers
+        from ..ops import STRUCTURAL
+        codes.update(getattr(F, name) for rec in STRUCTURAL.values() for name in rec.readers)
         _readers = frozenset(getattr(f, "__code__", None) or f.fget.__code__ for f in codes)
     return _readers
 

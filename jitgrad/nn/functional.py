@@ -13,12 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional_ops as F
-from ..autograd import grad_mode
 from ..backends import cpu_nn
 from ..ops import ELEMENTWISE
-from ..tensor import (Ctx, Function, Tensor, _sum_to_array, apply_elementwise, apply_fn,
-                      broadcast_shapes, sum_to)
 from ..ops import structural
+from ..tensor import Ctx, Tensor, apply_elementwise, apply_fn, broadcast_shapes
 
 relu = F.relu
 tanh = F.tanh
@@ -115,15 +113,13 @@ def _dt(d):
     return _SCALAR_NAMES.get(np.dtype(d).name, np.dtype(d).name)
 
 
-class _Linear(Function):
+@structural("linear", "AddmmBackward0")
+class _Linear:
     """``input @ weight.T + bias`` for a 2-D input, as torch's ``addmm``: one node whose inputs
     are (bias, input, weight) in torch's order. Forward: one BLAS product into a fresh array and
-    one bias epilogue. Backward: dX = g @ W, dW = g.T @ X (computed in the weight's own layout,
-    so a transposed-view weight gets a gradient without a copy), db = column sums of g."""
-    op_name = "linear"
-    grad_fn = "AddmmBackward0"
+    one bias epilogue. Backward: dX = g @ W, dW = g.T @ X (in the weight's own layout, so a
+    transposed-view weight gets a gradient without a copy), db = column sums of g."""
 
-    @staticmethod
     def forward(ctx, b, x, w):
         out = np.matmul(x, w.T)
         if b.shape == out.shape[1:] and b.flags.c_contiguous:
@@ -131,39 +127,14 @@ class _Linear(Function):
                 cpu_nn.add_rows(out, b)
         else:
             np.add(out, b, out=out)
-        ctx.bshape = b.shape
         return out
 
-    @staticmethod
-    def backward(ctx, g):
-        x, w = ctx.saved_tensors
+    def vjp(V, ctx, g):
+        x, w = V.saved(ctx)  # (like torch's addmm: mat1 and mat2, not the bias)
         nb, nx, nw = ctx.needs_input_grad
-        gb = sum_to(g, ctx.bshape) if nb else None
-        gx = F.matmul(g, w) if nx else None
-        gw = F.matmul(g.mT, x) if nw else None
-        return gb, gx, gw
-
-    @staticmethod
-    def backward_arrays(ctx, g):
-        x, w = (t._data for t in ctx.saved_tensors)
-        nb, nx, nw = ctx.needs_input_grad
-        gb = gx = gw = None
-        if nb:
-            if ctx.bshape == g.shape[1:]:
-                gb = np.empty(ctx.bshape, g.dtype)
-                if g.size:
-                    cpu_nn.col_sum(g, gb)
-                else:
-                    gb[...] = 0
-            else:
-                gb = _sum_to_array(g, ctx.bshape)
-        if nx:
-            gx = np.matmul(g, w)
-        if nw:
-            if w.flags.f_contiguous and not w.flags.c_contiguous:  # a transposed view: (X^T g)^T
-                gw = np.matmul(x.T, g).T
-            else:
-                gw = np.matmul(g.T, x)
+        gb = V.sum_to(g, ctx.shapes[0]) if nb else None
+        gx = V.matmul(g, w) if nx else None
+        gw = V.matmul_as(V.mT(g), x, w) if nw else None
         return gb, gx, gw
 
 
@@ -217,10 +188,9 @@ def linear(input, weight, bias=None):
 
 
 @structural("nll_loss", "NllLossBackward0")
-class _NllLoss(Function):
+class _NllLoss:
     """-input[n, target[n]] * w[target[n]], summed or averaged over non-ignored rows."""
 
-    @staticmethod
     def forward(ctx, x, target, weight, ignore_index, reduction):
         n, c = x.shape[0], x.shape[1]
         t = target
@@ -247,13 +217,13 @@ class _NllLoss(Function):
         np.put_along_axis(onehot, tt[:, None, ...], np.where(valid, -coef, 0)[:, None, ...],
                           axis=1)
         ctx.onehot = onehot
-        ctx.reduction = reduction
         return out
 
-    @staticmethod
-    def backward(ctx, g):
-        gg = g if ctx.reduction != "none" else g.unsqueeze(1)
-        return (gg * Tensor._make(ctx.onehot),)
+    def vjp(V, ctx, g):
+        if ctx.reduction == "none":
+            s = V.shape(g)
+            g = V.reshape(g, s[:1] + (1,) + s[1:])
+        return (g * V.const(ctx.onehot),)
 
 
 def _nll_loss_masked(x, t, w, ignore_index, reduction):
@@ -336,7 +306,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                     reduction=reduction)
 
 
-class _CrossEntropy(Function):
+@structural("cross_entropy", "NllLossBackward0")
+class _CrossEntropy:
     """Softmax cross-entropy of (N, C) logits against class indices as one node named like
     torch's ``NllLossBackward0``. Forward: one kernel computes the row log-sum-exps, the loss
     and softmax(x); backward: one kernel writes ``g * w[t] * (softmax - onehot)``.
@@ -345,10 +316,7 @@ class _CrossEntropy(Function):
     only what the forward computed, so writing into the logits afterwards is allowed; a
     ``create_graph`` backward recomputes softmax from the logits (differentiable again) and
     raises if they were modified in place."""
-    op_name = "cross_entropy"
-    grad_fn = "NllLossBackward0"
 
-    @staticmethod
     def forward(ctx, x, target, weight, ignore_index, reduction):
         n, c = x.shape
         probs = np.empty((n, c), x.dtype)
@@ -369,37 +337,11 @@ class _CrossEntropy(Function):
             with np.errstate(divide="ignore", invalid="ignore"):
                 out = np.asarray(np.float64(total) / np.float64(denom), x.dtype)
                 coef = np.where(target == ignore_index, 0.0, coef / denom)
-        ctx.probs, ctx.target, ctx.coef, ctx.reduction = probs, target, coef, reduction
+        ctx.probs, ctx.coef = probs, coef
         return out
 
-    @staticmethod
-    def backward(ctx, g):
-        x = ctx.x
-        if x._vc[0] != ctx.x_version:
-            shape, dt = x._meta
-            raise RuntimeError(
-                "one of the variables needed for gradient computation has been modified by an "
-                f"inplace operation: [{dt} tensor of shape {list(shape)}], which is needed by "
-                f"NllLossBackward0, is at version {x._vc[0]}; expected version "
-                f"{ctx.x_version} instead.")
-        n, c = ctx.probs.shape
-        dt = ctx.probs.dtype
-        onehot = np.zeros((n, c), dt)
-        rows = np.flatnonzero(ctx.coef != 0)
-        onehot[rows, ctx.target[rows]] = 1
-        p = F.softmax(x, 1) if grad_mode.is_grad_enabled() else Tensor._make(ctx.probs)
-        gg = g.unsqueeze(1) if ctx.reduction == "none" else g
-        coef = Tensor._make(ctx.coef.astype(dt)[:, None])
-        return ((p - Tensor._make(onehot)) * (gg * coef),)
-
-    @staticmethod
-    def backward_arrays(ctx, g):
-        probs = ctx.probs
-        out = np.empty(probs.shape, probs.dtype)
-        if out.size:
-            cpu_nn.cross_entropy_bwd(probs, ctx.target, ctx.coef, g.reshape(-1),
-                                     ctx.reduction == "none", out)
-        return (out,)
+    def vjp(V, ctx, g):
+        return (V.xent_vjp(ctx, g),)
 
 
 def _cross_entropy_fused(x, t, weight, ignore_index, reduction):

@@ -187,6 +187,28 @@ def _cross_entropy(x):
     return fn.cross_entropy(x, _const(x, _nll_target(tuple(x.shape))))
 
 
+def _cast_round_trip(x):
+    """x cast to the other float dtype and back: two ToCopy nodes (float64 values round to
+    float32 on the way)."""
+    lib, _ = _lib(x)
+    other = lib.float64 if x.dtype == lib.float32 else lib.float32
+    return x.to(other).to(x.dtype)
+
+
+def _device_round_trip(x):
+    """x copied to the GPU and back (two to_device nodes) where a device or the CUDA simulator
+    is available (tests/test_cuda.py); on a machine without one this row checks clone."""
+    lib, _ = _lib(x)
+    if lib is jitgrad and jitgrad.cuda.is_available():
+        return x.cuda().cpu()
+    return x.clone()
+
+
+def _linear(x, w, b):
+    _, fn = _lib(x)
+    return fn.linear(x, w, b)
+
+
 def _setitem(x, v):
     y = x.clone()
     y[1:, :2] = v
@@ -327,6 +349,10 @@ _ROWS = [
            [((3, 4),), ((3,),)], torch=SAME,
            notes="advanced getitem with a repeated index: backward scatter-adds (index_backward),"
                  " double backward differentiates index_backward"),
+    OpInfo("flip", lambda x: x.flip(0, -1), lambda x: np.flip(x, (0, -1)),
+           [((3, 4),), ((2, 3, 4),), ((0, 3),)], torch=SAME),
+    OpInfo("cumsum", lambda x: x.cumsum(-1), lambda x: np.cumsum(x, -1) if x.ndim else x.copy(),
+           REDUCE, torch=SAME),
     OpInfo("setitem", _setitem, _setitem_ref, [((3, 4), (2, 2)), ((3, 4), (1, 2)), ((3, 4), ())],
            torch=SAME),
     OpInfo("matmul", jitgrad.matmul, np.matmul,
@@ -337,6 +363,17 @@ _ROWS = [
     OpInfo("log_softmax", lambda x: jitgrad.log_softmax(x, -1), _log_softmax, REDUCE,
            torch=lambda T: lambda x: T.log_softmax(x, -1)),
     OpInfo("nll_loss", _nll, _nll_ref, [((3, 4),), ((4,),), ((2, 4, 2),)], torch=SAME),
+    OpInfo("cross_entropy", _cross_entropy, lambda x: _nll_ref(_log_softmax(x, 1)),
+           [((3, 4),)], torch=SAME, notes="(N, C) logits: one fused node"),
+    OpInfo("linear", _linear, lambda x, w, b: x @ w.T + b, [((3, 4), (2, 4), (2,))],
+           torch=SAME, rtol=1e-9, notes="2-D input, weight and bias: one fused addmm node"),
+    # --- casts and copies ----------------------------------------------------------------------
+    OpInfo("to_copy", _cast_round_trip, lambda x: x.astype(np.float32).astype(np.float64),
+           [((3, 4),), ((),)], torch=SAME, numeric_grad=False, rtol=0, atol=0, rtol32=0,
+           atol32=0, notes="through the other float dtype and back"),
+    OpInfo("clone", lambda x: x.clone(), lambda x: x.copy(), [((3, 4),), ((),)], torch=SAME),
+    OpInfo("to_device", _device_round_trip, lambda x: x.copy(), [((3, 4),)], torch=SAME,
+           notes="GPU round trip where a device/simulator exists, else clone"),
 ]
 
 OPINFOS: dict[str, OpInfo] = {r.name: r for r in _ROWS}
@@ -439,8 +476,6 @@ VARIANTS: list[OpInfo] = [
        [((3, 4),)], torch=lambda T: lambda x: T.softmax(x, 0)),
     _v("nll_loss_weighted_ignore", "nll_loss", _nll_weighted,
        lambda x: _nll_ref(x, _NLL_W, ignore_index=2), [((3, 4),)], torch=SAME),
-    _v("cross_entropy", "nll_loss", _cross_entropy,
-       lambda x: _nll_ref(_log_softmax(x, 1)), [((3, 4),)], torch=SAME),
 ]
 
 ALL_INFOS: list[OpInfo] = list(OPINFOS.values()) + VARIANTS
