@@ -27,6 +27,7 @@ primitive the compiler does not know are never cached: they run the eager batche
 from __future__ import annotations
 
 import hashlib
+import threading
 import weakref
 
 import numpy as np
@@ -38,6 +39,7 @@ __all__ = ["lookup", "replay", "build", "func_call", "clear_cache", "set_enabled
 
 _ENABLED = True
 _CACHE: dict = {}        # id(func) -> _FuncCache
+_LOCK = threading.RLock()  # changes to _CACHE and its entries (lookups read without it)
 MAX_RETRACES = 8
 STATS = {"compiled": 0, "replayed": 0, "not_compiled": 0}
 _LAST_REASON = [None]
@@ -628,11 +630,15 @@ def _func_cache(func, create):
     if fc is not None and fc.ref() is not func:
         fc = None
     if fc is None and create:
-        try:
-            fc = _FuncCache(func, id(func))
-        except TypeError:
-            return None
-        _CACHE[id(func)] = fc
+        with _LOCK:
+            fc = _CACHE.get(id(func))
+            if fc is not None and fc.ref() is func:
+                return fc
+            try:
+                fc = _FuncCache(func, id(func))
+            except TypeError:
+                return None
+            _CACHE[id(func)] = fc
     return fc
 
 
@@ -695,11 +701,12 @@ def lookup(func, xs, strategy, strict, extra=None):
 
 
 def _drop(fc, sig):
-    fc.entries.pop(sig, None)
-    fc.fast.clear()
-    for k, e in fc.entries.items():
-        if e is not SKIP:
-            _install_fast(fc, k, e)
+    with _LOCK:
+        fc.entries.pop(sig, None)
+        fc.fast.clear()
+        for k, e in fc.entries.items():
+            if e is not SKIP:
+                _install_fast(fc, k, e)
 
 
 def _wrap(ent, arrays):
@@ -823,7 +830,8 @@ def build(func, xs, strategy, strict, tr, outs_t, out_tuple, extra=None, in_tupl
         STATS["not_compiled"] += 1
         _LAST_REASON[0] = why
         if fc is not None:
-            fc.entries[sig] = SKIP
+            with _LOCK:
+                fc.entries[sig] = SKIP
         return None
     from ..backends import cpu
     kernel = cpu.compile_source(("functional", name), src, name, "float64")
@@ -834,9 +842,10 @@ def build(func, xs, strategy, strict, tr, outs_t, out_tuple, extra=None, in_tupl
     ent.guards = _guards(func, ctensors)
     ent.out_tuple = out_tuple
     ent.shapes = [[tuple(o.shape) + tuple(x.shape) for x in xs] for o in outs_t]
-    fc.entries[sig] = ent
     ent.in_tuple = in_tuple
-    _install_fast(fc, sig, ent)
+    with _LOCK:
+        fc.entries[sig] = ent
+        _install_fast(fc, sig, ent)
     STATS["compiled"] += 1
     _LAST_REASON[0] = None
     args = [np.ascontiguousarray(tr.values[k]._data) for k in tr.inputs] + \

@@ -8,6 +8,7 @@ summing gradients that meet at a node before running it.
 from __future__ import annotations
 
 import sys
+import threading
 import weakref
 
 import numpy as np
@@ -110,12 +111,28 @@ def _unshared(g, arr, refs) -> bool:
             and sys.getrefcount(g) <= refs + 1 and sys.getrefcount(arr) <= 4)
 
 
+# One lock per leaf, like torch's AccumulateGrad mutex, so that backward calls from several
+# threads into one leaf add up: striped by the leaf's id (Tensor has no slot for a lock; two
+# leaves sharing a stripe only take turns). Re-entrant: the None case of _add_in_place calls
+# accumulate_into_grad under it.
+_LEAF_LOCKS = tuple(threading.RLock() for _ in range(64))
+
+
+def _leaf_lock(t):
+    return _LEAF_LOCKS[(id(t) >> 4) & 63]
+
+
 def accumulate_into_grad(t, g, create_graph, deferred=None, steal_refs=0):
     """Add ``g`` into ``t.grad`` (in place when it exists, like torch). Returns a pending new
     ``.grad`` for the caller to compute; a pending ``g`` into an existing ``.grad`` is appended
     to ``deferred`` (when given) so that every leaf of one backward is computed together.
     ``steal_refs``: how many references the callers hold to ``g``; when nothing else does, a
-    new ``.grad`` takes g's array without copying it (0: always copy)."""
+    new ``.grad`` takes g's array without copying it (0: always copy). Under the leaf's lock."""
+    with _leaf_lock(t):
+        return _accumulate(t, g, create_graph, deferred, steal_refs + 1 if steal_refs else 0)
+
+
+def _accumulate(t, g, create_graph, deferred, steal_refs):
     Tensor = _tensor.Tensor
     gshape, gdt = g._meta
     tshape, tdt = t._meta
@@ -139,8 +156,9 @@ def accumulate_into_grad(t, g, create_graph, deferred=None, steal_refs=0):
             # free inside the fused kernel), so the new .grad never shares storage with g,
             # which other inputs' grads may be
             lz = g._lazy
-            if lz.row is None:
-                own = lazy.Lazy(None, lz.operands, lz.shape, lz.dtype, lz.cdt, lz.axes,
+            ops = lz.operands  # (read before value: another thread may compute g meanwhile)
+            if lz.row is None and lz.value is None and ops:
+                own = lazy.Lazy(None, ops, lz.shape, lz.dtype, lz.cdt, lz.axes,
                                 lz.keepdim, lz.scale)
             else:
                 own = lazy.Lazy(_tensor.ELEMENTWISE["mul"], (g, 1), lz.shape, lz.dtype, lz.cdt)
@@ -162,12 +180,18 @@ def accumulate_into_grad(t, g, create_graph, deferred=None, steal_refs=0):
 
 
 def _add_in_place(pairs):
-    """``t.grad += g`` for each pair, after computing every pending value that may still read
-    the old ``.grad``."""
+    """``t.grad += g`` for each pair (under the leaf's lock), after computing every pending
+    value that may still read the old ``.grad``."""
     lazy.flush()
     for t, g in pairs:
-        acc = t.grad._data
-        acc += g._data
+        gd = g._data
+        with _leaf_lock(t):
+            cur = t.grad
+            if cur is None or cur.requires_grad:  # (reset or replaced by another thread)
+                _accumulate(t, g, False, None, 0)
+                continue
+            acc = cur._data
+            acc += gd
 
 
 def grad_edge(t):

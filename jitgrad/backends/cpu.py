@@ -378,6 +378,14 @@ def module_source(fn_source: str, fn_name: str, compute_dtype: str,
     )
 
 
+# Building a kernel (writing and executing its module, filling _kernels) happens under one
+# lock, so two threads asking for the same new kernel get one dispatcher, and no thread sees a
+# module another is still executing. Re-entrant: the CUDA backend's compile_source takes it
+# too and calls load_generated. (Numba compiles a dispatcher at its first call, under its own
+# global compiler lock; looking a kernel up in _kernels takes no lock.)
+COMPILE_LOCK = threading.RLock()
+
+
 def compile_source(key, fn_source: str, fn_name: str, compute_dtype: str,
                    parallel: bool = False):
     """Return the njit dispatcher for generated source, compiling (or loading) it once; a
@@ -385,13 +393,17 @@ def compile_source(key, fn_source: str, fn_name: str, compute_dtype: str,
     disp = _kernels.get(key)
     if disp is not None:
         return disp
-    src = module_source(fn_source, fn_name, compute_dtype, parallel)
-    disp, where = load_generated(src, fn_name, "k", cache_dir() is not None)
-    if parallel:
-        disp = ParallelKernel(disp)
-    _debug.count("kernels_built")
-    _debug.log(f"kernel {fn_name} ({where}) key={key!r}\n{fn_source}")
-    _kernels[key] = disp
+    with COMPILE_LOCK:
+        disp = _kernels.get(key)
+        if disp is not None:  # built by another thread meanwhile
+            return disp
+        src = module_source(fn_source, fn_name, compute_dtype, parallel)
+        disp, where = load_generated(src, fn_name, "k", cache_dir() is not None)
+        if parallel:
+            disp = ParallelKernel(disp)
+        _debug.count("kernels_built")
+        _debug.log(f"kernel {fn_name} ({where}) key={key!r}\n{fn_source}")
+        _kernels[key] = disp
     return disp
 
 
@@ -399,7 +411,12 @@ def load_generated(src: str, fn_name: str, prefix: str, use_cache: bool) -> tupl
     """(function ``fn_name`` of the generated module ``src``, where it came from): executed
     from the real module file ``<prefix>_<sha>.py`` in the cache directory (so that Numba's
     disk cache can work), or exec'd in memory when ``use_cache`` is off or that file cannot be
-    written. Both backends' kernels are loaded here."""
+    written. Both backends' kernels are loaded here (under COMPILE_LOCK)."""
+    with COMPILE_LOCK:
+        return _load_generated(src, fn_name, prefix, use_cache)
+
+
+def _load_generated(src: str, fn_name: str, prefix: str, use_cache: bool) -> tuple:
     sha = hashlib.sha256((src + _prelude_hash()).encode()).hexdigest()[:24]
     modname = f"jitgrad_kernels.{prefix}_{sha}"
     where = "disk cache off"

@@ -13,6 +13,7 @@ tests keep tensors tiny).
 from __future__ import annotations
 
 import os
+import threading
 from math import prod
 
 import numpy as np
@@ -310,6 +311,10 @@ _IN_USE: dict = {}                         # id(block) -> block
 # microseconds of Python in numba.cuda). Dropped with the block in empty_cache.
 _BLOCK_VIEWS: dict = {}                    # id(block) -> {(shape, dtype): numba device array}
 STATS = {"allocs": 0, "reuses": 0, "bytes_reserved": 0, "bytes_in_use": 0}
+# The pool, _IN_USE, _BLOCK_VIEWS and STATS change under one lock: threads share the pool.
+# Re-entrant, because a block is given back from DeviceArray.__del__, which the garbage
+# collector may run inside _take in the same thread.
+_POOL_LOCK = threading.RLock()
 
 
 def _round(nbytes: int) -> int:
@@ -320,54 +325,58 @@ def _round(nbytes: int) -> int:
 
 def _take(nbytes: int):
     size = _round(nbytes)
-    free = _POOL.get(size)
-    if free:
-        STATS["reuses"] += 1
-        b = free.pop()
-    else:
-        c = cu()
-        try:
-            b = c.device_array(size, np.uint8)
-        except Exception:  # out of memory: give the cached blocks back and try once more
-            empty_cache()
-            b = c.device_array(size, np.uint8)
-        STATS["allocs"] += 1
-        STATS["bytes_reserved"] += size
-    STATS["bytes_in_use"] += size
-    _IN_USE[id(b)] = b
+    with _POOL_LOCK:
+        free = _POOL.get(size)
+        if free:
+            STATS["reuses"] += 1
+            b = free.pop()
+        else:
+            c = cu()
+            try:
+                b = c.device_array(size, np.uint8)
+            except Exception:  # out of memory: give the cached blocks back and try once more
+                empty_cache()
+                b = c.device_array(size, np.uint8)
+            STATS["allocs"] += 1
+            STATS["bytes_reserved"] += size
+        STATS["bytes_in_use"] += size
+        _IN_USE[id(b)] = b
     return b
 
 
 def _give_back(block) -> None:
-    if _IN_USE.pop(id(block), None) is None:
-        return  # given back already (or during interpreter shutdown)
-    size = block.shape[0]
-    STATS["bytes_in_use"] -= size
-    _POOL.setdefault(size, []).append(block)
+    with _POOL_LOCK:
+        if _IN_USE.pop(id(block), None) is None:
+            return  # given back already (or during interpreter shutdown)
+        size = block.shape[0]
+        STATS["bytes_in_use"] -= size
+        _POOL.setdefault(size, []).append(block)
 
 
 def empty_cache() -> None:
     """Free every cached block (blocks in use stay)."""
-    for blocks in _POOL.values():
-        STATS["bytes_reserved"] -= sum(b.shape[0] for b in blocks)
-        for b in blocks:
-            _BLOCK_VIEWS.pop(id(b), None)
-        blocks.clear()
+    with _POOL_LOCK:
+        for blocks in _POOL.values():
+            STATS["bytes_reserved"] -= sum(b.shape[0] for b in blocks)
+            for b in blocks:
+                _BLOCK_VIEWS.pop(id(b), None)
+            blocks.clear()
 
 
 def _typed_view(block, shape: tuple, dtype) -> object:
     """A numba array of ``shape``/``dtype`` over the start of a pooled block (cached)."""
-    views = _BLOCK_VIEWS.get(id(block))
-    if views is None:
-        views = _BLOCK_VIEWS[id(block)] = {}
-    dev = views.get((shape, dtype))
-    if dev is None:
-        if len(views) >= 8:  # a block reused for many shapes: keep the cache small
-            views.clear()
-        n = prod(shape)
-        dev = block[:n * dtype.itemsize].view(dtype)
-        dev = dev.reshape(shape) if shape != (n,) else dev
-        views[(shape, dtype)] = dev
+    with _POOL_LOCK:
+        views = _BLOCK_VIEWS.get(id(block))
+        if views is None:
+            views = _BLOCK_VIEWS[id(block)] = {}
+        dev = views.get((shape, dtype))
+        if dev is None:
+            if len(views) >= 8:  # a block reused for many shapes: keep the cache small
+                views.clear()
+            n = prod(shape)
+            dev = block[:n * dtype.itemsize].view(dtype)
+            dev = dev.reshape(shape) if shape != (n,) else dev
+            views[(shape, dtype)] = dev
     return dev
 
 
