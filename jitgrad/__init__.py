@@ -12,6 +12,8 @@ from .creation import (arange, as_tensor, empty, empty_like, eye, from_dlpack, f
                        full_like,
                        linspace, manual_seed, ones, ones_like, rand, rand_like, randint, randn,
                        randn_like, randperm, seed, zeros_like)
+from .creation import (Generator, default_generator, get_rng_state, initial_seed,
+                       set_rng_state)
 from .autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from . import functional_ops as _F
 from .functional_ops import (abs, add, allclose, amax, amin, argmax, argmin, bmm, broadcast_to,

@@ -1,24 +1,129 @@
-"""creation: tensor factories and the random number generator (``manual_seed``)."""
+"""creation: tensor factories and the random number generators (``Generator``,
+``manual_seed``)."""
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
 from . import dtypes
+from .autograd.grad_mode import STATE
 from .tensor import Tensor, _filled, _shape_arg, check_device, full, tensor, zeros
 
-_rng = np.random.default_rng()
+
+class Generator:
+    """A random number generator like ``torch.Generator``: ``manual_seed``, ``seed``,
+    ``initial_seed``, ``get_state``/``set_state``, and ``generator=`` of rand, randn, randint
+    and randperm. NumPy's PCG64 underneath, so the numbers differ from torch's Mersenne
+    Twister. Thread-safe: one draw at a time takes a contiguous piece of the stream, so
+    threads sharing a generator never get the same numbers (which thread gets which piece
+    depends on timing, as in torch)."""
+
+    def __init__(self, device="cpu"):
+        check_device(device)  # (numbers are drawn on the host for every device, then copied)
+        self.device = device
+        self._lock = threading.Lock()
+        self._seed = int(np.random.SeedSequence().entropy % (1 << 63))
+        self._np = np.random.Generator(np.random.PCG64(self._seed))
+
+    def manual_seed(self, seed) -> "Generator":
+        """Restart the stream from ``seed`` (an int; torch's range: -2**63 .. 2**64 - 1)."""
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"manual_seed expected an int, got {type(seed).__name__}")
+        seed = int(seed)
+        if not -(1 << 63) <= seed < (1 << 64):
+            raise RuntimeError(f"Overflow when unpacking long: seed {seed} is outside "
+                               "[-2**63, 2**64)")
+        seed %= 1 << 64  # (torch keeps a negative seed as its uint64 bit pattern)
+        with self._lock:
+            self._seed = seed
+            self._np = np.random.Generator(np.random.PCG64(seed))
+        STATE.draws += 1  # (a tracer treats a re-seed like a draw: not replayable)
+        return self
+
+    def seed(self) -> int:
+        """Seed from fresh OS entropy; returns the seed (like torch)."""
+        s = int(np.random.SeedSequence().entropy % (1 << 63))
+        self.manual_seed(s)
+        return s
+
+    def initial_seed(self) -> int:
+        """The seed the stream was last started from."""
+        return self._seed
+
+    def get_state(self) -> Tensor:
+        """The generator's state as an int64 tensor (pass it to ``set_state``)."""
+        with self._lock:
+            st = self._np.bit_generator.state
+        s, inc = st["state"]["state"], st["state"]["inc"]
+        words = [s & _M64, s >> 64, inc & _M64, inc >> 64, st["has_uint32"], st["uinteger"],
+                 self._seed]
+        return Tensor._make(np.array(words, np.uint64).view(np.int64))
+
+    def set_state(self, new_state) -> "Generator":
+        """Restore a state from ``get_state``."""
+        a = new_state.numpy() if isinstance(new_state, Tensor) else None
+        if a is None or a.dtype != np.int64 or a.shape != (7,):
+            raise TypeError("set_state expects the int64 tensor of 7 values that get_state "
+                            f"returns, got {type(new_state).__name__}"
+                            + (f" {a.dtype} {list(a.shape)}" if a is not None else ""))
+        w = [int(v) for v in a.view(np.uint64)]
+        bg = np.random.PCG64()
+        bg.state = {"bit_generator": "PCG64",
+                    "state": {"state": w[0] | (w[1] << 64), "inc": w[2] | (w[3] << 64)},
+                    "has_uint32": w[4], "uinteger": w[5]}
+        with self._lock:
+            self._np = np.random.Generator(bg)
+            self._seed = w[6]
+        STATE.draws += 1
+        return self
+
+    def _draw(self, method: str, *args, **kwargs):
+        """One draw (``numpy.random.Generator.<method>``) under the generator's lock."""
+        STATE.draws += 1
+        with self._lock:
+            return getattr(self._np, method)(*args, **kwargs)
+
+    def __repr__(self):
+        return f"<jitgrad.Generator object at {id(self):#x}>"
 
 
-def manual_seed(seed: int):
-    """Seed jitgrad's generator (NumPy PCG64; sequences differ from torch's Mersenne Twister)."""
-    global _rng
-    _rng = np.random.default_rng(int(seed))
-    return _rng
+_M64 = (1 << 64) - 1
+
+# the global generator (torch.default_generator): every draw without ``generator=``
+default_generator = Generator()
 
 
-def seed():
-    global _rng
-    _rng = np.random.default_rng()
+def _gen(generator) -> Generator:
+    if generator is None:
+        return default_generator
+    if not isinstance(generator, Generator):
+        raise TypeError(f"generator must be a jitgrad.Generator, got "
+                        f"{type(generator).__module__}.{type(generator).__name__}")
+    return generator
+
+
+def manual_seed(seed) -> Generator:
+    """Seed the global generator (NumPy PCG64; sequences differ from torch's Mersenne
+    Twister); returns it, like torch."""
+    return default_generator.manual_seed(seed)
+
+
+def seed() -> int:
+    """Seed the global generator from OS entropy; returns the seed."""
+    return default_generator.seed()
+
+
+def initial_seed() -> int:
+    return default_generator.initial_seed()
+
+
+def get_rng_state() -> Tensor:
+    return default_generator.get_state()
+
+
+def set_rng_state(new_state) -> None:
+    default_generator.set_state(new_state)
 
 
 def _finish(arr, dtype, requires_grad, device=None):
@@ -130,14 +235,17 @@ def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
     return _finish(np.linspace(float(start), float(end), int(steps)), dtype, requires_grad, device)
 
 
-def rand(*size, dtype=None, device=None, requires_grad=False, generator=None):
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    g = _gen(generator)
     d = dtypes.from_any(dtype) if dtype is not None else dtypes.get_default_dtype()
-    return _finish(_rng.random(_shape_arg(size), dtype=d.np), d, requires_grad, device)
+    return _finish(g._draw("random", _shape_arg(size), dtype=d.np), d, requires_grad, device)
 
 
-def randn(*size, dtype=None, device=None, requires_grad=False, generator=None):
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    g = _gen(generator)
     d = dtypes.from_any(dtype) if dtype is not None else dtypes.get_default_dtype()
-    return _finish(_rng.standard_normal(_shape_arg(size), dtype=d.np), d, requires_grad, device)
+    return _finish(g._draw("standard_normal", _shape_arg(size), dtype=d.np), d, requires_grad,
+                   device)
 
 
 def randint(low=None, high=None, size=None, *, generator=None, dtype=None, device=None,
@@ -158,6 +266,7 @@ def randint(low=None, high=None, size=None, *, generator=None, dtype=None, devic
         raise TypeError(f"randint(): argument 'size' must be tuple of ints, not "
                         f"{type(size).__name__}")
     shape = _shape_arg((size,))
+    g = _gen(generator)
     for name, v in (("low", low), ("high", high)):
         if isinstance(v, Tensor):
             v = v.item()
@@ -177,12 +286,13 @@ def randint(low=None, high=None, size=None, *, generator=None, dtype=None, devic
     for name, v in (("low", low), ("high", high)):
         if not _I64_MIN <= v <= _I64_MAX:  # (torch: the arguments are int64)
             raise RuntimeError(f"randint: {name}={v} does not fit in int64")
-    return _finish(_rng.integers(low, high, size=shape, dtype=np.int64), d, requires_grad,
-                   device)
+    return _finish(g._draw("integers", low, high, size=shape, dtype=np.int64), d,
+                   requires_grad, device)
 
 
-def randperm(n, dtype=None, device=None):
-    return _finish(_rng.permutation(n), dtype or dtypes.int64, False, device)
+def randperm(n, dtype=None, device=None, *, generator=None, requires_grad=False):
+    g = _gen(generator)
+    return _finish(g._draw("permutation", int(n)), dtype or dtypes.int64, requires_grad, device)
 
 
 def _like(x, dtype):
@@ -271,6 +381,7 @@ def from_dlpack(obj) -> Tensor:
     return Tensor._make(arr)
 
 
-__all__ = ["manual_seed", "seed", "ones", "empty", "eye", "arange", "linspace", "rand", "randn",
+__all__ = ["Generator", "default_generator", "manual_seed", "seed", "initial_seed",
+           "get_rng_state", "set_rng_state", "ones", "empty", "eye", "arange", "linspace", "rand", "randn",
            "randint", "randperm", "zeros_like", "ones_like", "empty_like", "full_like",
            "rand_like", "randn_like", "from_numpy", "as_tensor", "from_dlpack"]

@@ -80,9 +80,10 @@ def _plans(tensors, role):
     """The laid-out plans realize_many would run for ``tensors`` (nothing is computed)."""
     groups: dict = {}
     for t in tensors:
-        if t._arr is not None or t._lazy.value is not None:
+        lz = t._lazy
+        if t._arr is not None or lz is None or lz.value is not None:
             continue
-        space = lazy._space(t._lazy)
+        space = lazy._space(lz)
         if space is not None:  # (a sum of a computed array runs no generated kernel)
             groups.setdefault(space, []).append(t)
     out = []

@@ -13,6 +13,10 @@ Tensors), so a chain of VJPs becomes one kernel that recomputes the forward inte
 the group's inputs instead of saving them. In-place writes flush every pending lazy tensor first
 so that eager semantics hold.
 
+Threads (README "Threading model"): each thread records into its own pending lists and has its
+own fusion and depth-limit overrides (grad_mode.STATE); a record needed by several threads is
+computed once (claims, below); in-place writes still compute every thread's pending readers.
+
 Scheduling policy, all in this module: small ops run eagerly (FUSE_MIN); a pending sum whose
 operand a kernel computes anyway rides along in it (``_add_free_riders``); pending depth is
 bounded at record time (MAX_DEPTH) and a DAG over MAX_GROUP rows runs in post-order chunks
@@ -22,12 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import weakref
 from math import prod
 
 import numpy as np
 
 from . import _debug, codegen
+from .autograd.grad_mode import STATE
 from .backends import cpu
 from .backends.cuda import DeviceArray
 
@@ -63,24 +69,90 @@ PAR_MIN_WORK = 1 << 24
 HEAVY_ROW = 8
 _HEAVY = frozenset(("exp", "log", "log1p", "expm1", "sin", "cos", "tan", "tanh", "sigmoid",
                     "gelu", "silu", "erf", "pow", "bce_with_logits", "bce"))
-_pending: list = []      # weakrefs to lazy tensors not yet realised (flushed on in-place writes)
-_pending_sums: list = []  # the pending reductions among them (candidates to ride along)
+
+
+# --- per-thread state ----------------------------------------------------------------------
+# Each thread records into its own pending lists (grad_mode.STATE.pending, a _Pending): a
+# thread's kernels take only its own pending sums along (_add_free_riders), and flush/compaction
+# touch only its own lists. In-place writes must still see every thread's pending values
+# (eager semantics), so every thread's _Pending is also listed in _THREADS (read-only for the
+# other threads: they copy a list before scanning it).
+
+
+class _Pending:
+    """One thread's weakrefs to its lazy tensors not yet realised (``refs``) and to the pending
+    reductions among them (``sums``, candidates to ride along in a kernel)."""
+
+    __slots__ = ("refs", "sums", "thread")
+
+    def __init__(self):
+        self.refs: list = []
+        self.sums: list = []
+        self.thread = weakref.ref(threading.current_thread())
+
+    def live(self) -> bool:
+        """Whether this entry is still needed in _THREADS: its thread runs, or it holds pending
+        tensors (a thread that ended may have handed them to others)."""
+        th = self.thread()
+        if th is not None and th.is_alive():
+            return True
+        return any((x := r()) is not None and x._arr is None for r in list(self.refs))
+
+
+# every thread's _Pending (kept while live()); replaced, never changed in place, so a reader
+# iterates a consistent list without a lock
+_THREADS: list = []
+_THREADS_LOCK = threading.Lock()
+
+
+def _thread_pending() -> _Pending:
+    """This thread's _Pending (made and registered on its first record)."""
+    global _THREADS
+    p = STATE.pending
+    if p is None:
+        p = STATE.pending = _Pending()
+        with _THREADS_LOCK:
+            _THREADS = [q for q in _THREADS if q.live()] + [p]
+    return p
+
+
+def _all_pending() -> tuple:
+    """(this thread's pending tensors, other threads' pending tensors); this thread's list is
+    compacted on the way. Other threads' tensors are computed but never settled here (their
+    records get the values; see realize_many's ``settle``)."""
+    own_p = STATE.pending
+    own, others = [], []
+    for p in _THREADS:
+        refs = list(p.refs)
+        live = [r for r in refs if (x := r()) is not None and x._arr is None]
+        if p is own_p:
+            p.refs[:] = live  # (keeps the scans short in a loop of in-place updates)
+        (own if p is own_p else others).extend(x for r in live if (x := r()) is not None)
+    return own, others
+
+
+def current_depth_limit() -> int:
+    """The pending depth at which an op computes its operand first, for the calling thread."""
+    d = STATE.depth_limit
+    return depth_limit if d is None else d
 
 
 @contextlib.contextmanager
 def backward_depth():
-    """Use MAX_DEPTH_BACKWARD while the engine records VJPs."""
-    global depth_limit
-    prev, depth_limit = depth_limit, MAX_DEPTH_BACKWARD
+    """Use MAX_DEPTH_BACKWARD in this thread while the engine records VJPs."""
+    st = STATE
+    prev, st.depth_limit = st.depth_limit, MAX_DEPTH_BACKWARD
     try:
         yield
     finally:
-        depth_limit = prev
+        st.depth_limit = prev
 
 
 def set_fusion(enabled: bool, min_size: int | None = None) -> None:
-    """Turn lazy fusion on or off (pending values are realised first); ``min_size`` sets
-    FUSE_MIN, the element count from which ops are recorded (0: fuse everything)."""
+    """Turn lazy fusion on or off for the whole process (pending values are realised first);
+    ``min_size`` sets FUSE_MIN, the element count from which ops are recorded (0: fuse
+    everything). A thread inside a tracer or ``recording_only`` keeps its own switch until it
+    leaves them."""
     global ENABLED, FUSE_MIN
     flush()
     ENABLED = bool(enabled)
@@ -89,28 +161,32 @@ def set_fusion(enabled: bool, min_size: int | None = None) -> None:
 
 
 def is_fusion_enabled() -> bool:
-    return ENABLED
+    """Whether ops in the calling thread are recorded lazily: its own switch (a tracer or
+    ``recording_only`` in this thread) or else the process-wide ``ENABLED``."""
+    f = STATE.fusion
+    return ENABLED if f is None else f
 
 
 @contextlib.contextmanager
 def recording_only():
     """Record elementwise ops lazily inside the block even when fusion is off (used by
-    ``jitgrad.explain`` to see the backward groups without running them)."""
-    global ENABLED
-    prev, ENABLED = ENABLED, True
+    ``jitgrad.explain`` to see the backward groups without running them); this thread only."""
+    st = STATE
+    prev, st.fusion = st.fusion, True
     try:
         yield
     finally:
-        ENABLED = prev
+        st.fusion = prev
 
 
 class Lazy:
     """One deferred op: an elementwise row over operands, or a sum over ``axes`` of one operand
     (``row`` None). ``shape``/``dtype`` describe the result. ``value`` holds the array once
-    computed, so every Tensor sharing this record (a saved output, a lazy ``.grad``) sees it."""
+    computed, so every Tensor sharing this record (a saved output, a lazy ``.grad``) sees it.
+    ``claim``: the _Claim of the realisation computing it now (other threads wait for it)."""
 
     __slots__ = ("row", "operands", "shape", "dtype", "cdt", "axes", "keepdim", "scale",
-                 "value", "depth", "cuda")
+                 "value", "depth", "cuda", "claim")
 
     def __init__(self, row, operands, shape, dtype, cdt, axes=None, keepdim=False, scale=None):
         self.row = row
@@ -122,6 +198,7 @@ class Lazy:
         self.keepdim = keepdim
         self.scale = scale        # mean: divide the sum by this
         self.value = None
+        self.claim = None
         d = 0
         cuda = False
         for o in operands:
@@ -140,23 +217,32 @@ def make_lazy(tensor_cls, lazy: Lazy):
     t = tensor_cls._make(None)
     t._lazy = lazy
     ref = weakref.ref(t)
-    _pending.append(ref)
+    p = STATE.pending
+    if p is None:
+        p = _thread_pending()
+    refs = p.refs
+    refs.append(ref)
     if lazy.row is None:
-        _pending_sums.append(ref)
-    if len(_pending) > 4096:
-        _pending[:] = [r for r in _pending if (x := r()) is not None and x._arr is None]
+        p.sums.append(ref)
+    if len(refs) > 4096:
+        refs[:] = [r for r in refs if (x := r()) is not None and x._arr is None]
     return t
 
 
 def flush() -> None:
-    """Realise every pending lazy tensor (before an in-place write, say)."""
-    if not _pending:
-        return
-    live = [x for r in _pending if (x := r()) is not None and x._arr is None]
-    _pending.clear()
-    _pending_sums.clear()
-    if live:
-        realize_many(live)
+    """Realise every pending lazy tensor, this thread's and other threads' (before an in-place
+    write, say: eager semantics), and wait for the kernels other threads are running."""
+    if any(p.refs for p in _THREADS):
+        mine, others = _all_pending()
+        own = STATE.pending
+        if own is not None:
+            own.refs.clear()
+            own.sums.clear()
+        if mine:
+            realize_many(mine)
+        if others:
+            realize_many(others, settle=False)
+    _wait_for_others()
 
 
 def _unbroadcast_leaf(a: np.ndarray) -> np.ndarray:
@@ -176,6 +262,11 @@ def _pending_node(o):
     return lz
 
 
+class _Computed(Exception):
+    """A sum root got its value from another thread while being planned (its operands are
+    gone): plan again without it."""
+
+
 class _Plan:
     """The canonical form of one fused group: leaves, rows and outputs (and its cache key).
 
@@ -192,14 +283,18 @@ class _Plan:
         self.node_ids = {}
         self.outs = []
         self.alias = None         # {0: leaf param} when the first output is written into a leaf
+        self.riders = []          # the pending sums riding along (settled with the roots)
         for r in roots:
             self.add_root(r)
 
     def add_root(self, r):
         lz = r._lazy
         if lz.row is None:
-            self._visit(lz.operands[0])
-            self.outs.append(("sum", self._ref(lz.operands[0]), lz.axes))
+            ops = lz.operands
+            if not ops:  # computed meanwhile by another thread (nothing added yet)
+                raise _Computed
+            self._visit(ops[0])
+            self.outs.append(("sum", self._ref(ops[0]), lz.axes))
         else:
             self._visit(r)
             self.outs.append(("full", self._ref(r), None))
@@ -227,9 +322,12 @@ class _Plan:
             return ("l", k)
         if a is None:
             lz = o._lazy
-            if lz.value is None:
+            if lz is None:  # (settled by another thread meanwhile)
+                a = o._arr
+            elif lz.value is None:
                 return ("n", self.node_ids[id(lz)])
-            a = lz.value
+            else:
+                a = lz.value
         k = self.leaf_ids.get(id(a))
         if k is None:
             k = self.leaf_ids[id(a)] = len(self.leaves)
@@ -253,8 +351,10 @@ class _Plan:
                 continue
             stack.append((t, True))
             for o in reversed(ops):
-                if getattr(o, "_arr", 0) is None and o._lazy.value is None:  # pending
-                    stack.append((o, False))
+                if getattr(o, "_arr", 0) is None:
+                    olz = o._lazy
+                    if olz is not None and olz.value is None:  # pending
+                        stack.append((o, False))
 
 
 def realize(t) -> np.ndarray:
@@ -263,10 +363,15 @@ def realize(t) -> np.ndarray:
 
 
 def _settle(t) -> bool:
-    """Take a computed record's value into ``t``; True when ``t`` is now concrete."""
+    """Take a computed record's value into ``t``; True when ``t`` is now concrete. (Another
+    thread may settle ``t`` at the same time: the record is read once, and a record's value,
+    once set, never changes.)"""
     if t._arr is not None:
         return True
-    v = t._lazy.value
+    lz = t._lazy
+    if lz is None:  # settled by another thread just now
+        return t._arr is not None
+    v = lz.value
     if v is None:
         return False
     t._arr = v
@@ -274,42 +379,174 @@ def _settle(t) -> bool:
     return True
 
 
+def _value_of(t):
+    """The array of a computed tensor, without settling it (it may be another thread's)."""
+    a = t._arr
+    if a is None:
+        lz = t._lazy
+        a = t._arr if lz is None else lz.value
+    return a
+
+
 def _space(lz):
     """The iteration space of a pending record's kernel: its own shape, or for a sum the shape
     of the pending value it sums; None for a sum of an already computed array (no kernel)."""
     if lz.row is not None:
         return lz.shape
-    src = _pending_node(lz.operands[0])
+    ops = lz.operands
+    src = _pending_node(ops[0]) if ops else None  # (no operands: computed meanwhile)
     return None if src is None else src.shape
 
 
-def realize_many(tensors) -> None:
-    """Compute every lazy tensor in ``tensors``; those sharing an iteration space share a kernel."""
-    groups: dict = {}
+# --- realising once across threads ----------------------------------------------------------
+# A realisation claims the records it will store (the roots it was asked for, the pending sums
+# that ride along, the rows _realize_in_chunks stores) before planning; another thread that
+# needs one of them waits for its value instead of computing it again. Only a thread that holds
+# no claim waits: a thread inside a realisation that meets a record claimed elsewhere computes
+# it as well (the first value stored wins, ``_give_value``), so no two threads ever wait for
+# each other. Kernels run outside every lock (they release the GIL): threads realising
+# different records run in parallel.
+
+
+class _Claim:
+    """One realisation in progress: its thread and the records it claimed."""
+
+    __slots__ = ("thread", "records")
+
+    def __init__(self):
+        self.thread = threading.get_ident()
+        self.records = []
+
+
+_CLAIMS = threading.Condition(threading.Lock())  # guards Lazy.claim, _ACTIVE and _waiters
+_ACTIVE: set = set()   # the _Claims of realisations in progress (any thread)
+_waiters = 0           # threads waiting on _CLAIMS (notified when a realisation ends)
+
+
+def _private(t, lz):
+    """A tensor of ``t``'s class on record ``lz`` that only this realisation sees: what it
+    plans and stores through, so that another thread settling ``t`` meanwhile changes nothing
+    here (``t`` itself is settled from the record afterwards)."""
+    p = type(t)._make(None)
+    p._lazy = lz
+    return p
+
+
+def _release(claim) -> None:
+    with _CLAIMS:
+        for lz in claim.records:
+            if lz.claim is claim:
+                lz.claim = None
+        _ACTIVE.discard(claim)
+        if _waiters:
+            _CLAIMS.notify_all()
+
+
+def _wait_for(records) -> None:
+    """Wait until each record has a value or nobody computes it any more."""
+    global _waiters
+    with _CLAIMS:
+        _waiters += 1
+        try:
+            for lz in records:
+                while lz.value is None and lz.claim is not None:
+                    _CLAIMS.wait()
+        finally:
+            _waiters -= 1
+
+
+def _wait_for_others() -> None:
+    """Before an in-place write: wait for every realisation other threads are running now (a
+    kernel planned before this write may still be reading the memory it overwrites)."""
+    global _waiters
+    if not _ACTIVE or STATE.claim is not None:  # (holding claims: never wait)
+        return
+    me = threading.get_ident()
+    with _CLAIMS:
+        running = [c for c in _ACTIVE if c.thread != me]
+        if not running:
+            return
+        _waiters += 1
+        try:
+            while any(c in _ACTIVE for c in running):
+                _CLAIMS.wait()
+        finally:
+            _waiters -= 1
+
+
+def realize_many(tensors, settle: bool = True) -> None:
+    """Compute every lazy tensor in ``tensors``; those sharing an iteration space share a kernel.
+    A record another thread is computing is waited for (see "realising once" above).
+    ``settle=False`` (other threads' tensors): only their records get values; each tensor
+    takes it when its own thread next looks (``_settle``), so no thread sees its tensors
+    change under it."""
+    while True:
+        wait = _realize_claimed(tensors)
+        if wait:
+            _wait_for(wait)
+        if settle:
+            for t in tensors:
+                _settle(t)
+        if not wait:
+            return
+        tensors = [t for t in tensors if _pending_node(t) is not None]
+
+
+def _realize_claimed(tensors) -> list:
+    """Claim and compute what ``tensors`` need; returns the records other threads are
+    computing, for the caller to wait for."""
+    st = STATE
+    outer = st.claim
+    claim = _Claim()
+    me = claim.thread
+    mine, wait = [], []
     seen = set()
-    for t in tensors:
-        if _settle(t):
-            continue
-        lz = t._lazy
-        if id(lz) in seen:
-            continue
-        seen.add(id(lz))
-        space = _space(lz)
-        if space is None:
-            _realize_reduce_of_concrete(t)
-            continue
-        groups.setdefault((space, lz.cuda), []).append(t)
-    for (space, _), roots in groups.items():
-        _run_group(roots, space)
-    for t in tensors:
-        _settle(t)
+    with _CLAIMS:
+        for t in tensors:
+            lz = t._lazy
+            if lz is None or t._arr is not None or lz.value is not None or id(lz) in seen:
+                continue
+            seen.add(id(lz))
+            c = lz.claim
+            if c is None:
+                lz.claim = claim
+                claim.records.append(lz)
+            elif c.thread != me and outer is None:
+                wait.append(lz)
+                continue
+            mine.append((t, lz))  # (claimed by an outer realisation of this thread, or by
+            # another thread while this one holds claims: computed here too)
+        if claim.records:
+            _ACTIVE.add(claim)
+    if not mine:
+        return wait
+    if claim.records:
+        st.claim = claim
+    try:
+        groups: dict = {}
+        for t, lz in mine:
+            p = _private(t, lz)
+            space = _space(lz)
+            if space is None:
+                _realize_reduce_of_concrete(p)
+                continue
+            groups.setdefault((space, lz.cuda), []).append(p)
+        for (space, _), roots in groups.items():
+            _run_group(roots, space)
+    finally:
+        if claim.records:
+            st.claim = outer
+            _release(claim)
+    return wait
 
 
 def _realize_reduce_of_concrete(t):
     lz = t._lazy
-    src = lz.operands[0]
-    _settle(src)
-    src = src._arr
+    ops = lz.operands
+    if lz.value is not None:  # (computed meanwhile by another thread)
+        _give_value(t, lz.value)
+        return
+    src = _value_of(ops[0])
     acc_t = np.float64 if src.dtype.kind == "f" else np.int64
     if type(src) is DeviceArray:
         from .backends import cuda as cb
@@ -320,11 +557,15 @@ def _realize_reduce_of_concrete(t):
 
 def _give_value(t, value):
     """Make the pending ``t`` concrete: its record keeps the value (for other tensors that share
-    the record) and lets go of its operands (and what they keep alive)."""
+    the record) and lets go of its operands (and what they keep alive). A record another
+    thread computed first keeps that thread's value: every tensor sharing it sees one value."""
     lz = t._lazy
-    lz.value = value
-    lz.operands = ()
-    t._arr = value
+    if lz is None:
+        return
+    if lz.value is None:
+        lz.value = value
+        lz.operands = ()
+    t._arr = lz.value
     t._lazy = None
 
 
@@ -400,23 +641,45 @@ RIDER_MAX_NEW = 8  # rows a pending sum may add to a kernel to ride along
 def _add_free_riders(plan, roots, nd):
     """Pending full sums (a loss, say) of values this kernel can compute from what it reads
     anyway are added to it: one accumulator and a few rows here, instead of a second pass
-    over the data later. Returns the tensors added."""
+    over the data later. Only this thread's pending sums ride, and none that another
+    realisation claimed; those added are claimed by this thread's realisation. Returns the
+    tensors added (private ones, see _private; ``plan.riders`` lists the originals)."""
     found = []
     live = []
     taken = {id(r._lazy) for r in roots}
-    for ref in _pending_sums:
+    own = STATE.pending
+    for ref in own.sums:
         t = ref()
-        if t is None or t._arr is not None or t._lazy.value is not None:
+        if t is None:
+            continue
+        lz = t._lazy
+        if lz is None or lz.value is not None or t._arr is not None:
             continue
         live.append(ref)
-        lz = t._lazy
-        src = _pending_node(lz.operands[0])
+        ops = lz.operands
+        if lz.claim is not None or not ops:  # another realisation is computing it
+            continue
+        src = _pending_node(ops[0])
         if src is not None and len(lz.axes) == nd and src.shape == plan.space \
-                and id(lz) not in taken and lz.cuda == plan.cuda \
-                and plan.try_add_root(t, min(RIDER_MAX_NEW, MAX_GROUP - len(plan.nodes))):
-            taken.add(id(lz))
-            found.append(t)
-    _pending_sums[:] = live
+                and id(lz) not in taken and lz.cuda == plan.cuda:
+            p = _private(t, lz)
+            try:
+                ok = plan.try_add_root(p, min(RIDER_MAX_NEW, MAX_GROUP - len(plan.nodes)))
+            except _Computed:
+                ok = False
+            if ok:
+                taken.add(id(lz))
+                found.append(p)
+                plan.riders.append(t)
+    own.sums[:] = live
+    claim = STATE.claim
+    if found and claim is not None:
+        with _CLAIMS:
+            for p in found:
+                lz = p._lazy
+                if lz.claim is None:  # (else: claimed meanwhile; computed here as well)
+                    lz.claim = claim
+                    claim.records.append(lz)
     return found
 
 
@@ -461,7 +724,8 @@ def _layout(plan):
 
 def _finish_plan(plan, roots):
     """Let pending sums ride along and lay the plan out; returns the roots with the riders."""
-    if _pending_sums:
+    own = STATE.pending
+    if own is not None and own.sums:
         roots = list(roots) + _add_free_riders(plan, roots, len(plan.space))
     _layout(plan)
     return roots
@@ -480,29 +744,45 @@ def realize_into(t, out) -> bool:
             not out.flags.c_contiguous or not out.flags.writeable:
         return False
     realize_readers(out, skip=t)
-    if _pending_node(t) is None:
-        return False
-    plan = _Plan([t], lz.shape)
-    if len(plan.nodes) > MAX_GROUP:
-        return False
-    for a in plan.leaves:  # reading out itself is safe: each element is read before it is written
-        if a is not out and _overlaps(a, out):
+    st = STATE
+    claim = _Claim()
+    with _CLAIMS:
+        if lz.value is not None or lz.claim is not None:  # computed, or being computed
             return False
-    _run_group([t], lz.shape, into=out, plan=plan)
+        lz.claim = claim
+        claim.records.append(lz)
+        _ACTIVE.add(claim)
+    outer, st.claim = st.claim, claim
+    try:
+        p = _private(t, lz)
+        plan = _Plan([p], lz.shape)  # (elementwise: never _Computed)
+        if len(plan.nodes) > MAX_GROUP:
+            return False
+        for a in plan.leaves:  # reading out itself is safe: each element is read before it is
+            if a is not out and _overlaps(a, out):  # written
+                return False
+        _run_group([p], lz.shape, into=out, plan=plan)
+    finally:
+        st.claim = outer
+        _release(claim)
+    _settle(t)
     return True
 
 
 def realize_readers(arr, skip=None) -> None:
     """Compute every pending value (but ``skip``) that reads memory ``arr`` overlaps, from its
     current contents: ``arr`` is about to be overwritten in place."""
-    if not _pending:
-        return
-    live = [r for r in _pending if (x := r()) is not None and x._arr is None]
-    _pending[:] = live  # (keeps this scan short in a loop of in-place updates)
-    others = [x for r in live if (x := r()) is not None and x is not skip
-              and x._lazy.value is None and _reads(x, arr)]
-    if others:
-        realize_many(others)
+    if any(p.refs for p in _THREADS):
+        mine, others = _all_pending()
+        mine = [x for x in mine if x is not skip and _pending_node(x) is not None
+                and _reads(x, arr)]
+        others = [x for x in others if x is not skip and _pending_node(x) is not None
+                  and _reads(x, arr)]
+        if mine:
+            realize_many(mine)
+        if others:
+            realize_many(others, settle=False)
+    _wait_for_others()
 
 
 def _overlaps(a, b) -> bool:
@@ -527,11 +807,24 @@ def _reads(t, arr) -> bool:
                 stack.append(o)
                 continue
             a = getattr(o, "_arr", None)
-            if a is None and getattr(o, "_lazy", None) is not None:
-                a = o._lazy.value
+            olz = getattr(o, "_lazy", None)
+            if a is None and olz is not None:
+                a = olz.value
             if isinstance(a, _ARRAYS) and _overlaps(a, arr):
                 return True
     return False
+
+
+def _new_plan(roots, space):
+    """(the roots still pending, their _Plan), or (.., None) when none is left."""
+    while True:
+        roots = [r for r in roots if not _settle(r)]
+        if not roots:
+            return roots, None
+        try:
+            return roots, _Plan(roots, space)
+        except _Computed:
+            pass
 
 
 def _run_group(roots, space, into=None, plan=None):
@@ -539,19 +832,19 @@ def _run_group(roots, space, into=None, plan=None):
     first root is computed into (realize_into, which passes the plan of its one pending root,
     at most MAX_GROUP rows)."""
     if plan is None:
-        roots = [r for r in roots if not _settle(r)]  # an earlier group may have computed some
-        if not roots:
+        roots, plan = _new_plan(roots, space)  # an earlier group may have computed some
+        if plan is None:
             return
-        plan = _Plan(roots, space)
     if len(plan.nodes) > MAX_GROUP:
         _realize_in_chunks(plan, type(roots[0]))
-        roots = [r for r in roots if not _settle(r)]
-        if not roots:
+        roots, plan = _new_plan(roots, space)
+        if plan is None:
             return
-        plan = _Plan(roots, space)
     roots = _finish_plan(plan, roots)
     if plan.cuda:
         _run_plan_cuda(plan, roots, into)
+        for t in plan.riders:
+            _settle(t)
         return
     nd = len(space)
     if into is not None:  # the kernel writes the leaf that is ``into`` (codegen: ``alias``)
@@ -593,6 +886,8 @@ def _run_group(roots, space, into=None, plan=None):
             _give_value(r, o)
         else:
             _finish_reduce(r, o)
+    for t in plan.riders:
+        _settle(t)
 
 
 def _ref_dtype(plan, ref) -> np.dtype:

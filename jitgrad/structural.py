@@ -114,7 +114,7 @@ class _Arrays:
     def expand_back(g, in_shape, axes, keepdim):
         """Gradient of a reduction over ``axes``: g in keepdim form, broadcast to the input."""
         gk = g if keepdim else g.reshape(keep_shape(in_shape, axes))
-        if lazy.ENABLED:  # a broadcast view: the fused kernel reads it as one scalar
+        if lazy.is_fusion_enabled():  # a broadcast view: the fused kernel reads one scalar
             return np.broadcast_to(gk, in_shape)
         out = np.empty(in_shape, g.dtype)
         out[...] = gk

@@ -525,8 +525,8 @@ class ElementwiseNode(Node):
 
     def apply(self, g, create_graph):
         self.check_saved()
-        if create_graph or (lazy.ENABLED and (self.n_red >= lazy.FUSE_MIN or g._arr is None)) \
-                or _is_cuda(g):
+        fused = lazy.is_fusion_enabled() and (self.n_red >= lazy.FUSE_MIN or g._arr is None)
+        if create_graph or fused or _is_cuda(g):
             # rules on (lazy) Tensors: differentiable, and with fusion the backward chain fuses
             return self._apply_tensor(g, create_graph)
         row, ops, cdt, out_shape = self.row, self.operands, self.cdt, self.out_shape
@@ -722,8 +722,9 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
     runs now. reduce='sum'|'mean' folds a full reduction into the same node (losses).
     ``into``: an in-place op's target, written by the kernel when the op runs now and the
     result has its shape and dtype (the caller checked that no other operand overlaps it)."""
-    if _STATE.tracer is not None:  # autograd.functional is tracing: it runs and records the op
-        return _STATE.tracer.elementwise(row, ops, grad_fn, reduce, out)
+    st = _STATE  # (this thread's runtime state: tracer, fusion switch)
+    if st.tracer is not None:  # autograd.functional is tracing: it runs and records the op
+        return st.tracer.elementwise(row, ops, grad_fn, reduce, out)
     cdt = None
     if len(ops) == 1 and type(ops[0]) is Tensor and not row.bool_inputs:  # unary: its dtype
         cdt = dtypes.from_numpy(ops[0]._meta[1])
@@ -762,7 +763,9 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
                 out_shape = broadcast_shapes(*[o._meta[0] for o in ops
                                                if isinstance(o, Tensor)])
                 break
-    if lazy.ENABLED and out is None and _worth_fusing(ops, out_shape):
+    fusion = st.fusion  # (None: the process-wide switch)
+    if (lazy.ENABLED if fusion is None else fusion) and out is None and \
+            _worth_fusing(ops, out_shape):
         res, full_lz = _record_lazy(row, ops, cdt, out_shape, reduce)
         return _record_node(row, ops, res, None, full_lz, out_shape, cdt, grad_fn, reduce)
     flat, ndim, arrays, kinds, masks = _plan(ops, out_shape)
@@ -811,7 +814,7 @@ def _apply_elementwise_cuda(row, ops, cdt, grad_fn, reduce, out):
     ops = _to_gpu_operands(ops)
     out_shape = broadcast_shapes(*[o._meta[0] for o in ops if isinstance(o, Tensor)])
     res, full_lz = _record_lazy(row, ops, cdt, out_shape, reduce)
-    if not lazy.ENABLED:
+    if not lazy.is_fusion_enabled():
         lazy.realize_many([res])
     return _record_node(row, ops, res, None, full_lz, out_shape, cdt, grad_fn, reduce)
 
@@ -836,7 +839,7 @@ def _record_lazy(row, ops, cdt, out_shape, reduce):
     for o in ops:
         lz = lazy._pending_node(o)
         # a pending reduction is a group boundary; a deep operand ends a segment
-        if lz is not None and (lz.row is None or lz.depth >= lazy.depth_limit):
+        if lz is not None and (lz.row is None or lz.depth >= lazy.current_depth_limit()):
             first = [o] if first is None else first + [o]
     if first is not None:
         lazy.realize_many(first)
@@ -959,7 +962,8 @@ def apply_fn(fn, inputs: tuple, grad_fn: str | None = None, view_of=None, save=F
                 f"jitgrad: {fn.name} ({fn.grad_fn}) is not implemented for "
                 "CUDA tensors yet; move the tensor to the CPU with .cpu() first")
         inputs = _to_gpu_operands(inputs)
-    if fn.lazy_forward is not None and lazy.ENABLED and any(t._arr is None for t in inputs):
+    if fn.lazy_forward is not None and lazy.is_fusion_enabled() and \
+            any(t._arr is None for t in inputs):
         ctx.shapes = [t._meta[0] for t in inputs]
         res = fn.lazy_forward(ctx, *inputs, **params)
     elif gpu:
@@ -1134,9 +1138,13 @@ def sum_to(t: Tensor, shape) -> Tensor:
     axes = tuple(range(lead)) + tuple(lead + k for k, s in enumerate(shape)
                                       if s == 1 and tshape[lead + k] != 1)
     r = t.sum(dim=axes, keepdim=True) if axes else t
-    if r is not t and r._arr is None and r._lazy.row is None and r.grad_fn is None:
-        r._lazy.shape = shape  # a fresh pending sum nobody else sees: computed into this shape
-        return r
+    if r is not t and r._arr is None and r.grad_fn is None:
+        lz = r._lazy
+        # a fresh pending sum no realisation has claimed yet (another thread's flush may):
+        # computed into this shape (check and store with no call between: atomic under the GIL)
+        if lz.row is None and lz.value is None and lz.claim is None:
+            lz.shape = shape
+            return r
     return r.reshape(shape)
 
 

@@ -1,5 +1,7 @@
-"""Thread-local grad mode: no_grad / enable_grad / set_grad_enabled (context managers and
-decorators, like torch)."""
+"""Thread-local runtime state (``STATE``): grad mode (no_grad / enable_grad / set_grad_enabled,
+context managers and decorators like torch), the active tracer, and lazy fusion's per-thread
+state (pending records, fusion and depth-limit overrides, realisations in progress). See the
+README's "Threading model"."""
 from __future__ import annotations
 
 import functools
@@ -7,8 +9,19 @@ import threading
 
 
 class _State(threading.local):
+    """One per thread. Class attributes are the defaults every thread starts with (immutable
+    values only: a thread's own objects are made on first use, e.g. ``lazy._thread_pending``)."""
     enabled = True
     tracer = None  # the innermost active autograd.trace.Tracer (records primitives), or None
+    # lazy.py: this thread's pending records (a lazy._Pending, made on first record), its
+    # fusion switch (None: the process-wide lazy.ENABLED; the tracer and recording_only set
+    # it), its depth limit (None: lazy.depth_limit; backward sweeps raise it) and the claim
+    # of the realisation it is running (lazy._Claim; a thread holding one never waits)
+    pending = None
+    fusion = None
+    depth_limit = None
+    claim = None
+    draws = 0      # random draws made by this thread (the tracer notices them)
 
 
 STATE = _State()

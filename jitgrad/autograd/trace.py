@@ -15,8 +15,8 @@ A record can be
   (``item``, ``bool``, ``numpy``, ``tolist``, ``repr``, ``detach``, a value-dependent op such as
   ``nonzero``, a first-order ``autograd.grad``...) or drew random numbers.
 
-Fusion (lazy.py) is switched off while a tracer is active, so every op runs eagerly and every
-value has its array. The record is right
+Fusion (lazy.py) is switched off in the tracing thread while a tracer is active, so every op
+runs eagerly and every value has its array. The record is right
   for this call but another call could take another path: nothing is cached for it.
 
 Value reads are caught by :class:`_Traced`, the class traced tensors wear while a tracer knows
@@ -129,24 +129,21 @@ class Tracer:
     # --- lifetime -------------------------------------------------------------------------
     def __enter__(self):
         _classes()
-        from .. import creation
-        self._rng = (creation._rng, creation._rng.bit_generator.state)
-        self.parent = STATE.tracer
+        st = STATE
+        self._rng = st.draws  # (random draws this thread makes, any generator)
+        self.parent = st.tracer
         # eager ops while tracing: fusion's pending values would hide arrays (and dependencies)
-        # from the record; the outermost tracer switches it off and back
-        from .. import lazy
-        self._fusion = lazy.ENABLED
-        lazy.ENABLED = False
-        STATE.tracer = self
+        # from the record; switched off for this thread only, and back
+        self._fusion = st.fusion
+        st.fusion = False
+        st.tracer = self
         return self
 
     def __exit__(self, *exc):
-        STATE.tracer = self.parent
-        from .. import lazy
-        lazy.ENABLED = self._fusion
-        from .. import creation
-        rng, state = self._rng
-        if creation._rng is not rng or creation._rng.bit_generator.state != state:
+        st = STATE
+        st.tracer = self.parent
+        st.fusion = self._fusion
+        if st.draws != self._rng:
             self.observed = self.observed or "random numbers were drawn"
         for t, (cell, version, arr) in zip(self.values, self._snap):
             if cell[0] != version or (arr is not None and t._arr is not None
