@@ -2,7 +2,9 @@
 
 A rule such as ``lambda m, x, out, g: g * (1 - out * out)`` is called with :class:`Sym` arguments
 and ``m = SYM_MATH``; every operation appends one ``tN = ...`` line, so a value used twice is
-computed once. :func:`render_kernel` wraps such a body in a flat or an N-d broadcasting loop.
+computed once. :func:`render_fused` wraps such a body in a flat or an N-d broadcasting loop (the
+one CPU kernel form: an eager op is a fused group of one record, see lazy.run_now), and
+:func:`render_cuda` in a numba.cuda grid-stride loop.
 """
 from __future__ import annotations
 
@@ -182,21 +184,14 @@ class Load:
 MAX_NESTED_LOOPS = 16  # deeper N-d loops are rendered as one loop (see render_fused)
 
 
-def render_kernel(name: str, loads: list, body_lines: list, results: list,
-                  ndim: int | None, alias: dict | None = None) -> str:
-    """Source of ``def name(<load params>, o0, o1, ...)`` writing each result elementwise: a
-    flat loop (ndim None: all 'a' operands C-contiguous with the output's size) or an
-    ndim-deep loop with broadcast masks."""
-    return render_fused(name, loads, body_lines, [("full", r, None) for r in results], ndim,
-                        alias=alias)
-
-
 def render_fused(name: str, loads: list, body_lines: list, results: list,
                  ndim: int | None, parallel: bool = False, alias: dict | None = None) -> str:
-    """Like :func:`render_kernel`, with results ``(kind, var, axes[, dtype name])``: kind
-    'full' stores the value per element; 'sum' accumulates it over ``axes`` (all dims: a
-    float64 accumulator stored in ``o[0]``; some dims: ``o[...] +=`` into a keepdim-shaped
-    output, which needs the N-d loop).
+    """Source of ``def name(<load params>, o0, o1, ...)`` computing ``body_lines`` per element
+    in a flat loop (ndim None: every 'a' operand C-contiguous with the iteration space's size)
+    or an ndim-deep loop with broadcast masks, with results ``(kind, var, axes[, dtype
+    name])``: kind 'full' stores the value per element; 'sum' accumulates it over ``axes``
+    (all dims: a float64 accumulator stored in ``o[0]``; some dims: ``o[...] +=`` into a
+    keepdim-shaped output, which needs the N-d loop).
 
     Flat full sums go through a block buffer of the value's own dtype (a float64 buffer would
     halve the SIMD width of a float32 loop) added up with float64 lanes (``block_sum``).

@@ -582,9 +582,15 @@ def _finish_reduce(t, acc, nblocks=None):
         cb.scale_cast(acc, out, lz.scale)
         _give_value(t, out)
         return
-    if lz.scale is not None:
-        acc = acc / lz.scale if lz.scale else np.full(acc.shape, np.nan)
-    _give_value(t, np.asarray(acc).astype(lz.dtype, copy=False).reshape(lz.shape))
+    _give_value(t, _reduced(acc, lz.dtype, lz.shape, lz.scale))
+
+
+def _reduced(acc, dtype, shape, scale):
+    """A CPU reduction's float64/int64 accumulator as the result: divided by the mean's count
+    (``scale``; 0 elements: NaN like torch), cast and shaped."""
+    if scale is not None:
+        acc = acc / scale if scale else np.full(acc.shape, np.nan)
+    return np.asarray(acc).astype(dtype, copy=False).reshape(shape)
 
 
 def _finish_sums_cuda(pairs, nblocks):
@@ -846,41 +852,11 @@ def _run_group(roots, space, into=None, plan=None):
         for t in plan.riders:
             _settle(t)
         return
-    nd = len(space)
-    if into is not None:  # the kernel writes the leaf that is ``into`` (codegen: ``alias``)
-        for k, a in enumerate(plan.args):
-            if a is into and plan.kinds[k] == "a" and \
-                    (plan.masks[k] is None or True not in plan.masks[k]):
-                plan.alias = {0: f"a{k}"}
-                plan.key = plan.key + (("into", k),)
-                break
-    kern = cpu._kernels.get(plan.key)
-    if kern is None:
-        kern = cpu.compile_source(plan.key, _render(plan), "fused_fwd", "float64",
-                                  parallel=plan.par)
-    outs = []
-    for (kind, ref, axes), r in zip(plan.outs, roots):
-        if kind == "full":
-            outs.append(into if into is not None and r is roots[0] else
-                        np.empty(space, r._lazy.dtype))
-        elif len(axes) == nd:
-            outs.append(np.zeros(1, np.float64 if r._lazy.dtype.kind == "f" else np.int64))
-        else:
-            kshape = tuple(1 if d in axes else s for d, s in enumerate(space))
-            outs.append(np.zeros(kshape, np.float64 if r._lazy.dtype.kind == "f"
-                                 else np.int64))
-    size, flat, leaves = plan.size, plan.flat, plan.args
-    if size:
-        _debug.COUNTERS["kernel_launches"] += 1
-        no_full = all(k != "full" for k, _, _ in plan.outs)
-        if not flat and nd and no_full:
-            kern(*leaves, *outs, space)
-        elif flat and no_full and "a" not in plan.kinds:  # only scalar leaves: pass the length
-            kern(*leaves, *outs, size)
-        elif plan.alias is not None:  # outs[0] is a leaf the kernel already has
-            kern(*leaves, *outs[1:])
-        else:
-            kern(*leaves, *outs)
+    _set_alias(plan, into)
+    kern = _cpu_kernel(plan)
+    outs = _new_outs(plan, [r._lazy.dtype for r in roots], into)
+    if plan.size:
+        _launch(kern, _call_form(plan), plan.args, outs, plan.space, plan.size)
     for (kind, _, axes), r, o in zip(plan.outs, roots, outs):
         if kind == "full":
             _give_value(r, o)
@@ -888,6 +864,223 @@ def _run_group(roots, space, into=None, plan=None):
             _finish_reduce(r, o)
     for t in plan.riders:
         _settle(t)
+
+
+def _set_alias(plan, into):
+    """The kernel writes its first (full) output into the leaf that is ``into`` (codegen's
+    ``alias``: an in-place update), when ``into`` is a leaf read per element unbroadcast."""
+    if into is None:
+        return
+    for k, a in enumerate(plan.args):
+        if a is into and plan.kinds[k] == "a" and \
+                (plan.masks[k] is None or True not in plan.masks[k]):
+            plan.alias = {0: f"a{k}"}
+            plan.key = plan.key + (("into", k),)
+            return
+
+
+def _cpu_kernel(plan):
+    """The compiled CPU kernel of a laid-out plan (rendered and compiled once per key)."""
+    kern = cpu._kernels.get(plan.key)
+    if kern is None:
+        kern = cpu.compile_source(plan.key, _render(plan), "fused_fwd", "float64",
+                                  parallel=plan.par)
+    return kern
+
+
+def _call_form(plan) -> str:
+    """How the kernel is called beyond its leaves and outputs (see codegen.render_fused):
+    'shape' (N-d, no full output), 'n' (flat, scalar leaves only: the length), 'alias' (the
+    first output is a leaf it already has) or '' (leaves, outputs)."""
+    no_full = all(k != "full" for k, _, _ in plan.outs)
+    if not plan.flat and plan.space and no_full:
+        return "shape"
+    if plan.flat and no_full and "a" not in plan.kinds:
+        return "n"
+    return "alias" if plan.alias is not None else ""
+
+
+def _new_outs(plan, dtypes, into=None):
+    """Fresh output arrays for a CPU plan's outputs (``into`` for the first full one): full
+    values of the iteration space, float64/int64 accumulators for sums (keepdim-shaped for
+    partial sums)."""
+    space = plan.space
+    nd = len(space)
+    outs = []
+    for (kind, _, axes), dt in zip(plan.outs, dtypes):
+        if kind == "full":
+            outs.append(into if into is not None and not outs else np.empty(space, dt))
+        else:
+            acc_t = np.float64 if dt.kind == "f" else np.int64
+            outs.append(np.zeros(1 if len(axes) == nd else
+                                 tuple(1 if d in axes else s for d, s in enumerate(space)),
+                                 acc_t))
+    return outs
+
+
+def _launch(kern, form, leaves, outs, space, size):
+    _debug.COUNTERS["kernel_launches"] += 1
+    if form == "":
+        kern(*leaves, *outs)
+    elif form == "alias":  # outs[0] is a leaf the kernel already has
+        kern(*leaves, *outs[1:])
+    elif form == "shape":
+        kern(*leaves, *outs, space)
+    else:  # only scalar leaves: pass the length
+        kern(*leaves, *outs, size)
+
+
+# ---------------------------------------------------------------------------------------------
+# Eager execution: records realised at once, through the same planner and codegen.
+
+
+class _Leaf:
+    """What the planner reads of a Tensor, for records realised at once: a concrete operand
+    (``_arr``) or a root standing for a record (``_lazy``)."""
+
+    __slots__ = ("_arr", "_lazy")
+
+    def __init__(self, arr, lz=None):
+        self._arr = arr
+        self._lazy = lz
+
+
+class _Once:
+    """A laid-out plan of records realised at once, replayable for operands of the same
+    signature: its kernel, call form, which operand each kernel leaf is (None: in order), its
+    outputs (None: a full value; else a sum's accumulator dtype)."""
+
+    __slots__ = ("kern", "form", "src", "outs")
+
+
+_ONCE: dict = {}  # signature (run_now) -> _Once
+ONCE_MAX = 4096
+_ONE_FULL = (None,)
+_once_evicted = [0]  # cpu._kernels' eviction count when _ONCE was last valid
+
+
+def run_now(rows, vals, space, dtype, cdt, reduce=None, keep_full=True, into=None) -> list:
+    """Eager execution: records of ``rows`` (registry rows, or VJP rows) that all read the
+    concrete operands ``vals`` (arrays, Python scalars) over ``space``, realised at once.
+
+    The first time a signature is seen (rows, dtypes, each operand's kind/broadcast
+    mask/contiguity, which operands are one array, ndim, in-place alias, reduce), real records
+    are planned, laid out and rendered like a fused group (``_Plan``, ``_layout``,
+    ``render_fused``); later calls replay that plan, so an eager op costs one pass over its
+    operands plus the kernel call. Returns the rows' full values (without them when not
+    ``keep_full``), then the first row's reduction (``reduce`` 'sum'|'mean', over all dims).
+    ``into``: an array the first full value is written into (in place when it is an
+    operand).
+
+    The replay holds its kernel: when cpu._kernels (an LRU) drops any kernel, every replay is
+    forgotten and planned again on its next use (so a dropped kernel is loaded again)."""
+    nd = len(space)
+    size = prod(space)
+    sig = [rows, cdt, dtype, nd, reduce, keep_full]
+    args = vals  # what the kernel reads per operand (copied when one is transformed)
+    alias = -1
+    flat = True
+    for k, v in enumerate(vals):
+        if isinstance(v, np.ndarray):
+            if k:  # one array read twice is one kernel leaf
+                j = -1
+                if v is vals[0]:
+                    j = 0
+                elif k > 1:
+                    for i in range(1, k):
+                        if vals[i] is v:
+                            j = i
+                            break
+                if j >= 0:
+                    sig.append(j)
+                    if args is not vals:
+                        args[k] = args[j]
+                    continue
+            if v.shape == space and v.size > 1 and v.flags.c_contiguous:  # (as _leaf_kind)
+                sig.append(v.dtype)
+                if v is into and alias < 0:
+                    alias = k
+            else:
+                kind, mask, a = _leaf_kind(v, space, nd)
+                c = a.flags.c_contiguous
+                sig.append((kind, mask, a.dtype, c))
+                if kind == "a" and (True in mask or not c):
+                    flat = False
+                if a is not v:
+                    if args is vals:
+                        args = list(vals)
+                    args[k] = a
+        else:
+            sig.append(type(v))
+    par = False
+    if flat and size >= PAR_MIN and PARALLEL:
+        par = size * sum(HEAVY_ROW if r.name in _HEAVY else 1 for r in rows) >= PAR_MIN_WORK
+    sig.append(alias)
+    sig.append(par)
+    sig = tuple(sig)
+    ent = _ONCE.get(sig)
+    if ent is None or _debug.COUNTERS.get("kernels_evicted", 0) != _once_evicted[0]:
+        ent = _replan(sig, rows, vals, space, dtype, cdt, reduce, keep_full, into)
+    if ent.src is not None:
+        args = [args[j] for j in ent.src]
+    if ent.outs is _ONE_FULL:  # (the common case, quickly)
+        o = into if into is not None else np.empty(space, dtype)
+        if size:
+            _debug.COUNTERS["kernel_launches"] += 1
+            if ent.form == "alias":  # (a full output: the form is '' or 'alias')
+                ent.kern(*args)
+            else:
+                ent.kern(*args, o)
+        return [o]
+    if reduce is None and into is None:  # full values only (a node's VJPs)
+        outs = [np.empty(space, dtype) for _ in ent.outs]
+        if size:
+            _debug.COUNTERS["kernel_launches"] += 1
+            ent.kern(*args, *outs)
+        return outs
+    outs = []
+    for spec in ent.outs:
+        if spec is None:
+            outs.append(into if into is not None and not outs else np.empty(space, dtype))
+        else:
+            outs.append(np.zeros(1, spec))
+    if size:
+        _launch(ent.kern, ent.form, args, outs, space, size)
+    if reduce is not None:
+        outs[-1] = _reduced(outs[-1], dtype, (), size if reduce == "mean" else None)
+    return outs
+
+
+def _replan(sig, rows, vals, space, dtype, cdt, reduce, keep_full, into):
+    """Plan, lay out and compile the records of :func:`run_now` (a group of one record, or of
+    a node's VJP records, with a reduction riding along) and remember the replay."""
+    ev = _debug.COUNTERS.get("kernels_evicted", 0)
+    if ev != _once_evicted[0] or len(_ONCE) >= ONCE_MAX:
+        _ONCE.clear()  # (their kernels may be gone from cpu._kernels)
+        _once_evicted[0] = ev
+    ops = [_Leaf(v) if isinstance(v, np.ndarray) else v for v in vals]
+    roots = [_Leaf(None, Lazy(r, ops, space, dtype, cdt)) for r in rows]
+    if reduce is not None:
+        red = Lazy(None, (roots[0],), (), dtype, cdt, axes=tuple(range(len(space))))
+        roots = (roots if keep_full else []) + [_Leaf(None, red)]
+    plan = _Plan(roots, space)
+    _layout(plan)  # (no pending sums ride along: this group is not pending work)
+    _set_alias(plan, into)
+    ent = _Once()
+    ent.form = _call_form(plan)
+    src = [None] * len(plan.leaves)
+    for _, refs in plan.nodes:  # every record reads the operands in order
+        for j, ref in enumerate(refs):
+            if ref[0] == "l":
+                src[ref[1]] = j
+    ent.src = None if src == list(range(len(vals))) else tuple(src)
+    outs = tuple([None if kind == "full" else (np.float64 if dtype.kind == "f" else np.int64)
+                  for kind, _, _ in plan.outs])
+    ent.outs = _ONE_FULL if outs == _ONE_FULL else outs
+    ent.kern = _cpu_kernel(plan)
+    if _debug.COUNTERS.get("kernels_evicted", 0) == _once_evicted[0]:
+        _ONCE[sig] = ent  # (else compiling it dropped another: _ONCE is cleared next call)
+    return ent
 
 
 def _ref_dtype(plan, ref) -> np.dtype:

@@ -8,7 +8,7 @@ import weakref
 
 import numpy as np
 
-from . import _debug, codegen, dtypes, lazy
+from . import dtypes, lazy
 from .autograd import grad_mode
 from .autograd.engine import Node, grad_edge, node_class, run_backward
 from .backends import cpu
@@ -531,33 +531,21 @@ class ElementwiseNode(Node):
             return self._apply_tensor(g, create_graph)
         row, ops, cdt, out_shape = self.row, self.operands, self.cdt, self.out_shape
         gd = g._data
-        if self.reduce is not None:  # g is the gradient of sum/mean of the elementwise result
-            if self.reduce == "mean":
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    gd = gd / self.n_red
-            gd = np.asarray(gd, dtype=cdt.np).reshape(1)
-            gkind = "s"
-        else:
-            gkind = "a"
-        outd = self.out_data
-        if outd is None and self.out_shadow is not None:
-            # the op was recorded lazily (an operand was pending) but its gradient arrived
-            # concrete and small: the rules read the output, so compute it now
-            outd = self.out_shadow._data
-        extra = [outd, gd if gkind == "a" else None]
-        flat, ndim, arrays, kinds, masks = _plan(ops, out_shape, extra)
-        if outd is None:
-            outd, okind = gd, gkind
-        else:
-            okind = "a"
-        key = (row.name, "vjp", self.need, cdt.name, kinds, masks, ndim, gkind, okind)
-        kern = cpu._kernels.get(key)
-        if kern is None:
-            kern = _build_vjp_kernel(key, row, self.need, cdt, kinds, masks, ndim, gkind, okind)
-        outs = [np.empty(out_shape, cdt.np) for _ in self.need]
-        if outs[0].size:
-            _debug.COUNTERS["kernel_launches"] += 1
-            kern(*arrays, outd, gd, *outs)
+        if self.reduce == "mean":  # g is the gradient of the mean of the elementwise result
+            with np.errstate(invalid="ignore", divide="ignore"):
+                gd = gd / self.n_red
+        rows, reads = _vjp_rows(row, self.need)
+        n = row.arity
+        vals = _values([ops[p] for p in reads if p < n])
+        if reads and reads[-1] == n:
+            outd = self.out_data
+            if outd is None:
+                # the op was recorded lazily (an operand was pending) but its gradient arrived
+                # concrete and small: the rules read the output, so compute it now
+                outd = self.out_shadow._data
+            vals.append(outd)
+        vals.append(gd)  # (a sum/mean's scalar gradient is read as a size-1 leaf)
+        outs = lazy.run_now(rows, vals, out_shape, cdt.np, cdt.np)
         res = [None] * len(ops)
         for o, i in zip(outs, self.need):
             shape, dt = self.metas[i]
@@ -603,84 +591,52 @@ class ElementwiseNode(Node):
             self.operands = tuple(None if isinstance(o, Tensor) else o for o in self.operands)
 
 
-def _plan(ops, out_shape, extra=()):
-    """Decide the loop form for operands (Tensors, scalars, or None = not passed) that produce
-    ``out_shape``; ``extra`` are further out-shaped arrays (or None) that must fit the loop.
+class _VjpRow:
+    """The VJP of input ``i`` of an elementwise row, as a row of its own: a record that reads
+    the operands a node saved (``reads``: positions among x0.., out) and g, planned and
+    rendered like any forward row. A node's first-order backward is these records realised
+    at once (lazy.run_now), one kernel for all inputs that need a gradient."""
 
-    Returns (flat, ndim, arrays, kinds, masks): flat when every array operand is C-contiguous
-    with the output's shape or has one element; otherwise an N-d loop with broadcast masks."""
-    flat = True
-    arrays, kinds = [], []
-    for o in ops:  # one pass for the flat case (the common one)
-        if o is None:
-            kinds.append(None)
-        elif isinstance(o, Tensor):
-            d = o._arr
-            if d is None:
-                d = o._data
-            if d.size == 1:
-                kinds.append("s")
-            else:
-                kinds.append("a")
-                if flat and (d.shape != out_shape or not d.flags.c_contiguous):
-                    flat = False
-            arrays.append(d)
-        else:
-            kinds.append("c")
-            arrays.append(o)
-    if flat:
-        for d in extra:
-            if d is not None and not d.flags.c_contiguous:
-                flat = False
-                break
-    if flat:
-        return True, None, arrays, tuple(kinds), None
-    nd = len(out_shape)
-    arrays, kinds, masks = [], [], []
+    __slots__ = ("name", "arity", "fwd", "bool_inputs")
+
+    def __init__(self, row, i, reads):
+        vjp, n = row.vjps[i], row.arity
+        self.name = f"{row.name}_vjp{i}_" + "".join(f"x{p}" if p < n else "out" for p in reads)
+        self.arity = len(reads) + 1
+        self.bool_inputs = tuple([j for j, p in enumerate(reads) if p in row.bool_inputs])
+
+        def fwd(m, *args):
+            full = [None] * (n + 1)
+            for p, v in zip(reads, args):
+                full[p] = v
+            return vjp(m, *full, args[-1])
+        self.fwd = fwd
+
+
+_VJP_ROWS: dict = {}
+
+
+def _vjp_rows(row, need):
+    """(VJP rows of the inputs ``need``, what they read: positions among x0.., out)."""
+    r = _VJP_ROWS.get((row, need))
+    if r is None:
+        keep, keep_out = _save_plan(row, need)
+        reads = tuple([k for k in range(row.arity) if keep[k]] + ([row.arity] if keep_out else []))
+        r = _VJP_ROWS[(row, need)] = (tuple([_VjpRow(row, i, reads) for i in need]), reads)
+    return r
+
+
+def _values(ops):
+    """The values an eager kernel reads: each Tensor operand's array (a pending one is
+    computed), Python scalars as they are."""
+    vals = []
     for o in ops:
-        if o is None:
-            kinds.append(None)
-            masks.append(None)
-        elif isinstance(o, Tensor):
-            d = o._data
-            if d.ndim < nd:
-                d = d.reshape((1,) * (nd - d.ndim) + d.shape)
-            kinds.append("a")
-            arrays.append(d)
-            ds = d.shape
-            masks.append(tuple([ds[k] == 1 and out_shape[k] != 1 for k in range(nd)]))
+        if isinstance(o, Tensor):
+            d = o._arr
+            vals.append(o._data if d is None else d)
         else:
-            kinds.append("c")
-            arrays.append(o)
-            masks.append(None)
-    return False, nd, arrays, tuple(kinds), tuple(masks)
-
-
-def _loads(row, kinds, masks, prefix="a"):
-    return [codegen.Load(f"{prefix}{k}", f"x{k}", kinds[k], k not in row.bool_inputs,
-                         masks[k] if masks else None)
-            for k in range(len(kinds)) if kinds[k] is not None]
-
-
-def _build_fwd_kernel(key, row, cdt, kinds, masks, ndim, alias=None):
-    em, res = codegen.render_body(row.fwd, row.arity)
-    name = f"ew_{row.name}_fwd"
-    src = codegen.render_kernel(name, _loads(row, kinds, masks), em.lines, [em.operand(res)],
-                                ndim, alias=None if alias is None else {0: f"a{alias}"})
-    return cpu.compile_source(key, src, name, cdt.np.name)
-
-
-def _build_vjp_kernel(key, row, need, cdt, kinds, masks, ndim, gkind, okind):
-    em = codegen.Emitter()
-    args = [codegen.Sym(em, f"x{k}") for k in range(row.arity)]
-    out_s, g_s = codegen.Sym(em, "out"), codegen.Sym(em, "g")
-    results = [em.operand(row.vjps[i](codegen.SYM_MATH, *args, out_s, g_s)) for i in need]
-    full_mask = (False,) * ndim if ndim else None
-    loads = _loads(row, kinds, masks) + [codegen.Load("aout", "out", okind, True, full_mask),
-                                         codegen.Load("ag", "g", gkind, True, full_mask)]
-    name = f"ew_{row.name}_vjp"
-    src = codegen.render_kernel(name, loads, em.lines, results, ndim)
-    return cpu.compile_source(key, src, name, cdt.np.name)
+            vals.append(o)
+    return vals
 
 
 def _result_dtype(row, ops):
@@ -748,10 +704,12 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
                 raise TypeError(f"{row.name}(): expected Tensor or number operands, got "
                                 f"{type(o).__name__}")
         cdt = _result_dtype(row, ops)
+    pending = False
     for o in ops:  # a pending or GPU operand: check whether the op runs on the GPU
         if isinstance(o, Tensor) and (o._arr is None or type(o._arr) is DeviceArray):
             if _same_device(ops, row.name):
                 return _apply_elementwise_cuda(row, ops, cdt, grad_fn, reduce, out)
+            pending = True
             break
     out_shape = None
     for o in ops:
@@ -768,40 +726,22 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
             _worth_fusing(ops, out_shape):
         res, full_lz = _record_lazy(row, ops, cdt, out_shape, reduce)
         return _record_node(row, ops, res, None, full_lz, out_shape, cdt, grad_fn, reduce)
-    flat, ndim, arrays, kinds, masks = _plan(ops, out_shape)
-    alias = None  # the operand (index) an in-place op writes into, when it is one of them
-    if out is None:
-        odt = np.bool_ if row.dtype_rule == "compare" else cdt.np
-        if into is not None and into.shape == out_shape and into.dtype == odt and \
-                reduce is None:
-            out = into
-            for k, o in enumerate(ops):
-                if kinds[k] == "a" and isinstance(o, Tensor) and o._arr is into:
-                    alias = k
-                    break
-        else:
-            out = np.empty(out_shape, odt)
-    key = (row.name, "fwd", cdt.name, kinds, masks, ndim, alias)
-    kern = cpu._kernels.get(key)
-    if kern is None:
-        kern = _build_fwd_kernel(key, row, cdt, kinds, masks, ndim, alias)
-    if out.size:
-        _debug.COUNTERS["kernel_launches"] += 1
-        if alias is None:
-            kern(*arrays, out)
-        else:  # the kernel writes its operand a<alias> (see codegen.render_fused)
-            kern(*arrays)
-    n_red = 1
-    full_out = out
-    if reduce is not None:
-        n_red = out.size
-        s = cpu.reduce_sum(out, tuple(range(out.ndim)), out.dtype)
-        if reduce == "mean":
-            with np.errstate(invalid="ignore", divide="ignore"):  # empty: nan like torch
-                out = np.asarray(s / n_red, dtype=out.dtype)
-        else:
-            out = s
-    res = Tensor._make(out)
+    # eager: the op is a record realised at once (lazy.run_now: the fused path's planner and
+    # codegen, its plan cached by signature)
+    odt = np.dtype(np.bool_) if row.dtype_rule == "compare" else cdt.np
+    if out is None and into is not None and (reduce is not None or into.shape != out_shape
+                                             or into.dtype != odt):
+        into = None  # the caller copies the result into its target
+    elif out is not None:
+        into = out
+    keep_full = reduce is None or out is not None
+    if not keep_full and _STATE.enabled and row.dtype_rule != "compare":
+        need = tuple([k for k, o in enumerate(ops) if isinstance(o, Tensor) and o._rg])
+        keep_full = bool(need) and _save_plan(row, need)[1]  # the VJPs read the output
+    vals = _values(ops) if pending else [o._arr if isinstance(o, Tensor) else o for o in ops]
+    res = lazy.run_now((row,), vals, out_shape, odt, cdt.np, reduce, keep_full, into)
+    full_out = res[0] if keep_full else None
+    res = Tensor._make(res[-1])
     return _record_node(row, ops, res, full_out, None, out_shape, cdt, grad_fn, reduce)
 
 
