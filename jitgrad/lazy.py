@@ -418,7 +418,8 @@ class _Claim:
         self.records = []
 
 
-_CLAIMS = threading.Condition(threading.Lock())  # guards Lazy.claim, _ACTIVE and _waiters
+_CLAIM_LOCK = threading.Lock()  # guards Lazy.claim, _ACTIVE and _waiters
+_CLAIMS = threading.Condition(_CLAIM_LOCK)  # (the same lock) waited on for values
 _ACTIVE: set = set()   # the _Claims of realisations in progress (any thread)
 _waiters = 0           # threads waiting on _CLAIMS (notified when a realisation ends)
 
@@ -426,14 +427,16 @@ _waiters = 0           # threads waiting on _CLAIMS (notified when a realisation
 def _private(t, lz):
     """A tensor of ``t``'s class on record ``lz`` that only this realisation sees: what it
     plans and stores through, so that another thread settling ``t`` meanwhile changes nothing
-    here (``t`` itself is settled from the record afterwards)."""
-    p = type(t)._make(None)
+    here (``t`` itself is settled from the record afterwards). Only ``_arr`` and ``_lazy`` are
+    set: nothing else is read here."""
+    p = object.__new__(type(t))
+    p._arr = None
     p._lazy = lz
     return p
 
 
 def _release(claim) -> None:
-    with _CLAIMS:
+    with _CLAIM_LOCK:
         for lz in claim.records:
             if lz.claim is claim:
                 lz.claim = None
@@ -482,13 +485,13 @@ def realize_many(tensors, settle: bool = True) -> None:
     change under it."""
     while True:
         wait = _realize_claimed(tensors)
-        if wait:
-            _wait_for(wait)
         if settle:
             for t in tensors:
-                _settle(t)
+                if t._arr is None:
+                    _settle(t)
         if not wait:
             return
+        _wait_for(wait)
         tensors = [t for t in tensors if _pending_node(t) is not None]
 
 
@@ -498,10 +501,8 @@ def _realize_claimed(tensors) -> list:
     st = STATE
     outer = st.claim
     claim = _Claim()
-    me = claim.thread
-    mine, wait = [], []
-    seen = set()
-    with _CLAIMS:
+    mine, wait, seen, records = [], [], set(), claim.records
+    with _CLAIM_LOCK:
         for t in tensors:
             lz = t._lazy
             if lz is None or t._arr is not None or lz.value is not None or id(lz) in seen:
@@ -510,17 +511,17 @@ def _realize_claimed(tensors) -> list:
             c = lz.claim
             if c is None:
                 lz.claim = claim
-                claim.records.append(lz)
-            elif c.thread != me and outer is None:
+                records.append(lz)
+            elif outer is None and c.thread != claim.thread:
                 wait.append(lz)
                 continue
             mine.append((t, lz))  # (claimed by an outer realisation of this thread, or by
             # another thread while this one holds claims: computed here too)
-        if claim.records:
+        if records:
             _ACTIVE.add(claim)
     if not mine:
         return wait
-    if claim.records:
+    if records:
         st.claim = claim
     try:
         groups: dict = {}
@@ -534,9 +535,15 @@ def _realize_claimed(tensors) -> list:
         for (space, _), roots in groups.items():
             _run_group(roots, space)
     finally:
-        if claim.records:
+        if records:
             st.claim = outer
-            _release(claim)
+            with _CLAIM_LOCK:  # (_release, inlined: this is every realisation's path)
+                for lz in records:
+                    if lz.claim is claim:
+                        lz.claim = None
+                _ACTIVE.discard(claim)
+                if _waiters:
+                    _CLAIMS.notify_all()
     return wait
 
 
@@ -680,7 +687,7 @@ def _add_free_riders(plan, roots, nd):
     own.sums[:] = live
     claim = STATE.claim
     if found and claim is not None:
-        with _CLAIMS:
+        with _CLAIM_LOCK:
             for p in found:
                 lz = p._lazy
                 if lz.claim is None:  # (else: claimed meanwhile; computed here as well)
@@ -752,7 +759,7 @@ def realize_into(t, out) -> bool:
     realize_readers(out, skip=t)
     st = STATE
     claim = _Claim()
-    with _CLAIMS:
+    with _CLAIM_LOCK:
         if lz.value is not None or lz.claim is not None:  # computed, or being computed
             return False
         lz.claim = claim
