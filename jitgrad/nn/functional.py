@@ -18,12 +18,26 @@ from ..ops import ELEMENTWISE
 from ..ops import structural
 from ..tensor import Ctx, Tensor, apply_elementwise, apply_fn, broadcast_shapes
 
-relu = F.relu
 tanh = F.tanh
 sigmoid = F.sigmoid
-silu = F.silu
 softmax = F.softmax
 log_softmax = F.log_softmax
+
+
+def _inplace(x, out, inplace):
+    """``inplace=True``: write ``out`` into ``x`` (recorded like torch's in-place op: a leaf
+    that requires grad refuses it) and return ``x``."""
+    if not inplace:
+        return out
+    return x.copy_(out)
+
+
+def relu(input, inplace=False):
+    return _inplace(input, F.relu(input), inplace)
+
+
+def silu(input, inplace=False):
+    return _inplace(input, F.silu(input), inplace)
 
 
 def gelu(x, approximate="none"):
@@ -292,12 +306,17 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
                   reduction="mean", label_smoothing=0.0):
-    if label_smoothing:
-        raise NotImplementedError("cross_entropy(label_smoothing=...) is not supported yet")
+    _check_reduction(reduction)
+    label_smoothing = float(label_smoothing)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: "
+                           f"{label_smoothing}")
     t = target._host if isinstance(target, Tensor) else np.asarray(target)
     if t.dtype.kind == "f":
-        raise NotImplementedError("cross_entropy with class probabilities is not supported yet; "
-                                  "pass class indices")
+        return _cross_entropy_probs(input, target, weight, reduction, label_smoothing)
+    if label_smoothing:
+        return _cross_entropy_smoothed(input, target, t, weight, ignore_index, reduction,
+                                       label_smoothing)
     if isinstance(input, Tensor) and input.dim() == 2 and input._meta[1].kind == "f" and \
             _on_cpu(input) and (weight is None or _on_cpu(weight)):
         return _cross_entropy_fused(input, t, weight, ignore_index, reduction)
@@ -373,4 +392,399 @@ def _cross_entropy_fused(x, t, weight, ignore_index, reduction):
     if node is not None and getattr(node, "ctx", None) is ctx:
         ctx.x, ctx.x_version = x, x._vc[0]
         node.saved_versions = ()  # nothing version-checked; freed after backward like torch
+    return out
+
+
+# ============================================================================================
+# Composed entries (issue 15): each is a few registry ops (fused into one kernel when the
+# tensors are large enough for lazy fusion), written so that no branch that ``where`` discards
+# can put inf/NaN into the gradient.
+
+
+def _class_shape(x, dim):
+    """Shape that broadcasts a per-class (C,) vector against ``x`` along ``dim``."""
+    s = [1] * x.dim()
+    s[dim] = x.shape[dim]
+    return s
+
+
+def _cross_entropy_probs(input, target, weight, reduction, label_smoothing):
+    """torch's probability-target branch: ``-sum_c w_c t_nc log_softmax(x)_nc``; 'mean'
+    divides by the number of rows (not by weights)."""
+    if not isinstance(target, Tensor):
+        target = F._tt(target)
+    if tuple(target.shape) != tuple(input.shape):
+        raise RuntimeError(f"cross_entropy: expected target of the input's shape "
+                           f"{list(input.shape)} for class probabilities, got "
+                           f"{list(target.shape)}")
+    cdim = 0 if input.dim() == 1 else 1
+    c = input.shape[cdim]
+    if label_smoothing > 0:
+        target = target * (1 - label_smoothing) + label_smoothing / c
+    logp = F.log_softmax(input, cdim)
+    loss = logp * target
+    if weight is not None:
+        loss = loss * weight.reshape(_class_shape(input, cdim))
+    if reduction == "none":
+        return -loss.sum(cdim)
+    if reduction == "sum":
+        return -loss.sum()
+    n = input.numel() // c if c else 0
+    if n == 0:
+        return -loss.sum() * float("nan")
+    return -loss.sum() / n
+
+
+def _cross_entropy_smoothed(input, target, t, weight, ignore_index, reduction, ls):
+    """torch's label-smoothing branch: ``(1 - ls) * nll + ls / C * smooth`` where ``smooth``
+    is ``-sum_c w_c log_softmax(x)_nc`` (0 on ignored rows), averaged like nll_loss."""
+    cdim = 0 if input.dim() == 1 else 1
+    c = input.shape[cdim]
+    nll = cross_entropy(input, target, weight, ignore_index=ignore_index, reduction=reduction)
+    logp = F.log_softmax(input, cdim)
+    if weight is not None:
+        logp = logp * weight.reshape(_class_shape(input, cdim))
+    smooth = -logp.sum(cdim)
+    ignored = t == ignore_index
+    if ignored.any():
+        smooth = F.where(Tensor._make(ignored).to(smooth.device), 0.0, smooth)
+    if reduction == "mean":
+        keep = t[~ignored].astype(np.int64)
+        if weight is not None:
+            denom = float(np.asarray(weight._host, np.float64)[keep].sum())
+        else:
+            denom = float(keep.size)
+        smooth = smooth.sum() / denom if denom else smooth.sum() * float("nan")
+    elif reduction == "sum":
+        smooth = smooth.sum()
+    return (1 - ls) * nll + smooth * (ls / c)
+
+
+def bilinear(input1, input2, weight, bias=None):
+    """torch.nn.functional.bilinear for inputs (*, in1) and (*, in2)."""
+    o, i1, i2 = weight.shape
+    if tuple(input1.shape[:-1]) != tuple(input2.shape[:-1]) or input1.shape[-1] != i1 or \
+            input2.shape[-1] != i2:
+        raise RuntimeError(f"bilinear: inputs of shapes {list(input1.shape)} and "
+                           f"{list(input2.shape)} do not fit a weight of shape "
+                           f"{list(weight.shape)} (expected (*, {i1}) and (*, {i2}))")
+    lead = tuple(input1.shape[:-1])
+    x1 = input1.reshape(-1, i1)
+    x2 = input2.reshape(-1, i2)
+    w = weight.permute(1, 0, 2).reshape(i1, o * i2)
+    y = (F.matmul(x1, w).reshape(-1, o, i2) * x2.unsqueeze(1)).sum(-1)
+    if bias is not None:
+        y = y + bias
+    return y.reshape(lead + (o,))
+
+
+def dropout(input, p=0.5, training=True, inplace=False):
+    """Zero each element with probability ``p`` and scale the rest by ``1/(1-p)``; the mask is
+    drawn from jitgrad's generator (``jitgrad.manual_seed``) as one scaled array, so the op is
+    one multiply (its gradient ``g * mask``)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    from ..creation import default_generator
+    shape, dt = input._meta
+    if p == 1.0:
+        m = np.zeros(shape, dt)
+    else:
+        u = default_generator._draw("random", shape)
+        m = np.where(u < 1.0 - p, 1.0 / (1.0 - p), 0.0).astype(dt)
+    mask = Tensor._make(m)
+    if input.is_cuda:
+        mask = mask.cuda()
+    if inplace:
+        return input.mul_(mask)
+    return input * mask
+
+
+def one_hot(tensor, num_classes=-1):
+    """Class indices (int64) to one-hot rows: shape ``(*, num_classes)``, int64."""
+    if not isinstance(tensor, Tensor) or tensor._meta[1] != np.int64:
+        raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
+    t = tensor._host
+    if t.size and t.min() < 0:
+        raise RuntimeError("Class values must be non-negative.")
+    if num_classes == -1:
+        if t.size == 0:
+            raise RuntimeError("Can not infer total number of classes from empty tensor.")
+        num_classes = int(t.max()) + 1
+    elif t.size and t.max() >= num_classes:
+        raise RuntimeError("Class values must be smaller than num_classes.")
+    out = np.zeros(t.shape + (int(num_classes),), np.int64)
+    np.put_along_axis(out, t[..., None], 1, axis=-1)
+    res = Tensor._make(out)
+    return res.cuda() if tensor.is_cuda else res
+
+
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
+              scale_grad_by_freq=False, sparse=False):
+    """Rows of ``weight`` picked by integer ``input``: one gather, whose gradient adds rows back
+    (index_add). The ``padding_idx`` row gets no gradient; ``max_norm`` renormalises the rows
+    it looks up, in place, like torch."""
+    if scale_grad_by_freq:
+        raise NotImplementedError("embedding(scale_grad_by_freq=True) is not supported")
+    if sparse:
+        raise NotImplementedError("embedding(sparse=True) is not supported: jitgrad has no "
+                                  "sparse gradients")
+    idx = input._host if isinstance(input, Tensor) else np.asarray(input)
+    if idx.dtype.kind not in "iu":
+        raise RuntimeError("Expected tensor for argument #1 'indices' to have one of the "
+                           "following scalar types: Long, Int; but got "
+                           f"{dtypes_name(idx.dtype)} instead (while checking arguments for "
+                           "embedding)")
+    if weight.dim() != 2:
+        raise RuntimeError(f"'weight' must be 2-D, got a {weight.dim()}-D tensor of shape "
+                           f"{list(weight.shape)}")
+    n = weight.shape[0]
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise IndexError("index out of range in self")
+    if padding_idx is not None:
+        if padding_idx < 0:
+            padding_idx += n
+        if not 0 <= padding_idx < n:
+            raise AssertionError("Padding_idx must be within num_embeddings")
+    if max_norm is not None:
+        _embedding_renorm(weight, idx, float(max_norm), float(norm_type))
+    it = Tensor._make(np.ascontiguousarray(idx, np.int64))
+    out = weight[it]
+    if padding_idx is not None and weight.requires_grad and (idx == padding_idx).any():
+        pad = Tensor._make((idx != padding_idx)[..., None])
+        if weight.is_cuda:
+            pad = pad.cuda()
+        out = F.where(pad, out, weight.detach()[it])
+    return out
+
+
+def _embedding_renorm(weight, idx, max_norm, norm_type):
+    from ..autograd.grad_mode import no_grad
+    rows = np.unique(idx)
+    with no_grad():
+        w = weight.detach()[Tensor._make(rows)]
+        a = np.asarray(w._host, np.float64)
+        norms = np.linalg.norm(a, ord=norm_type, axis=1)
+        scale = np.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0)
+        if (scale != 1.0).any():
+            weight[Tensor._make(rows)] = w * Tensor._make(scale[:, None].astype(a.dtype)
+                                                          .astype(weight._meta[1]))
+
+
+def dtypes_name(d):
+    return _dt(d)
+
+
+def _norm_shape(normalized_shape):
+    if isinstance(normalized_shape, int):
+        return (normalized_shape,)
+    return tuple(int(s) for s in normalized_shape)
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """``(x - mean) / sqrt(var + eps) * weight + bias`` over the trailing ``normalized_shape``
+    dims (biased variance, like torch)."""
+    ns = _norm_shape(normalized_shape)
+    shape = tuple(input.shape)
+    if not ns or shape[len(shape) - len(ns):] != ns or len(ns) > len(shape):
+        raise RuntimeError(f"Given normalized_shape={list(ns)}, expected input with shape "
+                           f"[*, {', '.join(str(s) for s in ns)}], but got input of size"
+                           f"{list(shape)}")
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and tuple(p.shape) != ns:
+            raise RuntimeError(f"layer_norm: {name} of shape {list(p.shape)} does not match "
+                               f"normalized_shape {list(ns)}")
+    dims = tuple(range(len(shape) - len(ns), len(shape)))
+    mu = F.mean(input, dims, keepdim=True)
+    var = F.var(input, dims, keepdim=True, correction=0)
+    y = (input - mu) * F.rsqrt(var + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Normalise each channel (dim 1) over the batch and the remaining dims. Training uses the
+    batch's mean and biased variance and, when given, updates the running stats in place
+    (``(1 - momentum) * running + momentum * batch``, unbiased variance); eval uses the running
+    stats."""
+    if input.dim() < 2:
+        raise ValueError(f"batch_norm: expected an input of shape (N, C, *), got "
+                         f"{list(input.shape)}")
+    c = input.shape[1]
+    bshape = _class_shape(input, 1)
+    for name, p in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if p is not None and tuple(p.shape) != (c,):
+            raise RuntimeError(f"batch_norm: {name} should have shape [{c}] for an input of "
+                               f"shape {list(input.shape)}, got {list(p.shape)}")
+    if training:
+        dims = (0,) + tuple(range(2, input.dim()))
+        n = input.numel() // c if c else 0
+        if n <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got "
+                             f"input size {input.shape}")
+        mean = F.mean(input, dims, keepdim=True)
+        var = F.var(input, dims, keepdim=True, correction=0)
+        if running_mean is not None or running_var is not None:
+            from ..autograd.grad_mode import no_grad
+            with no_grad():
+                if running_mean is not None:
+                    running_mean.mul_(1 - momentum).add_(
+                        mean.detach().reshape(c).to(running_mean.dtype) * momentum)
+                if running_var is not None:
+                    running_var.mul_(1 - momentum).add_(
+                        var.detach().reshape(c).to(running_var.dtype) * (momentum * n / (n - 1)))
+    else:
+        if running_mean is None or running_var is None:
+            raise RuntimeError("batch_norm: running_mean and running_var must be defined in "
+                               "evaluation mode")
+        mean = running_mean.reshape(bshape)
+        var = running_var.reshape(bshape)
+    y = (input - mean) * F.rsqrt(var + eps)
+    if weight is not None:
+        y = y * weight.reshape(bshape)
+    if bias is not None:
+        y = y + bias.reshape(bshape)
+    return y
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    """``x`` where ``x > 0`` else ``negative_slope * x`` (gradient ``negative_slope`` at 0, like
+    torch)."""
+    return _inplace(input, F.where(input > 0, input, input * negative_slope), inplace)
+
+
+def elu(input, alpha=1.0, inplace=False):
+    """``x`` where ``x > 0`` else ``alpha * (exp(x) - 1)``; the exp reads ``min(x, 0)`` so that a
+    large positive ``x`` cannot turn the discarded branch's gradient into NaN."""
+    neg = alpha * F.expm1(F.clamp(input, max=0.0))
+    return _inplace(input, F.where(input > 0, input, neg), inplace)
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    """``log(1 + exp(beta x)) / beta``, and ``x`` itself where ``beta x > threshold`` (torch's
+    linear regime; the exp reads a clamped value so the discarded branch stays finite)."""
+    bx = input * beta if beta != 1 else input
+    soft = F.log1p(F.exp(F.clamp(bx, max=float(threshold))))
+    if beta != 1:
+        soft = soft / beta
+    return F.where(bx > threshold, input, soft)
+
+
+def _reduce(loss, reduction):
+    _check_reduction(reduction)
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
+    """``0.5 d^2 / beta`` where ``|d| < beta`` else ``|d| - 0.5 beta`` (``d = input - target``);
+    ``beta = 0`` is the L1 loss."""
+    _check_reduction(reduction)
+    if beta < 0:
+        raise RuntimeError("smooth_l1_loss does not support negative values for beta.")
+    if beta == 0:
+        return l1_loss(input, target, reduction=reduction)
+    d = input - target
+    ad = F.abs(d)
+    return _reduce(F.where(ad < beta, (0.5 / beta) * d * d, ad - 0.5 * beta), reduction)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0):
+    """``0.5 d^2`` where ``|d| < delta`` else ``delta (|d| - 0.5 delta)``."""
+    _check_reduction(reduction)
+    if delta <= 0:
+        raise RuntimeError("huber_loss does not support non-positive values for delta.")
+    d = input - target
+    ad = F.abs(d)
+    return _reduce(F.where(ad < delta, 0.5 * d * d, delta * (ad - 0.5 * delta)), reduction)
+
+
+def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
+    """``x / max(||x||_p, eps)`` along ``dim``. The norm is taken as ``(max(sum |x|^p,
+    eps^p))^(1/p)``, the same value, so an all-zero slice gets a zero (not NaN) gradient."""
+    if out is not None:
+        raise NotImplementedError("normalize(out=...) is not supported")
+    p = float(p)
+    if p == float("inf"):
+        norm = F.clamp(F.amax(F.abs(input), dim, keepdim=True), min=eps)
+    elif p == 1.0:
+        norm = F.clamp(F.abs(input).sum(dim, keepdim=True), min=eps)
+    elif p == 2.0:
+        norm = F.sqrt(F.clamp((input * input).sum(dim, keepdim=True), min=eps * eps))
+    elif p > 0:
+        s = F.pow(F.abs(input), p).sum(dim, keepdim=True)
+        norm = F.pow(F.clamp(s, min=eps ** p), 1.0 / p)
+    else:
+        raise NotImplementedError(f"normalize: p={p} is not supported (p > 0 or inf)")
+    return input / norm
+
+
+def pad(input, pad, mode="constant", value=None):
+    """torch's ``F.pad``: ``pad`` lists (left, right) widths from the last dim backwards.
+    'constant' (negative widths crop) writes the input into a filled tensor (one copy, its
+    gradient a slice); 'reflect', 'replicate' and 'circular' gather along each padded dim with
+    an index array (gradient: index_add)."""
+    pad = tuple(int(v) for v in pad)
+    nd = input.dim()
+    if len(pad) % 2 or len(pad) // 2 > nd:
+        raise ValueError(f"Padding length must be divisible by 2 and at most twice the number "
+                         f"of dims ({nd}), got {len(pad)}")
+    shape = list(input.shape)
+    widths = {nd - 1 - i: (pad[2 * i], pad[2 * i + 1]) for i in range(len(pad) // 2)}
+    if mode == "constant":
+        out_shape = list(shape)
+        src, dst = [slice(None)] * nd, [slice(None)] * nd
+        for d, (lo, hi) in widths.items():
+            out_shape[d] = shape[d] + lo + hi
+            if out_shape[d] < 0:
+                raise RuntimeError(f"The input size {shape[d]}, plus negative padding {lo} and "
+                                   f"{hi} resulted in a negative output size, which is invalid. "
+                                   f"Check dimension {d} of your input.")
+            src[d] = slice(max(-lo, 0), shape[d] - max(-hi, 0))
+            dst[d] = slice(max(lo, 0), out_shape[d] - max(hi, 0))
+        x = input[tuple(src)] if any(s != slice(None) for s in src) else input
+        if not any(lo or hi for lo, hi in widths.values()):
+            return x.clone()
+        from ..tensor import full
+        res = full(out_shape, 0.0 if value is None else value, dtype=input.dtype,
+                   device=input.device)
+        res[tuple(dst)] = x
+        return res
+    if value is not None and value != 0:
+        raise ValueError(f'Padding mode "{mode}" doesn\'t take in value argument')
+    out = input
+    for d, (lo, hi) in widths.items():
+        n = shape[d]
+        pos = np.arange(-lo, n + hi)
+        if mode == "reflect":
+            if lo >= n or hi >= n:
+                raise RuntimeError(f"Argument #4: Padding size should be less than the "
+                                   f"corresponding input dimension, but got: padding ({lo}, "
+                                   f"{hi}) at dimension {d} of input {shape}")
+            period = 2 * (n - 1) if n > 1 else 1
+            q = np.mod(pos, period)
+            idx = np.where(q < n, q, period - q)
+        elif mode == "replicate":
+            if n == 0:
+                raise RuntimeError("padding of an empty dimension is not possible in "
+                                   "'replicate' mode")
+            idx = np.clip(pos, 0, n - 1)
+        elif mode == "circular":
+            if lo > n or hi > n:
+                raise ValueError("Padding value causes wrapping around more than once.")
+            idx = np.mod(pos, n)
+        else:
+            raise NotImplementedError(f"pad: mode {mode!r} is not supported (constant, reflect, "
+                                      "replicate, circular)")
+        it = Tensor._make(idx.astype(np.int64))  # (indices are read on the host anyway)
+        out = out[(slice(None),) * d + (it,)]
     return out
