@@ -29,6 +29,8 @@ from . import autograd, nn  # noqa: E402
 from .autograd import functional as _autograd_functional  # noqa: E402,F401
 from . import func  # noqa: E402  (torch.func-style transforms)
 from .explain import explain  # noqa: E402
+from . import utils  # noqa: E402  (utils.data: datasets, DataLoader)
+from .serialization import load, save  # noqa: E402
 
 _F.bind_methods()
 
