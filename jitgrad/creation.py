@@ -382,6 +382,6 @@ def from_dlpack(obj) -> Tensor:
 
 
 __all__ = ["Generator", "default_generator", "manual_seed", "seed", "initial_seed",
-           "get_rng_state", "set_rng_state", "ones", "empty", "eye", "arange", "linspace", "rand", "randn",
-           "randint", "randperm", "zeros_like", "ones_like", "empty_like", "full_like",
-           "rand_like", "randn_like", "from_numpy", "as_tensor", "from_dlpack"]
+           "get_rng_state", "set_rng_state", "ones", "empty", "eye", "arange", "linspace",
+           "rand", "randn", "randint", "randperm", "zeros_like", "ones_like", "empty_like",
+           "full_like", "rand_like", "randn_like", "from_numpy", "as_tensor", "from_dlpack"]

@@ -525,7 +525,9 @@ class ElementwiseNode(Node):
 
     def apply(self, g, create_graph):
         self.check_saved()
-        fused = lazy.is_fusion_enabled() and (self.n_red >= lazy.FUSE_MIN or g._arr is None)
+        f = _STATE.fusion  # (this thread's fusion switch; None: the process-wide one)
+        fused = (lazy.ENABLED if f is None else f) and (self.n_red >= lazy.FUSE_MIN or
+                                                        g._arr is None)
         if create_graph or fused or _is_cuda(g):
             # rules on (lazy) Tensors: differentiable, and with fusion the backward chain fuses
             return self._apply_tensor(g, create_graph)

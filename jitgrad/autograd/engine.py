@@ -113,8 +113,8 @@ def _unshared(g, arr, refs) -> bool:
 
 # One lock per leaf, like torch's AccumulateGrad mutex, so that backward calls from several
 # threads into one leaf add up: striped by the leaf's id (Tensor has no slot for a lock; two
-# leaves sharing a stripe only take turns). Re-entrant: the None case of _add_in_place calls
-# accumulate_into_grad under it.
+# leaves sharing a stripe only take turns). Re-entrant: accumulate_into_grad and _add_in_place
+# call each other under it.
 _LEAF_LOCKS = tuple(threading.RLock() for _ in range(64))
 
 
@@ -128,55 +128,51 @@ def accumulate_into_grad(t, g, create_graph, deferred=None, steal_refs=0):
     to ``deferred`` (when given) so that every leaf of one backward is computed together.
     ``steal_refs``: how many references the callers hold to ``g``; when nothing else does, a
     new ``.grad`` takes g's array without copying it (0: always copy). Under the leaf's lock."""
-    with _leaf_lock(t):
-        return _accumulate(t, g, create_graph, deferred, steal_refs + 1 if steal_refs else 0)
-
-
-def _accumulate(t, g, create_graph, deferred, steal_refs):
-    Tensor = _tensor.Tensor
-    gshape, gdt = g._meta
-    tshape, tdt = t._meta
-    if gshape != tshape:
-        raise RuntimeError(f"gradient of shape {tuple(gshape)} does not match tensor of shape "
-                           f"{tuple(tshape)}")
-    if gdt != tdt:
-        g = g.to(t.dtype)
-    if t.grad is None:
-        if create_graph:
-            t.grad = g
-        elif g._arr is None and g._lazy.value is None:
-            if steal_refs and sys.getrefcount(g) <= steal_refs:
-                # pending and held by nobody but the sweep (steal_refs counts this frame's
-                # argument and getrefcount's): it becomes the .grad (no second record, so no
-                # second accumulator in the kernel that computes it)
+    with _LEAF_LOCKS[(id(t) >> 4) & 63]:  # (_leaf_lock, inlined: every leaf's path)
+        Tensor = _tensor.Tensor
+        gshape, gdt = g._meta
+        tshape, tdt = t._meta
+        if gshape != tshape:
+            raise RuntimeError(f"gradient of shape {tuple(gshape)} does not match tensor of shape "
+                               f"{tuple(tshape)}")
+        if gdt != tdt:
+            g = g.to(t.dtype)
+        if t.grad is None:
+            if create_graph:
                 t.grad = g
-                _debug.count("grads_stolen")
-                return g
-            # pending: a record of its own (g * 1, or a second accumulator of the same sum;
-            # free inside the fused kernel), so the new .grad never shares storage with g,
-            # which other inputs' grads may be
-            lz = g._lazy
-            ops = lz.operands  # (read before value: another thread may compute g meanwhile)
-            if lz.row is None and lz.value is None and ops:
-                own = lazy.Lazy(None, ops, lz.shape, lz.dtype, lz.cdt, lz.axes,
-                                lz.keepdim, lz.scale)
+            elif g._arr is None and g._lazy.value is None:
+                if steal_refs and sys.getrefcount(g) <= steal_refs:
+                    # pending and held by nobody but the sweep (steal_refs counts this frame's
+                    # argument and getrefcount's): it becomes the .grad (no second record, so no
+                    # second accumulator in the kernel that computes it)
+                    t.grad = g
+                    _debug.count("grads_stolen")
+                    return g
+                # pending: a record of its own (g * 1, or a second accumulator of the same sum;
+                # free inside the fused kernel), so the new .grad never shares storage with g,
+                # which other inputs' grads may be
+                lz = g._lazy
+                ops = lz.operands  # (read before value: another thread may compute g meanwhile)
+                if lz.row is None and lz.value is None and ops:
+                    own = lazy.Lazy(None, ops, lz.shape, lz.dtype, lz.cdt, lz.axes,
+                                    lz.keepdim, lz.scale)
+                else:
+                    own = lazy.Lazy(_tensor.ELEMENTWISE["mul"], (g, 1), lz.shape, lz.dtype, lz.cdt)
+                t.grad = lazy.make_lazy(Tensor, own)
+                return t.grad
             else:
-                own = lazy.Lazy(_tensor.ELEMENTWISE["mul"], (g, 1), lz.shape, lz.dtype, lz.cdt)
-            t.grad = lazy.make_lazy(Tensor, own)
-            return t.grad
+                arr = g._data
+                if steal_refs and _unshared(g, arr, steal_refs):
+                    t.grad = Tensor._make(arr)
+                    _debug.count("grads_stolen")
+                else:
+                    t.grad = Tensor._make(arr.copy())
+        elif create_graph or t.grad.requires_grad:
+            t.grad = t.grad + g
+        elif deferred is not None and g._arr is None and g._lazy.value is None:
+            deferred.append((t, g))
         else:
-            arr = g._data
-            if steal_refs and _unshared(g, arr, steal_refs):
-                t.grad = Tensor._make(arr)
-                _debug.count("grads_stolen")
-            else:
-                t.grad = Tensor._make(arr.copy())
-    elif create_graph or t.grad.requires_grad:
-        t.grad = t.grad + g
-    elif deferred is not None and g._arr is None and g._lazy.value is None:
-        deferred.append((t, g))
-    else:
-        _add_in_place([(t, g)])
+            _add_in_place([(t, g)])
 
 
 def _add_in_place(pairs):
@@ -188,7 +184,7 @@ def _add_in_place(pairs):
         with _leaf_lock(t):
             cur = t.grad
             if cur is None or cur.requires_grad:  # (reset or replaced by another thread)
-                _accumulate(t, g, False, None, 0)
+                accumulate_into_grad(t, g, False)
                 continue
             acc = cur._data
             acc += gd
