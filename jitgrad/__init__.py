@@ -26,6 +26,7 @@ from .functional_ops import (abs, add, allclose, amax, amin, argmax, argmin, bmm
                              square, squeeze, stack, std, sub, sum, t, tan, tanh, transpose,
                              unbind, unsqueeze, var, where)
 from . import autograd, nn  # noqa: E402
+from . import optim  # noqa: E402  (torch.optim: fused optimizers, lr schedulers)
 from .autograd import functional as _autograd_functional  # noqa: E402,F401
 from . import func  # noqa: E402  (torch.func-style transforms)
 from .explain import explain  # noqa: E402
