@@ -38,7 +38,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import dtypes
-from .tensor import Tensor
+from .tensor import Tensor, device
 
 FORMAT = "jitgrad"
 VERSION = 1
@@ -194,6 +194,9 @@ def load(f, map_location=None, weights_only=True, **kwargs):
     if weights_only is False:
         raise ValueError("jitgrad.load(weights_only=False) is not supported: jitgrad's format "
                          "holds only tensors and plain containers and never unpickles")
+    if map_location is not None and not isinstance(map_location, (str, device)):
+        raise TypeError(f"jitgrad.load: map_location must be a device or a device string "
+                        f"('cpu', 'cuda'), got {type(map_location).__name__}")
     own = isinstance(f, (str, os.PathLike))
     what = repr(os.fspath(f)) if own else "the file"
     fh = open(f, "rb") if own else f

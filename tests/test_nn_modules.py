@@ -600,3 +600,30 @@ def test_parameter_semantics_and_deepcopy():
     with jitgrad.no_grad():
         m2.fc.weight.add_(1)
     assert not np.array_equal(npy(m2.fc.weight), npy(m.fc.weight))
+
+
+@pytest.mark.cuda
+def test_module_cuda_round_trip_and_save_load_map_location():
+    """(Numba's simulator without a GPU.) Parameters move in place, forward/backward run on
+    the device, state dicts load back on either device."""
+    import io
+    jitgrad.manual_seed(0)
+    m = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    x = jitgrad.randn(5, 3)
+    ref = npy(m(x))
+    w = m[0].weight
+    assert m.cuda() is m and m[0].weight is w and w.device.type == "cuda"
+    y = m(x.cuda())
+    np.testing.assert_allclose(y.detach().cpu().numpy(), ref, rtol=1e-5, atol=1e-6)
+    y.sum().backward()
+    assert w.grad.device.type == "cuda"
+    buf = io.BytesIO()
+    jitgrad.save(m.state_dict(), buf)
+    buf.seek(0)
+    assert jitgrad.load(buf)["0.weight"].device.type == "cuda"
+    buf.seek(0)
+    sd = jitgrad.load(buf, map_location="cpu")
+    assert sd["0.weight"].device.type == "cpu"
+    m.cpu()
+    assert w.device.type == "cpu" and w.grad.device.type == "cpu"
+    np.testing.assert_allclose(npy(m(x)), ref, rtol=1e-6)
