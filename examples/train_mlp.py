@@ -8,9 +8,8 @@ Accuracy is measured on a held-out set drawn from the same spirals with another 
 The data are generated here (no downloads). The script uses what a first PyTorch model uses:
 ``nn.Sequential`` of ``Linear``/``ReLU``, ``nn.init``, ``CrossEntropyLoss`` (with label
 smoothing), ``TensorDataset`` + a shuffling ``DataLoader``, ``train()``/``eval()``,
-``no_grad``, and ``jitgrad.save``/``jitgrad.load`` of the state dict into a fresh model. The
-update is SGD with momentum written out (as in torch's "nn module" tutorial), so the example
-needs nothing beyond jitgrad.nn and jitgrad.utils.
+``no_grad``, ``optim.SGD`` (momentum) with a ``StepLR`` schedule, and
+``jitgrad.save``/``jitgrad.load`` of the state dict into a fresh model.
 """
 from __future__ import annotations
 
@@ -70,20 +69,16 @@ def main(quick: bool = False, seed: int = 0, verbose: bool = True) -> float:
     loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
     model = make_model()
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
-    lr, momentum = 0.1, 0.9
-    velocity = [torch.zeros_like(p) for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=int(epochs * 0.7) + 1, gamma=0.2)
     t0 = time.perf_counter()
     for epoch in range(epochs):
         for xb, yb in loader:
             loss = loss_fn(model(xb), yb)
-            model.zero_grad()
+            opt.zero_grad()
             loss.backward()
-            with torch.no_grad():  # SGD with momentum, torch.optim.SGD's update
-                for p, v in zip(model.parameters(), velocity):
-                    v.mul_(momentum).add_(p.grad)
-                    p.sub_(lr * v)
-        if epoch == int(epochs * 0.7):
-            lr *= 0.2
+            opt.step()
+        sched.step()
         if verbose and (epoch + 1) % max(1, epochs // 5) == 0:
             print(f"epoch {epoch + 1:4d}  loss {loss.item():.4f}  "
                   f"train accuracy {accuracy(model, x, y):.3f}  "
