@@ -27,6 +27,8 @@ SHAPES = {
     "setitem": ((300, 256), (299, 2)),
     "matmul": ((300, 256), (256, 8)),
     "nll_loss_weighted_ignore": ((16_400, 4),),
+    "cross_entropy": ((16_400, 4),),
+    "linear": ((1024, 64), (64, 64), (64,)),
 }
 # rows whose NumPy reference is written for their small sample's shapes: torch is the forward
 # reference instead
