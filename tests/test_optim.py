@@ -346,6 +346,12 @@ def test_bad_input():
     with pytest.raises(RuntimeError, match="float32.*float64"):
         opt.step()
     assert opt.state_dict()["state"] == {} and w.detach().numpy().tolist() == [0.0] * 3
+    # a state buffer replaced by hand must still fit (the kernel indexes it like the param)
+    w.grad = jitgrad.ones(3)
+    opt.step()
+    opt.state[w]["exp_avg"] = jitgrad.zeros(2)
+    with pytest.raises(RuntimeError, match=r"state buffer of shape \[2\].*shape \[3\]"):
+        opt.step()
 
 
 # --------------------------------------------------------------------------- schedulers

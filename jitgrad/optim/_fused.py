@@ -126,31 +126,38 @@ class Bucket:
         self.sts = [[] for _ in range(n_states)]
 
 
-def _flat(a: np.ndarray) -> np.ndarray:
-    return a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
-
-
 def run_cpu(rule: Rule, dtype: np.dtype, b: Bucket) -> None:
     """Update every param and state array of the bucket in place with one kernel call. (The
-    param arrays were checked writeable.)"""
+    param arrays were checked writeable and matched by their gradients.) Arrays that are not
+    C-contiguous are updated in a contiguous copy and written back."""
     P, back = [], []
     for a in b.pas:
         lazy.realize_readers(a)  # pending values that read the param see its old contents
         if a.flags.c_contiguous:
             P.append(a.reshape(-1))
-        else:  # updated in a contiguous copy, written back below
+        else:
             flat = np.ascontiguousarray(a).reshape(-1)
             P.append(flat)
             back.append((a, flat))
     S = []
     for col in b.sts:
         arrs = []
-        for t in col:
+        for t, pa in zip(col, b.pas):
             a = t._data
+            if a.shape != pa.shape or a.dtype != dtype or type(a) is not np.ndarray:
+                raise RuntimeError(
+                    f"{rule.name}: a state buffer of shape {list(a.shape)}, dtype {a.dtype} "
+                    f"does not fit its parameter (shape {list(pa.shape)}, dtype {dtype})")
             lazy.realize_readers(a)
-            arrs.append(a.reshape(-1))  # (state arrays are C-contiguous: made so here)
+            if a.flags.c_contiguous:
+                arrs.append(a.reshape(-1))
+            else:
+                flat = np.ascontiguousarray(a).reshape(-1)
+                arrs.append(flat)
+                back.append((a, flat))
         S.append(tuple(arrs))
-    G = tuple([_flat(g) for g in b.gas])
+    G = tuple([g.reshape(-1) if g.flags.c_contiguous else np.ascontiguousarray(g).reshape(-1)
+               for g in b.gas])
     H = np.array(b.scalars, dtype=np.float64).reshape(len(b.ps), -1)
     kernel(rule, b.flags, dtype)(tuple(P), G, *S, H)
     for a, flat in back:

@@ -315,7 +315,7 @@ class Optimizer:
         if a.shape != tuple(shape):
             raise ValueError(f"loaded state {name!r} of shape {list(a.shape)} does not match "
                              f"its parameter's shape {list(shape)}")
-        a = np.ascontiguousarray(a, dtype=dt if a.dtype.kind == "f" else a.dtype)
+        a = a.astype(dt if a.dtype.kind == "f" else a.dtype, order="C", copy=False)
         t = Tensor._make(a)
         return t.cuda() if _is_cuda(p) else t
 
