@@ -250,8 +250,14 @@ def _unbroadcast_leaf(a: np.ndarray) -> np.ndarray:
     so the kernel reads it through a broadcast mask instead of an N-d strided walk."""
     st = a.strides
     if a.size > 1 and 0 in st:
-        a = a[tuple(slice(0, 1) if s == 0 else slice(None) for s in st)]
+        if any(st):
+            a = a[tuple(slice(0, 1) if s == 0 else slice(None) for s in st)]
+        else:  # one element seen everywhere (a gradient of a sum, say): quickly
+            a = a[(_FIRST,) * len(st)]
     return a
+
+
+_FIRST = slice(0, 1)
 
 
 def _pending_node(o):
@@ -957,92 +963,84 @@ class _Once:
     signature: its kernel, call form, which operand each kernel leaf is (None: in order), its
     outputs (None: a full value; else a sum's accumulator dtype)."""
 
-    __slots__ = ("kern", "form", "src", "outs")
+    __slots__ = ("kern", "form", "alias", "src", "outs")
 
 
 _ONCE: dict = {}  # signature (run_now) -> _Once
 ONCE_MAX = 4096
 _ONE_FULL = (None,)
-_once_evicted = [0]  # cpu._kernels' eviction count when _ONCE was last valid
+_COUNTERS = _debug.COUNTERS
+_once_evicted = 0  # cpu._kernels' eviction count when _ONCE was last valid
 
 
-def run_now(rows, vals, space, dtype, cdt, reduce=None, keep_full=True, into=None) -> list:
-    """Eager execution: records of ``rows`` (registry rows, or VJP rows) that all read the
-    concrete operands ``vals`` (arrays, Python scalars) over ``space``, realised at once.
+def run_now(rows, ops, space, size, dtype, cdt, reduce=None, keep_full=True,
+            into=None) -> list:
+    """Eager execution: records of ``rows`` (registry rows, or VJP rows) that all read
+    ``ops`` (Tensors, arrays, Python scalars) over ``space`` (``size`` elements), realised at
+    once.
 
     The first time a signature is seen (rows, dtypes, each operand's kind/broadcast
-    mask/contiguity, which operands are one array, ndim, in-place alias, reduce), real records
-    are planned, laid out and rendered like a fused group (``_Plan``, ``_layout``,
-    ``render_fused``); later calls replay that plan, so an eager op costs one pass over its
-    operands plus the kernel call. Returns the rows' full values (without them when not
-    ``keep_full``), then the first row's reduction (``reduce`` 'sum'|'mean', over all dims).
-    ``into``: an array the first full value is written into (in place when it is an
-    operand).
+    mask/contiguity, ndim, in-place alias, reduce), real records are planned, laid out and
+    rendered like a fused group (``_Plan``, ``_layout``, ``render_fused``); later calls replay
+    that plan, so an eager op costs one pass over its operands plus the kernel call. (Every
+    operand is a leaf of its own here, an array read twice too: telling repeats apart would
+    cost every call more than the extra kernel argument costs the rare repeat.) Returns the
+    rows' full values (without them when not ``keep_full``), then the first row's reduction
+    (``reduce`` 'sum'|'mean', over all dims). ``into``: an array the first full value is
+    written into (in place when it is an operand). A pending Tensor operand is computed first.
 
     The replay holds its kernel: when cpu._kernels (an LRU) drops any kernel, every replay is
     forgotten and planned again on its next use (so a dropped kernel is loaded again)."""
     nd = len(space)
-    size = prod(space)
     sig = [rows, cdt, dtype, nd, reduce, keep_full]
-    args = vals  # what the kernel reads per operand (copied when one is transformed)
+    args = []  # what the kernel reads per operand (a broadcast one as its small array)
     alias = -1
     flat = True
-    for k, v in enumerate(vals):
-        if isinstance(v, np.ndarray):
-            if k:  # one array read twice is one kernel leaf
-                j = -1
-                if v is vals[0]:
-                    j = 0
-                elif k > 1:
-                    for i in range(1, k):
-                        if vals[i] is v:
-                            j = i
-                            break
-                if j >= 0:
-                    sig.append(j)
-                    if args is not vals:
-                        args[k] = args[j]
-                    continue
-            if v.shape == space and v.size > 1 and v.flags.c_contiguous:  # (as _leaf_kind)
-                sig.append(v.dtype)
-                if v is into and alias < 0:
-                    alias = k
-            else:
-                kind, mask, a = _leaf_kind(v, space, nd)
-                c = a.flags.c_contiguous
-                sig.append((kind, mask, a.dtype, c))
-                if kind == "a" and (True in mask or not c):
-                    flat = False
-                if a is not v:
-                    if args is vals:
-                        args = list(vals)
-                    args[k] = a
+    for o in ops:
+        v = getattr(o, "_arr", o)  # (a Tensor's array; arrays and scalars are themselves)
+        if type(v) is not np.ndarray:
+            if v is None:
+                v = realize(o)
+            elif not isinstance(v, np.ndarray):  # a Python scalar
+                sig.append(type(v))
+                args.append(v)
+                continue
+        if v.shape == space and v.flags.c_contiguous and v.size > 1:  # (as _leaf_kind)
+            sig.append(v.dtype)
+            if v is into and alias < 0:
+                alias = len(args)
         else:
-            sig.append(type(v))
+            kind, mask, v = _leaf_kind(v, space, nd)
+            c = v.flags.c_contiguous
+            sig.append((kind, mask, v.dtype, c))
+            if kind == "a" and (True in mask or not c):
+                flat = False
+        args.append(v)
     par = False
     if flat and size >= PAR_MIN and PARALLEL:
         par = size * sum(HEAVY_ROW if r.name in _HEAVY else 1 for r in rows) >= PAR_MIN_WORK
-    sig.append(alias)
-    sig.append(par)
+    sig += (alias, par)
     sig = tuple(sig)
     ent = _ONCE.get(sig)
-    if ent is None or _debug.COUNTERS.get("kernels_evicted", 0) != _once_evicted[0]:
-        ent = _replan(sig, rows, vals, space, dtype, cdt, reduce, keep_full, into)
+    if ent is None or _COUNTERS.get("kernels_evicted", 0) != _once_evicted:
+        ent = _replan(sig, rows, args, space, dtype, cdt, reduce, keep_full, into)
     if ent.src is not None:
         args = [args[j] for j in ent.src]
     if ent.outs is _ONE_FULL:  # (the common case, quickly)
-        o = into if into is not None else np.empty(space, dtype)
+        o = np.empty(space, dtype) if into is None else into
         if size:
-            _debug.COUNTERS["kernel_launches"] += 1
-            if ent.form == "alias":  # (a full output: the form is '' or 'alias')
+            _COUNTERS["kernel_launches"] += 1
+            if ent.alias:
                 ent.kern(*args)
             else:
                 ent.kern(*args, o)
         return [o]
     if reduce is None and into is None:  # full values only (a node's VJPs)
-        outs = [np.empty(space, dtype) for _ in ent.outs]
+        outs = [np.empty(space, dtype)]
+        for _ in range(1, len(ent.outs)):
+            outs.append(np.empty(space, dtype))
         if size:
-            _debug.COUNTERS["kernel_launches"] += 1
+            _COUNTERS["kernel_launches"] += 1
             ent.kern(*args, *outs)
         return outs
     outs = []
@@ -1058,15 +1056,24 @@ def run_now(rows, vals, space, dtype, cdt, reduce=None, keep_full=True, into=Non
     return outs
 
 
-def _replan(sig, rows, vals, space, dtype, cdt, reduce, keep_full, into):
+def _replan(sig, rows, args, space, dtype, cdt, reduce, keep_full, into):
     """Plan, lay out and compile the records of :func:`run_now` (a group of one record, or of
-    a node's VJP records, with a reduction riding along) and remember the replay."""
-    ev = _debug.COUNTERS.get("kernels_evicted", 0)
-    if ev != _once_evicted[0] or len(_ONCE) >= ONCE_MAX:
+    a node's VJP records, with a reduction riding along) and remember the replay. ``args``:
+    the operands as the kernel reads them (every array a leaf of its own)."""
+    global _once_evicted
+    ev = _COUNTERS.get("kernels_evicted", 0)
+    if ev != _once_evicted or len(_ONCE) >= ONCE_MAX:
         _ONCE.clear()  # (their kernels may be gone from cpu._kernels)
-        _once_evicted[0] = ev
-    ops = [_Leaf(v) if isinstance(v, np.ndarray) else v for v in vals]
-    roots = [_Leaf(None, Lazy(r, ops, space, dtype, cdt)) for r in rows]
+        _once_evicted = ev
+    leaves, seen = [], set()
+    for v in args:
+        if isinstance(v, np.ndarray):
+            if id(v) in seen:  # (a view of its own, so that the planner keeps it apart)
+                v = v.view()
+            seen.add(id(v))
+            v = _Leaf(v)
+        leaves.append(v)
+    roots = [_Leaf(None, Lazy(r, leaves, space, dtype, cdt)) for r in rows]
     if reduce is not None:
         red = Lazy(None, (roots[0],), (), dtype, cdt, axes=tuple(range(len(space))))
         roots = (roots if keep_full else []) + [_Leaf(None, red)]
@@ -1075,17 +1082,18 @@ def _replan(sig, rows, vals, space, dtype, cdt, reduce, keep_full, into):
     _set_alias(plan, into)
     ent = _Once()
     ent.form = _call_form(plan)
+    ent.alias = ent.form == "alias"
     src = [None] * len(plan.leaves)
     for _, refs in plan.nodes:  # every record reads the operands in order
         for j, ref in enumerate(refs):
             if ref[0] == "l":
                 src[ref[1]] = j
-    ent.src = None if src == list(range(len(vals))) else tuple(src)
+    ent.src = None if src == list(range(len(args))) else tuple(src)
     outs = tuple([None if kind == "full" else (np.float64 if dtype.kind == "f" else np.int64)
                   for kind, _, _ in plan.outs])
     ent.outs = _ONE_FULL if outs == _ONE_FULL else outs
     ent.kern = _cpu_kernel(plan)
-    if _debug.COUNTERS.get("kernels_evicted", 0) == _once_evicted[0]:
+    if _COUNTERS.get("kernels_evicted", 0) == _once_evicted:
         _ONCE[sig] = ent  # (else compiling it dropped another: _ONCE is cleared next call)
     return ent
 

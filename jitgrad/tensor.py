@@ -3,6 +3,7 @@ and the generic application of structural records (ops.Structural: array forward
 on arrays or Tensors)."""
 from __future__ import annotations
 
+from math import prod
 import numbers
 import weakref
 
@@ -538,7 +539,7 @@ class ElementwiseNode(Node):
                 gd = gd / self.n_red
         rows, reads = _vjp_rows(row, self.need)
         n = row.arity
-        vals = _values([ops[p] for p in reads if p < n])
+        vals = [ops[p] for p in reads if p < n]
         if reads and reads[-1] == n:
             outd = self.out_data
             if outd is None:
@@ -547,7 +548,7 @@ class ElementwiseNode(Node):
                 outd = self.out_shadow._data
             vals.append(outd)
         vals.append(gd)  # (a sum/mean's scalar gradient is read as a size-1 leaf)
-        outs = lazy.run_now(rows, vals, out_shape, cdt.np, cdt.np)
+        outs = lazy.run_now(rows, vals, out_shape, self.n_red, cdt.np, cdt.np)
         res = [None] * len(ops)
         for o, i in zip(outs, self.need):
             shape, dt = self.metas[i]
@@ -628,19 +629,6 @@ def _vjp_rows(row, need):
     return r
 
 
-def _values(ops):
-    """The values an eager kernel reads: each Tensor operand's array (a pending one is
-    computed), Python scalars as they are."""
-    vals = []
-    for o in ops:
-        if isinstance(o, Tensor):
-            d = o._arr
-            vals.append(o._data if d is None else d)
-        else:
-            vals.append(o)
-    return vals
-
-
 def _result_dtype(row, ops):
     dims, zero, scalars = [], [], []
     for k, o in enumerate(ops):
@@ -711,7 +699,7 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
         if isinstance(o, Tensor) and (o._arr is None or type(o._arr) is DeviceArray):
             if _same_device(ops, row.name):
                 return _apply_elementwise_cuda(row, ops, cdt, grad_fn, reduce, out)
-            pending = True
+            pending = True  # (a CPU operand still to be computed)
             break
     out_shape = None
     for o in ops:
@@ -723,11 +711,14 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
                 out_shape = broadcast_shapes(*[o._meta[0] for o in ops
                                                if isinstance(o, Tensor)])
                 break
+    n = prod(out_shape)
     fusion = st.fusion  # (None: the process-wide switch)
+    # recorded lazily when the result is large enough to pay for planning, or when an operand
+    # is pending anyway (so a chain never breaks at a small op)
     if (lazy.ENABLED if fusion is None else fusion) and out is None and \
-            _worth_fusing(ops, out_shape):
-        res, full_lz = _record_lazy(row, ops, cdt, out_shape, reduce)
-        return _record_node(row, ops, res, None, full_lz, out_shape, cdt, grad_fn, reduce)
+            (n >= lazy.FUSE_MIN or pending):
+        res, full_lz = _record_lazy(row, ops, cdt, out_shape, n, reduce)
+        return _record_node(row, ops, res, None, full_lz, out_shape, n, cdt, grad_fn, reduce)
     # eager: the op is a record realised at once (lazy.run_now: the fused path's planner and
     # codegen, its plan cached by signature)
     odt = np.dtype(np.bool_) if row.dtype_rule == "compare" else cdt.np
@@ -740,11 +731,10 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
     if not keep_full and _STATE.enabled and row.dtype_rule != "compare":
         need = tuple([k for k, o in enumerate(ops) if isinstance(o, Tensor) and o._rg])
         keep_full = bool(need) and _save_plan(row, need)[1]  # the VJPs read the output
-    vals = _values(ops) if pending else [o._arr if isinstance(o, Tensor) else o for o in ops]
-    res = lazy.run_now((row,), vals, out_shape, odt, cdt.np, reduce, keep_full, into)
+    res = lazy.run_now((row,), ops, out_shape, n, odt, cdt.np, reduce, keep_full, into)
     full_out = res[0] if keep_full else None
     res = Tensor._make(res[-1])
-    return _record_node(row, ops, res, full_out, None, out_shape, cdt, grad_fn, reduce)
+    return _record_node(row, ops, res, full_out, None, out_shape, n, cdt, grad_fn, reduce)
 
 
 def _apply_elementwise_cuda(row, ops, cdt, grad_fn, reduce, out):
@@ -755,27 +745,14 @@ def _apply_elementwise_cuda(row, ops, cdt, grad_fn, reduce, out):
         raise NotImplementedError(f"{row.name}: out= is not supported for CUDA tensors yet")
     ops = _to_gpu_operands(ops)
     out_shape = broadcast_shapes(*[o._meta[0] for o in ops if isinstance(o, Tensor)])
-    res, full_lz = _record_lazy(row, ops, cdt, out_shape, reduce)
+    n = prod(out_shape)
+    res, full_lz = _record_lazy(row, ops, cdt, out_shape, n, reduce)
     if not lazy.is_fusion_enabled():
         lazy.realize_many([res])
-    return _record_node(row, ops, res, None, full_lz, out_shape, cdt, grad_fn, reduce)
+    return _record_node(row, ops, res, None, full_lz, out_shape, n, cdt, grad_fn, reduce)
 
 
-def _worth_fusing(ops, out_shape) -> bool:
-    """Record lazily when the result is large enough to pay for planning, or when an operand is
-    pending anyway (so a chain never breaks at a small op)."""
-    n = 1
-    for s in out_shape:
-        n *= s
-    if n >= lazy.FUSE_MIN:
-        return True
-    for o in ops:
-        if type(o) is Tensor and o._arr is None:
-            return True
-    return False
-
-
-def _record_lazy(row, ops, cdt, out_shape, reduce):
+def _record_lazy(row, ops, cdt, out_shape, n, reduce):
     """Record the op as a lazy tensor (plus a lazy sum/mean when ``reduce``)."""
     first = None
     for o in ops:
@@ -790,15 +767,12 @@ def _record_lazy(row, ops, cdt, out_shape, reduce):
     res = lazy.make_lazy(Tensor, lz)
     if reduce is None:
         return res, lz
-    n = 1
-    for s in out_shape:
-        n *= s
     red = lazy.Lazy(None, (res,), (), out_np, cdt.np, axes=tuple(range(len(out_shape))),
                     scale=n if reduce == "mean" else None)
     return lazy.make_lazy(Tensor, red), lz
 
 
-def _record_node(row, ops, res, full_out, full_lz, out_shape, cdt, grad_fn, reduce):
+def _record_node(row, ops, res, full_out, full_lz, out_shape, n, cdt, grad_fn, reduce):
     """Attach the elementwise node (saving what the VJPs read) when grad is being recorded."""
     if not _STATE.enabled or row.dtype_rule == "compare":
         return res
@@ -812,9 +786,6 @@ def _record_node(row, ops, res, full_out, full_lz, out_shape, cdt, grad_fn, redu
     node = cls(tuple([grad_edge(o) if isinstance(o, Tensor) else None for o in ops]))
     node.row, node.need, node.out_shape, node.cdt = row, need, out_shape, cdt
     node.reduce = reduce
-    n = 1
-    for s in out_shape:
-        n *= s
     node.n_red = n
     keep, keep_out = _save_plan(row, need)
     node.out_data = full_out if keep_out else None

@@ -88,7 +88,7 @@ def _structural_readers():
     if _readers is None:
         from .. import functional_ops as F
         T = sys.modules["jitgrad.tensor"]
-        codes = {T.apply_elementwise, T._values, T.apply_fn, T.Tensor.contiguous,
+        codes = {T.apply_elementwise, T.apply_fn, T.Tensor.contiguous,
                  T.Tensor.is_contiguous, T.Tensor.__iter__, T.Tensor.to}
         # the public functions each structural record names as shape-only readers
         from ..ops import STRUCTURAL
