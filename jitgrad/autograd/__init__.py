@@ -1,12 +1,14 @@
-"""jitgrad.autograd: ``backward``, ``grad``, grad-mode switches and ``autograd.functional``."""
+"""jitgrad.autograd: ``backward``, ``grad``, grad-mode switches, ``Function`` (custom ops) and
+``autograd.functional``."""
 from __future__ import annotations
 
 from .engine import AccumulateGrad, Node, grad_edge, run_backward
+from .function import Function, FunctionCtx, once_differentiable  # noqa: F401
 from .grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from ..testing.gradcheck import gradcheck, gradgradcheck  # noqa: E402 (torch.autograd's names)
 
 __all__ = ["backward", "grad", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
-           "Node", "functional", "gradcheck", "gradgradcheck"]
+           "Node", "Function", "functional", "gradcheck", "gradgradcheck"]
 
 
 def _as_tuple(x):
