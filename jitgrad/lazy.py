@@ -1005,10 +1005,16 @@ def run_now(rows, ops, space, size, dtype, cdt, reduce=None, keep_full=True,
                 sig.append(type(v))
                 args.append(v)
                 continue
-        if v.shape == space and v.flags.c_contiguous and v.size > 1:  # (as _leaf_kind)
+        if v.shape == space and size > 1 and v.flags.c_contiguous:  # (as _leaf_kind)
             sig.append(v.dtype)
             if v is into and alias < 0:
                 alias = len(args)
+        elif v.size and not any(v.strides):  # one element, seen everywhere (as _leaf_kind)
+            if v.ndim:
+                v = v[(_FIRST,) * v.ndim]
+            if v.ndim < nd:
+                v = v.reshape((1,) * nd)
+            sig.append(("s", v.dtype))
         else:
             kind, mask, v = _leaf_kind(v, space, nd)
             c = v.flags.c_contiguous

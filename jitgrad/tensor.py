@@ -537,10 +537,9 @@ class ElementwiseNode(Node):
         if self.reduce == "mean":  # g is the gradient of the mean of the elementwise result
             with np.errstate(invalid="ignore", divide="ignore"):
                 gd = gd / self.n_red
-        rows, reads = _vjp_rows(row, self.need)
-        n = row.arity
-        vals = [ops[p] for p in reads if p < n]
-        if reads and reads[-1] == n:
+        rows, xs, reads_out = _vjp_rows(row, self.need)
+        vals = [ops[p] for p in xs] if xs else []
+        if reads_out:
             outd = self.out_data
             if outd is None:
                 # the op was recorded lazily (an operand was pending) but its gradient arrived
@@ -620,12 +619,13 @@ _VJP_ROWS: dict = {}
 
 
 def _vjp_rows(row, need):
-    """(VJP rows of the inputs ``need``, what they read: positions among x0.., out)."""
+    """(VJP rows of the inputs ``need``, the operands they read, whether they read out)."""
     r = _VJP_ROWS.get((row, need))
     if r is None:
         keep, keep_out = _save_plan(row, need)
-        reads = tuple([k for k in range(row.arity) if keep[k]] + ([row.arity] if keep_out else []))
-        r = _VJP_ROWS[(row, need)] = (tuple([_VjpRow(row, i, reads) for i in need]), reads)
+        xs = tuple([k for k in range(row.arity) if keep[k]])
+        rows = tuple([_VjpRow(row, i, xs + ((row.arity,) if keep_out else ())) for i in need])
+        r = _VJP_ROWS[(row, need)] = (rows, xs, keep_out)
     return r
 
 

@@ -27,7 +27,7 @@ def _cases(rng):
     r = jg.tensor(y[0])
     i = jg.tensor(np.arange(6).reshape(2, 3))
     return [
-        (lambda: X * X, x * x),                        # one array read twice: one leaf
+        (lambda: X * X, x * x),                        # one array read twice
         (lambda: X * Y, x * y),
         (lambda: X * r, x * y[0]),                     # broadcast row
         (lambda: X.t() * Y.t(), (x * y).T),            # non-contiguous: the N-d loop
