@@ -11,7 +11,7 @@ import numpy as np
 
 from . import dtypes, lazy
 from .autograd import grad_mode
-from .autograd.engine import Node, grad_edge, node_class, run_backward
+from .autograd.engine import Node, grad_edge, hooks_of, node_class, run_backward
 from .backends import cpu
 from .backends.cuda import DeviceArray
 from . import structural as _V
@@ -264,15 +264,50 @@ class Tensor:
         self._lazy = None
 
     def retain_grad(self):
+        """Keep this non-leaf's gradient in ``.grad`` (a leaf's is kept anyway). Filled after
+        the tensor's hooks ran, so it holds what they returned, like torch."""
         if not self._rg:
             raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
         if self.grad_fn is not None:
-            import weakref
-            self.grad_fn.retained = weakref.ref(self)
+            hooks_of(self.grad_fn).retain = weakref.ref(self)
 
     @property
     def retains_grad(self):
-        return self.grad_fn is not None and self.grad_fn.retained is not None
+        fn = self.grad_fn
+        return fn is not None and fn.retained is not None and fn.retained.retain is not None
+
+    def _hooks(self, what):
+        if not self._rg:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require "
+                               "gradient")
+        fn = self.grad_fn
+        if fn is None:  # a leaf: the hooks live on its AccumulateGrad, which it now holds
+            fn = grad_edge(self)
+            self._accum = fn
+        elif what == "post":
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf "
+                               "tensors")
+        return hooks_of(fn)
+
+    def register_hook(self, hook):
+        """``hook(grad)`` runs when the gradient with respect to this tensor is computed,
+        before it is accumulated into a leaf's ``.grad`` or passed on; a returned Tensor (same
+        shape, dtype and device) replaces the gradient. Hooks run in registration order.
+        Returns a handle whose ``remove()`` takes the hook out."""
+        from .utils.hooks import RemovableHandle
+        hs = self._hooks("pre")
+        h = RemovableHandle(hs.pre)
+        hs.pre[h.id] = hook
+        return h
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """``hook(tensor)`` runs after backward has updated this leaf's ``.grad`` (not for
+        ``autograd.grad``, which leaves ``.grad`` alone). Returns a removable handle."""
+        from .utils.hooks import RemovableHandle
+        hs = self._hooks("post")
+        h = RemovableHandle(hs.post)
+        hs.post[h.id] = hook
+        return h
 
     # --- conversion ------------------------------------------------------------------------
     def _no_host_view(self):
@@ -416,6 +451,12 @@ class Tensor:
     def bool(self):
         return self.to(dtypes.bool_)
 
+    def half(self):
+        return self.to(dtypes.float16)  # (raises: no float16 in jitgrad, see dtypes)
+
+    def bfloat16(self):
+        return self.to(dtypes.bfloat16)  # (raises)
+
     def clone(self) -> "Tensor":
         return apply_fn(_Clone, (self,), order="K")  # torch's preserve_format: same strides
 
@@ -450,8 +491,6 @@ class Tensor:
         from .autograd import backward
         backward(self, gradient, retain_graph, create_graph, inputs=inputs)
 
-    def register_hook(self, hook):
-        raise NotImplementedError("register_hook is not supported yet")
 
 
 def _rebuild(data, rg, dev="cpu"):

@@ -33,7 +33,7 @@ class Node:
         self.next_edges = next_edges
         self.saved_versions = None    # ((version_cell, version, tensor), ...) checked at backward
         self.released = False
-        self.retained = None          # weakref to the output tensor when retain_grad() was called
+        self.retained = None          # the tensor's hooks and retain_grad (TensorHooks)
 
     def name(self) -> str:
         return type(self).__name__
@@ -91,6 +91,61 @@ class AccumulateGrad(Node):
 
     def apply(self, g, create_graph, deferred=None):
         return accumulate_into_grad(self.variable, g, create_graph, deferred, _SWEEP_REFS)
+
+    def __call__(self):
+        """A leaf with hooks holds its AccumulateGrad itself in ``_accum`` (else a weakref to
+        it): calling either gives the node, so grad_edge reads both alike."""
+        return self
+
+
+class TensorHooks:
+    """A tensor's hooks, kept in its node's ``retained`` slot (the grad_fn of a non-leaf, the
+    AccumulateGrad of a leaf): ``pre`` — ``register_hook`` functions, run in order on the
+    gradient before it is used (a returned tensor replaces it); ``retain`` — a weakref to the
+    non-leaf whose ``.grad`` is kept (``retain_grad``; filled after the hooks, like torch);
+    ``post`` — a leaf's post-accumulate-grad hooks, called with the leaf after its ``.grad``
+    is updated. Nodes without hooks keep ``retained`` None: the sweep pays one attribute read."""
+
+    __slots__ = ("pre", "retain", "post")
+
+    def __init__(self):
+        from collections import OrderedDict
+        self.pre = OrderedDict()
+        self.retain = None
+        self.post = OrderedDict()
+
+    def run(self, g):
+        for hook in tuple(self.pre.values()):
+            r = hook(g)
+            if r is None:
+                continue
+            if not isinstance(r, _tensor.Tensor):
+                raise TypeError(f"hook '{_hook_name(hook)}' returned a {type(r).__name__}; "
+                                "expected a Tensor or None")
+            (shape, dt), (rshape, rdt) = g._meta, r._meta
+            if rshape != shape:
+                raise RuntimeError(f"hook '{_hook_name(hook)}' has changed the size of value "
+                                   f"(was {list(shape)}, got {list(rshape)})")
+            if rdt != dt:
+                raise RuntimeError(f"hook '{_hook_name(hook)}' has changed the type of value "
+                                   f"(was {dt}, got {rdt})")
+            if _tensor._is_cuda(r) != _tensor._is_cuda(g):
+                raise RuntimeError(f"hook '{_hook_name(hook)}' has changed the device of value "
+                                   f"(was {g.device}, got {r.device})")
+            g = r
+        return g
+
+
+def _hook_name(hook) -> str:
+    return getattr(hook, "__name__", type(hook).__name__)
+
+
+def hooks_of(node) -> TensorHooks:
+    """The node's TensorHooks, made on first use."""
+    hs = node.retained
+    if hs is None:
+        hs = node.retained = TensorHooks()
+    return hs
 
 
 # References to the gradient Tensor while run_backward hands it to a leaf: run_backward's local,
@@ -207,13 +262,41 @@ def grad_edge(t):
 
 def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, accumulate=True):
     """roots: [(node, grad Tensor)]. capture: {node: slot} whose incoming grads are returned
-    (``autograd.grad``); with ``accumulate=False`` leaves' ``.grad`` are left alone."""
+    (``autograd.grad``); with ``accumulate=False`` leaves' ``.grad`` are left alone and, like
+    torch, only the nodes on a path to a captured node run (no other leaf's hooks, no
+    gradients nobody asked for)."""
     deps: dict = {}
     stack = []
     for n, _ in roots:
         if n not in deps:
             deps[n] = 0
             stack.append(n)
+    execute = None  # the nodes to run (None: all)
+    if capture is not None and not accumulate:
+        parents: dict = {}
+        while stack:
+            n = stack.pop()
+            for e in n.next_edges:
+                if e is None:
+                    continue
+                c = deps.get(e)
+                if c is None:
+                    deps[e] = 1
+                    stack.append(e)
+                    parents[e] = [n]
+                else:
+                    deps[e] = c + 1
+                    parents[e].append(n)
+        execute = set()
+        stack = [n for n in capture if n in deps]
+        while stack:  # every ancestor of a captured node runs
+            for p in parents.get(stack.pop(), ()):
+                if p not in execute:
+                    execute.add(p)
+                    stack.append(p)
+        needed = execute.union(capture)  # the nodes a gradient is passed on to
+    else:
+        needed = None
     while stack:
         n = stack.pop()
         for e in n.next_edges:
@@ -236,30 +319,36 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
         while ready:
             n = ready.pop()
             g = pending.pop(n, None)
+            hs = n.retained  # the tensor's hooks (TensorHooks), or None
+            if hs is not None and g is not None and hs.pre:
+                g = hs.run(g)
             if capture is not None and n in capture and g is not None:
                 captured[capture[n]] = g
-            if g is None:
+            if g is None or (execute is not None and n not in execute):
                 grads = (None,) * len(n.next_edges)
+                if g is not None and hs is not None and hs.retain is not None:
+                    _retain(hs, g, create_graph, deferred, lazy_grads)
             elif isinstance(n, AccumulateGrad):
                 if accumulate:
-                    lz = n.apply(g, create_graph, deferred)
+                    if hs is not None and hs.post:  # added now: the hooks see the new .grad
+                        lz = n.apply(g, create_graph)
+                        for hook in tuple(hs.post.values()):
+                            hook(n.variable)
+                    else:
+                        lz = n.apply(g, create_graph, deferred)
                     if lz is not None:
                         lazy_grads.append(lz)
                 grads = ()
             else:
-                if n.retained is not None and accumulate:
-                    t = n.retained()
-                    if t is not None:
-                        lz = accumulate_into_grad(t, g, create_graph, deferred)
-                        if lz is not None:
-                            lazy_grads.append(lz)
+                if hs is not None and hs.retain is not None:  # (autograd.grad too, like torch)
+                    _retain(hs, g, create_graph, deferred, lazy_grads)
                 grads = n.apply(g, create_graph)
                 if not retain_graph:
                     n.release()
             for e, gi in zip(n.next_edges, grads):
                 if e is None:
                     continue
-                if gi is not None:
+                if gi is not None and (needed is None or e in needed):
                     _add_pending(pending, e, gi)
                 c = deps[e] - 1
                 deps[e] = c
@@ -271,6 +360,15 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
         if deferred:
             _add_in_place(deferred)
     return captured
+
+
+def _retain(hs, g, create_graph, deferred, lazy_grads):
+    """Accumulate ``g`` into the ``.grad`` of the non-leaf that called retain_grad()."""
+    t = hs.retain()
+    if t is not None:
+        lz = accumulate_into_grad(t, g, create_graph, deferred)
+        if lz is not None:
+            lazy_grads.append(lz)
 
 
 def _add_pending(pending, n, g):

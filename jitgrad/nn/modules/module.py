@@ -7,12 +7,12 @@ with modules costs the same as the tensor code it runs."""
 from __future__ import annotations
 
 import itertools
-import weakref
 from collections import OrderedDict, namedtuple
 
 from ... import dtypes
 from ...autograd.grad_mode import no_grad
 from ...tensor import Tensor
+from ...utils.hooks import RemovableHandle  # noqa: F401 (also exported from nn.modules)
 from ..parameter import Parameter
 
 
@@ -25,28 +25,6 @@ class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpec
         return super().__repr__()
 
     __str__ = __repr__
-
-
-class RemovableHandle:
-    """Returned by the ``register_*_hook`` methods; ``remove()`` takes the hook out again
-    (also usable as a context manager, like torch's handle)."""
-
-    _next_id = itertools.count()
-
-    def __init__(self, hooks_dict):
-        self.hooks_dict_ref = weakref.ref(hooks_dict)
-        self.id = next(RemovableHandle._next_id)
-
-    def remove(self):
-        d = self.hooks_dict_ref()
-        if d is not None:
-            d.pop(self.id, None)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
 
 
 def _addindent(s: str, n: int) -> str:
