@@ -366,8 +366,18 @@ def _from_cuda_array(obj) -> Tensor:
     from .backends import cuda as cb
     cb.require()
     dev = interop.as_cuda_array(obj)
-    dtypes.from_numpy(np.dtype(dev.dtype))  # validates (a clear error for unsupported dtypes)
+    _exact_dtype(np.dtype(dev.dtype), "as_tensor")
     return Tensor._make(cb.DeviceArray(dev))
+
+
+def _exact_dtype(npd, fn):
+    """A zero-copy import keeps the producer's dtype: it must be one of jitgrad's (an int8
+    array must not pass as int32, a float16 one as float32)."""
+    dtypes.from_numpy(npd)  # (float16 and other unsupported dtypes raise here, clearly)
+    if npd not in tuple(d.np for d in dtypes.ALL):
+        raise TypeError(f"{fn}: can't import data of dtype {npd} without a copy; supported: "
+                        f"{', '.join(d.name for d in dtypes.ALL)} (copy with "
+                        "jitgrad.tensor(np.asarray(x)) to convert)")
 
 
 def from_dlpack(obj) -> Tensor:
@@ -375,7 +385,7 @@ def from_dlpack(obj) -> Tensor:
     from . import interop
     from .backends import cuda as cb
     kind, arr = interop.from_dlpack(obj)
-    dtypes.from_numpy(np.dtype(arr.dtype))
+    _exact_dtype(np.dtype(arr.dtype), "from_dlpack")
     if kind == "cuda":
         return Tensor._make(cb.DeviceArray(arr))
     return Tensor._make(arr)

@@ -34,7 +34,15 @@ ALL = (bool_, int32, int64, float32, float64)
 
 class UnsupportedDType:
     """A torch dtype name jitgrad has no kernels for (``jitgrad.half``): it exists so that
-    ``dtype=jitgrad.half`` raises a clear TypeError instead of meaning the default dtype."""
+    ``dtype=jitgrad.half`` raises a clear TypeError instead of meaning the default dtype.
+
+    Why refused rather than stored as float16 and computed in float32 (CPU torch's way): every
+    generated kernel (elementwise, fused, VJP, reductions, the optimizers' step) and the Numba
+    scalar types would need a float16 load/store path, and NumPy has no bfloat16 at all. So
+    float16 is refused wherever it can enter: ``dtype=`` arguments in any spelling (jitgrad,
+    NumPy, torch, strings), ``.to``/``.half()``/``.type``, and float16 NumPy arrays given to
+    ``tensor``/``from_numpy``/``as_tensor``/``from_dlpack``/elementwise ops (``from_numpy``
+    below)."""
 
     __slots__ = ("name",)
 
@@ -44,9 +52,12 @@ class UnsupportedDType:
     def __repr__(self):
         return f"jitgrad.{self.name}"
 
-    def error(self) -> TypeError:
-        return TypeError(f"jitgrad does not support dtype {self.name}: its kernels compute in "
-                         f"{', '.join(x.name for x in ALL)}; use jitgrad.float32 (or float64)")
+    def error(self, what: str = "") -> TypeError:
+        hint = "" if not what else \
+            f" ({what}: convert it first, e.g. arr.astype(np.float32), or pass dtype=)"
+        return TypeError(f"jitgrad does not support dtype {self.name}{hint}: its kernels compute "
+                         f"in {', '.join(x.name for x in ALL)}; use jitgrad.float32 (or "
+                         "float64)")
 
 
 float16 = UnsupportedDType("float16")
@@ -106,6 +117,8 @@ def from_any(d) -> DType:
 
 
 def from_numpy(npd) -> DType:
+    """The jitgrad dtype that holds values of NumPy dtype ``npd`` (int8 -> int32...). float16
+    raises: a float16 array becoming float32 silently would hide a dtype jitgrad lacks."""
     try:
         return _BY_NP[npd]
     except KeyError:
@@ -113,6 +126,8 @@ def from_numpy(npd) -> DType:
     npd = np.dtype(npd)
     if npd in _BY_NP:
         return _BY_NP[npd]
+    if npd == np.float16:
+        raise float16.error("got float16 data")
     if npd.kind == "f":
         return float64 if npd.itemsize >= 8 else float32
     if npd.kind in "iu":

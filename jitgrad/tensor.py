@@ -403,9 +403,10 @@ class Tensor:
 
     def to(self, *args, dtype=None, device=None, copy=False, non_blocking=False, **kwargs):
         for a in args:
-            if isinstance(a, (dtypes.DType, dtypes.UnsupportedDType, type)) or \
+            if isinstance(a, (dtypes.DType, dtypes.UnsupportedDType, type, np.dtype)) or \
                     (isinstance(a, str) and (a.split(".")[-1] in dtypes._BY_NAME or
-                                             a.split(".")[-1] in dtypes._UNSUPPORTED)):
+                                             a.split(".")[-1] in dtypes._UNSUPPORTED)) or \
+                    (type(a).__name__ == "dtype" and str(a).startswith("torch.")):
                 dtype = a
             elif isinstance(a, Tensor):
                 dtype = a.dtype
