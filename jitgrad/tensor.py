@@ -573,7 +573,9 @@ class ElementwiseNode(Node):
             # rules on (lazy) Tensors: differentiable, and with fusion the backward chain fuses
             return self._apply_tensor(g, create_graph)
         row, ops, cdt, out_shape = self.row, self.operands, self.cdt, self.out_shape
-        gd = g._data
+        gd = g._arr
+        if gd is None:
+            gd = g._data
         if self.reduce == "mean":  # g is the gradient of the mean of the elementwise result
             with np.errstate(invalid="ignore", divide="ignore"):
                 gd = gd / self.n_red
