@@ -151,3 +151,61 @@ def test_hooks_on_parameters_and_function_outputs():
     (p + q).sum().backward()
     assert a.grad.tolist() == [32.0, 32.0] and p.grad.tolist() == [1.0, 1.0]
     np.testing.assert_array_equal(q.detach().numpy(), [3.0, 3.0])
+
+
+def test_module_full_backward_hooks_vs_torch():
+    def run(lib):
+        nn = lib.nn
+        m = nn.Linear(3, 2).double()
+        with lib.no_grad():
+            m.weight.copy_(lib.tensor(np.arange(6.0).reshape(2, 3) / 7, dtype=lib.float64))
+            m.bias.fill_(0.1)
+        log = []
+
+        def lst(gs):
+            return [None if g is None else g.tolist() for g in gs]
+
+        def pre(mod, go):
+            log.append(("pre", lst(go)))
+            return (go[0] * 2,)
+
+        def full(mod, gi, go):
+            log.append(("full", lst(gi), lst(go)))
+            return None if gi[0] is None else (gi[0] * 3,)
+        h1 = m.register_full_backward_pre_hook(pre)
+        h2 = m.register_full_backward_hook(full)
+        x = lib.tensor([[1.0, 2.0, 3.0]], dtype=lib.float64, requires_grad=True)
+        y = m(x)
+        out = [type(y.grad_fn).__name__]
+        (y * y).sum().backward()
+        out += [log[:], x.grad.tolist(), m.weight.grad.tolist()]
+        log.clear()
+        m(lib.ones(1, 3, dtype=lib.float64)).sum().backward()  # no input requires grad
+        out.append(log[:])
+        h1.remove()
+        h2.remove()
+        log.clear()
+        x.grad = None
+        m(x).sum().backward()
+        out += [log[:], x.grad.tolist()]
+        # two inputs, one without grad: None in its grad_input slot
+        bil = nn.Bilinear(2, 2, 1).double()
+        bil.register_full_backward_hook(lambda mod, gi, go: log.append(lst(gi)))
+        a = lib.ones(1, 2, dtype=lib.float64, requires_grad=True)
+        bil(a, lib.ones(1, 2, dtype=lib.float64)).sum().backward()
+        out.append(log[-1][1])  # zeros for the input without grad (torch materialises them)
+
+        class Two(nn.Module):
+            def forward(self, a, b):
+                return a * 2, b * 3
+        two = Two()
+        two.register_full_backward_hook(lambda mod, gi, go: log.append((lst(gi), lst(go))))
+        o1, o2 = two(lib.ones(1, requires_grad=True), lib.ones(1, requires_grad=True))
+        o1.sum().backward()
+        out.append(log[-1])  # an unused output's grad_output is None, an input's is zeros
+        return out
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (torch warns when no input requires grad)
+        want = run(torch)
+    assert run(jitgrad) == want
