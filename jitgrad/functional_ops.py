@@ -30,8 +30,11 @@ _E = ELEMENTWISE
 def _t(x):
     """Coerce array-likes (not Python scalars) to Tensor."""
     t = type(x)
-    if t is Tensor or t is float or t is int or isinstance(x, Tensor) or \
-            isinstance(x, numbers.Number):
+    if t is Tensor or t is float or t is int or isinstance(x, Tensor):
+        return x
+    if isinstance(x, np.generic) and x.dtype.kind in "biuf":
+        return x.item()  # a NumPy scalar counts as a Python number, as in torch (float16 too)
+    if isinstance(x, numbers.Number):
         return x
     if isinstance(x, (np.ndarray, list, tuple, np.generic)):
         from .tensor import tensor

@@ -167,7 +167,9 @@ class _Reader:
         except KeyError:
             raise ValueError(f"jitgrad.load: tensor {i} is missing from the file") from None
         a = np.load(io.BytesIO(raw), allow_pickle=False)
-        dtypes.from_numpy(a.dtype)  # (an unsupported dtype raises a clear error)
+        dt = dtypes.from_numpy(a.dtype)  # (an unsupported dtype raises a clear error)
+        if a.dtype != dt.np:  # e.g. an int8 .npy put in by hand: stored as the dtype it is read as
+            a = a.astype(dt.np)
         t = Tensor._make(a)
         dev = self.map_location if self.map_location is not None else n.get("device", "cpu")
         if str(dev) != "cpu":

@@ -850,14 +850,6 @@ def ew(name, *ops, grad_fn=None):
     return apply_elementwise(ELEMENTWISE[name], ops, grad_fn)
 
 
-def _as_operand(x):
-    if isinstance(x, Tensor) or isinstance(x, numbers.Number):
-        return x
-    if isinstance(x, np.ndarray):
-        return Tensor._make(x)
-    return NotImplemented
-
-
 # =============================================================================================
 # Structural primitives: array forward, Tensor-level backward (so higher order comes free)
 

@@ -59,3 +59,18 @@ def test_zero_copy_imports_keep_the_dtype_or_refuse():
     t = jitgrad.from_dlpack(c)
     assert t.dtype == jitgrad.int32 and np.shares_memory(t.numpy(), c)
     assert jitgrad.tensor(b).dtype == jitgrad.int32  # a copy converts (documented)
+
+
+@pytest.mark.parametrize("scalar", [np.float16(2.5), np.float32(0.5), np.float64(1.5),
+                                    np.int8(3), np.int64(-2)])
+def test_numpy_scalars_are_python_numbers_like_torch(scalar, torch):
+    """A NumPy scalar operand is a number (torch's rule): it does not promote the tensor and a
+    float16 scalar works (it was passed to the kernel as float16 and Numba failed)."""
+    for dt in (np.float32, np.float64, np.int64):
+        a = np.arange(1, 5).astype(dt)
+        for f in (lambda x: x * scalar, lambda x: x + scalar, lambda x: x / scalar,
+                  lambda x: jitgrad.mul(x, scalar) if isinstance(x, jitgrad.Tensor)
+                  else torch.mul(x, scalar)):
+            j, t = f(jitgrad.tensor(a)), f(torch.tensor(a))
+            assert j.dtype.name == str(t.dtype).split(".")[-1], (scalar, dt)
+            np.testing.assert_allclose(j.numpy(), t.numpy(), rtol=1e-6)

@@ -144,3 +144,21 @@ def test_bad_files_and_unsupported_objects(tmp_path):
         jitgrad.save({"f": lambda: 0}, p)
     with pytest.raises(TypeError, match="dict key"):
         jitgrad.save({jitgrad.ones(1): 1}, p)
+
+
+def test_npy_of_a_narrow_int_dtype_loads_as_the_dtype_it_is_labelled(tmp_path):
+    """An archive edited by hand to hold an int8 array: the tensor is int32 (the dtype jitgrad
+    reads int8 as) and its storage is int32 too, not int8 bytes labelled int32."""
+    path = tmp_path / "t.jg"
+    jitgrad.save({"w": jitgrad.zeros(3, dtype=jitgrad.int32)}, path)
+    buf = io.BytesIO()
+    np.save(buf, np.array([-3, 5, 7], np.int8))
+    with zipfile.ZipFile(path) as z:
+        items = {n: z.read(n) for n in z.namelist()}
+    items["jitgrad/tensors/0.npy"] = buf.getvalue()
+    with zipfile.ZipFile(path, "w") as z:
+        for n, b in items.items():
+            z.writestr(n, b)
+    t = jitgrad.load(path)["w"]
+    assert t.dtype == jitgrad.int32 and t.numpy().dtype == np.int32
+    assert t.tolist() == [-3, 5, 7] and (t * 2).tolist() == [-6, 10, 14]
