@@ -32,6 +32,7 @@ from . import func  # noqa: E402  (torch.func-style transforms)
 from .explain import explain  # noqa: E402
 from . import utils  # noqa: E402  (utils.data: datasets, DataLoader)
 from .serialization import load, save  # noqa: E402
+from ._format import set_printoptions  # noqa: E402
 
 _F.bind_methods()
 

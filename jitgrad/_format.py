@@ -10,6 +10,31 @@ PRECISION = 4
 THRESHOLD = 1000
 EDGEITEMS = 3
 LINEWIDTH = 80
+SCI_MODE = None  # None: chosen from the values (torch's rule); True/False: always/never
+
+_PROFILES = {"default": (4, 1000, 3, 80), "short": (2, 1000, 2, 80),
+             "full": (4, float("inf"), 3, 80)}
+
+
+def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=None,
+                     profile=None, sci_mode=None):
+    """torch.set_printoptions: ``profile`` ('default', 'short', 'full') first, then the
+    given options; ``sci_mode`` None restores the automatic choice (as in torch)."""
+    global PRECISION, THRESHOLD, EDGEITEMS, LINEWIDTH, SCI_MODE
+    if profile is not None:
+        if profile not in _PROFILES:
+            raise ValueError(f"set_printoptions: profile must be one of {sorted(_PROFILES)}, "
+                             f"got {profile!r}")
+        PRECISION, THRESHOLD, EDGEITEMS, LINEWIDTH = _PROFILES[profile]
+    if precision is not None:
+        PRECISION = int(precision)
+    if threshold is not None:
+        THRESHOLD = threshold
+    if edgeitems is not None:
+        EDGEITEMS = int(edgeitems)
+    if linewidth is not None:
+        LINEWIDTH = int(linewidth)
+    SCI_MODE = None if sci_mode is None else bool(sci_mode)
 
 
 def _float_formatter(a: np.ndarray):
@@ -21,12 +46,14 @@ def _float_formatter(a: np.ndarray):
         return lambda v: _special(v) or f"{v:.0f}.", 1
     absv = np.abs(vals)
     big = absv.max() / absv.min() > 1000.0 or absv.max() > 1e8
+    if SCI_MODE is not None:
+        big = SCI_MODE
     if np.all(vals == np.ceil(vals)):
         if big:
             fmt = lambda v: _special(v) or f"{v:.{PRECISION}e}"  # noqa: E731
         else:
             fmt = lambda v: _special(v) or f"{v:.0f}."  # noqa: E731
-    elif big or absv.min() < 1e-4:
+    elif big or (SCI_MODE is None and absv.min() < 1e-4):
         fmt = lambda v: _special(v) or f"{v:.{PRECISION}e}"  # noqa: E731
     else:
         fmt = lambda v: _special(v) or f"{v:.{PRECISION}f}"  # noqa: E731
@@ -110,4 +137,19 @@ def format_tensor(t) -> str:
         extras.append(f"grad_fn=<{t.grad_fn.name()}>")
     elif t._rg:
         extras.append("requires_grad=True")
-    return prefix + body + "".join(", " + e for e in extras) + ")"
+    return _add_extras(prefix + body, extras, len(prefix))
+
+
+def _add_extras(text, extras, indent):
+    """torch's rule: an extra that would make the last line longer than LINEWIDTH goes on a
+    line of its own, indented under the values."""
+    parts = [text]
+    last = len(text) - text.rfind("\n") + 1
+    for e in extras:
+        if last + len(e) + 2 > LINEWIDTH:
+            parts.append(",\n" + " " * indent + e)
+            last = indent + len(e)
+        else:
+            parts.append(", " + e)
+            last += len(e) + 2
+    return "".join(parts) + ")"
