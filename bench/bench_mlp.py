@@ -11,6 +11,10 @@ Group ``mlp``, peers:
   holds them, (out, in), applied with ``F.linear(h, W, b)``; ``F.cross_entropy``,
   ``loss.backward()``, an in-place update under ``no_grad``, ``p.grad = None``;
 * ``torch`` -- the same code in PyTorch eager (its default intra-op threads, like NumPy's BLAS);
+* ``jitgrad_nn`` / ``torch_nn`` -- the same step written with modules, the way a PyTorch user
+  writes it: ``nn.Sequential`` of ``nn.Linear`` and ``nn.Tanh``, ``nn.CrossEntropyLoss``,
+  ``optim.SGD`` (``zero_grad``, forward, ``backward``, ``step``). Same initial weights. Issue
+  15's target: ``jitgrad_nn`` within 5% of ``jitgrad`` (modules add no measurable overhead);
 * ``jax`` -- ``jax.jit`` of ``value_and_grad`` plus the update, parameters donated;
 * ``numpy`` -- forward and backward written by hand, updating in place;
 * ``gemm_floor`` -- the step's matrix products alone, NumPy into preallocated outputs: 3 forward
@@ -44,7 +48,7 @@ from bench import workloads as W
 LAYERS = (784, 256, 256, 10)
 BATCH = 128
 LR = 0.1
-PEERS = ["jitgrad", "torch", "jax", "numpy", "gemm_floor"]
+PEERS = ["jitgrad", "jitgrad_nn", "torch", "torch_nn", "jax", "numpy", "gemm_floor"]
 
 
 def _gemm_shapes():
@@ -100,6 +104,36 @@ def _eager_step(lib):
 
     def state():
         return [W.to_numpy(p).T if p.dim() == 2 else W.to_numpy(p) for p in params]
+
+    return step, lambda: float(step().item()), state
+
+
+def _module_step(lib):
+    """jitgrad or torch, written with nn modules and optim.SGD: (step, first, state) as
+    ``_eager_step``, from the same initial weights."""
+    nn = lib.nn
+    p0, xv, yv = mlp_init()
+    layers = []
+    for din, dout in zip(LAYERS[:-1], LAYERS[1:]):
+        layers += [nn.Linear(din, dout), nn.Tanh()]
+    model = nn.Sequential(*layers[:-1])
+    with lib.no_grad():
+        for p, v in zip(model.parameters(), p0):
+            p.copy_(lib.tensor(np.ascontiguousarray(v.T) if v.ndim == 2 else v))
+    crit = nn.CrossEntropyLoss()
+    opt = lib.optim.SGD(model.parameters(), lr=LR)
+    x = lib.tensor(xv)
+    labels = lib.tensor(yv)
+
+    def step():
+        opt.zero_grad()
+        loss = crit(model(x), labels)
+        loss.backward()
+        opt.step()
+        return loss
+
+    def state():
+        return [W.to_numpy(p).T if p.dim() == 2 else W.to_numpy(p) for p in model.parameters()]
 
     return step, lambda: float(step().item()), state
 
@@ -216,6 +250,10 @@ def _peer_step(peer):
         return _eager_step(W.import_jitgrad())
     if peer == "torch":
         return _eager_step(W.import_torch())
+    if peer == "jitgrad_nn":
+        return _module_step(W.import_jitgrad())
+    if peer == "torch_nn":
+        return _module_step(W.import_torch())
     if peer == "jax":
         return _jax_step()
     return _numpy_step()
@@ -226,10 +264,10 @@ def _threads(benchmark, peer):
     """Apply JITGRAD_BENCH_BLAS_THREADS (when set) and record the thread counts."""
     n = os.environ.get("JITGRAD_BENCH_BLAS_THREADS")
     with contextlib.ExitStack() as st:
-        if n and peer in ("jitgrad", "numpy", "gemm_floor"):
+        if n and peer in ("jitgrad", "jitgrad_nn", "numpy", "gemm_floor"):
             from threadpoolctl import threadpool_limits
             st.enter_context(threadpool_limits(int(n), user_api="blas"))
-        if peer == "torch":
+        if peer in ("torch", "torch_nn"):
             torch = W.import_torch()
             prev = torch.get_num_threads()
             torch.set_num_threads(int(n) if n else prev)
@@ -290,7 +328,7 @@ def bench_mlp_step(benchmark, peer, assert_close):
             for i, (p, q, d) in enumerate(zip(state(), p0, ref["deltas"])):
                 assert_close(f"{peer} param {i} update", p - q, d,
                              rtol=1e-3, atol=1e-4 * np.abs(d).max())
-            if peer in ("jitgrad", "numpy"):
+            if peer in ("jitgrad", "jitgrad_nn", "numpy"):
                 benchmark.extra_info["peak_bytes"] = W.traced_peak_bytes(step)
         for _ in range(3):
             step()  # warm
