@@ -195,8 +195,10 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
 
     Flat full sums go through a block buffer of the value's own dtype (a float64 buffer would
     halve the SIMD width of a float32 loop) added up with float64 lanes (``block_sum``).
-    ``parallel`` (flat loops only) splits the range into PAR_BLOCK chunks under ``prange``;
-    each chunk's sums go to their own slot, added in a fixed order (deterministic).
+    ``parallel`` (flat loops only) renders the chunk form run by backends/cpu.ChunkedKernel:
+    two more parameters ``p_lo, p_hi`` select the PAR_BLOCK-element chunks to compute, and each
+    'sum' output is an array with one slot per chunk (``o[p] = `` that chunk's sum), which the
+    launcher adds up in a fixed order (deterministic whichever thread ran which chunk).
 
     ``alias`` {result index: load param}: that full result is written into the operand array
     itself (an in-place update), which is then not a parameter of its own. Said inside the
@@ -212,9 +214,9 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
     inner = []
     full_params = [ld.param for ld in loads if ld.kind == "a"] + \
         [o for j, (o, r) in enumerate(zip(outs, results)) if r[0] == "full" and j not in alias]
-    if ndim is None:  # flat loop: view every full operand as 1-D (free for C-contiguous arrays)
-        for p in full_params:
-            lines.append(f"{ind}{p} = {p}.reshape({p}.size)")
+    if ndim is None:  # flat loop: view every full operand as 1-D (free for C-contiguous arrays;
+        for p in full_params:  # flat_view, not reshape: LLVM must see the pointers' origin)
+            lines.append(f"{ind}{p} = flat_view({p})")
     for j, src in sorted(alias.items()):
         lines.append(f"{ind}{outs[j]} = {src}")
     for ld in loads:
@@ -233,7 +235,8 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
     accs = []
     for j, (kind, var, axes, _) in enumerate(results):
         if kind == "sum" and (ndim is None or len(axes) == ndim):
-            lines.append(f"{ind}acc{j} = {outs[j]}[0]")
+            if not (parallel and ndim is None):  # (the chunk form stores per-chunk sums)
+                lines.append(f"{ind}acc{j} = {outs[j]}[0]")
             accs.append(j)
     first = next(o for o, r in zip(outs, results) if r[0] == "full") if \
         any(r[0] == "full" for r in results) else None
@@ -245,10 +248,7 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
         lines.append(f"{ind}n_all = {size}")
         depth = 1
         if parallel:
-            lines.append(f"{ind}n_par = (n_all + PAR_BLOCK - 1) // PAR_BLOCK")
-            for j in accs:
-                lines.append(f"{ind}part{j} = np.zeros(n_par, np.float64)")
-            lines.append(f"{ind}for p_blk in numba.prange(n_par):")
+            lines.append(f"{ind}for p_blk in range(p_lo, p_hi):")
             lines.append(f"{ind * 2}lo = p_blk * PAR_BLOCK")
             lines.append(f"{ind * 2}hi = min(lo + PAR_BLOCK, n_all)")
             lo, hi, depth = "lo", "hi", 2
@@ -261,7 +261,7 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
             # sums: values go to a block buffer (the loop stays vectorisable), each block is
             # added with several float64 lanes (block_sum) — no loop-carried dependency
             for j in accs:
-                lines.append(f"{pad0}buf{j} = np.empty(SUM_BLOCK, np.{results[j][3]})")
+                lines.append(f"{pad0}buf{j} = stack_empty(SUM_BLOCK, np.{results[j][3]})")
             lines.append(f"{pad0}for i_blk in range({lo}, {hi}, SUM_BLOCK):")
             lines.append(f"{pad0}{ind}m_blk = min(SUM_BLOCK, {hi} - i_blk)")
             lines.append(f"{pad0}{ind}for j_blk in range(m_blk):")
@@ -310,15 +310,16 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
             lines.append(f"{pad1}{tgt}{j} += block_sum(buf{j}, m_blk)")
         if parallel:
             for j in accs:
-                lines.append(f"{ind * 2}part{j}[p_blk] = s{j}")
-            for j in accs:
-                lines.append(f"{ind}acc{j} += block_sum(part{j}, n_par)")
-    for j in accs:
-        lines.append(f"{ind}{outs[j]}[0] = acc{j}")
+                lines.append(f"{ind * 2}{outs[j]}[p_blk] = s{j}")
+    if not (parallel and ndim is None):
+        for j in accs:
+            lines.append(f"{ind}{outs[j]}[0] = acc{j}")
     if ndim and first is None:  # no full output to take the iteration space from
         lines[0] = lines[0][:-2] + ", shape):"
     elif ndim is None and "n_iter" in "\n".join(lines):  # only scalars: pass the loop length
         lines[0] = lines[0][:-2] + ", n_iter):"
+    if parallel and ndim is None:
+        lines[0] = lines[0][:-2] + ", p_lo, p_hi):"
     return "\n".join(lines) + "\n"
 
 

@@ -1359,3 +1359,76 @@ VMATH_FUNCS = {
     "exp": exp, "expm1": expm1, "log": log, "log1p": log1p, "tanh": tanh,
     "sigmoid": sigmoid, "sin": sin, "cos": cos, "tan": tan,
 }
+
+
+# ----------------------------------------------------------------------------
+# Array helpers for generated kernels (codegen.render_fused)
+# ----------------------------------------------------------------------------
+#
+# LLVM vectorises a loop that reads and writes several arrays only after it has proved,
+# or checked at run time, that the stores cannot feed the loads. Generated kernels are
+# compiled with ``noalias`` arguments (backends/cpu.py: their outputs are allocated by
+# jitgrad and never overlap an input but elementwise in place), which removes those checks
+# only while every pointer the loop uses is visibly derived from an argument. Numba's
+# ``a.reshape(a.size)`` hides the data pointer behind a call (numba_attempt_nocopy_reshape
+# writes the new array to a stack struct); the checks LLVM then emits compare pointers whose
+# origin it cannot see, and they fail whenever two arrays lie within a vector's width of
+# each other in memory -- e.g. an output allocated right after its input, which malloc does
+# in some processes and not others: the kernel then ran its scalar loop, 5.5x slower.
+
+from numba.core import cgutils as _cgutils  # noqa: E402
+from numba.core.imputils import impl_ret_borrowed as _borrowed  # noqa: E402
+from numba.np.arrayobj import make_array as _make_array, \
+    populate_array as _populate_array  # noqa: E402
+
+
+@intrinsic
+def flat_view(typingctx, a):
+    """``a`` (C-contiguous) as a 1-D view whose data pointer is ``a``'s own SSA value, so
+    LLVM still sees where it comes from (unlike ``a.reshape(a.size)``, see above)."""
+    if not isinstance(a, types.Array):
+        return None
+    retty = a.copy(ndim=1, layout="C")
+
+    def codegen(context, builder, sig, args):
+        aty = sig.args[0]
+        if aty.layout != "C":  # (kernels only flatten C-contiguous arrays)
+            return context.compile_internal(builder, lambda x: x.reshape(x.size), sig, args)
+        src = _make_array(aty)(context, builder, args[0])
+        out = _make_array(retty)(context, builder)
+        _populate_array(out, data=src.data,
+                        shape=_cgutils.pack_array(builder, [src.nitems]),
+                        strides=_cgutils.pack_array(builder, [src.itemsize]),
+                        itemsize=src.itemsize, meminfo=src.meminfo, parent=src.parent)
+        return _borrowed(context, builder, retty, out._getvalue())
+    return retty(a), codegen
+
+
+@intrinsic
+def stack_empty(typingctx, n, dtype):
+    """An uninitialised 1-D array of ``n`` (a literal) ``dtype`` elements on the stack of the
+    function being compiled (entry-block alloca, no meminfo): a kernel's per-block sum
+    buffer without a heap allocation per call, and an object LLVM knows nothing else
+    points into (no runtime overlap check against it)."""
+    if isinstance(dtype, types.NumberClass):  # np.float32 & co.
+        elem = dtype.instance_type
+    elif isinstance(dtype, types.DType):
+        elem = dtype.dtype
+    else:
+        return None
+    if not isinstance(n, types.IntegerLiteral):
+        return None
+    size = n.literal_value
+    retty = types.Array(elem, 1, "C")
+
+    def codegen(context, builder, sig, args):
+        lty = context.get_data_type(elem)
+        ptr = _cgutils.alloca_once(builder, lty, size=size)
+        out = _make_array(retty)(context, builder)
+        nbytes = context.get_abi_sizeof(lty)
+        intp = context.get_value_type(types.intp)
+        _populate_array(out, data=ptr, shape=_cgutils.pack_array(builder, [intp(size)]),
+                        strides=_cgutils.pack_array(builder, [intp(nbytes)]),
+                        itemsize=intp(nbytes), meminfo=None, parent=None)
+        return out._getvalue()
+    return retty(n, dtype), codegen

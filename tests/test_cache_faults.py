@@ -249,8 +249,7 @@ _THREADS = textwrap.dedent("""
     ref = [np.tanh(x * 1.5 + 0.5) * x for x in xs]
     f = lambda x: (jg.tanh(jg.tensor(x) * 1.5 + 0.5) * x).numpy()
     np.testing.assert_allclose(f(xs[0]), ref[0], rtol=1e-12)   # compiled once, up front
-    assert any(isinstance(k, cpu.ParallelKernel) for k in cpu._kernels.values())
-    assert numba.threading_layer() == "workqueue"
+    assert any(isinstance(k, cpu.ChunkedKernel) for k in cpu._kernels.values())
     bad = []
     def work(k):
         try:
@@ -269,8 +268,9 @@ _THREADS = textwrap.dedent("""
 
 
 def test_parallel_kernels_from_two_threads_under_workqueue(tmp_path):
-    """Numba's workqueue layer aborts the process on concurrent parallel launches; jitgrad
-    serialises its parallel kernels under it."""
+    """Two threads launching large (chunked, cpu.POOL) kernels at once get their own results.
+    (Generated kernels no longer use Numba's threading layers, whose workqueue layer aborted
+    the process on concurrent parallel launches; the layer stays set here to show it.)"""
     env = dict(os.environ)
     env.update(NUMBA_THREADING_LAYER="workqueue", JITGRAD_FUSE_MIN="0",
                JITGRAD_CACHE_DIR=str(tmp_path),
