@@ -123,7 +123,16 @@ tan = _unary("tan")
 tanh = _unary("tanh")
 sigmoid = _unary("sigmoid")
 relu = _unary("relu")
-square = _unary("square")
+
+
+def square(x):
+    """Elementwise x * x; a bool tensor squares as int64, as torch's ``bool ** 2`` does."""
+    x = _tt(x)
+    if isinstance(x, Tensor) and x._meta[1].kind == "b":
+        x = x.to(dtypes.int64)
+    return ew("square", x)
+
+
 reciprocal = _unary("reciprocal")
 def neg(x):
     x = _tt(x)

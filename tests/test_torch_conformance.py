@@ -144,3 +144,13 @@ def test_resolution_names_and_lambdas():
     assert tc.resolve(OPS["__ror__"]) is None      # type.__ror__ (X | Y unions) is not a method
     assert tc.resolve(OPS["T"]).how == "lambda"    # lambda x: x.T run with torch -> jitgrad
     assert tc.resolve(OPS["einsum"]) is None       # the lambda names torch.einsum
+
+
+def test_square_of_bool_is_int64_like_torch():
+    """Found by the suite (bool samples): jitgrad.square kept bool, torch promotes to int64."""
+    t = torch.tensor([True, False, True])
+    j = jitgrad.tensor([True, False, True])
+    for got, want in ((jitgrad.square(j), torch.square(t)), (j.square(), t.square()),
+                      (j ** 2, t ** 2)):
+        assert got.dtype == jitgrad.int64 and want.dtype == torch.int64
+        assert got.tolist() == want.tolist()
