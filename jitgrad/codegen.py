@@ -306,8 +306,9 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
             lines.append(pad + f"{outs[j]}[{rix}] += {var}")
     if blocked:
         tgt, pad1 = ("s", ind * 3) if parallel else ("acc", ind * 2)
-        for j in accs:
-            lines.append(f"{pad1}{tgt}{j} += block_sum(buf{j}, m_blk)")
+        for j in accs:  # (lane_sum: block_sum's lanes as one vector, floats only)
+            fn = "lane_sum" if results[j][3] in ("float32", "float64") else "block_sum"
+            lines.append(f"{pad1}{tgt}{j} += {fn}(buf{j}, m_blk)")
         if parallel:
             for j in accs:
                 lines.append(f"{ind * 2}{outs[j]}[p_blk] = s{j}")
