@@ -7,14 +7,14 @@ memory and on disk (see jitgrad.backends.cpu).
 from . import dtypes as _dtypes
 from .dtypes import (bool_ as bool, float32, float64, int32, int64, get_default_dtype,
                      set_default_dtype)
-from .tensor import Size, Tensor, device, full, tensor, zeros
+from ._tensor import Size, Tensor, device, full, tensor, zeros
 from .creation import (arange, as_tensor, empty, empty_like, eye, from_dlpack, from_numpy,
                        full_like,
                        linspace, manual_seed, ones, ones_like, rand, rand_like, randint, randn,
                        randn_like, randperm, seed, zeros_like)
 from .creation import (Generator, default_generator, get_rng_state, initial_seed,
                        set_rng_state)
-from .autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from ._state import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from . import functional_ops as _F
 from .functional_ops import (abs, add, allclose, amax, amin, argmax, argmin, bmm, broadcast_to,
                              cat, chunk, clamp, clip, concat, cos, cumsum, div, dot, eq, equal,
@@ -30,11 +30,10 @@ from . import optim  # noqa: E402  (torch.optim: fused optimizers, lr schedulers
 from .autograd import functional as _autograd_functional  # noqa: E402,F401
 from . import func  # noqa: E402  (torch.func-style transforms)
 from .explain import explain  # noqa: E402
-from . import utils  # noqa: E402  (utils.data: datasets, DataLoader)
+from . import utils  # noqa: E402
+from .utils import data as _utils_data  # noqa: E402,F401  (jitgrad.utils.data: DataLoader)
 from .serialization import load, save  # noqa: E402
 from ._format import set_printoptions  # noqa: E402
-
-_F.bind_methods()
 
 float = float32
 double = float64
@@ -56,12 +55,12 @@ def numel(x) -> "int":
 
 
 from . import cuda  # noqa: E402  (torch.cuda-style helpers; imports numba.cuda lazily)
+from . import _debug  # noqa: E402
 
 
 def explain_kernels():
     """Counters of generated kernels built and launched (see JITGRAD_DEBUG=1 for sources)."""
-    from ._debug import COUNTERS
-    return dict(COUNTERS)
+    return dict(_debug.COUNTERS)
 
 
 __version__ = "0.1.0"

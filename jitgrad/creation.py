@@ -6,9 +6,10 @@ import threading
 
 import numpy as np
 
-from . import dtypes
-from .autograd.grad_mode import STATE
-from .tensor import Tensor, _filled, _shape_arg, check_device, full, tensor, zeros
+from . import dtypes, interop
+from ._state import STATE
+from ._tensor import Tensor, _filled, _shape_arg, check_device, full, tensor, zeros
+from .backends import cuda as cb  # (numba.cuda itself is imported only when a GPU op runs)
 
 
 class Generator:
@@ -131,7 +132,6 @@ def _finish(arr, dtype, requires_grad, device=None):
     d = dtypes.from_any(dtype) if dtype is not None else dtypes.get_default_dtype()
     arr = np.asarray(arr, dtype=d.np, order="C")  # (ascontiguousarray makes 0-d arrays 1-d)
     if gpu:  # made on the host, then uploaded (random numbers match the CPU stream)
-        from .backends import cuda as cb
         arr = cb.to_device(arr)
     t = Tensor._make(arr)
     if requires_grad:
@@ -362,8 +362,6 @@ def as_tensor(data, dtype=None, device=None):
 
 
 def _from_cuda_array(obj) -> Tensor:
-    from . import interop
-    from .backends import cuda as cb
     cb.require()
     dev = interop.as_cuda_array(obj)
     _exact_dtype(np.dtype(dev.dtype), "as_tensor")
@@ -382,8 +380,6 @@ def _exact_dtype(npd, fn):
 
 def from_dlpack(obj) -> Tensor:
     """Zero-copy import of a DLPack producer (torch, CuPy, NumPy, JAX) on the CPU or the GPU."""
-    from . import interop
-    from .backends import cuda as cb
     kind, arr = interop.from_dlpack(obj)
     _exact_dtype(np.dtype(arr.dtype), "from_dlpack")
     if kind == "cuda":

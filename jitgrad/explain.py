@@ -16,7 +16,10 @@ from collections import Counter
 import numpy as np
 
 from . import lazy
-from .backends import cpu
+from ._engine import AccumulateGrad
+from ._tensor import Tensor
+from .autograd import grad
+from .backends import cpu, cuda
 
 
 class Group:
@@ -98,7 +101,6 @@ def explain(*tensors, backward: bool = False, inputs=None) -> Explanation:
     """Describe the fused kernels that computing ``tensors`` (or, with ``backward=True``, the
     gradients of the single tensor given with respect to ``inputs`` — default: every leaf that
     requires grad) would launch."""
-    from .tensor import Tensor
     for t in tensors:
         if not isinstance(t, Tensor):
             raise TypeError(f"explain() expects Tensors, got {type(t).__name__}")
@@ -111,7 +113,6 @@ def explain(*tensors, backward: bool = False, inputs=None) -> Explanation:
         raise RuntimeError("explain(backward=True): the tensor does not require grad")
     if inputs is None:
         inputs = _leaves(out)
-    from .autograd import grad
     with lazy.recording_only():
         grads = grad(out, tuple(inputs), retain_graph=True, allow_unused=True)
     return Explanation(_plans([g for g in grads if g is not None], "backward"))
@@ -119,7 +120,6 @@ def explain(*tensors, backward: bool = False, inputs=None) -> Explanation:
 
 def _leaves(out):
     """Leaf tensors requiring grad that ``out`` depends on, in first-seen order."""
-    from .autograd.engine import AccumulateGrad
     seen, found, stack = set(), [], [out.grad_fn]
     while stack:
         n = stack.pop()
@@ -133,5 +133,4 @@ def _leaves(out):
 
 
 def _cuda_kernels():
-    from .backends import cuda
     return cuda._kernels

@@ -17,7 +17,8 @@ import functools
 
 from .autograd import functional as _AF
 from .autograd import compile as _compile
-from .autograd.grad_mode import STATE
+from ._state import STATE
+from ._tensor import Tensor
 
 __all__ = ["grad", "grad_and_value", "value_and_grad", "jacrev", "jacfwd", "hessian", "vjp",
            "jvp"]
@@ -26,7 +27,6 @@ __all__ = ["grad", "grad_and_value", "value_and_grad", "jacrev", "jacfwd", "hess
 # --- pytrees ---------------------------------------------------------------------------------
 
 def _is_tensor(x):
-    from .tensor import Tensor
     return isinstance(x, Tensor)
 
 
@@ -177,7 +177,7 @@ def grad(func, argnums=0, has_aux=False):
             r = _compile.replay(func, args[0], "reverse-mode", "grad")
             if r is not _compile.MISS:
                 return r
-            r = _compile.func_call(func, args, "grad")
+            r = _AF.func_call(func, args, "grad")
             if r is not None:
                 return r
         g, _, aux = _grad_impl(func, argnums, has_aux, args, kwargs, "grad")
@@ -234,7 +234,7 @@ def _jac_transform(mode, name):
                 r = _compile.replay(func, args[0], mode, mode)
                 if r is not _compile.MISS:
                     return r
-                r = _compile.func_call(func, args, mode)
+                r = _AF.func_call(func, args, mode)
                 if r is not None:
                     return r
             jac, aux = _jac_impl(func, argnums, has_aux, args, kwargs, mode, name)

@@ -4,7 +4,8 @@ Elementwise ops apply registry rows (ops.ELEMENTWISE) through generated kernels;
 movement, indexing, matmul and softmax are structural records (ops.STRUCTURAL, built here by
 ``@structural``): an array forward (njit kernels, NumPy views, BLAS matmul) and one VJP written
 against the vocabulary in structural.py, which runs on arrays (first-order backward) and on
-these same Tensor ops (``create_graph=True``). ``bind_methods`` attaches the methods to Tensor.
+these same Tensor ops (``create_graph=True``). Tensor's methods delegate here
+through ``_methods.IMPL``, filled at the end of this module.
 """
 from __future__ import annotations
 
@@ -14,15 +15,18 @@ from collections import namedtuple
 import numpy as np
 
 from . import dtypes, lazy
-from .autograd import grad_mode
-from .autograd.engine import grad_edge, node_class
+from . import _state as grad_mode
+from ._engine import grad_edge, node_class
 from .backends import cpu
 from .backends import cuda as cb  # (numba.cuda itself is imported only when a GPU op runs)
 from .backends.cuda import DeviceArray
+from ._methods import implement
+from .creation import ones
 from .ops import ELEMENTWISE, structural
+from .structural import ARRAYS
 from .structural import keep_shape as _keep_shape, same_params, shift_axes, shift_axis
-from .tensor import (Ctx, FunctionNode, Tensor, _norm_dim, apply_elementwise, apply_fn,
-                     broadcast_shapes, ew, full, zeros, _STATE, _result_dtype, rebase_views)
+from ._tensor import (Ctx, FunctionNode, Tensor, _norm_dim, apply_elementwise, apply_fn,
+                     broadcast_shapes, ew, full, tensor, zeros, _STATE, _result_dtype, rebase_views)
 
 _E = ELEMENTWISE
 
@@ -37,7 +41,6 @@ def _t(x):
     if isinstance(x, numbers.Number):
         return x
     if isinstance(x, (np.ndarray, list, tuple, np.generic)):
-        from .tensor import tensor
         return tensor(x)
     raise TypeError(f"expected a Tensor or a number, got {type(x).__name__}")
 
@@ -46,7 +49,6 @@ def _tt(x):
     """Coerce anything (scalars too) to Tensor."""
     if isinstance(x, Tensor):
         return x
-    from .tensor import tensor
     return tensor(x)
 
 
@@ -1218,7 +1220,6 @@ class _IndexBackward:
     """zeros(shape) with g scatter-added at idx (duplicates accumulate)."""
 
     def forward(ctx, g, shape, idx):
-        from .structural import ARRAYS
         return ARRAYS.index_add(g, shape, idx)
 
     def cuda_forward(ctx, g, shape, idx):
@@ -1318,7 +1319,6 @@ def setitem(x, index, value):
     if rec:
         ctx_node_inputs = (x, v if v is not None else Tensor._make(np.asarray(vd)))
         node = node_class(FunctionNode, "CopySlices")(tuple(grad_edge(t) for t in ctx_node_inputs))
-        from .tensor import Ctx
         ctx = Ctx()
         ctx.idx = idx
         ctx.shapes = [x._meta[0], ctx_node_inputs[1]._meta[0]]
@@ -1658,38 +1658,6 @@ def copy_(x, src, non_blocking=False):
 # Tensor methods
 
 
-def _rsub(x, y):
-    return sub(y, x)
-
-
-def _rdiv(x, y):
-    return div(y, x)
-
-
-def _rpow(x, y):
-    return pow(y, x)
-
-
-def _rmatmul(x, y):
-    return matmul(y, x)
-
-
-def _iop(f):
-    def op(x, y):
-        return f(x, y)
-    return op
-
-
-def _binop(f):
-    def op(x, y):
-        t = type(y)
-        if t is not Tensor and t is not float and t is not int and \
-                not isinstance(y, (Tensor, numbers.Number, np.ndarray, np.generic)):
-            return NotImplemented
-        return f(x, y)
-    return op
-
-
 def _max_method(x, dim=None, keepdim=False):
     return max(x, dim, keepdim)
 
@@ -1710,7 +1678,6 @@ def _mT(x):
 
 
 def _new_tensor(x, data, dtype=None, device=None, requires_grad=False):
-    from .tensor import tensor
     return tensor(data, dtype=dtype or x.dtype, device=device or x.device,
                   requires_grad=requires_grad)
 
@@ -1721,7 +1688,6 @@ def _new_zeros(x, *size, dtype=None, device=None, requires_grad=False):
 
 
 def _new_ones(x, *size, dtype=None, device=None, requires_grad=False):
-    from .creation import ones
     return ones(*size, dtype=dtype or x.dtype, device=device or x.device,
                 requires_grad=requires_grad)
 
@@ -1731,49 +1697,10 @@ def _new_full(x, size, fill_value, dtype=None, device=None, requires_grad=False)
                 requires_grad=requires_grad)
 
 
-def bind_methods():
-    T = Tensor
-    for name in ("exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tan", "tanh",
-                 "sigmoid", "relu", "square", "reciprocal", "neg", "negative", "abs", "sign",
-                 "erf", "maximum", "minimum", "clamp", "clip", "add", "sub", "mul", "div", "pow",
-                 "eq", "ne", "lt", "le", "gt", "ge", "sum", "mean", "prod", "argmax",
-                 "argmin", "amax", "amin", "logsumexp", "var", "std", "reshape", "view",
-                 "flatten", "squeeze", "unsqueeze", "t", "transpose", "swapaxes", "permute",
-                 "expand", "expand_as", "split", "chunk", "unbind", "select", "matmul", "mm",
-                 "bmm", "mv", "dot", "inner", "outer", "softmax", "log_softmax", "add_", "sub_",
-                 "mul_", "div_", "pow_", "clamp_", "neg_", "zero_", "fill_", "copy_",
-                 "logical_and", "logical_not", "isnan", "isfinite", "nonzero", "equal",
-                 "allclose", "broadcast_to", "where", "cumsum"):
-        setattr(T, name, globals()[name])
-    T.max = _max_method
-    T.flip = _flip_method
-    T.min = _min_method
-    T.multiply, T.divide, T.subtract = mul, div, sub
-    T.T = property(_T)
-    T.mT = property(_mT)
-    T.new_tensor, T.new_zeros, T.new_ones, T.new_full = (_new_tensor, _new_zeros, _new_ones,
-                                                         _new_full)
-    T.__add__ = T.__radd__ = _binop(add)
-    T.__sub__ = _binop(sub)
-    T.__rsub__ = _binop(_rsub)
-    T.__mul__ = T.__rmul__ = _binop(mul)
-    T.__truediv__ = _binop(div)
-    T.__rtruediv__ = _binop(_rdiv)
-    T.__pow__ = _binop(pow)
-    T.__rpow__ = _binop(_rpow)
-    T.__matmul__ = _binop(matmul)
-    T.__rmatmul__ = _binop(_rmatmul)
-    T.__neg__ = neg
-    T.__pos__ = lambda x: x
-    T.__abs__ = abs
-    T.__lt__, T.__le__, T.__gt__, T.__ge__ = (_binop(lt), _binop(le), _binop(gt), _binop(ge))
-    T.__eq__, T.__ne__ = _binop(eq), _binop(ne)
-    T.__iadd__ = _iop(add_)
-    T.__isub__ = _iop(sub_)
-    T.__imul__ = _iop(mul_)
-    T.__itruediv__ = _iop(div_)
-    T.__getitem__ = getitem
-    T.__setitem__ = setitem
-    T.__and__ = logical_and
-    T.__invert__ = logical_not
-    T.__hash__ = lambda x: id(x)
+# The Tensor methods (declared in _methods.TensorMethods and Tensor's operators) run these
+# functions: every public function here, plus the helpers that adapt a method's signature.
+implement(**{name: fn for name, fn in list(globals().items())
+             if callable(fn) and not name.startswith("_") and fn.__module__ == __name__},
+          _max_method=_max_method, _min_method=_min_method, _flip_method=_flip_method, _T=_T,
+          _mT=_mT, _new_tensor=_new_tensor, _new_zeros=_new_zeros, _new_ones=_new_ones,
+          _new_full=_new_full, _IndexBackward=_IndexBackward)

@@ -33,7 +33,7 @@ from math import prod
 import numpy as np
 
 from . import _debug, codegen
-from .autograd.grad_mode import STATE
+from ._state import STATE
 from .backends import cpu
 from .backends.cuda import DeviceArray
 

@@ -187,7 +187,7 @@ FLOAT_MATH = _FloatMath()
 
 # --- structural primitives ---------------------------------------------------------------------
 # Reductions, movement, indexing, matmul, softmax, casts, fused nn nodes: one record each, built by
-# ``@structural`` from a small class body in functional_ops.py / tensor.py / nn/functional.py.
+# ``@structural`` from a small class body in functional_ops.py / _tensor.py / nn/functional.py.
 
 
 @dataclass(eq=False)

@@ -38,7 +38,9 @@ from collections import OrderedDict
 import numpy as np
 
 from . import dtypes
-from .tensor import Tensor, device
+from ._tensor import Tensor, device
+from .nn import Module
+from .nn.parameter import Parameter
 
 FORMAT = "jitgrad"
 VERSION = 1
@@ -77,7 +79,6 @@ class _Writer:
             return {"type": kind, "items": [[self.key(k, path), self.node(v, f"{path}[{k!r}]")]
                                             for k, v in obj.items()]}
         hint = ""
-        from .nn import Module
         if isinstance(obj, Module):
             hint = "; save module.state_dict() and load it into a new module instead"
         raise TypeError(f"jitgrad.save: cannot store an object of type "
@@ -100,7 +101,6 @@ class _Writer:
             self.ids[id(t)] = i
             self.keep.append(t)
             self.arrays.append(np.require(t._host, requirements="C"))  # (keeps 0-d)
-        from .nn.parameter import Parameter
         return {"type": "tensor", "id": i, "requires_grad": bool(t.requires_grad),
                 "parameter": isinstance(t, Parameter), "device": str(t.device)}
 
@@ -175,7 +175,6 @@ class _Reader:
         if str(dev) != "cpu":
             t = t.to(dev)
         if n.get("parameter"):
-            from .nn.parameter import Parameter
             t = Parameter(t, requires_grad=bool(n.get("requires_grad")))
         elif n.get("requires_grad"):
             t.requires_grad_(True)

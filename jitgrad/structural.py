@@ -17,22 +17,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import lazy
-from .backends import cpu
+from . import _state as grad_mode
+from . import dtypes, lazy
+from ._methods import IMPL  # the Tensor-level names (Tensor, apply_fn, the public ops): filled
+#                             by _tensor and functional_ops at import; see _methods
+from .backends import cpu, cpu_nn
+from .backends import cuda as cb  # (numba.cuda itself is imported only when a GPU op runs)
+from .backends.cuda import DeviceArray
 
 __all__ = ["ARRAYS", "TENSORS", "BATCHED", "keep_shape", "shift_axes", "shift_axis",
            "same_params"]
-
-_F = None
-
-
-def _fo():
-    global _F
-    if _F is None:
-        from . import functional_ops
-        _F = functional_ops
-    return _F
-
 
 def keep_shape(shape, axes):
     """``shape`` with the reduced ``axes`` kept as size 1 (keepdim form)."""
@@ -73,8 +67,7 @@ class _Arrays:
     @staticmethod
     def apply(rec, *xs, **params):
         """Another structural primitive's forward (e.g. prod's prod_others)."""
-        from .tensor import Ctx
-        return np.asarray(rec.forward(Ctx(), *xs, **params))
+        return np.asarray(rec.forward(IMPL.Ctx(), *xs, **params))
 
     @staticmethod
     def detach(x):
@@ -126,7 +119,6 @@ class _Arrays:
         if a.shape == shape:
             return a
         if a.ndim == 2 and shape == a.shape[1:]:  # bias gradients: one column-sum kernel
-            from .backends import cpu_nn
             out = np.empty(shape, a.dtype)
             if a.size:
                 cpu_nn.col_sum(a, out)
@@ -214,7 +206,6 @@ class _Arrays:
 
     @staticmethod
     def to_device(x, cuda):
-        from .backends import cuda as cb
         return cb.to_device(x) if cuda else x
 
     @staticmethod
@@ -229,7 +220,6 @@ class _Arrays:
 
     @staticmethod
     def xent_vjp(ctx, g):
-        from .backends import cpu_nn
         probs = ctx.probs
         out = np.empty(probs.shape, probs.dtype)
         if out.size:
@@ -262,30 +252,23 @@ class _Tensors:
     def result(ctx):
         """The op's saved output (softmax reads it, like torch); under create_graph it is rebuilt
         around the op's own node so a double backward flows through it."""
-        from .autograd import grad_mode
-        from .tensor import Tensor
         if grad_mode.is_grad_enabled() and getattr(ctx, "node", None) is not None:
-            return Tensor._make(ctx.out, True, ctx.node())
-        return Tensor._make(ctx.out)
+            return IMPL.Tensor._make(ctx.out, True, ctx.node())
+        return IMPL.Tensor._make(ctx.out)
 
     @staticmethod
     def const(a, like=None):
         """A constant array as a Tensor (on the device of the array ``like``)."""
-        from .tensor import Tensor
-        from .backends.cuda import DeviceArray
         if type(like) is DeviceArray and type(a) is np.ndarray:
-            from .backends import cuda as cb
             a = cb.to_device(a)
-        return Tensor._make(a)
+        return IMPL.Tensor._make(a)
 
     @staticmethod
     def apply(rec, *xs, **params):
-        from .autograd import grad_mode
-        from .tensor import apply_fn
         if not rec.differentiable and grad_mode.is_grad_enabled() and any(x._rg for x in xs):
             raise NotImplementedError(f"double backward through {rec.grad_fn} ({rec.name}) is "
                                       "not supported yet")
-        return apply_fn(rec, xs, **params)
+        return IMPL.apply_fn(rec, xs, **params)
 
     @staticmethod
     def detach(x):
@@ -301,7 +284,7 @@ class _Tensors:
 
     @staticmethod
     def mean(x, axes):
-        return _fo().mean(x, axes, keepdim=True)
+        return IMPL.mean(x, axes, keepdim=True)
 
     @staticmethod
     def reshape(x, shape):
@@ -309,15 +292,15 @@ class _Tensors:
 
     @staticmethod
     def transpose(x, perm):
-        return _fo().permute(x, tuple(perm))
+        return IMPL.permute(x, tuple(perm))
 
     @staticmethod
     def mT(x):
-        return _fo().transpose(x, -2, -1)
+        return IMPL.transpose(x, -2, -1)
 
     @staticmethod
     def broadcast_to(x, shape):
-        return _fo().expand(x, tuple(shape))
+        return IMPL.expand(x, tuple(shape))
 
     @staticmethod
     def expand_back(g, in_shape, axes, keepdim):
@@ -327,78 +310,72 @@ class _Tensors:
 
     @staticmethod
     def sum_to(t, shape):
-        from .tensor import sum_to
-        return sum_to(t, shape)
+        return IMPL.sum_to(t, shape)
 
     @staticmethod
     def sum(x, axes, keepdim=False):
-        return _fo().sum(x, axes, keepdim=keepdim)
+        return IMPL.sum(x, axes, keepdim=keepdim)
 
     @staticmethod
     def matmul(a, b):
-        return _fo().matmul(a, b)
+        return IMPL.matmul(a, b)
 
     @staticmethod
     def matmul_as(a, b, like):
-        return _fo().matmul(a, b)
+        return IMPL.matmul(a, b)
 
     @staticmethod
     def getitem(x, idx):
-        return _fo().getitem(x, idx)
+        return IMPL.getitem(x, idx)
 
     @staticmethod
     def index_add(g, shape, idx):
-        from .tensor import apply_fn
-        F = _fo()
-        return apply_fn(F._IndexBackward, (g,), shape=tuple(shape), idx=idx)
+        return IMPL.apply_fn(IMPL._IndexBackward, (g,), shape=tuple(shape), idx=idx)
 
     @staticmethod
     def zero_at(g, idx):
-        from .tensor import Tensor
         mask = np.ones(g._meta[0], g._meta[1])
         mask[idx] = 0
         if g.is_cuda:
-            from .backends import cuda as cb
             mask = cb.to_device(mask)
-        return g * Tensor._make(mask)
+        return g * IMPL.Tensor._make(mask)
 
     @staticmethod
     def where(c, a, b):
-        return _fo().where(c, a, b)
+        return IMPL.where(c, a, b)
 
     @staticmethod
     def eq(a, b):
-        return _fo().eq(a, b)
+        return IMPL.eq(a, b)
 
     @staticmethod
     def isnan(a):
-        return _fo().ne(a, a)
+        return IMPL.ne(a, a)
 
     @staticmethod
     def logical_and(a, b):
-        return _fo().logical_and(a, b)
+        return IMPL.logical_and(a, b)
 
     @staticmethod
     def exp(x):
-        return _fo().exp(x)
+        return IMPL.exp(x)
 
     @staticmethod
     def astype(x, dt):
-        from . import dtypes
         d = dtypes.from_numpy(np.dtype(dt))
         return x if x._meta[1] == d.np else x.to(d)
 
     @staticmethod
     def flip(x, axes):
-        return _fo().flip(x, axes)
+        return IMPL.flip(x, axes)
 
     @staticmethod
     def cumsum(x, axis):
-        return _fo().cumsum(x, axis)
+        return IMPL.cumsum(x, axis)
 
     @staticmethod
     def cat(xs, axis):
-        return _fo().cat(list(xs), axis)
+        return IMPL.cat(list(xs), axis)
 
     @staticmethod
     def to_device(x, cuda):
@@ -406,19 +383,15 @@ class _Tensors:
 
     @classmethod
     def softmax_vjp(cls, ctx, g, log):
-        F = _fo()
         out = cls.result(ctx)
         if log:
-            return g - F.exp(out) * F.sum(g, ctx.axis, keepdim=True)
-        return out * (g - F.sum(g * out, ctx.axis, keepdim=True))
+            return g - IMPL.exp(out) * IMPL.sum(g, ctx.axis, keepdim=True)
+        return out * (g - IMPL.sum(g * out, ctx.axis, keepdim=True))
 
     @staticmethod
     def xent_vjp(ctx, g):
         """(softmax(x) - onehot) * g * coef, recomputing softmax from the logits under
         create_graph (version-checked: the logits must not have been written in place)."""
-        from .autograd import grad_mode
-        from .tensor import Tensor
-        F = _fo()
         x = ctx.x
         if x._vc[0] != ctx.x_version:
             shape, dt = x._meta
@@ -432,10 +405,10 @@ class _Tensors:
         onehot = np.zeros((n, c), dt)
         rows = np.flatnonzero(ctx.coef != 0)
         onehot[rows, ctx.target[rows]] = 1
-        p = F.softmax(x, 1) if grad_mode.is_grad_enabled() else Tensor._make(ctx.probs)
+        p = IMPL.softmax(x, 1) if grad_mode.is_grad_enabled() else IMPL.Tensor._make(ctx.probs)
         gg = g.unsqueeze(1) if ctx.reduction == "none" else g
-        coef = Tensor._make(ctx.coef.astype(dt)[:, None])
-        return (p - Tensor._make(onehot)) * (gg * coef)
+        coef = IMPL.Tensor._make(ctx.coef.astype(dt)[:, None])
+        return (p - IMPL.Tensor._make(onehot)) * (gg * coef)
 
     @staticmethod
     def errstate():

@@ -33,9 +33,11 @@ import weakref
 import numpy as np
 
 from .. import codegen
-from .grad_mode import STATE
+from .._state import STATE
+from .._tensor import Ctx, Tensor, _result_dtype
+from ..backends import cpu
 
-__all__ = ["lookup", "replay", "build", "func_call", "clear_cache", "set_enabled", "STATS"]
+__all__ = ["lookup", "replay", "build", "clear_cache", "set_enabled", "STATS"]
 
 _ENABLED = True
 _CACHE: dict = {}        # id(func) -> _FuncCache
@@ -90,7 +92,6 @@ def _size(shape):
 
 class _Gen:
     def __init__(self, tr, outs_t, mode):
-        from ..tensor import Tensor
         self.Tensor = Tensor
         self.tr, self.mode = tr, mode
         self.P = tr.values
@@ -157,7 +158,6 @@ class _Gen:
     def _gather_edges(self, op):
         """Run the op's forward on index arrays (input k holds offset_k + arange(size_k)): each
         output element names the input element it copies."""
-        from ..tensor import Ctx
         ins, off = [], 0
         for a in op.args:
             ins.append((np.arange(self.size[a], dtype=np.int64) + off).reshape(self.shape[a]))
@@ -497,7 +497,6 @@ class _Gen:
         return em, cs
 
     def ew_cdt(self, op):
-        from ..tensor import _result_dtype
         ops = [self.P[a] if isinstance(a, int) else a[0] for a in op.args]
         return _result_dtype(op.prim, ops).np
 
@@ -710,7 +709,6 @@ def _drop(fc, sig):
 
 
 def _wrap(ent, arrays):
-    from ..tensor import Tensor
     rows, k = [], 0
     for shapes in ent.shapes:
         rows.append([Tensor._make(arrays[k + j]) for j in range(len(shapes))])
@@ -720,7 +718,6 @@ def _wrap(ent, arrays):
 
 def _install_fast(fc, sig, ent):
     """Generate the replayer of one entry: straight-line checks, one kernel call, wrapping."""
-    from ..tensor import Tensor
     strategy, strict, extra, metas = sig
     if strict:
         return
@@ -833,7 +830,6 @@ def build(func, xs, strategy, strict, tr, outs_t, out_tuple, extra=None, in_tupl
             with _LOCK:
                 fc.entries[sig] = SKIP
         return None
-    from ..backends import cpu
     kernel = cpu.compile_source(("functional", name), src, name, "float64")
     ent = _Entry()
     ent.kernel = kernel
@@ -851,26 +847,3 @@ def build(func, xs, strategy, strict, tr, outs_t, out_tuple, extra=None, in_tupl
     args = [np.ascontiguousarray(tr.values[k]._data) for k in tr.inputs] + \
         [np.ascontiguousarray(t._data) for t in ctensors]
     return _wrap(ent, kernel(*args))[0]
-
-
-def func_call(func, args, mode):
-    """jitgrad.func.jacrev/jacfwd/grad of one plain tensor argument through the same cache:
-    the result, or None (then the caller runs the general path)."""
-    from ..tensor import Tensor
-    if not _ENABLED or STATE.tracer is not None or len(args) != 1:
-        return None
-    a = args[0]
-    if type(a) is not Tensor or not a.is_floating_point() or (STATE.enabled and a._rg):
-        return None
-    strategy = "reverse-mode" if mode in ("grad", "reverse-mode") else "forward-mode"
-    hit = lookup(func, (a,), strategy, False, extra=mode)
-    if hit is SKIP:
-        return None
-    if hit is not None:
-        return hit[0][0][0]
-    from . import functional as AF
-    tr, xi, outs = AF.trace_call(func, (a,), False, mode)
-    if type(outs) is not Tensor or (mode == "grad" and outs.dim() != 0):
-        return None
-    rows = build(func, (a,), strategy, False, tr, [outs], False, extra=mode)
-    return None if rows is None else rows[0][0]

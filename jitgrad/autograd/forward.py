@@ -23,6 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import dtypes
+from .._tensor import TENSOR_MATH, Tensor, apply_elementwise, apply_fn, zeros
+from ..structural import BATCHED
+
 __all__ = ["Unsupported", "run_forward", "run_reverse"]
 
 
@@ -61,7 +65,6 @@ def _cast(t, dt):
 
 
 def _dtype(npdt):
-    from .. import dtypes
     return dtypes.from_numpy(np.dtype(npdt))
 
 
@@ -70,7 +73,6 @@ def _dtype(npdt):
 
 
 def _ew_jvp(op, P, tan, B):
-    from ..tensor import TENSOR_MATH, apply_elementwise
     row = op.prim
     xs = [P[a] if isinstance(a, int) else a[0] for a in op.args]
     shapes = [_shape(P[a]) for a in op.args if isinstance(a, int)]
@@ -144,7 +146,6 @@ class _BatchedCtx:
 
 
 def _fn_jvp(op, P, tan, B):
-    from ..tensor import apply_fn, zeros
     rec = op.prim
     ts = [tan.get(a) for a in op.args]
     if all(t is None for t in ts):
@@ -178,7 +179,6 @@ def _fn_jvp(op, P, tan, B):
 
 def run_forward(tr, seeds: dict, B: int) -> dict:
     """Tangents ((B,) + shape Tensors) of every value that depends on a seeded one."""
-    from ..tensor import Tensor
     P = tr.values
     tan = dict(seeds)
     for op in tr.ops:
@@ -197,7 +197,6 @@ def run_forward(tr, seeds: dict, B: int) -> dict:
 
 
 def _ew_vjp(op, P, g, B):
-    from ..tensor import TENSOR_MATH, apply_elementwise
     row = op.prim
     xs = [P[a] if isinstance(a, int) else a[0] for a in op.args]
     shapes = [_shape(P[a]) for a in op.args if isinstance(a, int)]
@@ -231,7 +230,6 @@ def _ew_vjp(op, P, g, B):
 
 
 def _fn_vjp(op, P, g, B, need):
-    from ..structural import BATCHED
     rec = op.prim
     if rec.vjp is None:
         raise Unsupported(op.name)

@@ -24,17 +24,14 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 
-from .engine import _FREED_MSG, Node, grad_edge
-from .grad_mode import STATE, is_grad_enabled, no_grad
+from .. import _tensor
+from .._engine import _FREED_MSG, Node, grad_edge
+from .._state import STATE, is_grad_enabled, no_grad
+from ..creation import zeros
+from .trace import TOp
 
 __all__ = ["Function", "FunctionCtx", "BackwardCFunction", "once_differentiable"]
-
-
-def _tensor_mod():
-    """jitgrad.tensor, the module (``jitgrad.tensor`` the attribute is the function)."""
-    return sys.modules["jitgrad.tensor"]
 
 
 class FunctionCtx:
@@ -44,7 +41,7 @@ class FunctionCtx:
         """Keep tensors for ``backward`` (read back as ``ctx.saved_tensors``). Their versions
         are recorded when ``apply`` returns: an in-place change afterwards makes
         ``saved_tensors`` raise, like torch."""
-        Tensor = _tensor_mod().Tensor
+        Tensor = _tensor.Tensor
         for k, t in enumerate(tensors):
             if t is not None and not isinstance(t, Tensor):
                 raise TypeError(f"save_for_backward can only save variables, but argument {k} "
@@ -131,7 +128,6 @@ class BackwardCFunction(Node, FunctionCtx):
             grads = [None] * len(self._outs)
             grads[self._single] = g
         if self.materialize_grads:
-            from ..creation import zeros
             for k, meta in enumerate(self._outs):
                 if grads[k] is None and meta is not None:
                     shape, dt, cuda = meta
@@ -144,7 +140,7 @@ class BackwardCFunction(Node, FunctionCtx):
         """torch's validation of what ``backward`` returned: one gradient per forward
         argument (extra trailing Nones allowed), None for non-tensor arguments, each shaped like
         its input (a broadcast-compatible one is summed down) and cast to its dtype."""
-        T = _tensor_mod()
+        T = _tensor
         if not isinstance(res, tuple):
             res = (res,)
         n = len(self._is_input)
@@ -298,7 +294,7 @@ class Function(FunctionCtx, metaclass=FunctionMeta):
 
 
 def _apply(cls, args, kwargs):
-    T = _tensor_mod()
+    T = _tensor
     Tensor = T.Tensor
     setup = cls.setup_context is not Function.setup_context
     if setup:
@@ -404,7 +400,6 @@ def _wrap_outputs(ctx, args, outs, record, T):
 def _record_opaque(tracer, cls, args, outs, Tensor):
     """Tell every active tracer that an opaque Function ran: the record misses what happened
     inside, so the transforms use the autograd engine (which runs the user's backward)."""
-    from .trace import TOp
     why = (f"a custom autograd.Function ({cls.__name__}) ran: the tracer cannot see inside it, "
            "so the autograd engine differentiates it")
     tr = tracer
@@ -445,7 +440,7 @@ def once_differentiable(fn):
             outputs = fn(ctx, *args)
         if not is_grad_enabled():
             return outputs
-        Tensor = _tensor_mod().Tensor
+        Tensor = _tensor.Tensor
         if not any(isinstance(a, Tensor) and a.requires_grad for a in args):
             return outputs
         tup = outputs if isinstance(outputs, tuple) else (outputs,)

@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._state import STATE, enable_grad, no_grad, set_grad_enabled
+from .._tensor import Tensor
+from ..creation import ones_like
+from ..functional_ops import permute, stack
 from . import compile as _compile
+from ._grad import grad as _grad
 from .forward import Unsupported, depends, run_forward, run_reverse
-from .grad_mode import STATE, enable_grad, no_grad, set_grad_enabled
 from .trace import Tracer
 
 __all__ = ["jacobian", "hessian", "vjp", "jvp", "hvp", "vhp"]
@@ -38,7 +42,6 @@ _STRATEGIES = ("reverse-mode", "forward-mode")
 
 
 def _as_tuple(x, arg_name, fn_name):
-    from ..tensor import Tensor
     is_tuple = isinstance(x, (tuple, list))
     xs = tuple(x) if is_tuple else (x,)
     for k, el in enumerate(xs):
@@ -132,20 +135,17 @@ def _out_ref(tr, o):
 
 def _finish(t, keep):
     """A result tensor: kept in the graph, or detached (a plain Tensor)."""
-    from ..tensor import Tensor
     if keep:
         return t
     return Tensor._make(t._data)
 
 
 def _zeros(shape, dtype):
-    from ..tensor import Tensor
     return Tensor._make(np.zeros(tuple(shape), dtype))
 
 
 def _eye_block(n_total, off, n, shape, dtype):
     """Batched seeds: (n_total,) + shape with seed[b].flat[q] = (b == off + q)."""
-    from ..tensor import Tensor
     e = np.zeros((n_total, n), dtype)
     e[np.arange(off, off + n), np.arange(n)] = 1
     return Tensor._make(e.reshape((n_total,) + tuple(shape)))
@@ -178,7 +178,6 @@ def jacobian_traced(tr, xi, outs_t, mode, keep, strict):
 
 
 def _jac_interp(tr, xi, outs_t, refs, mode):
-    from ..functional_ops import permute
     ins = tr.inputs
     if mode == "forward-mode":
         N = sum(x.numel() for x in xi)
@@ -232,8 +231,6 @@ def _jac_interp(tr, xi, outs_t, refs, mode):
 
 def _jac_autograd(xi, outs_t, keep, strict):
     """One autograd.grad per output element on the graph the traced call built."""
-    from . import grad as _grad
-    from ..functional_ops import stack
     rows = []
     for i, o in enumerate(outs_t):
         per = [[] for _ in xi]
@@ -274,7 +271,6 @@ def vjp_traced(tr, xi, outs_t, vs, keep, strict):
         except Unsupported:
             res = None
     if res is None:
-        from . import grad as _grad
         pairs = [(o, v) for o, v in zip(outs_t, vs) if o.requires_grad]
         if pairs:
             res = list(_grad([o for o, _ in pairs], xi, [v for _, v in pairs],
@@ -373,7 +369,6 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False,
 
 
 def _single_scalar(out, fn_name):
-    from ..tensor import Tensor
     if isinstance(out, (tuple, list)) or not isinstance(out, Tensor):
         if isinstance(out, (tuple, list)) and len(out) == 1 and isinstance(out[0], Tensor):
             out = out[0]
@@ -407,7 +402,6 @@ def hessian(func, inputs, create_graph=False, strict=False, vectorize=False,
 
 def vjp(func, inputs, v=None, create_graph=False, strict=False):
     """(func(inputs), v^T J): the vector-Jacobian product, shaped like ``inputs``."""
-    from ..creation import ones_like
     xs, in_tuple = _as_tuple(inputs, "inputs", "vjp")
     _check_float_inputs(xs, "vjp")
     keep = _differentiable(create_graph)
@@ -429,7 +423,6 @@ def vjp(func, inputs, v=None, create_graph=False, strict=False):
 def jvp(func, inputs, v=None, create_graph=False, strict=False):
     """(func(inputs), J v): the Jacobian-vector product (forward mode), shaped like the
     outputs."""
-    from ..creation import ones_like
     xs, in_tuple = _as_tuple(inputs, "inputs", "jvp")
     _check_float_inputs(xs, "jvp")
     if v is not None:
@@ -461,7 +454,6 @@ def _grad_and_output(func, fn_name, strict):
 
 
 def _ones_like(t):
-    from ..creation import ones_like
     return ones_like(t)
 
 
@@ -496,3 +488,25 @@ def hvp(func, inputs, v=None, create_graph=False, strict=False):
 def vhp(func, inputs, v=None, create_graph=False, strict=False):
     """(func(inputs), v^T H) for a scalar func, computed reverse-over-reverse."""
     return _hv(func, inputs, v, create_graph, strict, "vhp", "reverse")
+
+
+def func_call(func, args, mode):
+    """jitgrad.func.jacrev/jacfwd/grad of one plain tensor argument through the Jacobian
+    compiler's cache (compile.py):
+    the result, or None (then the caller runs the general path)."""
+    if not _compile._ENABLED or STATE.tracer is not None or len(args) != 1:
+        return None
+    a = args[0]
+    if type(a) is not Tensor or not a.is_floating_point() or (STATE.enabled and a._rg):
+        return None
+    strategy = "reverse-mode" if mode in ("grad", "reverse-mode") else "forward-mode"
+    hit = _compile.lookup(func, (a,), strategy, False, extra=mode)
+    if hit is _compile.SKIP:
+        return None
+    if hit is not None:
+        return hit[0][0][0]
+    tr, xi, outs = trace_call(func, (a,), False, mode)
+    if type(outs) is not Tensor or (mode == "grad" and outs.dim() != 0):
+        return None
+    rows = _compile.build(func, (a,), strategy, False, tr, [outs], False, extra=mode)
+    return None if rows is None else rows[0][0]

@@ -28,7 +28,11 @@ from __future__ import annotations
 
 import sys
 
-from .grad_mode import STATE
+from .. import _tensor, lazy
+from .. import functional_ops as F
+from .._state import STATE
+from .._tensor import Ctx, Tensor, apply_elementwise, apply_fn
+from ..ops import STRUCTURAL
 
 __all__ = ["Tracer", "TOp", "trace"]
 
@@ -61,8 +65,6 @@ _readers = None
 def _classes():
     global _Tensor, _TracedCls
     if _Tensor is None:
-        from ..tensor import Tensor
-        from .. import lazy
 
         class _Traced(Tensor):
             """A tensor some active tracer knows: reports reads of its values."""
@@ -86,12 +88,10 @@ def _structural_readers():
     primitive; any other read of a traced tensor is a value observation."""
     global _readers
     if _readers is None:
-        from .. import functional_ops as F
-        T = sys.modules["jitgrad.tensor"]
+        T = _tensor
         codes = {T.apply_elementwise, T.apply_fn, T.Tensor.contiguous,
                  T.Tensor.is_contiguous, T.Tensor.__iter__, T.Tensor.to}
         # the public functions each structural record names as shape-only readers
-        from ..ops import STRUCTURAL
         codes.update(getattr(F, name) for rec in STRUCTURAL.values() for name in rec.readers)
         _readers = frozenset(getattr(f, "__code__", None) or f.fget.__code__ for f in codes)
     return _readers
@@ -201,7 +201,6 @@ class Tracer:
 
     # --- hooks called by tensor.apply_elementwise / tensor.apply_fn -----------------------
     def elementwise(self, row, ops, grad_fn, reduce, out):
-        from ..tensor import apply_elementwise
         st = STATE
         st.tracer = None
         try:
@@ -217,7 +216,6 @@ class Tracer:
         return res
 
     def function(self, fn, inputs, grad_fn, view_of, save, ctx, params):
-        from ..tensor import Ctx, apply_fn
         st = STATE
         if ctx is None:
             ctx = Ctx()

@@ -13,10 +13,14 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional_ops as F
+from .._state import no_grad
+from .._tensor import Ctx, Tensor, apply_elementwise, apply_fn, broadcast_shapes, full
 from ..backends import cpu_nn
+from ..backends import cuda  # (numba.cuda itself is imported only when a GPU op runs)
+from ..creation import default_generator
+from ..functional_ops import where
 from ..ops import ELEMENTWISE
 from ..ops import structural
-from ..tensor import Ctx, Tensor, apply_elementwise, apply_fn, broadcast_shapes
 
 tanh = F.tanh
 sigmoid = F.sigmoid
@@ -245,7 +249,6 @@ def _nll_loss_masked(x, t, w, ignore_index, reduction):
     class (not in ignored rows) and M holds its weight (divided by the weight total for
     'mean'), both built on the host from the (host) targets; the GPU runs one fused kernel each
     way. ``where`` keeps an inf/NaN logit elsewhere in a row out of the loss (0 * inf is NaN)."""
-    from ..functional_ops import where
     c = x.shape[1]
     dt = x._meta[1]
     valid = t != ignore_index
@@ -268,7 +271,6 @@ def _nll_loss_masked(x, t, w, ignore_index, reduction):
 
 
 def _cuda_backend():
-    from ..backends import cuda
     return cuda
 
 
@@ -486,7 +488,6 @@ def dropout(input, p=0.5, training=True, inplace=False):
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
         return input
-    from ..creation import default_generator
     shape, dt = input._meta
     if p == 1.0:
         m = np.zeros(shape, dt)
@@ -560,7 +561,6 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
 
 
 def _embedding_renorm(weight, idx, max_norm, norm_type):
-    from ..autograd.grad_mode import no_grad
     rows = np.unique(idx)
     with no_grad():
         w = weight.detach()[Tensor._make(rows)]
@@ -631,7 +631,6 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         mean = F.mean(input, dims, keepdim=True)
         var = F.var(input, dims, keepdim=True, correction=0)
         if running_mean is not None or running_var is not None:
-            from ..autograd.grad_mode import no_grad
             with no_grad():
                 if running_mean is not None:
                     running_mean.mul_(1 - momentum).add_(
@@ -754,7 +753,6 @@ def pad(input, pad, mode="constant", value=None):
         x = input[tuple(src)] if any(s != slice(None) for s in src) else input
         if not any(lo or hi for lo, hi in widths.values()):
             return x.clone()
-        from ..tensor import full
         res = full(out_shape, 0.0 if value is None else value, dtype=input.dtype,
                    device=input.device)
         res[tuple(dst)] = x

@@ -10,9 +10,9 @@ import warnings
 
 import numpy as np
 
-from ..autograd.grad_mode import no_grad
+from .._state import no_grad
 from ..creation import _gen
-from ..tensor import Tensor
+from .._tensor import Tensor
 
 
 def _write(tensor: Tensor, values) -> Tensor:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tensor import Tensor
+from .._state import no_grad
+from .._tensor import Tensor
 
 
 class Parameter(Tensor):
@@ -33,7 +34,6 @@ class Parameter(Tensor):
     def __deepcopy__(self, memo):
         if id(self) in memo:
             return memo[id(self)]
-        from ..autograd.grad_mode import no_grad
         with no_grad():
             p = type(self)(self.detach().clone(), self._rg)
             if self.grad is not None:

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import functional_ops as F
 from .. import lazy
+from .._state import no_grad
+from .._tensor import Tensor
 from ..backends import cpu
 from ..codegen import SYM_MATH, Emitter, Sym, split_invariant
 
@@ -173,19 +176,16 @@ class _TensorMath:
 
     @staticmethod
     def sqrt(x):
-        from .. import functional_ops as F
         return F.sqrt(x)
 
     @staticmethod
     def maximum(a, b):
-        from .. import functional_ops as F
         return F.maximum(a, b)
 
     @staticmethod
     def where(c, a, b):
         if isinstance(c, (bool, np.bool_)):
             return a if c else b
-        from .. import functional_ops as F
         return F.where(c, a, b)
 
 
@@ -195,8 +195,6 @@ TENSOR_MATH = _TensorMath()
 def run_tensor_ops(rule: Rule, b: Bucket) -> None:
     """Update each param of the bucket with jitgrad elementwise ops (CUDA params, non-fused
     optimizers): every new value is computed from the old ones before any is written back."""
-    from ..autograd.grad_mode import no_grad
-    from ..tensor import Tensor
     states = list(rule.states(b.flags))
     with no_grad():
         for k, p in enumerate(b.ps):

@@ -9,8 +9,8 @@ from itertools import chain
 
 import numpy as np
 
-from ..autograd.grad_mode import enable_grad
-from ..tensor import Tensor
+from .._state import enable_grad
+from .._tensor import Tensor, full
 from . import _fused
 
 
@@ -31,7 +31,6 @@ def _zeros_like_param(p: Tensor, fill: float = 0.0) -> Tensor:
     """A C-contiguous state buffer of p's shape, dtype and device (never requires grad)."""
     shape, dt = p._meta
     if _is_cuda(p):
-        from ..tensor import full
         return full(tuple(shape), fill, dtype=p.dtype, device="cuda")
     return Tensor._make(np.full(shape, fill, dtype=dt) if fill else np.zeros(shape, dtype=dt))
 

@@ -1,4 +1,4 @@
 """jitgrad.testing: gradient checks and the per-op test table (``opinfo.OPINFOS``)."""
-from .gradcheck import GradcheckError, gradcheck, gradgradcheck
+from ..autograd.gradcheck import GradcheckError, gradcheck, gradgradcheck
 
 __all__ = ["GradcheckError", "gradcheck", "gradgradcheck"]

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..creation import _gen
 from ..functional_ops import stack
-from ..tensor import Tensor, tensor
+from .._tensor import Tensor, tensor
 
 
 class Dataset:

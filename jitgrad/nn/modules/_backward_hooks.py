@@ -3,9 +3,9 @@ outputs pass through an identity Function; its backward on the outputs sees ``gr
 (and runs the pre-hooks), its backward on the inputs sees ``grad_input`` (and runs the hooks)."""
 from __future__ import annotations
 
-from ...autograd.function import Function
-from ...autograd.grad_mode import is_grad_enabled
-from ...tensor import Tensor
+from ..._state import is_grad_enabled
+from ..._tensor import Tensor
+from ...autograd.function import Function, _OutputNode
 
 
 class BackwardHookFunction(Function):
@@ -108,5 +108,4 @@ class BackwardHook:
 def _ctx(fn):
     """The shared ctx node behind an output's grad_fn (itself, or the node a per-output node
     forwards to)."""
-    from ...autograd.function import _OutputNode
     return fn.next_edges[0] if isinstance(fn, _OutputNode) else fn

@@ -9,7 +9,8 @@ import numpy as np
 
 from ... import dtypes
 from ...creation import empty
-from ...tensor import tensor as _tensor, zeros
+from ..._state import no_grad
+from ..._tensor import tensor as _tensor, zeros
 from .. import functional as F
 from .. import init
 from ..parameter import Parameter
@@ -129,7 +130,6 @@ class Embedding(Module):
     def reset_parameters(self):
         init.normal_(self.weight)
         if self.padding_idx is not None:
-            from ...autograd.grad_mode import no_grad
             with no_grad():
                 self.weight[self.padding_idx] = 0.0
 
@@ -271,7 +271,6 @@ class BatchNorm1d(Module):
         self._check_input_dim(input)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            from ...autograd.grad_mode import no_grad
             with no_grad():
                 self.num_batches_tracked.add_(1)
             if self.momentum is None:

@@ -10,8 +10,8 @@ import itertools
 from collections import OrderedDict, namedtuple
 
 from ... import dtypes
-from ...autograd.grad_mode import no_grad
-from ...tensor import Tensor
+from ..._state import no_grad
+from ..._tensor import Tensor
 from ...utils.hooks import RemovableHandle  # noqa: F401 (also exported from nn.modules)
 from ..parameter import Parameter
 

@@ -1,4 +1,4 @@
-"""engine: graph nodes (``grad_fn`` objects) and the iterative backward sweep.
+"""_engine: graph nodes (``grad_fn`` objects) and the iterative backward sweep.
 
 A node's ``next_edges`` holds, per input, the input's ``grad_fn`` node, an ``AccumulateGrad`` node
 for a leaf that requires grad, or ``None``. The sweep counts dependencies with an explicit stack
@@ -13,9 +13,25 @@ import weakref
 
 import numpy as np
 
-from . import grad_mode
-from .. import _debug, lazy
-from .. import tensor as _tensor  # (partly initialised here: tensor.py imports this module)
+from . import _state as grad_mode
+from . import _debug, lazy
+from .backends.cuda import DeviceArray
+from .ops import ELEMENTWISE
+
+# The Tensor class, registered by _tensor.py when it defines it (the engine sits below the class
+# in the layer order: it makes gradient Tensors and checks hook results, nothing more).
+Tensor = None
+
+
+def register_tensor_class(cls) -> None:
+    global Tensor
+    Tensor = cls
+
+
+def _is_cuda(t) -> bool:
+    """Whether a Tensor's value lives (or will be computed) on the GPU."""
+    a = t._arr
+    return type(a) is DeviceArray if a is not None else t._lazy.cuda
 
 _FREED_MSG = (
     "Trying to backward through the graph a second time (or directly access saved tensors after "
@@ -119,7 +135,7 @@ class TensorHooks:
             r = hook(g)
             if r is None:
                 continue
-            if not isinstance(r, _tensor.Tensor):
+            if not isinstance(r, Tensor):
                 raise TypeError(f"hook '{_hook_name(hook)}' returned a {type(r).__name__}; "
                                 "expected a Tensor or None")
             (shape, dt), (rshape, rdt) = g._meta, r._meta
@@ -129,7 +145,7 @@ class TensorHooks:
             if rdt != dt:
                 raise RuntimeError(f"hook '{_hook_name(hook)}' has changed the type of value "
                                    f"(was {dt}, got {rdt})")
-            if _tensor._is_cuda(r) != _tensor._is_cuda(g):
+            if _is_cuda(r) != _is_cuda(g):
                 raise RuntimeError(f"hook '{_hook_name(hook)}' has changed the device of value "
                                    f"(was {g.device}, got {r.device})")
             g = r
@@ -184,7 +200,6 @@ def accumulate_into_grad(t, g, create_graph, deferred=None, steal_refs=0):
     ``steal_refs``: how many references the callers hold to ``g``; when nothing else does, a
     new ``.grad`` takes g's array without copying it (0: always copy). Under the leaf's lock."""
     with _LEAF_LOCKS[(id(t) >> 4) & 63]:  # (_leaf_lock, inlined: every leaf's path)
-        Tensor = _tensor.Tensor
         gshape, gdt = g._meta
         tshape, tdt = t._meta
         if gshape != tshape:
@@ -212,7 +227,7 @@ def accumulate_into_grad(t, g, create_graph, deferred=None, steal_refs=0):
                     own = lazy.Lazy(None, ops, lz.shape, lz.dtype, lz.cdt, lz.axes,
                                     lz.keepdim, lz.scale)
                 else:
-                    own = lazy.Lazy(_tensor.ELEMENTWISE["mul"], (g, 1), lz.shape, lz.dtype, lz.cdt)
+                    own = lazy.Lazy(ELEMENTWISE["mul"], (g, 1), lz.shape, lz.dtype, lz.cdt)
                 t.grad = lazy.make_lazy(Tensor, own)
                 return t.grad
             else:

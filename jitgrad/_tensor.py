@@ -1,6 +1,7 @@
-"""tensor: the Tensor class, elementwise op application (kernels generated from ops.ELEMENTWISE)
-and the generic application of structural records (ops.Structural: array forward, one VJP run
-on arrays or Tensors)."""
+"""_tensor: the Tensor class (its op methods declared in _methods.TensorMethods), elementwise
+op application (kernels generated from ops.ELEMENTWISE) and the generic application of
+structural records (ops.Structural: array forward, one VJP run on arrays or Tensors); the
+``jitgrad.tensor`` factory (the module is ``_tensor`` so that name is only the function)."""
 from __future__ import annotations
 
 from math import prod
@@ -9,11 +10,16 @@ import weakref
 
 import numpy as np
 
-from . import dtypes, lazy
-from .autograd import grad_mode
-from .autograd.engine import Node, grad_edge, hooks_of, node_class, run_backward
+from . import _engine, dtypes, interop, lazy
+from . import _state as grad_mode
+from ._engine import Node, grad_edge, hooks_of, node_class, run_backward
+from ._format import format_tensor
+from ._methods import IMPL, TensorMethods, implement
+from ._state import enable_grad
 from .backends import cpu
+from .backends import cuda as cb  # (numba.cuda itself is imported only when a GPU op runs)
 from .backends.cuda import DeviceArray
+from .utils.hooks import RemovableHandle
 from . import structural as _V
 from .ops import ELEMENTWISE, FLOAT_MATH, Elementwise, structural
 
@@ -87,16 +93,12 @@ def check_device(dev) -> bool:
     if dev is None:
         return False
     if device(dev).type == "cuda":
-        from .backends import cuda as cb
         cb.require()
         return True
     return False
 
 
-def _is_cuda(t) -> bool:
-    """Whether a Tensor's value lives (or will be computed) on the GPU."""
-    a = t._arr
-    return type(a) is DeviceArray if a is not None else t._lazy.cuda
+_is_cuda = _engine._is_cuda
 
 
 def _same_device(ops, name) -> bool:
@@ -120,7 +122,7 @@ def _to_gpu_operands(ops):
     return tuple(o.to("cuda") if isinstance(o, Tensor) and not _is_cuda(o) else o for o in ops)
 
 
-class Tensor:
+class Tensor(TensorMethods):
     """A NumPy array with autograd metadata; ``_data`` is always an ``np.ndarray``."""
 
     __slots__ = ("_arr", "_lazy", "_rg", "grad", "grad_fn", "_vc", "_base", "_accum",
@@ -294,7 +296,6 @@ class Tensor:
         before it is accumulated into a leaf's ``.grad`` or passed on; a returned Tensor (same
         shape, dtype and device) replaces the gradient. Hooks run in registration order.
         Returns a handle whose ``remove()`` takes the hook out."""
-        from .utils.hooks import RemovableHandle
         hs = self._hooks("pre")
         h = RemovableHandle(hs.pre)
         hs.pre[h.id] = hook
@@ -303,7 +304,6 @@ class Tensor:
     def register_post_accumulate_grad_hook(self, hook):
         """``hook(tensor)`` runs after backward has updated this leaf's ``.grad`` (not for
         ``autograd.grad``, which leaves ``.grad`` alone). Returns a removable handle."""
-        from .utils.hooks import RemovableHandle
         hs = self._hooks("post")
         h = RemovableHandle(hs.post)
         hs.post[h.id] = hook
@@ -378,7 +378,6 @@ class Tensor:
         return id(self)
 
     def __repr__(self):
-        from ._format import format_tensor
         return format_tensor(self)
 
     def __format__(self, spec):
@@ -470,14 +469,12 @@ class Tensor:
         return self._data.flags.c_contiguous
 
     def __dlpack__(self, stream=None, max_version=None, dl_device=None, copy=None):
-        from . import interop
         if self._rg:
             raise RuntimeError("Can't export tensors that require gradient, use "
                                "tensor.detach()")
         a = self._data
         dev = ("cuda", 0) if type(a) is DeviceArray else ("cpu", 0)
         if type(a) is DeviceArray:
-            from .backends import cuda as cb
             # the capsule must keep the DeviceArray (the pool block's owner) alive, not only the
             # numba array: the simulator's arrays have no __cuda_array_interface__ to read
             a = a.dev if cb.simulated() else a
@@ -489,15 +486,152 @@ class Tensor:
         return (2, 0) if _is_cuda(self) else (1, 0)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        from .autograd import backward
-        backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+        """Accumulate d(self)/d(leaf) into the leaves' ``.grad`` (``autograd.backward``)."""
+        IMPL.backward(self, gradient, retain_graph, create_graph, inputs=inputs)
 
+    # -- operators: implementations in functional_ops (through _methods.IMPL); an operand
+    # of another type gives NotImplemented, so Python tries its reflected operator
+    def __add__(self, other):
+        t = type(other)
+        if t is Tensor or t is float or t is int or isinstance(other, _OPERANDS):
+            return IMPL.add(self, other)
+        return NotImplemented
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        t = type(other)
+        if t is Tensor or t is float or t is int or isinstance(other, _OPERANDS):
+            return IMPL.sub(self, other)
+        return NotImplemented
+
+    def __rsub__(self, other):
+        t = type(other)
+        if t is Tensor or t is float or t is int or isinstance(other, _OPERANDS):
+            return IMPL.sub(other, self)
+        return NotImplemented
+
+    def __mul__(self, other):
+        t = type(other)
+        if t is Tensor or t is float or t is int or isinstance(other, _OPERANDS):
+            return IMPL.mul(self, other)
+        return NotImplemented
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other):
+        t = type(other)
+        if t is Tensor or t is float or t is int or isinstance(other, _OPERANDS):
+            return IMPL.div(self, other)
+        return NotImplemented
+
+    def __rtruediv__(self, other):
+        t = type(other)
+        if t is Tensor or t is float or t is int or isinstance(other, _OPERANDS):
+            return IMPL.div(other, self)
+        return NotImplemented
+
+    def __pow__(self, other):
+        t = type(other)
+        if t is Tensor or t is float or t is int or isinstance(other, _OPERANDS):
+            return IMPL.pow(self, other)
+        return NotImplemented
+
+    def __rpow__(self, other):
+        t = type(other)
+        if t is Tensor or t is float or t is int or isinstance(other, _OPERANDS):
+            return IMPL.pow(other, self)
+        return NotImplemented
+
+    def __matmul__(self, other):
+        t = type(other)
+        if t is Tensor or t is float or t is int or isinstance(other, _OPERANDS):
+            return IMPL.matmul(self, other)
+        return NotImplemented
+
+    def __rmatmul__(self, other):
+        t = type(other)
+        if t is Tensor or t is float or t is int or isinstance(other, _OPERANDS):
+            return IMPL.matmul(other, self)
+        return NotImplemented
+
+    def __lt__(self, other):
+        t = type(other)
+        if t is Tensor or t is float or t is int or isinstance(other, _OPERANDS):
+            return IMPL.lt(self, other)
+        return NotImplemented
+
+    def __le__(self, other):
+        t = type(other)
+        if t is Tensor or t is float or t is int or isinstance(other, _OPERANDS):
+            return IMPL.le(self, other)
+        return NotImplemented
+
+    def __gt__(self, other):
+        t = type(other)
+        if t is Tensor or t is float or t is int or isinstance(other, _OPERANDS):
+            return IMPL.gt(self, other)
+        return NotImplemented
+
+    def __ge__(self, other):
+        t = type(other)
+        if t is Tensor or t is float or t is int or isinstance(other, _OPERANDS):
+            return IMPL.ge(self, other)
+        return NotImplemented
+
+    def __eq__(self, other):
+        t = type(other)
+        if t is Tensor or t is float or t is int or isinstance(other, _OPERANDS):
+            return IMPL.eq(self, other)
+        return NotImplemented
+
+    def __ne__(self, other):
+        t = type(other)
+        if t is Tensor or t is float or t is int or isinstance(other, _OPERANDS):
+            return IMPL.ne(self, other)
+        return NotImplemented
+
+    def __iadd__(self, other):
+        return IMPL.add_(self, other)
+
+    def __isub__(self, other):
+        return IMPL.sub_(self, other)
+
+    def __imul__(self, other):
+        return IMPL.mul_(self, other)
+
+    def __itruediv__(self, other):
+        return IMPL.div_(self, other)
+
+    def __neg__(self):
+        return IMPL.neg(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return IMPL.abs(self)
+
+    def __and__(self, other):
+        return IMPL.logical_and(self, other)
+
+    def __invert__(self):
+        return IMPL.logical_not(self)
+
+    def __getitem__(self, index):
+        return IMPL.getitem(self, index)
+
+    def __setitem__(self, index, value):
+        return IMPL.setitem(self, index, value)
+
+
+_OPERANDS = (Tensor, numbers.Number, np.ndarray, np.generic)  # what the operators accept
+_engine.register_tensor_class(Tensor)
 
 
 def _rebuild(data, rg, dev="cpu"):
     arr = np.array(data)
     if dev != "cpu":  # uploaded before requires_grad is set: the result is a leaf, like torch
-        from .backends import cuda as cb
         arr = cb.to_device(arr)
     return Tensor._make(arr, rg)
 
@@ -968,14 +1102,12 @@ def rebase_views(root) -> None:
     views = root._views
     if not views:
         return
-    from .autograd.grad_mode import enable_grad
-    from .functional_ops import getitem
     live = [v for r in views[:-1] if (v := r()) is not None]
     root._views = None
     with enable_grad():
         flat = root.reshape(-1)
         for v in live:
-            g = getitem(flat, _positions_in_root(v, root), grad_fn="AsStridedBackward0")
+            g = IMPL.getitem(flat, _positions_in_root(v, root), grad_fn="AsStridedBackward0")
             v.grad_fn, v._rg = g.grad_fn, True
     for v in live:  # (re-registered: a later in-place write rebases them again)
         if v._base is root:
@@ -1034,7 +1166,6 @@ class _ToCopy:
     def forward(ctx, x, dtype):
         ctx.in_dtype = x.dtype
         if type(x) is DeviceArray:
-            from .backends import cuda as cb
             return cb.contiguous(x, dtype.np)
         return x.astype(dtype.np)
 
@@ -1048,7 +1179,6 @@ class _ToDevice:
     gradient goes back to the device the input came from."""
 
     def forward(ctx, x, to_cuda):  # the input is on the CPU
-        from .backends import cuda as cb
         return cb.to_device(x) if to_cuda else x
 
     def cuda_forward(ctx, x, to_cuda):  # the input is on the GPU
@@ -1067,7 +1197,6 @@ class _Clone:
         return np.array(x, order=order, copy=True)
 
     def cuda_forward(ctx, x, order):
-        from .backends import cuda as cb
         return cb.contiguous(x)
 
     def vjp(V, ctx, g):
@@ -1128,7 +1257,6 @@ def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
     arr = np.array(arr, copy=True, order="C") if arr.base is not None or \
         isinstance(data, np.ndarray) else arr
     if gpu:
-        from .backends import cuda as cb
         arr = cb.to_device(arr)
     t = Tensor._make(arr)
     if requires_grad:
@@ -1186,7 +1314,6 @@ def _filled(size, value, dtype, device, requires_grad):
     shape = _shape_arg(size)
     d = dtypes.from_any(dtype) if dtype is not None else dtypes.get_default_dtype()
     if gpu:
-        from .backends import cuda as cb
         t = Tensor._make(cb.full(shape, value, d.np))
     else:
         t = Tensor._make(np.full(shape, value, d.np))
@@ -1216,8 +1343,7 @@ class _TensorMath:
     precision, as the kernels compute it."""
 
     def __getattr__(self, name):
-        from . import functional_ops as F
-        tensor_fn, float_fn = getattr(F, name), getattr(FLOAT_MATH, name)
+        tensor_fn, float_fn = getattr(IMPL, name), getattr(FLOAT_MATH, name)
 
         def call(*args):
             if any(isinstance(a, Tensor) for a in args):
@@ -1229,3 +1355,7 @@ class _TensorMath:
 
 
 TENSOR_MATH = _TensorMath()
+
+
+# The tensor core's names the structural vocabulary (structural.TENSORS, below this module) uses.
+implement(Tensor=Tensor, apply_fn=apply_fn, Ctx=Ctx, sum_to=sum_to)

@@ -1,0 +1,348 @@
+"""_methods: ``TensorMethods``, the Tensor methods whose implementations live in a higher layer.
+
+Every public op method of ``Tensor`` is declared here, with its signature (the operators are
+in ``Tensor``'s own body), so readers, IDEs and type checkers see the whole class. Each one
+delegates to ``IMPL``, the one table the layers above fill when they are imported:
+``functional_ops`` registers the public functions (``x.sum(1)`` runs
+``functional_ops.sum(x, 1)``), ``autograd`` registers ``backward`` and ``_tensor`` the core
+names the structural vocabulary uses. That table is the only way a lower module reaches a
+higher one (see README, "How it is built"); ``import jitgrad`` fills it before any Tensor can
+be made.
+"""
+from __future__ import annotations
+
+__all__ = ["IMPL", "TensorMethods", "implement"]
+
+
+class _Impl:
+    """The implementations ``TensorMethods`` delegates to, by name (``IMPL.sum``)."""
+
+    def __getattr__(self, name):  # only reached for a name nobody registered
+        raise RuntimeError(f"Tensor method implementation {name!r} is not registered: import "
+                           "jitgrad (functional_ops and autograd fill jitgrad._methods.IMPL)")
+
+
+IMPL = _Impl()
+
+
+def implement(**fns) -> None:
+    """Register the implementations of Tensor methods (called by the layers above at import)."""
+    for name, fn in fns.items():
+        setattr(IMPL, name, fn)
+
+
+class TensorMethods:
+    """Mixin of ``Tensor``: its op methods (implementations in functional_ops). The operators
+    are in ``Tensor``'s own body (they check the operand type against ``Tensor`` itself)."""
+
+    __slots__ = ()
+
+    @property
+    def T(self):
+        """All dimensions reversed (``permute(n-1, ..., 0)``)."""
+        return IMPL._T(self)
+
+    @property
+    def mT(self):
+        """The last two dimensions swapped (batches of matrices)."""
+        return IMPL._mT(self)
+
+    # -- elementwise, reductions, movement, matmul, softmax, in-place: see functional_ops for
+    # each one's documentation (same name, except max/min/flip/new_*: _max_method, ...)
+    def exp(self):
+        return IMPL.exp(self)
+
+    def log(self):
+        return IMPL.log(self)
+
+    def log1p(self):
+        return IMPL.log1p(self)
+
+    def expm1(self):
+        return IMPL.expm1(self)
+
+    def sqrt(self):
+        return IMPL.sqrt(self)
+
+    def rsqrt(self):
+        return IMPL.rsqrt(self)
+
+    def sin(self):
+        return IMPL.sin(self)
+
+    def cos(self):
+        return IMPL.cos(self)
+
+    def tan(self):
+        return IMPL.tan(self)
+
+    def tanh(self):
+        return IMPL.tanh(self)
+
+    def sigmoid(self):
+        return IMPL.sigmoid(self)
+
+    def relu(self):
+        return IMPL.relu(self)
+
+    def square(self):
+        return IMPL.square(self)
+
+    def reciprocal(self):
+        return IMPL.reciprocal(self)
+
+    def neg(self):
+        return IMPL.neg(self)
+
+    def negative(self):
+        return IMPL.negative(self)
+
+    def abs(self):
+        return IMPL.abs(self)
+
+    def sign(self):
+        return IMPL.sign(self)
+
+    def erf(self):
+        return IMPL.erf(self)
+
+    def maximum(self, y):
+        return IMPL.maximum(self, y)
+
+    def minimum(self, y):
+        return IMPL.minimum(self, y)
+
+    def clamp(self, min=None, max=None):
+        return IMPL.clamp(self, min, max)
+
+    def clip(self, min=None, max=None):
+        return IMPL.clip(self, min, max)
+
+    def add(self, y, alpha=1):
+        return IMPL.add(self, y, alpha)
+
+    def sub(self, y, alpha=1):
+        return IMPL.sub(self, y, alpha)
+
+    def mul(self, y):
+        return IMPL.mul(self, y)
+
+    def div(self, y, rounding_mode=None):
+        return IMPL.div(self, y, rounding_mode)
+
+    def pow(self, y):
+        return IMPL.pow(self, y)
+
+    def eq(self, y):
+        return IMPL.eq(self, y)
+
+    def ne(self, y):
+        return IMPL.ne(self, y)
+
+    def lt(self, y):
+        return IMPL.lt(self, y)
+
+    def le(self, y):
+        return IMPL.le(self, y)
+
+    def gt(self, y):
+        return IMPL.gt(self, y)
+
+    def ge(self, y):
+        return IMPL.ge(self, y)
+
+    def sum(self, dim=None, keepdim=False, dtype=None):
+        return IMPL.sum(self, dim, keepdim, dtype)
+
+    def mean(self, dim=None, keepdim=False, dtype=None):
+        return IMPL.mean(self, dim, keepdim, dtype)
+
+    def prod(self, dim=None, keepdim=False, dtype=None):
+        return IMPL.prod(self, dim, keepdim, dtype)
+
+    def argmax(self, dim=None, keepdim=False):
+        return IMPL.argmax(self, dim, keepdim)
+
+    def argmin(self, dim=None, keepdim=False):
+        return IMPL.argmin(self, dim, keepdim)
+
+    def amax(self, dim=None, keepdim=False):
+        return IMPL.amax(self, dim, keepdim)
+
+    def amin(self, dim=None, keepdim=False):
+        return IMPL.amin(self, dim, keepdim)
+
+    def logsumexp(self, dim, keepdim=False):
+        return IMPL.logsumexp(self, dim, keepdim)
+
+    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        return IMPL.var(self, dim, unbiased, keepdim, correction=correction)
+
+    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        return IMPL.std(self, dim, unbiased, keepdim, correction=correction)
+
+    def reshape(self, *shape, grad_fn=None):
+        if grad_fn is None:  # (the common call: no keyword to pass on)
+            return IMPL.reshape(self, *shape)
+        return IMPL.reshape(self, *shape, grad_fn=grad_fn)
+
+    def view(self, *shape):
+        return IMPL.view(self, *shape)
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        return IMPL.flatten(self, start_dim, end_dim)
+
+    def squeeze(self, dim=None):
+        return IMPL.squeeze(self, dim)
+
+    def unsqueeze(self, dim):
+        return IMPL.unsqueeze(self, dim)
+
+    def t(self):
+        return IMPL.t(self)
+
+    def transpose(self, dim0, dim1):
+        return IMPL.transpose(self, dim0, dim1)
+
+    def swapaxes(self, dim0, dim1):
+        return IMPL.swapaxes(self, dim0, dim1)
+
+    def permute(self, *dims, grad_fn=None):
+        if grad_fn is None:  # (the common call: no keyword to pass on)
+            return IMPL.permute(self, *dims)
+        return IMPL.permute(self, *dims, grad_fn=grad_fn)
+
+    def expand(self, *sizes):
+        return IMPL.expand(self, *sizes)
+
+    def expand_as(self, other):
+        return IMPL.expand_as(self, other)
+
+    def split(self, split_size_or_sections, dim=0):
+        return IMPL.split(self, split_size_or_sections, dim)
+
+    def chunk(self, chunks, dim=0):
+        return IMPL.chunk(self, chunks, dim)
+
+    def unbind(self, dim=0):
+        return IMPL.unbind(self, dim)
+
+    def select(self, dim, index):
+        return IMPL.select(self, dim, index)
+
+    def matmul(self, b):
+        return IMPL.matmul(self, b)
+
+    def mm(self, b):
+        return IMPL.mm(self, b)
+
+    def bmm(self, b):
+        return IMPL.bmm(self, b)
+
+    def mv(self, b):
+        return IMPL.mv(self, b)
+
+    def dot(self, b):
+        return IMPL.dot(self, b)
+
+    def inner(self, b):
+        return IMPL.inner(self, b)
+
+    def outer(self, b):
+        return IMPL.outer(self, b)
+
+    def softmax(self, dim=None, dtype=None):
+        return IMPL.softmax(self, dim, dtype)
+
+    def log_softmax(self, dim=None, dtype=None):
+        return IMPL.log_softmax(self, dim, dtype)
+
+    def add_(self, y, alpha=1):
+        return IMPL.add_(self, y, alpha)
+
+    def sub_(self, y, alpha=1):
+        return IMPL.sub_(self, y, alpha)
+
+    def mul_(self, y):
+        return IMPL.mul_(self, y)
+
+    def div_(self, y):
+        return IMPL.div_(self, y)
+
+    def pow_(self, y):
+        return IMPL.pow_(self, y)
+
+    def clamp_(self, min=None, max=None):
+        return IMPL.clamp_(self, min, max)
+
+    def neg_(self):
+        return IMPL.neg_(self)
+
+    def zero_(self):
+        return IMPL.zero_(self)
+
+    def fill_(self, value):
+        return IMPL.fill_(self, value)
+
+    def copy_(self, src, non_blocking=False):
+        return IMPL.copy_(self, src, non_blocking)
+
+    def logical_and(self, b):
+        return IMPL.logical_and(self, b)
+
+    def logical_not(self):
+        return IMPL.logical_not(self)
+
+    def isnan(self):
+        return IMPL.isnan(self)
+
+    def isfinite(self):
+        return IMPL.isfinite(self)
+
+    def nonzero(self, as_tuple=False):
+        return IMPL.nonzero(self, as_tuple)
+
+    def equal(self, b):
+        return IMPL.equal(self, b)
+
+    def allclose(self, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+        return IMPL.allclose(self, b, rtol, atol, equal_nan)
+
+    def broadcast_to(self, shape):
+        return IMPL.broadcast_to(self, shape)
+
+    def where(self, x=None, y=None):
+        return IMPL.where(self, x, y)
+
+    def cumsum(self, dim, *, dtype=None):
+        return IMPL.cumsum(self, dim, dtype=dtype)
+
+    def max(self, dim=None, keepdim=False):
+        return IMPL._max_method(self, dim, keepdim)
+
+    def flip(self, *dims):
+        return IMPL._flip_method(self, *dims)
+
+    def min(self, dim=None, keepdim=False):
+        return IMPL._min_method(self, dim, keepdim)
+
+    def multiply(self, y):
+        return IMPL.mul(self, y)
+
+    def divide(self, y, rounding_mode=None):
+        return IMPL.div(self, y, rounding_mode)
+
+    def subtract(self, y, alpha=1):
+        return IMPL.sub(self, y, alpha)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+        return IMPL._new_tensor(self, data, dtype, device, requires_grad)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+        return IMPL._new_zeros(self, *size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+        return IMPL._new_ones(self, *size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False):
+        return IMPL._new_full(self, size, fill_value, dtype, device, requires_grad)
