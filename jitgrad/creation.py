@@ -2,6 +2,7 @@
 ``manual_seed``)."""
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -232,7 +233,14 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
-    return _finish(np.linspace(float(start), float(end), int(steps)), dtype, requires_grad, device)
+    """torch.linspace; for an integer dtype the end points are truncated to integers first,
+    then the float steps are truncated (torch's rule: linspace(4.3, -3, 50, dtype=int64)
+    starts 4, 3, 3, ...)."""
+    d = dtypes.from_any(dtype) if dtype is not None else dtypes.get_default_dtype()
+    start, end = float(start), float(end)
+    if not d.is_floating_point and d is not dtypes.bool_:
+        start, end = float(math.trunc(start)), float(math.trunc(end))
+    return _finish(np.linspace(start, end, int(steps)), d, requires_grad, device)
 
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):

@@ -500,3 +500,33 @@ def test_setitem_value_with_leading_ones(torch):
     np.testing.assert_array_equal(g.numpy(), tg.numpy())
     with pytest.raises(RuntimeError, match=r"shape \[2, 1, 3\]"):
         jitgrad.zeros(2, 3)[0] = jitgrad.ones(2, 1, 3)
+
+
+@pytest.mark.parametrize("start,end,steps", [(4.3, -3, 50), (-2.7, 9.9, 13), (-5.5, -0.5, 11),
+                                             (0, 10, 7), (3, 100, 1)])
+def test_linspace_integer_dtype_truncates_end_points_first(start, end, steps, torch):
+    """torch truncates start/end to the integer dtype before stepping (found by the OpInfo
+    conformance suite: jitgrad gave [4, 4, 4, 3, ...] for linspace(4.3, -3, 50, int64))."""
+    for dt in ("int64", "int32"):
+        got = jitgrad.linspace(start, end, steps, dtype=getattr(jitgrad, dt))
+        want = torch.linspace(start, end, steps, dtype=getattr(torch, dt))
+        assert got.tolist() == want.tolist() and got.dtype.name == dt
+
+
+@pytest.mark.parametrize("shape,pad", [((1, 2, 4, 5), (-1, 1, -2, 1)), ((1, 2, 4, 5), (2, 2, 1, 1)),
+                                       ((1, 2, 4, 5), (-2, -1, 3, -1)), ((2, 3, 5), (1, -1)),
+                                       ((2, 3, 5), (-1, 2)), ((2, 3, 5), (-2, -2))])
+def test_circular_pad_with_negative_widths_like_torch(shape, pad, torch):
+    """torch crops the negative widths first and wraps around what is left (jitgrad wrapped
+    around the whole dim: pad(x, (-1, 1), 'circular') of [0, 1, 2, 3] gave [1, 2, 3, 0], torch
+    [1, 2, 3, 1]; found by the OpInfo conformance suite). Values and gradients."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal(shape)
+    jx, tx = jitgrad.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    j = JF.pad(jx, pad, mode="circular")
+    t = torch.nn.functional.pad(tx, pad, mode="circular")
+    np.testing.assert_allclose(j.detach().numpy(), t.detach().numpy())
+    c = rng.standard_normal(tuple(t.shape))
+    j.backward(jitgrad.tensor(c))
+    t.backward(torch.tensor(c))
+    np.testing.assert_allclose(jx.grad.numpy(), tx.grad.numpy())

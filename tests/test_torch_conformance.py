@@ -36,8 +36,6 @@ def ci_dtypes(op):
 # entry -> why it does not pass under this file's configuration (float64, first 4 samples).
 # Regenerate with tc.run_entry(OPS[e], ci_dtypes(OPS[e]), CI_MAX_SAMPLES) for each RESOLVED e.
 KNOWN_FAILURES = {
-    # wrong results (silent mismatches against torch): bugs to fix
-    "nn.functional.embedding": "fail: 0-d index tensor gives shape (1, 5), torch (5,)",
     # rejected with a clear exception: missing keyword arguments / semantics
     "div.trunc_rounding": "unsupported: div(rounding_mode='trunc') not implemented",
     "div.floor_rounding": "unsupported: div(rounding_mode='floor') not implemented",

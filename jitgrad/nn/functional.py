@@ -550,7 +550,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
             raise AssertionError("Padding_idx must be within num_embeddings")
     if max_norm is not None:
         _embedding_renorm(weight, idx, float(max_norm), float(norm_type))
-    it = Tensor._make(np.ascontiguousarray(idx, np.int64))
+    it = Tensor._make(np.asarray(idx, np.int64, order="C"))  # (ascontiguousarray: 0-d -> 1-d)
     out = weight[it]
     if padding_idx is not None and weight.requires_grad and (idx == padding_idx).any():
         pad = Tensor._make((idx != padding_idx)[..., None])
@@ -779,7 +779,10 @@ def pad(input, pad, mode="constant", value=None):
         elif mode == "circular":
             if lo > n or hi > n:
                 raise ValueError("Padding value causes wrapping around more than once.")
-            idx = np.mod(pos, n)
+            # torch crops negative widths first, then wraps around what is left
+            start, m = max(-lo, 0), n - max(-lo, 0) - max(-hi, 0)
+            pos = np.arange(-max(lo, 0), m + max(hi, 0))
+            idx = start + np.mod(pos, m) if m > 0 else pos[:0]
         else:
             raise NotImplementedError(f"pad: mode {mode!r} is not supported (constant, reflect, "
                                       "replicate, circular)")
