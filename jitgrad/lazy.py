@@ -58,7 +58,7 @@ MAX_DEPTH = 64
 MAX_DEPTH_BACKWARD = 2 * MAX_DEPTH
 depth_limit = MAX_DEPTH
 
-# Large flat kernels run on all cores (prange over chunks of PAR_BLOCK = 16384 elements; at least
+# Large flat kernels run on all cores (chunks of PAR_BLOCK = 16384 elements on cpu.POOL; at least
 # eight chunks) ...
 PARALLEL = os.environ.get("JITGRAD_PARALLEL", "1") != "0"
 PAR_MIN = int(os.environ.get("JITGRAD_PAR_MIN", 1 << 17))
