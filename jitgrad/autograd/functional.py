@@ -173,8 +173,21 @@ def jacobian_traced(tr, xi, outs_t, mode, keep, strict):
         except Unsupported:
             rows = None
     if rows is None:
+        _engine_fallback_under_tracer()
         rows = _jac_autograd(xi, outs_t, keep, strict)
     return [[_finish(J, keep) for J in r] for r in rows]
+
+
+def _engine_fallback_under_tracer():
+    """An inner transform (hessian's inner jacobian, say) runs the autograd engine while an
+    outer transform is tracing: the outer record then holds ops of the engine's backward,
+    whose saved values it cannot always relate to its own record, so it must not be
+    interpreted (a reverse-over-reverse hessian through log_softmax then nll_loss lost its
+    second-order term); the outer transform runs the engine too."""
+    tr = STATE.tracer
+    while tr is not None:
+        tr.inexact = tr.inexact or "an inner transform ran the autograd engine"
+        tr = tr.parent
 
 
 def _jac_interp(tr, xi, outs_t, refs, mode):
@@ -271,6 +284,7 @@ def vjp_traced(tr, xi, outs_t, vs, keep, strict):
         except Unsupported:
             res = None
     if res is None:
+        _engine_fallback_under_tracer()
         pairs = [(o, v) for o, v in zip(outs_t, vs) if o.requires_grad]
         if pairs:
             res = list(_grad([o for o, _ in pairs], xi, [v for _, v in pairs],
@@ -302,6 +316,7 @@ def jvp_traced(tr, xi, outs_t, ts, keep, strict):
         except Unsupported:
             res = None
     if res is None:  # contract the autograd Jacobian with the tangents
+        _engine_fallback_under_tracer()
         rows = _jac_autograd(xi, outs_t, keep, False)
         res = []
         for o, row in zip(outs_t, rows):
