@@ -106,6 +106,90 @@ class TensorMethods:
     def erf(self):
         return IMPL.erf(self)
 
+    def erfc(self):
+        return IMPL.erfc(self)
+
+    def log2(self):
+        return IMPL.log2(self)
+
+    def log10(self):
+        return IMPL.log10(self)
+
+    def exp2(self):
+        return IMPL.exp2(self)
+
+    def sinh(self):
+        return IMPL.sinh(self)
+
+    def cosh(self):
+        return IMPL.cosh(self)
+
+    def asinh(self):
+        return IMPL.asinh(self)
+
+    def acosh(self):
+        return IMPL.acosh(self)
+
+    def atanh(self):
+        return IMPL.atanh(self)
+
+    def asin(self):
+        return IMPL.asin(self)
+
+    def acos(self):
+        return IMPL.acos(self)
+
+    def atan(self):
+        return IMPL.atan(self)
+
+    def arcsinh(self):
+        return IMPL.arcsinh(self)
+
+    def arccosh(self):
+        return IMPL.arccosh(self)
+
+    def arctanh(self):
+        return IMPL.arctanh(self)
+
+    def arcsin(self):
+        return IMPL.arcsin(self)
+
+    def arccos(self):
+        return IMPL.arccos(self)
+
+    def arctan(self):
+        return IMPL.arctan(self)
+
+    def deg2rad(self):
+        return IMPL.deg2rad(self)
+
+    def rad2deg(self):
+        return IMPL.rad2deg(self)
+
+    def floor(self):
+        return IMPL.floor(self)
+
+    def ceil(self):
+        return IMPL.ceil(self)
+
+    def trunc(self):
+        return IMPL.trunc(self)
+
+    def fix(self):
+        return IMPL.fix(self)
+
+    def frac(self):
+        return IMPL.frac(self)
+
+    def round(self, *, decimals=0):
+        return IMPL.round(self, decimals=decimals)
+
+    def hypot(self, other):
+        return IMPL.hypot(self, other)
+
+    def logaddexp(self, other):
+        return IMPL.logaddexp(self, other)
+
     def maximum(self, y):
         return IMPL.maximum(self, y)
 

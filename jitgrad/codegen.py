@@ -16,7 +16,13 @@ FUNC_SRC = {
     "exp": "vm_exp", "log": "vm_log", "log1p": "vm_log1p", "expm1": "vm_expm1",
     "sin": "vm_sin", "cos": "vm_cos", "tan": "vm_tan", "tanh": "vm_tanh",
     "sigmoid": "vm_sigmoid", "sqrt": "math.sqrt", "erf": "math.erf", "abs": "abs",
-    "sign": "np.sign",
+    "sign": "np.sign", "erfc": "math.erfc",
+    # scalar NumPy ufuncs: keep float32 as float32 (numba's math.floor would return int64)
+    "floor": "np.floor", "ceil": "np.ceil", "round": "np.rint", "trunc": "np.trunc",
+    "log2": "np.log2", "log10": "np.log10", "exp2": "np.exp2", "sinh": "np.sinh",
+    "cosh": "np.cosh", "asinh": "np.arcsinh", "acosh": "np.arccosh", "atanh": "np.arctanh",
+    "asin": "np.arcsin", "acos": "np.arccos", "atan": "np.arctan", "atan2": "np.arctan2",
+    "hypot": "np.hypot", "logaddexp": "np.logaddexp",
 }
 
 # The same vocabulary in numba.cuda kernels: CUDA's libdevice ``math`` functions. An entry may be
@@ -29,7 +35,31 @@ FUNC_SRC_CUDA = {
     "sigmoid": lambda em, x: f"{em.operand(1.0)} / ({em.operand(1.0)} + math.exp(-{x}))",
     "sign": lambda em, x: (f"{em.operand(1.0)} if {x} > 0 else ({em.operand(-1.0)} if {x} < 0 "
                            f"else {x} - {x})"),
+    "erfc": "math.erfc", "floor": "math.floor", "ceil": "math.ceil", "trunc": "math.trunc",
+    "round": lambda em, x: _cuda_round(em, x),
+    "log2": "math.log2", "log10": "math.log10",
+    "exp2": lambda em, x: f"math.pow({em.operand(2.0)}, {x})",
+    "sinh": "math.sinh", "cosh": "math.cosh", "asinh": "math.asinh", "acosh": "math.acosh",
+    "atanh": "math.atanh", "asin": "math.asin", "acos": "math.acos", "atan": "math.atan",
+    "atan2": "math.atan2", "hypot": "math.hypot",
+    "logaddexp": lambda em, a, b: _cuda_logaddexp(em, a, b),
 }
+
+
+def _cuda_round(em, x):
+    """Half to even (torch.round) from floor: libdevice's rint is not in ``math``."""
+    f = em.let(f"math.floor({x})").name
+    d = em.let(f"{x} - {f}").name
+    half, one, two = em.operand(0.5), em.operand(1.0), em.operand(2.0)
+    return (f"{f} + {one} if ({d} > {half} or ({d} == {half} and "
+            f"math.fmod({f}, {two}) != 0)) else {f}")
+
+
+def _cuda_logaddexp(em, a, b):
+    """max + log1p(exp(-|a - b|)); equal infinities give themselves (not NaN)."""
+    hi = em.let(f"{a} if {a} > {b} else {b}").name
+    return (f"{a} if ({a} == {b} and math.isinf({a})) else "
+            f"{hi} + math.log1p(math.exp(-abs({a} - {b})))")
 
 
 class Emitter:
@@ -101,11 +131,12 @@ class _SymMath:
         if fname not in FUNC_SRC:
             raise AttributeError(fname)
 
-        def call(x):
-            src = x.em.funcs[fname]
+        def call(*xs):  # unary, or binary (atan2, hypot, logaddexp)
+            em = next(v.em for v in xs if isinstance(v, Sym))
+            src, args = em.funcs[fname], [em.operand(v) for v in xs]
             if callable(src):
-                return x.em.let(src(x.em, x.name))
-            return x.em.let(f"{src}({x.name})")
+                return em.let(src(em, *args))
+            return em.let(f"{src}({', '.join(args)})")
         return call
 
     @staticmethod

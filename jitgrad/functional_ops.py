@@ -149,6 +149,77 @@ negative = neg
 abs = _unary("abs")
 sign = _unary("sign")
 erf = _unary("erf")
+erfc = _unary("erfc")
+log2 = _unary("log2")
+log10 = _unary("log10")
+exp2 = _unary("exp2")
+sinh = _unary("sinh")
+cosh = _unary("cosh")
+asinh = _unary("asinh")
+acosh = _unary("acosh")
+atanh = _unary("atanh")
+asin = _unary("asin")
+acos = _unary("acos")
+atan = _unary("atan")
+deg2rad = _unary("deg2rad")
+rad2deg = _unary("rad2deg")
+arcsinh, arccosh, arctanh, arcsin, arccos, arctan = asinh, acosh, atanh, asin, acos, atan
+
+
+def _rounding(name):
+    def f(x):
+        x = _tt(x)
+        kind = x._meta[1].kind
+        if kind == "b":
+            raise RuntimeError(f'"{name}" not implemented for \'Bool\'')
+        if kind in "iu":
+            return x.clone()  # torch: an integer tensor is already integral (a copy, no grad)
+        return ew(name, x)
+    f.__name__ = name
+    f.__doc__ = (f"Elementwise {name} (registry row ops.ELEMENTWISE[{name!r}]); integer "
+                 "tensors are returned as a copy, like torch; the gradient is zero.")
+    return f
+
+
+floor = _rounding("floor")
+ceil = _rounding("ceil")
+trunc = _rounding("trunc")
+fix = trunc
+_round0 = _rounding("round")
+
+
+def round(x, *, decimals=0):
+    """Round half to even (torch.round); ``decimals`` scales by 10**decimals first, as torch
+    does (x * 10**d rounded, then divided; negative d: divided, rounded, multiplied)."""
+    x = _tt(x)
+    if decimals == 0:
+        return _round0(x)
+    if x._meta[1].kind in "iub":
+        raise NotImplementedError(f'"round_cpu" not implemented for \'{x.dtype}\' with '
+                                  "decimals != 0")
+    if decimals > 0:
+        p = 10.0 ** decimals
+        return ew("round", x * p) / p
+    p = 10.0 ** -decimals
+    return ew("round", x / p) * p
+
+
+def frac(x):
+    """x - trunc(x), with x's sign (torch.frac); floating tensors only, gradient 1."""
+    x = _tt(x)
+    if x._meta[1].kind in "iub":
+        raise RuntimeError(f"frac: expected a floating point tensor, got {x.dtype}")
+    return ew("frac", x)
+
+
+def hypot(input, other):
+    """Elementwise sqrt(input**2 + other**2) without overflow."""
+    return ew("hypot", _t(input), _t(other))
+
+
+def logaddexp(input, other):
+    """Elementwise log(exp(input) + exp(other)) without overflow."""
+    return ew("logaddexp", _t(input), _t(other))
 gelu_exact = _unary("gelu")
 silu = _unary("silu")
 

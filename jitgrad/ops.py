@@ -58,6 +58,7 @@ def _ew(name, arity, fwd, vjps, grad_fn, dtype_rule="same", bool_inputs=()):
 _2_SQRTPI = 2 / math.sqrt(math.pi)
 _SQRT1_2 = 1 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1 / math.sqrt(2.0 * math.pi)
+_DEG2RAD, _RAD2DEG = math.pi / 180.0, 180.0 / math.pi
 
 # --- arithmetic --------------------------------------------------------------------------------
 _ew("add", 2, lambda m, x, y: x + y,
@@ -136,6 +137,49 @@ _ew("silu", 1, lambda m, x: x * m.sigmoid(x),
 _ew("erf", 1, lambda m, x: m.erf(x), [lambda m, x, out, g: g * _2_SQRTPI * m.exp(-x * x)],
     "ErfBackward0", "float")
 
+# --- rounding: zero gradient like torch (integer inputs never reach these rows: identity) ------
+for _name, _gf in [("floor", "FloorBackward0"), ("ceil", "CeilBackward0"),
+                   ("round", "RoundBackward0"), ("trunc", "TruncBackward0")]:
+    _ew(_name, 1, (lambda n: lambda m, x: getattr(m, n)(x))(_name), [lambda m, x, out, g: 0], _gf)
+_ew("frac", 1, lambda m, x: x - m.trunc(x), [lambda m, x, out, g: g], "FracBackward0")
+
+# --- more transcendental (torch's derivatives.yaml formulas, so inf/NaN edges agree) ----------
+_LN2, _LN10 = math.log(2.0), math.log(10.0)
+_ew("log2", 1, lambda m, x: m.log2(x), [lambda m, x, out, g: g / (x * _LN2)], "Log2Backward0",
+    "float")
+_ew("log10", 1, lambda m, x: m.log10(x), [lambda m, x, out, g: g / (x * _LN10)],
+    "Log10Backward0", "float")
+_ew("exp2", 1, lambda m, x: m.exp2(x), [lambda m, x, out, g: g * out * _LN2], "Exp2Backward0",
+    "float")
+_ew("sinh", 1, lambda m, x: m.sinh(x), [lambda m, x, out, g: g * m.cosh(x)], "SinhBackward0",
+    "float")
+_ew("cosh", 1, lambda m, x: m.cosh(x), [lambda m, x, out, g: g * m.sinh(x)], "CoshBackward0",
+    "float")
+_ew("asinh", 1, lambda m, x: m.asinh(x), [lambda m, x, out, g: g / m.sqrt(x * x + 1)],
+    "AsinhBackward0", "float")
+_ew("acosh", 1, lambda m, x: m.acosh(x), [lambda m, x, out, g: g / m.sqrt(x * x - 1)],
+    "AcoshBackward0", "float")
+_ew("atanh", 1, lambda m, x: m.atanh(x), [lambda m, x, out, g: g / (1 - x * x)],
+    "AtanhBackward0", "float")
+_ew("asin", 1, lambda m, x: m.asin(x), [lambda m, x, out, g: g / m.sqrt(1 - x * x)],
+    "AsinBackward0", "float")
+_ew("acos", 1, lambda m, x: m.acos(x), [lambda m, x, out, g: -g / m.sqrt(1 - x * x)],
+    "AcosBackward0", "float")
+_ew("atan", 1, lambda m, x: m.atan(x), [lambda m, x, out, g: g / (1 + x * x)],
+    "AtanBackward0", "float")
+_ew("hypot", 2, lambda m, x, y: m.hypot(x, y),
+    [lambda m, x, y, out, g: g * x / out, lambda m, x, y, out, g: g * y / out],
+    "HypotBackward0", "float")
+_ew("logaddexp", 2, lambda m, x, y: m.logaddexp(x, y),
+    [lambda m, x, y, out, g: g / (1 + m.exp(y - x)),
+     lambda m, x, y, out, g: g / (1 + m.exp(x - y))], "LogaddexpBackward0", "float")
+_ew("deg2rad", 1, lambda m, x: x * _DEG2RAD, [lambda m, x, out, g: g * _DEG2RAD],
+    "Deg2RadBackward0", "float")
+_ew("rad2deg", 1, lambda m, x: x * _RAD2DEG, [lambda m, x, out, g: g * _RAD2DEG],
+    "Rad2DegBackward0", "float")
+_ew("erfc", 1, lambda m, x: m.erfc(x), [lambda m, x, out, g: -g * _2_SQRTPI * m.exp(-x * x)],
+    "ErfcBackward0", "float")
+
 # --- comparisons (not differentiable; bool output) ---------------------------------------------
 for _name, _fn in [("eq", lambda m, x, y: x == y), ("ne", lambda m, x, y: x != y),
                    ("lt", lambda m, x, y: x < y), ("le", lambda m, x, y: x <= y),
@@ -174,6 +218,28 @@ class _FloatMath:
     tanh = staticmethod(math.tanh)
     sqrt = staticmethod(lambda x: math.sqrt(x) if x >= 0 else math.nan)
     erf = staticmethod(math.erf)
+    erfc = staticmethod(math.erfc)
+    floor = staticmethod(lambda x: float(math.floor(x)))
+    ceil = staticmethod(lambda x: float(math.ceil(x)))
+    round = staticmethod(lambda x: float(round(x)))    # half to even, like torch
+    trunc = staticmethod(lambda x: float(math.trunc(x)))
+    log2 = staticmethod(lambda x: math.log2(x) if x > 0 else (-math.inf if x == 0 else math.nan))
+    log10 = staticmethod(lambda x: math.log10(x) if x > 0 else
+                         (-math.inf if x == 0 else math.nan))
+    exp2 = staticmethod(lambda x: 2.0 ** x)
+    sinh = staticmethod(math.sinh)
+    cosh = staticmethod(math.cosh)
+    asinh = staticmethod(math.asinh)
+    acosh = staticmethod(lambda x: math.acosh(x) if x >= 1 else math.nan)
+    atanh = staticmethod(lambda x: math.atanh(x) if -1 < x < 1 else
+                         (math.copysign(math.inf, x) if abs(x) == 1 else math.nan))
+    asin = staticmethod(lambda x: math.asin(x) if -1 <= x <= 1 else math.nan)
+    acos = staticmethod(lambda x: math.acos(x) if -1 <= x <= 1 else math.nan)
+    atan = staticmethod(math.atan)
+    atan2 = staticmethod(math.atan2)
+    hypot = staticmethod(math.hypot)
+    logaddexp = staticmethod(lambda a, b: a if a == b else
+                             max(a, b) + math.log1p(math.exp(-abs(a - b))))
     abs = staticmethod(abs)
     sigmoid = staticmethod(lambda x: 1 / (1 + math.exp(-x)) if x > -700 else 0.0)
     sign = staticmethod(lambda x: float((x > 0) - (x < 0)))
