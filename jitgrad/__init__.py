@@ -25,7 +25,8 @@ from .functional_ops import (abs, add, allclose, amax, amin, argmax, argmin, bmm
                              reshape, rsqrt, select, sigmoid, sign, sin, softmax, split, sqrt,
                              square, squeeze, stack, std, sub, sum, t, tan, tanh, transpose,
                              unbind, unsqueeze, var, where)
-from .functional_ops import (acos, acosh, arccos, arccosh, arcsin, arcsinh, arctan, arctanh, asin, asinh, atan, atanh, ceil, cosh, deg2rad, erfc,
+from .functional_ops import (acos, acosh, arccos, arccosh, arcsin, arcsinh, arctan, arctan2,
+                             arctanh, asin, asinh, atan, atan2, atanh, ceil, cosh, deg2rad, erfc,
                              exp2, fix, floor, frac, hypot, log10, log2, logaddexp, rad2deg,
                              round, sinh, trunc)
 from . import autograd, nn  # noqa: E402

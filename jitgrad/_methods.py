@@ -184,6 +184,12 @@ class TensorMethods:
     def round(self, *, decimals=0):
         return IMPL.round(self, decimals=decimals)
 
+    def atan2(self, other):
+        return IMPL.atan2(self, other)
+
+    def arctan2(self, other):
+        return IMPL.arctan2(self, other)
+
     def hypot(self, other):
         return IMPL.hypot(self, other)
 

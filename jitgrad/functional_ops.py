@@ -212,6 +212,15 @@ def frac(x):
     return ew("frac", x)
 
 
+def atan2(input, other):
+    """Elementwise atan2(input, other) in [-pi, pi]; both inputs get gradients (zero at the
+    origin, like torch)."""
+    return ew("atan2", _t(input), _t(other))
+
+
+arctan2 = atan2
+
+
 def hypot(input, other):
     """Elementwise sqrt(input**2 + other**2) without overflow."""
     return ew("hypot", _t(input), _t(other))

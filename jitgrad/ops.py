@@ -55,6 +55,11 @@ def _ew(name, arity, fwd, vjps, grad_fn, dtype_rule="same", bool_inputs=()):
                                     bool_inputs)
 
 
+def _atan2_recip(m, y, x):
+    d = y * y + x * x
+    return m.where(d == 0, 0, 1 / d)
+
+
 _2_SQRTPI = 2 / math.sqrt(math.pi)
 _SQRT1_2 = 1 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1 / math.sqrt(2.0 * math.pi)
@@ -167,6 +172,10 @@ _ew("acos", 1, lambda m, x: m.acos(x), [lambda m, x, out, g: -g / m.sqrt(1 - x *
     "AcosBackward0", "float")
 _ew("atan", 1, lambda m, x: m.atan(x), [lambda m, x, out, g: g / (1 + x * x)],
     "AtanBackward0", "float")
+# 1/(y^2 + x^2) taken as 0 where the sum is 0 (torch: zero gradient at the origin)
+_ew("atan2", 2, lambda m, y, x: m.atan2(y, x),
+    [lambda m, y, x, out, g: g * x * _atan2_recip(m, y, x),
+     lambda m, y, x, out, g: g * -y * _atan2_recip(m, y, x)], "Atan2Backward0", "float")
 _ew("hypot", 2, lambda m, x, y: m.hypot(x, y),
     [lambda m, x, y, out, g: g * x / out, lambda m, x, y, out, g: g * y / out],
     "HypotBackward0", "float")

@@ -312,6 +312,8 @@ _ROWS = [
     _unary("asin", np.arcsin, (-0.8, 0.8)),
     _unary("acos", np.arccos, (-0.8, 0.8)),
     _unary("atan", np.arctan),
+    _binary("atan2", jitgrad.atan2, np.arctan2, domain=[(-2.0, 2.0), (0.25, 2.0)],
+            scalar_operand=False),
     _binary("hypot", jitgrad.hypot, np.hypot, domain=[(-2.0, 2.0), (0.25, 2.0)],
             scalar_operand=False),
     _binary("logaddexp", jitgrad.logaddexp, np.logaddexp, scalar_operand=False),
