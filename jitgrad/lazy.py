@@ -783,7 +783,13 @@ def realize_into(t, out) -> bool:
         _run_group([p], lz.shape, into=out, plan=plan)
     finally:
         st.claim = outer
-        _release(claim)
+        with _CLAIM_LOCK:  # (_release, inlined: every in-place update of a pending value)
+            for r in claim.records:
+                if r.claim is claim:
+                    r.claim = None
+            _ACTIVE.discard(claim)
+            if _waiters:
+                _CLAIMS.notify_all()
     _settle(t)
     return True
 
@@ -791,17 +797,30 @@ def realize_into(t, out) -> bool:
 def realize_readers(arr, skip=None) -> None:
     """Compute every pending value (but ``skip``) that reads memory ``arr`` overlaps, from its
     current contents: ``arr`` is about to be overwritten in place."""
-    if any(p.refs for p in _THREADS):
-        mine, others = _all_pending()
-        mine = [x for x in mine if x is not skip and _pending_node(x) is not None
-                and _reads(x, arr)]
-        others = [x for x in others if x is not skip and _pending_node(x) is not None
-                  and _reads(x, arr)]
-        if mine:
-            realize_many(mine)
-        if others:
-            realize_many(others, settle=False)
-    _wait_for_others()
+    # (_all_pending, inlined and fused with the filter: this runs before every in-place write,
+    # so lists that are empty, the common case, cost one truthiness test each)
+    own_p = STATE.pending
+    mine = others = None
+    for p in _THREADS:
+        refs = p.refs
+        if not refs:
+            continue
+        if p is own_p:  # compacted on the way (keeps a loop of in-place updates' scans short)
+            live = [r for r in refs if (x := r()) is not None and x._arr is None]
+            refs[:] = live
+            mine = [x for r in live if (x := r()) is not None and x is not skip
+                    and _pending_node(x) is not None and _reads(x, arr)]
+        else:  # another thread's list: copied before the scan, never changed here
+            found = [x for r in list(refs) if (x := r()) is not None and x is not skip
+                     and _pending_node(x) is not None and _reads(x, arr)]
+            if found:
+                others = found if others is None else others + found
+    if mine:
+        realize_many(mine)
+    if others:
+        realize_many(others, settle=False)
+    if _ACTIVE:  # (_wait_for_others' own first test, here to save the call)
+        _wait_for_others()
 
 
 def _overlaps(a, b) -> bool:
