@@ -368,6 +368,93 @@ class TensorMethods:
     def neg_(self):
         return IMPL.neg_(self)
 
+    def erfc_(self):
+        return IMPL.erfc_(self)
+
+    def log2_(self):
+        return IMPL.log2_(self)
+
+    def log10_(self):
+        return IMPL.log10_(self)
+
+    def exp2_(self):
+        return IMPL.exp2_(self)
+
+    def sinh_(self):
+        return IMPL.sinh_(self)
+
+    def cosh_(self):
+        return IMPL.cosh_(self)
+
+    def asinh_(self):
+        return IMPL.asinh_(self)
+
+    def acosh_(self):
+        return IMPL.acosh_(self)
+
+    def atanh_(self):
+        return IMPL.atanh_(self)
+
+    def asin_(self):
+        return IMPL.asin_(self)
+
+    def acos_(self):
+        return IMPL.acos_(self)
+
+    def atan_(self):
+        return IMPL.atan_(self)
+
+    def deg2rad_(self):
+        return IMPL.deg2rad_(self)
+
+    def rad2deg_(self):
+        return IMPL.rad2deg_(self)
+
+    def frac_(self):
+        return IMPL.frac_(self)
+
+    def floor_(self):
+        return IMPL.floor_(self)
+
+    def ceil_(self):
+        return IMPL.ceil_(self)
+
+    def trunc_(self):
+        return IMPL.trunc_(self)
+
+    def fix_(self):
+        return IMPL.fix_(self)
+
+    def arcsinh_(self):
+        return IMPL.arcsinh_(self)
+
+    def arccosh_(self):
+        return IMPL.arccosh_(self)
+
+    def arctanh_(self):
+        return IMPL.arctanh_(self)
+
+    def arcsin_(self):
+        return IMPL.arcsin_(self)
+
+    def arccos_(self):
+        return IMPL.arccos_(self)
+
+    def arctan_(self):
+        return IMPL.arctan_(self)
+
+    def round_(self, *, decimals=0):
+        return IMPL.round_(self, decimals=decimals)
+
+    def atan2_(self, other):
+        return IMPL.atan2_(self, other)
+
+    def hypot_(self, other):
+        return IMPL.hypot_(self, other)
+
+    def arctan2_(self, other):
+        return IMPL.arctan2_(self, other)
+
     def zero_(self):
         return IMPL.zero_(self)
 

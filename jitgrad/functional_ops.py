@@ -1718,6 +1718,60 @@ def neg_(x):
     return _inplace_ew(x, "neg")
 
 
+def _inplace_unary(name, rounding=False):
+    def f(x):
+        if rounding and x._meta[1].kind in "iub":
+            globals()[name](x)  # torch's checks (bool raises); integers are already integral
+            return x
+        if name == "frac" and x._meta[1].kind in "iub":
+            frac(x)  # raises: floating tensors only
+        return _inplace_ew(x, name)
+    f.__name__ = name + "_"
+    f.__doc__ = f"In-place {name} (registry row ops.ELEMENTWISE[{name!r}])."
+    return f
+
+
+def _inplace_binary(name):
+    def f(x, other):
+        return _inplace_ew(x, name, _t(other))
+    f.__name__ = name + "_"
+    f.__doc__ = f"In-place {name} (registry row ops.ELEMENTWISE[{name!r}])."
+    return f
+
+
+erfc_ = _inplace_unary("erfc")
+log2_ = _inplace_unary("log2")
+log10_ = _inplace_unary("log10")
+exp2_ = _inplace_unary("exp2")
+sinh_ = _inplace_unary("sinh")
+cosh_ = _inplace_unary("cosh")
+asinh_ = _inplace_unary("asinh")
+acosh_ = _inplace_unary("acosh")
+atanh_ = _inplace_unary("atanh")
+asin_ = _inplace_unary("asin")
+acos_ = _inplace_unary("acos")
+atan_ = _inplace_unary("atan")
+deg2rad_ = _inplace_unary("deg2rad")
+rad2deg_ = _inplace_unary("rad2deg")
+frac_ = _inplace_unary("frac")
+floor_ = _inplace_unary("floor", rounding=True)
+ceil_ = _inplace_unary("ceil", rounding=True)
+trunc_ = _inplace_unary("trunc", rounding=True)
+atan2_ = _inplace_binary("atan2")
+hypot_ = _inplace_binary("hypot")
+fix_ = trunc_
+arcsinh_, arccosh_, arctanh_, arcsin_, arccos_, arctan_, arctan2_ = (
+    asinh_, acosh_, atanh_, asin_, acos_, atan_, atan2_)
+_round0_ = _inplace_unary("round", rounding=True)
+
+
+def round_(x, *, decimals=0):
+    """In-place round (half to even); with ``decimals`` through the out-of-place op."""
+    if decimals == 0:
+        return _round0_(x)
+    return x.copy_(round(x, decimals=decimals))
+
+
 def zero_(x):
     return fill_(x, 0)
 
