@@ -35,7 +35,9 @@ FUNC_SRC_CUDA = {
     "sigmoid": lambda em, x: f"{em.operand(1.0)} / ({em.operand(1.0)} + math.exp(-{x}))",
     "sign": lambda em, x: (f"{em.operand(1.0)} if {x} > 0 else ({em.operand(-1.0)} if {x} < 0 "
                            f"else {x} - {x})"),
-    "erfc": "math.erfc", "floor": "math.floor", "ceil": "math.ceil", "trunc": "math.trunc",
+    "erfc": "math.erfc", "floor": "math.floor", "ceil": "math.ceil",
+    # not math.trunc: Numba's CUDA simulator runs Python's, which a float32 scalar lacks
+    "trunc": lambda em, x: f"math.floor({x}) if {x} >= {em.operand(0.0)} else math.ceil({x})",
     "round": lambda em, x: _cuda_round(em, x),
     "log2": "math.log2", "log10": "math.log10",
     "exp2": lambda em, x: f"math.pow({em.operand(2.0)}, {x})",
