@@ -68,7 +68,9 @@ PAR_MIN = int(os.environ.get("JITGRAD_PAR_MIN", 1 << 17))
 PAR_MIN_WORK = 1 << 24
 HEAVY_ROW = 8
 _HEAVY = frozenset(("exp", "log", "log1p", "expm1", "sin", "cos", "tan", "tanh", "sigmoid",
-                    "gelu", "silu", "erf", "pow", "bce_with_logits", "bce"))
+                    "gelu", "silu", "erf", "pow", "bce_with_logits", "bce", "erfc",
+                    "log2", "log10", "exp2", "sinh", "cosh", "asinh", "acosh", "atanh",
+                    "asin", "acos", "atan", "atan2", "hypot", "logaddexp"))
 
 
 # --- per-thread state ----------------------------------------------------------------------
