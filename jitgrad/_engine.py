@@ -286,32 +286,8 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
         if n not in deps:
             deps[n] = 0
             stack.append(n)
-    execute = None  # the nodes to run (None: all)
-    if capture is not None and not accumulate:
-        parents: dict = {}
-        while stack:
-            n = stack.pop()
-            for e in n.next_edges:
-                if e is None:
-                    continue
-                c = deps.get(e)
-                if c is None:
-                    deps[e] = 1
-                    stack.append(e)
-                    parents[e] = [n]
-                else:
-                    deps[e] = c + 1
-                    parents[e].append(n)
-        execute = set()
-        stack = [n for n in capture if n in deps]
-        while stack:  # every ancestor of a captured node runs
-            for p in parents.get(stack.pop(), ()):
-                if p not in execute:
-                    execute.add(p)
-                    stack.append(p)
-        needed = execute.union(capture)  # the nodes a gradient is passed on to
-    else:
-        needed = None
+    # parents: each node's consumers, kept only when autograd.grad needs the nodes on the way
+    parents = {} if capture is not None and not accumulate else None
     while stack:
         n = stack.pop()
         for e in n.next_edges:
@@ -321,8 +297,22 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
             if c is None:
                 deps[e] = 1
                 stack.append(e)
+                if parents is not None:
+                    parents[e] = [n]
             else:
                 deps[e] = c + 1
+                if parents is not None:
+                    parents[e].append(n)
+    execute = needed = None  # the nodes to run / to pass a gradient on to (None: all)
+    if parents is not None:
+        execute = set()
+        stack = [n for n in capture if n in deps]
+        while stack:  # every ancestor of a captured node runs
+            for p in parents.get(stack.pop(), ()):
+                if p not in execute:
+                    execute.add(p)
+                    stack.append(p)
+        needed = execute.union(capture)
     pending: dict = {}
     for n, g in roots:
         _add_pending(pending, n, g)

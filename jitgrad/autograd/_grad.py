@@ -40,16 +40,20 @@ def _make_grads(outputs, grad_outputs):
     return grads
 
 
+def _check_differentiable(tensors):
+    for k, t in enumerate(tensors):
+        if not t.requires_grad:
+            raise RuntimeError(f"element {k} of tensors does not require grad and does not have "
+                               "a grad_fn")
+
+
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
     """Accumulate d(tensors)/d(leaf) into every reachable leaf's ``.grad``."""
     tensors = _as_tuple(tensors)
     grad_tensors = _as_tuple(grad_tensors)
     if retain_graph is None:
         retain_graph = create_graph
-    for k, t in enumerate(tensors):
-        if not t.requires_grad:
-            raise RuntimeError(f"element {k} of tensors does not require grad and does not have "
-                               "a grad_fn")
+    _check_differentiable(tensors)
     grads = _make_grads(tensors, grad_tensors)
     roots = [(grad_edge(t), g) for t, g in zip(tensors, grads)]
     if inputs is not None:
@@ -71,10 +75,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     grad_outputs = _as_tuple(grad_outputs)
     if retain_graph is None:
         retain_graph = create_graph
-    for k, t in enumerate(outputs):
-        if not t.requires_grad:
-            raise RuntimeError(f"element {k} of tensors does not require grad and does not have "
-                               "a grad_fn")
+    _check_differentiable(outputs)
     for k, x in enumerate(inputs):
         if not x.requires_grad:
             raise RuntimeError(f"One of the differentiated Tensors (input {k}) does not require "
