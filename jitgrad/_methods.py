@@ -523,3 +523,11 @@ class TensorMethods:
 
     def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False):
         return IMPL._new_full(self, size, fill_value, dtype, device, requires_grad)
+
+    # -- ops_api.reductions (implementations in jitgrad/ops_api/reductions.py) --
+
+    # -- ops_api.indexing (implementations in jitgrad/ops_api/indexing.py) --
+
+    # -- ops_api.shape (implementations in jitgrad/ops_api/shape.py) --
+
+    # -- ops_api.linalg (implementations in jitgrad/ops_api/linalg.py) --

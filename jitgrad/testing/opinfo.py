@@ -398,6 +398,10 @@ _ROWS = [
     OpInfo("clone", lambda x: x.clone(), lambda x: x.copy(), [((3, 4),), ((),)], torch=SAME),
     OpInfo("to_device", _device_round_trip, lambda x: x.copy(), [((3, 4),)], torch=SAME,
            notes="GPU round trip where a device/simulator exists, else clone"),
+    # --- ops_api.reductions ----------------------------------------------------------------------
+    # --- ops_api.indexing ------------------------------------------------------------------------
+    # --- ops_api.shape ---------------------------------------------------------------------------
+    # --- ops_api.linalg --------------------------------------------------------------------------
 ]
 
 OPINFOS: dict[str, OpInfo] = {r.name: r for r in _ROWS}
