@@ -30,6 +30,7 @@ from .functional_ops import (acos, acosh, arccos, arccosh, arcsin, arcsinh, arct
                              exp2, fix, floor, frac, hypot, log10, log2, logaddexp, rad2deg,
                              round, sinh, trunc)
 from .ops_api import *  # noqa: E402,F401,F403  (families added for breadth)
+from . import linalg  # noqa: E402  (torch.linalg's names)
 from . import autograd, nn  # noqa: E402
 from . import optim  # noqa: E402  (torch.optim: fused optimizers, lr schedulers)
 from .autograd import functional as _autograd_functional  # noqa: E402,F401

@@ -531,3 +531,45 @@ class TensorMethods:
     # -- ops_api.shape (implementations in jitgrad/ops_api/shape.py) --
 
     # -- ops_api.linalg (implementations in jitgrad/ops_api/linalg.py) --
+
+    def vdot(self, other):
+        return IMPL.vdot(self, other)
+
+    def kron(self, other):
+        return IMPL.kron(self, other)
+
+    def trace(self):
+        return IMPL.trace(self)
+
+    def cross(self, other, dim=None):
+        return IMPL.cross(self, other, dim)
+
+    def addmm(self, mat1, mat2, *, beta=1, alpha=1):
+        return IMPL.addmm(self, mat1, mat2, beta=beta, alpha=alpha)
+
+    def addmm_(self, mat1, mat2, *, beta=1, alpha=1):
+        return IMPL.addmm_(self, mat1, mat2, beta=beta, alpha=alpha)
+
+    def addmv(self, mat, vec, *, beta=1, alpha=1):
+        return IMPL.addmv(self, mat, vec, beta=beta, alpha=alpha)
+
+    def addmv_(self, mat, vec, *, beta=1, alpha=1):
+        return IMPL.addmv_(self, mat, vec, beta=beta, alpha=alpha)
+
+    def addr(self, vec1, vec2, *, beta=1, alpha=1):
+        return IMPL.addr(self, vec1, vec2, beta=beta, alpha=alpha)
+
+    def addr_(self, vec1, vec2, *, beta=1, alpha=1):
+        return IMPL.addr_(self, vec1, vec2, beta=beta, alpha=alpha)
+
+    def baddbmm(self, batch1, batch2, *, beta=1, alpha=1):
+        return IMPL.baddbmm(self, batch1, batch2, beta=beta, alpha=alpha)
+
+    def baddbmm_(self, batch1, batch2, *, beta=1, alpha=1):
+        return IMPL.baddbmm_(self, batch1, batch2, beta=beta, alpha=alpha)
+
+    def addbmm(self, batch1, batch2, *, beta=1, alpha=1):
+        return IMPL.addbmm(self, batch1, batch2, beta=beta, alpha=alpha)
+
+    def addbmm_(self, batch1, batch2, *, beta=1, alpha=1):
+        return IMPL.addbmm_(self, batch1, batch2, beta=beta, alpha=alpha)

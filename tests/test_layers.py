@@ -30,7 +30,7 @@ LAYERS = [
     ["jitgrad._tensor"],                              # Tensor, apply_elementwise, apply_fn
     ["jitgrad.creation"],                             # factories (zeros, randn, from_numpy)
     ["jitgrad.functional_ops"],                       # the public ops (fills IMPL)
-    ["jitgrad.ops_api"],                              # later public ops, by family
+    ["jitgrad.ops_api", "jitgrad.linalg"],            # later public ops, by family; linalg.*
     ["jitgrad.autograd"],                             # backward/grad, Function, transforms
     ["jitgrad.explain", "jitgrad.func", "jitgrad.cuda"],
     ["jitgrad.nn", "jitgrad.optim", "jitgrad.utils.data", "jitgrad.serialization"],

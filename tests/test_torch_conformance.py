@@ -50,7 +50,8 @@ KNOWN_FAILURES = {
     "long": "unsupported: Tensor.long(memory_format=...)",
     "bfloat16": "unsupported: bfloat16 refused by design",
     "half": "unsupported: float16 refused by design",
-    "inner": "unsupported: inner with a 0-d operand",
+    "addbmm": "unsupported: torch's in-place addbmm_ resizes a (1,) self to the (n, p) "
+              "product (its addmm_/baddbmm_ refuse that); jitgrad refuses it for all three",
     "nonzero": "unsupported: nonzero of a 0-d tensor",
     "zero_": "missing: jitgrad.zero_ (function form; Tensor.zero_ exists)",
 }

@@ -1,0 +1,10 @@
+"""jitgrad.linalg: torch.linalg's names (norms, inverses, determinants, solvers and
+decompositions), implemented in jitgrad/ops_api/linalg.py and re-exported here.
+
+The decompositions run NumPy/LAPACK on the host; a CUDA tensor is copied to the host, computed
+and copied back. Their gradients are written with jitgrad's own ops (differentiable again).
+"""
+from .ops_api.linalg import cross_linalg as cross  # noqa: F401
+from .ops_api.linalg import diagonal, multi_dot, vecdot  # noqa: F401
+
+__all__ = ["cross", "diagonal", "multi_dot", "vecdot"]

@@ -1,0 +1,192 @@
+"""ops_api.linalg against torch: einsum, products, the addmm family, norms, inverses,
+determinants, solvers and decompositions (values and gradients; float64 and float32)."""
+import numpy as np
+import pytest
+
+import jitgrad
+
+torch = pytest.importorskip("torch")
+
+RNG = np.random.default_rng(20240516)
+
+
+def _np(t):
+    return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+
+
+def _flat(out):
+    if isinstance(out, (tuple, list)):
+        return [v for o in out for v in _flat(o)]
+    return [out]
+
+
+def check(fn, *arrays, rtol=1e-9, atol=1e-10, grad=True, dtype="float64", gtol=None):
+    """fn(M, *tensors) with M = jitgrad and M = torch on the same inputs: outputs (values,
+    shapes, dtypes) and the gradients of sum(out_i * u_i) for fixed random u_i."""
+    res = {}
+    for M in (jitgrad, torch):
+        ins = []
+        for a in arrays:
+            a = np.asarray(a)
+            if a.dtype.kind in "iub":
+                ins.append(M.tensor(a))
+            else:
+                ins.append(M.tensor(a, dtype=getattr(M, dtype), requires_grad=grad))
+        res[M] = (ins, _flat(fn(M, *ins)))
+    (jins, jo), (tins, to) = res[jitgrad], res[torch]
+    assert len(jo) == len(to)
+    for a, b in zip(jo, to):
+        assert tuple(a.shape) == tuple(b.shape), (a.shape, b.shape)
+        assert str(a.dtype).split(".")[-1] == str(b.dtype).split(".")[-1], (a.dtype, b.dtype)
+        np.testing.assert_allclose(_np(a), _np(b), rtol=rtol, atol=atol, equal_nan=True)
+    if not grad:
+        return jo
+    pairs = [(a, b) for a, b in zip(jo, to) if b.requires_grad]
+    if not pairs:
+        return jo
+    us = [RNG.standard_normal(tuple(b.shape)) for _, b in pairs]
+    tl = sum((b * torch.tensor(u, dtype=b.dtype)).sum() for (_, b), u in zip(pairs, us))
+    jl = sum((a * jitgrad.tensor(u, dtype=a.dtype)).sum() for (a, _), u in zip(pairs, us))
+    tleaves = [t for t in tins if t.requires_grad]
+    jleaves = [t for t in jins if t.requires_grad]
+    tg = torch.autograd.grad(tl, tleaves, allow_unused=True)
+    jg = jitgrad.autograd.grad(jl, jleaves, allow_unused=True)
+    g_rtol, g_atol = gtol or (rtol * 10, atol * 10)
+    for a, b, t in zip(jg, tg, tleaves):
+        if b is None or a is None:  # (no gradient: zero on the other side)
+            assert np.all(_np(a if b is None else b) == 0) if (a, b) != (None, None) else True
+            continue
+        np.testing.assert_allclose(_np(a), _np(b), rtol=g_rtol, atol=g_atol)
+    return jo
+
+
+def r(*shape):
+    return RNG.standard_normal(shape)
+
+
+# --- einsum -------------------------------------------------------------------------------------
+
+EINSUM = [
+    ("i->", [(3,)]), ("i,j->ij", [(3,), (4,)]), ("ij->i", [(2, 3)]), ("ij,kj->ik", [(2, 3), (1, 3)]),
+    ("ij,Ab->ijAb", [(2, 3), (4, 4)]), ("aij,ajk->aik", [(2, 2, 3), (2, 3, 4)]),
+    ("aij,jk->aik", [(1, 3, 4), (4, 4)]), ("ijk,ik->j", [(1, 2, 3), (1, 3)]),
+    ("iji->j", [(2, 3, 2)]), ("i...->...", [(3, 3)]), ("...ik, ...j -> ij", [(1, 2, 3), (3,)]),
+    ("ii", [(3, 3)]), ("ii->i", [(3, 3)]), ("ij,jk", [(2, 3), (3, 4)]),
+    ("bij,bjk,bkl->bil", [(2, 2, 3), (2, 3, 4), (2, 4, 2)]), ("i,i", [(4,), (4,)]),
+    ("...ij,...jk->...ik", [(2, 1, 2, 3), (3, 3, 4)]), ("ij,ij->", [(0, 3), (0, 3)]),
+    ("ba,ca->bc", [(3, 2), (4, 2)]), ("ijk->kji", [(2, 3, 4)]),
+]
+
+
+@pytest.mark.parametrize("eq,shapes", EINSUM, ids=[e for e, _ in EINSUM])
+def test_einsum_vs_torch(eq, shapes):
+    check(lambda M, *xs: M.einsum(eq, *xs), *[r(*s) for s in shapes])
+
+
+def test_einsum_forms_and_errors():
+    a, b = r(2, 3), r(3, 4)
+    check(lambda M, x, y: M.einsum("ij,jk->ik", [x, y]), a, b)
+    check(lambda M, x, y: M.einsum(x, [0, 1], y, [1, 2], [0, 2]), a, b)
+    check(lambda M, x, y: M.einsum(x, [Ellipsis, 1], y, [1, 2]), a, b)
+    x = jitgrad.tensor(a)
+    with pytest.raises(RuntimeError, match="does not appear"):
+        jitgrad.einsum("ij->k", x)
+    with pytest.raises(RuntimeError, match="number of subscripts"):
+        jitgrad.einsum("ijk->", x)
+    with pytest.raises(RuntimeError, match="broadcast"):
+        jitgrad.einsum("ij,ij->", x, jitgrad.tensor(r(2, 4)))
+    # integer operands stay integer
+    ia = np.arange(6).reshape(2, 3)
+    check(lambda M, x: M.einsum("ij,ij->i", x, x), ia, grad=False)
+
+
+def test_einsum_float32_and_double_backward():
+    check(lambda M, x, y: M.einsum("bij,bjk->bik", x, y), r(2, 3, 4), r(2, 4, 2),
+          dtype="float32", rtol=1e-5, atol=1e-6)
+    x = jitgrad.tensor(r(3, 3), requires_grad=True)
+    y = jitgrad.einsum("ij,jk,ki->", x, x, x)
+    g, = jitgrad.autograd.grad(y, x, create_graph=True)
+    h, = jitgrad.autograd.grad(g.sum(), x)
+    xt = torch.tensor(x.detach().numpy(), requires_grad=True)
+    gt, = torch.autograd.grad(torch.einsum("ij,jk,ki->", xt, xt, xt), xt, create_graph=True)
+    ht, = torch.autograd.grad(gt.sum(), xt)
+    np.testing.assert_allclose(h.numpy(), ht.numpy(), rtol=1e-10)
+
+
+# --- products -------------------------------------------------------------------------------------
+
+def test_tensordot_kron_inner_vdot():
+    check(lambda M, x, y: M.tensordot(x, y, dims=2), r(2, 3, 4), r(3, 4, 5))
+    check(lambda M, x, y: M.tensordot(x, y, dims=([0, 1], [2, 0])), r(2, 2, 1), r(2, 1, 2))
+    check(lambda M, x, y: M.tensordot(x, y, dims=([0, 1], [2, 0])), r(1, 1, 1), r(2, 1, 2))
+    check(lambda M, x, y: M.tensordot(x, y, dims=0), r(2), r(3))
+    check(lambda M, x, y: M.kron(x, y), r(2, 3), r(4, 2))
+    check(lambda M, x, y: M.kron(x, y), r(2, 3), r(3))
+    check(lambda M, x, y: x.kron(y), r(2, 1, 3), r(2, 2))
+    check(lambda M, x, y: M.inner(x, y), r(5), r(5))
+    check(lambda M, x, y: M.inner(x, y), r(), r(2, 2))
+    check(lambda M, x, y: x.inner(y), r(2, 3), r(4, 3))
+    check(lambda M, x, y: M.vdot(x, y), r(5), r(5))
+    with pytest.raises(RuntimeError, match="last dimension must match"):
+        jitgrad.inner(jitgrad.tensor(r(2, 3)), jitgrad.tensor(r(2)))
+    with pytest.raises(RuntimeError, match="contracted dimensions need to match"):
+        jitgrad.tensordot(jitgrad.tensor(r(2, 3)), jitgrad.tensor(r(2, 3)), dims=1)
+
+
+def test_multi_dot_and_chain_matmul():
+    for shapes in [[(1, 2), (2, 1)], [(2, 3), (3, 4), (4, 5)], [(2, 0), (0, 2)],
+                   [(2, 4), (4, 3), (3, 5), (5, 3), (3, 2)], [(3,), (3, 4), (4,)], [(3,), (3, 2)]]:
+        check(lambda M, *xs: M.linalg.multi_dot(list(xs)), *[r(*s) for s in shapes])
+    check(lambda M, *xs: M.chain_matmul(*xs), r(2, 3), r(3, 4), r(4, 2))
+    with pytest.raises(RuntimeError, match="at least 2"):
+        jitgrad.linalg.multi_dot([jitgrad.tensor(r(2, 2))])
+    with pytest.raises(RuntimeError, match="cannot be multiplied"):
+        jitgrad.linalg.multi_dot([jitgrad.tensor(r(2, 2)), jitgrad.tensor(r(3, 2))])
+
+
+@pytest.mark.parametrize("name,shapes", [
+    ("addmm", [(2, 3), (2, 4), (4, 3)]), ("addmm", [(3,), (2, 4), (4, 3)]),
+    ("addmm", [(), (5, 0), (0, 10)]), ("addmv", [(5,), (5, 4), (4,)]),
+    ("addmv", [(1,), (5, 4), (4,)]), ("addr", [(5, 4), (5,), (4,)]), ("addr", [(), (5,), (4,)]),
+    ("baddbmm", [(2, 3, 4), (2, 3, 5), (2, 5, 4)]), ("baddbmm", [(1,), (2, 3, 5), (2, 5, 4)]),
+    ("addbmm", [(3, 4), (2, 3, 5), (2, 5, 4)]), ("addbmm", [(), (2, 3, 5), (2, 5, 4)]),
+])
+def test_addmm_family(name, shapes):
+    xs = [r(*s) for s in shapes]
+    check(lambda M, *t: getattr(M, name)(*t), *xs)
+    check(lambda M, *t: getattr(M, name)(*t, beta=0.2, alpha=0.6), *xs)
+    check(lambda M, *t: getattr(t[0], name)(*t[1:], beta=0.5, alpha=2), *xs)
+    # beta == 0 ignores the input, NaN included
+    nan = np.full(shapes[0], np.nan)
+    check(lambda M, *t: getattr(M, name)(*t, beta=0), nan, *xs[1:])
+
+
+def test_addmm_inplace_and_errors():
+    for M in (jitgrad, torch):
+        c = M.tensor(r(2, 3))
+        c0 = _np(c).copy()
+        a, b = M.tensor(r(2, 4)), M.tensor(r(4, 3))
+        out = c.addmm_(a, b, beta=0.5, alpha=2)
+        assert out is c
+        np.testing.assert_allclose(_np(c), 0.5 * c0 + 2 * _np(a) @ _np(b), rtol=1e-12)
+    with pytest.raises(RuntimeError, match="2-D"):
+        jitgrad.addmm(jitgrad.tensor(r(2, 3)), jitgrad.tensor(r(2)), jitgrad.tensor(r(2, 3)))
+    with pytest.raises(RuntimeError, match="expanded size"):
+        jitgrad.addmm(jitgrad.tensor(r(3, 3)), jitgrad.tensor(r(2, 4)), jitgrad.tensor(r(4, 3)))
+
+
+def test_trace_cross_diagonal_vecdot():
+    for s in [(5, 5), (7, 5), (5, 7), (1, 5)]:
+        check(lambda M, x: M.trace(x), r(*s))
+    check(lambda M, x: x.trace(), np.arange(6).reshape(2, 3), grad=False)
+    check(lambda M, x, y: M.cross(x, y), r(5, 3), r(5, 3))
+    check(lambda M, x, y: M.cross(x, y, dim=1), r(5, 3, 5), r(5, 3, 5))
+    check(lambda M, x, y: M.linalg.cross(x, y), r(1, 3), r(5, 3))
+    check(lambda M, x, y: x.cross(y, dim=-1), r(4, 3), r(4, 3))
+    for kw in [{}, {"offset": 2}, {"offset": -1}, {"offset": 1, "dim1": 1, "dim2": 2},
+               {"offset": -2, "dim1": 0, "dim2": 1}]:
+        check(lambda M, x: M.linalg.diagonal(x, **kw), r(4, 5, 3))
+    check(lambda M, x, y: M.linalg.vecdot(x, y), r(3, 4), r(4))
+    check(lambda M, x, y: M.linalg.vecdot(x, y, dim=0), r(3, 4), r(3, 1))
+    with pytest.raises(RuntimeError, match="must have length 3"):
+        jitgrad.linalg.cross(jitgrad.tensor(r(2, 4)), jitgrad.tensor(r(2, 4)))
