@@ -106,6 +106,9 @@ class AccumulateGrad(Node):
         self.variable = variable
 
     def apply(self, g, create_graph, deferred=None):
+        rec = grad_mode.STATE.recorder
+        if rec is not None:  # (jitgrad.compile is recording: it runs and logs the .grad update)
+            return rec.accumulate(self, g, create_graph, deferred)
         return accumulate_into_grad(self.variable, g, create_graph, deferred, _SWEEP_REFS)
 
     def __call__(self):
@@ -280,6 +283,9 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
     (``autograd.grad``); with ``accumulate=False`` leaves' ``.grad`` are left alone and, like
     torch, only the nodes on a path to a captured node run (no other leaf's hooks, no
     gradients nobody asked for)."""
+    rec = grad_mode.STATE.recorder  # (jitgrad.compile recording: it logs each node's VJP)
+    if rec is not None:
+        rec = rec.sweep(create_graph, capture, accumulate)
     deps: dict = {}
     stack = []
     for n, _ in roots:
@@ -347,7 +353,8 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
             else:
                 if hs is not None and hs.retain is not None:  # (autograd.grad too, like torch)
                     _retain(hs, g, create_graph, deferred, lazy_grads)
-                grads = n.apply(g, create_graph)
+                grads = n.apply(g, create_graph) if rec is None else \
+                    rec.node_apply(n, g, create_graph)
                 if not retain_graph:
                     n.release()
             for e, gi in zip(n.next_edges, grads):

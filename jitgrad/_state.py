@@ -22,6 +22,7 @@ class _State(threading.local):
     depth_limit = None
     claim = None
     draws = 0      # random draws made by this thread (the tracer notices them)
+    recorder = None  # the capture.Recorder logging this thread's array ops (jitgrad.compile)
 
 
 STATE = _State()

@@ -316,6 +316,8 @@ class Tensor(TensorMethods):
                             "to copy the tensor to host memory first.")
 
     def numpy(self, force=False):
+        if _STATE.recorder is not None:  # (jitgrad.compile: a graph break)
+            _STATE.recorder.observe("numpy()")
         if self._rg and not force:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
                                "tensor.detach().numpy() instead.")
@@ -328,6 +330,8 @@ class Tensor(TensorMethods):
         """NumPy's view of the tensor (shared memory, like torch). Refused for a tensor that
         requires grad, like torch: a writable alias would let NumPy change values autograd has
         saved, corrupting gradients without any error."""
+        if _STATE.recorder is not None:  # (jitgrad.compile: a graph break)
+            _STATE.recorder.observe("__array__")
         if self._rg:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
                                "tensor.detach().numpy() instead.")
@@ -337,12 +341,16 @@ class Tensor(TensorMethods):
         return self._data.copy() if copy else self._data
 
     def item(self):
+        if _STATE.recorder is not None:  # (jitgrad.compile: a graph break)
+            _STATE.recorder.observe("item()")
         if self.numel() != 1:
             raise RuntimeError(f"a Tensor with {self.numel()} elements cannot be converted "
                                "to Scalar")
         return self._host.reshape(-1)[0].item()
 
     def tolist(self):
+        if _STATE.recorder is not None:  # (jitgrad.compile: a graph break)
+            _STATE.recorder.observe("tolist()")
         return self._host.tolist()
 
     def __float__(self):
@@ -352,6 +360,8 @@ class Tensor(TensorMethods):
         return int(self.item())
 
     def __bool__(self):
+        if _STATE.recorder is not None:  # (jitgrad.compile: a graph break)
+            _STATE.recorder.observe("bool()")
         if self.numel() != 1:
             raise RuntimeError(f"Boolean value of Tensor with {self.numel()} elements is "
                                "ambiguous")
@@ -378,6 +388,8 @@ class Tensor(TensorMethods):
         return id(self)
 
     def __repr__(self):
+        if _STATE.recorder is not None:  # (jitgrad.compile: a graph break)
+            _STATE.recorder.observe("printing")
         return format_tensor(self)
 
     def __format__(self, spec):
@@ -1028,6 +1040,8 @@ def apply_fn(fn, inputs: tuple, grad_fn: str | None = None, view_of=None, save=F
     tensor's version counter. The params are left on ``ctx`` by name for the rules."""
     if _STATE.tracer is not None:  # autograd.functional is tracing: it runs and records the op
         return _STATE.tracer.function(fn, inputs, grad_fn, view_of, save, ctx, params)
+    if _STATE.recorder is not None:  # jitgrad.compile is recording: it runs and logs the op
+        return _STATE.recorder.function(fn, inputs, grad_fn, view_of, save, ctx, params)
     if ctx is None:
         ctx = Ctx()
     ctx.__dict__.update(params)
@@ -1317,6 +1331,8 @@ def _filled(size, value, dtype, device, requires_grad):
         t = Tensor._make(cb.full(shape, value, d.np))
     else:
         t = Tensor._make(np.full(shape, value, d.np))
+    if _STATE.recorder is not None:  # (jitgrad.compile: a constant of the recorded program)
+        _STATE.recorder.const(t._arr)
     if requires_grad:
         t.requires_grad_(True)
     return t

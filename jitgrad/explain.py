@@ -100,7 +100,10 @@ def _plans(tensors, role):
 def explain(*tensors, backward: bool = False, inputs=None) -> Explanation:
     """Describe the fused kernels that computing ``tensors`` (or, with ``backward=True``, the
     gradients of the single tensor given with respect to ``inputs`` — default: every leaf that
-    requires grad) would launch."""
+    requires grad) would launch. Given a ``jitgrad.compile``d function: its recorded programs
+    or its graph break."""
+    if len(tensors) == 1 and hasattr(tensors[0], "_jitgrad_explain"):
+        return tensors[0]._jitgrad_explain()
     for t in tensors:
         if not isinstance(t, Tensor):
             raise TypeError(f"explain() expects Tensors, got {type(t).__name__}")

@@ -216,6 +216,8 @@ class Lazy:
 
 
 def make_lazy(tensor_cls, lazy: Lazy):
+    if STATE.recorder is not None:  # (jitgrad.compile: fused groups are not replayed yet)
+        STATE.recorder.stop("lazy fusion (a tensor of at least FUSE_MIN elements, or CUDA)")
     t = tensor_cls._make(None)
     t._lazy = lazy
     ref = weakref.ref(t)
@@ -234,6 +236,9 @@ def make_lazy(tensor_cls, lazy: Lazy):
 def flush() -> None:
     """Realise every pending lazy tensor, this thread's and other threads' (before an in-place
     write, say: eager semantics), and wait for the kernels other threads are running."""
+    if STATE.recorder is not None:  # (jitgrad.compile: every caller writes outside run_now)
+        STATE.recorder.stop("an in-place write outside the recorded operations (setitem, "
+                            "copy_, fill_, an in-place op on a tensor that requires grad)")
     if any(p.refs for p in _THREADS):
         mine, others = _all_pending()
         own = STATE.pending
@@ -1023,6 +1028,9 @@ def run_now(rows, ops, space, size, dtype, cdt, reduce=None, keep_full=True,
 
     The replay holds its kernel: when cpu._kernels (an LRU) drops any kernel, every replay is
     forgotten and planned again on its next use (so a dropped kernel is loaded again)."""
+    rec = STATE.recorder
+    if rec is not None:  # (jitgrad.compile is recording: it runs this and logs the kernel)
+        return rec.run_now(rows, ops, space, size, dtype, cdt, reduce, keep_full, into)
     nd = len(space)
     sig = [rows, cdt, dtype, nd, reduce, keep_full]
     args = []  # what the kernel reads per operand (a broadcast one as its small array)

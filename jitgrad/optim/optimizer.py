@@ -9,7 +9,7 @@ from itertools import chain
 
 import numpy as np
 
-from .._state import enable_grad
+from .._state import STATE as _STATE, enable_grad
 from .._tensor import Tensor, full
 from . import _fused
 
@@ -177,6 +177,9 @@ class Optimizer:
     def step(self, closure=None):
         """One update of every parameter that has a gradient (None gradients are skipped).
         ``closure``: re-evaluates the model and returns the loss (run with grad enabled)."""
+        rec = _STATE.recorder
+        if rec is not None:  # (jitgrad.compile: replayed as one op calling step() again)
+            return rec.optimizer_step(self, closure)
         loss = None
         if closure is not None:
             with enable_grad():

@@ -1,0 +1,1064 @@
+"""capture: ``jitgrad.compile`` (alias ``jitgrad.jit``) -- record a step once, replay it as a
+flat program of array operations (issue 18).
+
+How a step is recorded
+----------------------
+The first call with a new guard key runs the function *eagerly* (so its results are eager's)
+while a :class:`Recorder` is this thread's ``STATE.recorder``. The library calls it at its
+array-level choke points, each behind one ``if STATE.recorder is not None`` test:
+
+* ``lazy.run_now``            every eager elementwise kernel (forward ops, VJP kernels, grad
+                              sums, in-place updates written ``into`` their target);
+* ``_tensor.apply_fn``        every structural forward (matmul, reductions, views, the fused
+                              linear/cross-entropy nodes): ``fn.forward(ctx, *arrays, **params)``;
+* ``_engine.run_backward``    each node's first-order VJP on arrays (``ElementwiseNode`` through
+                              run_now, ``FunctionNode`` through ``fn.vjp(structural.ARRAYS, ..)``)
+                              and ``AccumulateGrad`` (a new ``.grad``, stolen or copied, or an
+                              in-place add into the existing one);
+* ``Optimizer.step``          one opaque op: at replay the real ``step()`` runs on the replayed
+                              gradients (its scalars, step counts and lr are read live);
+* ``_tensor._filled``         zeros/ones/full (and backward's implicit ones seed): constants.
+
+Every array the step touches gets a *slot*: an input (a Tensor argument), an external tensor
+(a parameter, a ``.grad``: tensors reachable from the function's closure cells, the globals its
+code names, its defaults and its arguments, found by a bounded walk through objects, dicts and
+lists -- nn.Modules and optimizers included), a constant, or the output of a recorded op. The
+program is a list of closures ``op(S)`` over the slot list ``S``.
+
+How it is replayed
+------------------
+A later call whose guards match fills ``S`` from the arguments and the external tensors and runs
+``for op in ops: op(S)``: no Tensor objects, no graph, no planning. Then, as eager would leave
+them: each external tensor's ``.grad`` is set (None or a Tensor on its slot), in-place writes
+are already in the external arrays (the ops wrote them), version counters are bumped by what
+the recorded call bumped; the outputs come back as new Tensors on their slots (detached: the
+graph is not replayed -- a function whose output requires grad without having run backward
+inside is not captured, it runs eagerly).
+
+Guards (checked on every call, in order; a miss records again, up to ``CACHE_SIZE`` (8) entries
+per function, then the function runs eagerly with one warning):
+
+* each Tensor argument: array type (CPU ndarray), shape, dtype, strides, requires_grad, no
+  grad_fn, whether ``.grad`` is None; Python scalars and strings: *specialised* (equal type and
+  value); other objects: identity;
+* each external tensor the program reads or changes: the path that reached it still gives the
+  same object (identity: a rebound parameter records again), its array is the same object, and
+  whether ``.grad`` is None. Version counters are not guarded: nothing an external tensor holds
+  is folded into the program (its array is read by reference on every call), so in-place
+  updates between calls are seen;
+* grad mode, the default dtype and the fusion switch.
+
+Graph breaks: anything the recorder cannot replay faithfully stops the recording (the call
+itself finishes eagerly, so its results are right) and the function runs eagerly from then on;
+``jitgrad.explain(step)`` names the reason and the source line. Breaks: reading a value in Python
+(``item()``, ``bool()``, ``tolist()``, ``numpy()``/``__array__``, printing), random draws, an
+array made outside the recorded operations (``tensor(data)``, ``randn``, NumPy code), lazy fusion
+(a tensor of at least ``lazy.FUSE_MIN`` elements: its fused kernels are not recorded yet -- the
+function runs eagerly and keeps fusion's speed), CUDA tensors (they run eagerly: replaying
+numba.cuda launches is not written yet), in-place writes outside the vocabulary (``setitem``,
+``copy_``, ``fill_``, writes recorded into the graph under grad mode), tensor hooks,
+``autograd.grad``/``create_graph``, custom Functions, an optimizer closure.
+
+Safety net: each structural forward is run a second time at record time to build the replay's
+ctx, and each VJP closure is run once on the recorded arrays; both must reproduce eager's
+arrays exactly, else the recording stops (a replay never computes something eager did not).
+"""
+from __future__ import annotations
+
+import functools
+import linecache
+import os
+import sys
+import threading
+import types
+import warnings
+
+import numpy as np
+
+from . import _engine, dtypes, lazy, structural
+from ._state import STATE, is_grad_enabled
+from .backends import cpu_nn
+from ._tensor import (Ctx, ElementwiseNode, FunctionNode, Tensor, _sum_to_array, _vjp_rows,
+                      apply_fn)
+
+__all__ = ["compile", "jit", "Compiled", "CACHE_SIZE"]
+
+CACHE_SIZE = 8          # recorded programs kept per function (then: eager, one warning)
+_WALK_MAX = 4000        # objects visited when looking for the tensors a function reaches
+_WALK_DEPTH = 8
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+_CONST_VALIDATE = {}    # structural op name -> replay validator (integer params from the step)
+
+
+class _Break(Exception):
+    """Raised inside the recorder's analysis: what was just run cannot be replayed."""
+
+
+def _user_line():
+    """(file, line, source) of the innermost frame outside the jitgrad package."""
+    f = sys._getframe(1)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not os.path.abspath(fn).startswith(_PKG_DIR):
+            return fn, f.f_lineno, linecache.getline(fn, f.f_lineno).strip()
+        f = f.f_back
+    return None
+
+
+class _Box:
+    """A saved tensor as ``structural.ARRAYS.saved`` reads it at replay (its array only)."""
+    __slots__ = ("_data",)
+
+    def __init__(self, a):
+        self._data = a
+
+
+# ============================================================================================
+# Finding the tensors a function reaches (external state) and how to reach them again
+
+
+def _code_names(code, out):
+    out.update(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            _code_names(c, out)
+    return out
+
+
+def _roots(fn, args):
+    """(path, object) pairs the walk starts from. A path is ('arg', i) | ('cell', i) |
+    ('global', name) | ('default', i) | ('self',), followed by ('attr', name) / ('item', key)
+    steps."""
+    out = [((("arg", i),), a) for i, a in enumerate(args)]
+    out += _fn_roots(fn, ())
+    return out
+
+
+def _fn_roots(fn, prefix):
+    out = []
+    if isinstance(fn, types.MethodType):
+        out.append((prefix + (("self",),), fn.__self__))
+        fn = fn.__func__
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return out
+    for i, cell in enumerate(fn.__closure__ or ()):
+        try:
+            out.append((prefix + (("cell", i),), cell.cell_contents))
+        except ValueError:  # an empty cell
+            pass
+    g = fn.__globals__
+    for name in sorted(_code_names(code, set())):
+        if name in g:
+            out.append((prefix + (("global", name),), g[name]))
+    for i, d in enumerate(fn.__defaults__ or ()):
+        out.append((prefix + (("default", i),), d))
+    return out
+
+
+_SKIP_TYPES = (types.ModuleType, type, str, bytes, int, float, bool, complex, type(None),
+               np.ndarray, np.generic, types.BuiltinFunctionType)
+
+
+def _walk(fn, args):
+    """Breadth-first walk from the function's roots: {id(tensor): (tensor, path)} and
+    {id(object): (object, path)} for the non-tensor objects met (optimizers, modules)."""
+    tensors, objects, seen = {}, {}, set()
+    queue = [(p, o, 0) for p, o in _roots(fn, args)]
+    n = 0
+    while queue and n < _WALK_MAX:
+        nxt = []
+        for path, o, depth in queue:
+            if id(o) in seen:
+                continue
+            seen.add(id(o))
+            n += 1
+            if isinstance(o, Tensor):
+                tensors[id(o)] = (o, path)
+                continue
+            if isinstance(o, _SKIP_TYPES) or depth >= _WALK_DEPTH:
+                continue
+            objects[id(o)] = (o, path)
+            if isinstance(o, dict):
+                for k, v in list(o.items()):
+                    if isinstance(k, (str, int)) and not isinstance(k, bool):
+                        nxt.append((path + (("item", k),), v, depth + 1))
+            elif isinstance(o, (list, tuple)):
+                for k, v in enumerate(o):
+                    nxt.append((path + (("item", k),), v, depth + 1))
+            elif isinstance(o, (types.FunctionType, types.MethodType)):
+                for p, v in _fn_roots(o, ()):
+                    nxt.append((path + (("fn",) + p[0],) + p[1:], v, depth + 1))
+            else:
+                d = getattr(o, "__dict__", None)
+                if isinstance(d, dict):
+                    for k, v in list(d.items()):
+                        nxt.append((path + (("attr", k),), v, depth + 1))
+        queue = nxt
+    return tensors, objects
+
+
+def _resolve(fn, args, path):
+    """The object at ``path`` now (raises LookupError/AttributeError when it is gone)."""
+    kind = path[0]
+    o = _resolve_root(fn, args, kind)
+    for step in path[1:]:
+        if step[0] == "attr":
+            o = o.__dict__[step[1]]
+        elif step[0] == "item":
+            o = o[step[1]]
+        else:  # ('fn', rootkind...): a root of a function met on the way
+            o = _resolve_root(o, None, step[1:])
+    return o
+
+
+def _resolve_root(fn, args, kind):
+    k = kind[0]
+    if k == "arg":
+        return args[kind[1]]
+    if k == "self":
+        return fn.__self__
+    if isinstance(fn, types.MethodType):
+        fn = fn.__func__
+    if k == "cell":
+        return fn.__closure__[kind[1]].cell_contents
+    if k == "global":
+        return fn.__globals__[kind[1]]
+    return fn.__defaults__[kind[1]]
+
+
+def _path_str(path) -> str:
+    parts = []
+    for step in path:
+        k = step[0]
+        if k == "arg":
+            parts.append(f"arg{step[1]}")
+        elif k in ("cell", "global"):
+            parts.append(f"<{k} {step[1]}>")
+        elif k == "default":
+            parts.append(f"<default {step[1]}>")
+        elif k == "self":
+            parts.append("self")
+        elif k == "attr":
+            parts.append(f".{step[1]}")
+        elif k == "item":
+            parts.append(f"[{step[1]!r}]")
+        else:
+            parts.append(f"->{step[1:]}")
+    return "".join(parts)
+
+
+# ============================================================================================
+# The recorder
+
+
+class _Ext:
+    """An external tensor the program reads or changes: how to find it, its state at entry."""
+    __slots__ = ("t", "path", "arr", "grad", "grad_arr", "vc", "rg", "fn", "used", "bumps",
+                 "opt")
+
+    def __init__(self, t, path):
+        self.t, self.path = t, path
+        self.arr = t._arr
+        self.grad = t.grad
+        self.grad_arr = t.grad._arr if t.grad is not None else None
+        self.vc = t._vc[0]
+        self.rg = t._rg
+        self.fn = t.grad_fn
+        self.used = False
+        self.bumps = 0      # version bumps the replayed optimizer steps make themselves
+        self.opt = False    # a replayed optimizer step sets its .grad (so the end must too)
+
+
+class Recorder:
+    """Logs the array operations of one eager call as replay closures over slots."""
+
+    def __init__(self, fn, args):
+        self.fn = fn
+        self.keep = []          # slot -> the array it held at record time (kept alive)
+        self.slots = {}         # id(array) -> slot
+        self.src = []           # slot -> ('op',) | ('const', array) | ('ext', ext, 'arr'|'grad')
+        self.ops = []           # replay closures op(S)
+        self.descr = []         # (text, source line) per op
+        self.broken = None      # (reason, (file, line, source) | None)
+        self.written = set()    # slots written in place
+        self.ctxs = {}          # id(eager ctx) -> (ctx slot, trial ctx)
+        self.backward_ran = False
+        self.objects_used = {}  # id(obj) -> (obj, path): optimizers whose step is replayed
+        tensors, objects = _walk(fn, args)
+        self.walk_objects = objects
+        self.exts = {id(t): _Ext(t, path) for t, path in tensors.values()}
+        self.ext_arrays = {}    # id(array) -> (ext, field)
+        for e in self.exts.values():
+            if type(e.arr) is np.ndarray:
+                self.ext_arrays[id(e.arr)] = (e, "arr")
+            if e.grad_arr is not None and type(e.grad_arr) is np.ndarray:
+                self.ext_arrays.setdefault(id(e.grad_arr), (e, "grad"))
+        self.draws = STATE.draws
+
+    # --- stopping -------------------------------------------------------------------------
+    def stop(self, reason: str, where=None) -> None:
+        """Give up recording (this call goes on eagerly); the function runs eagerly."""
+        if self.broken is None:
+            self.broken = (reason, where if where is not None else _user_line())
+        if STATE.recorder is self:
+            STATE.recorder = None
+
+    def observe(self, what: str) -> None:
+        self.stop(f"the value of a tensor was read in Python ({what})")
+
+    def _check_draws(self):
+        if STATE.draws != self.draws:
+            raise _Break("random numbers were drawn (replaying would repeat the same numbers)")
+
+    # --- slots ----------------------------------------------------------------------------
+    def slot_of(self, a) -> int:
+        """The slot of an array the program reads: recorded, external, or a break."""
+        k = self.slots.get(id(a))
+        if k is not None and self.keep[k] is a:
+            return k
+        if type(a) is not np.ndarray:
+            raise _Break(f"a {type(a).__name__} array (CUDA tensors run eagerly: their replay "
+                         "is not written yet)")
+        e = self.ext_arrays.get(id(a))
+        if e is not None:
+            ext, field = e
+            if (ext.arr if field == "arr" else ext.grad_arr) is a:
+                ext.used = True
+                return self._new(a, ("ext", ext, field))
+        raise _Break("an array made outside the recorded operations (tensor(data), a random "
+                     "tensor, NumPy code, or a tensor the function reaches in a way the "
+                     "recorder does not follow)")
+
+    def _new(self, a, src) -> int:
+        k = len(self.keep)
+        self.keep.append(a)
+        self.slots[id(a)] = k
+        self.src.append(src)
+        return k
+
+    def out_slot(self, a) -> int:
+        """A slot for an op's output (an alias of a known array keeps its slot)."""
+        k = self.slots.get(id(a))
+        if k is not None and self.keep[k] is a:
+            return k
+        return self._new(a, ("op",))
+
+    def const(self, a) -> None:
+        """A constant made in the step (zeros/ones/full): copied anew on each replay."""
+        if type(a) is np.ndarray and id(a) not in self.slots:
+            self._new(a, ("const", a.copy()))
+
+    def _operand(self, o):
+        """('s', slot) for a Tensor or array operand, ('c', value) for a Python scalar."""
+        if isinstance(o, Tensor):
+            a = o._arr
+            if a is None:
+                raise _Break("a pending (fused) value")
+            return ("s", self.slot_of(a))
+        if isinstance(o, np.ndarray):
+            return ("s", self.slot_of(o))
+        if isinstance(o, (np.generic, int, float, bool)):
+            return ("c", o)
+        raise _Break(f"an operand of type {type(o).__name__}")
+
+    def _trial(self, op, *a):
+        """Run a replay closure at record time without recording what it runs."""
+        st = STATE
+        st.recorder = None
+        try:
+            op(*a)
+        except Exception as e:  # (an attribute the replay's ctx lacks, say)
+            raise _Break(f"the replay of an op failed at record time ({e!r})") from None
+        finally:
+            st.recorder = self
+
+    def _add(self, op, text):
+        self.ops.append(op)
+        self.descr.append((text, _user_line()))
+
+    def _guarded(self, analyse, *a):
+        """Run an analysis; a _Break stops the recording."""
+        try:
+            self._check_draws()
+            analyse(*a)
+        except _Break as e:
+            self.stop(str(e))
+
+    # --- hooks ----------------------------------------------------------------------------
+    def run_now(self, rows, ops, space, size, dtype, cdt, reduce=None, keep_full=True,
+                into=None):
+        st = STATE
+        st.recorder = None
+        try:
+            outs = lazy.run_now(rows, ops, space, size, dtype, cdt, reduce, keep_full, into)
+        finally:
+            if self.broken is None:
+                st.recorder = self
+        self._guarded(self._rec_run_now, rows, ops, space, size, dtype, cdt, reduce,
+                      keep_full, into, outs)
+        return outs
+
+    def _rec_run_now(self, rows, ops, space, size, dtype, cdt, reduce, keep_full, into, outs):
+        ins = tuple([self._operand(o) for o in ops])
+        ik = None
+        if into is not None:
+            ik = self.slot_of(into)
+        oks = []
+        for o in outs:
+            if into is not None and o is into:
+                oks.append(ik)
+                self.written.add(ik)
+            else:
+                oks.append(self.out_slot(o))
+        oks = tuple(oks)
+        run = lazy.run_now
+
+        def op(S):
+            args = [S[v] if kind == "s" else v for kind, v in ins]
+            res = run(rows, args, space, size, dtype, cdt, reduce, keep_full,
+                      None if ik is None else S[ik])
+            for k, a in zip(oks, res):
+                S[k] = a
+        self._add(op, f"kernel {'+'.join(r.name for r in rows)} {space} -> slots {list(oks)}"
+                      + (f" (in place: slot {ik})" if ik is not None else ""))
+
+    def function(self, fn, inputs, grad_fn, view_of, save, ctx, params):
+        pre = dict(ctx.__dict__) if ctx is not None else {}
+        if ctx is None:
+            ctx = Ctx()
+        st = STATE
+        st.recorder = None
+        try:
+            res = apply_fn(fn, inputs, grad_fn, view_of, save, ctx, **params)
+        finally:
+            if self.broken is None:
+                st.recorder = self
+        self._guarded(self._rec_function, fn, inputs, save, ctx, params, pre, res)
+        return res
+
+    def _rec_function(self, fn, inputs, save, ctx, params, pre, res):
+        for v in pre.values():
+            if isinstance(v, (Tensor, np.ndarray)):
+                raise _Break(f"{fn.name}: a ctx carrying arrays")
+        ins = tuple([self._operand(t)[1] for t in inputs])
+        pspec = []
+        for name, v in params.items():
+            if isinstance(v, Tensor):
+                raise _Break(f"{fn.name}: a tensor parameter")
+            if isinstance(v, np.ndarray):
+                k = self.slot_of(v)
+                if v.dtype.kind in "iub" and self.src[k][0] != "const" and \
+                        fn.name not in _CONST_VALIDATE:
+                    raise _Break(f"{fn.name}: an index array computed from tensors (its bounds "
+                                 "would not be checked again at replay)")
+                pspec.append((name, True, k))
+            elif isinstance(v, (tuple, list)) and any(isinstance(x, (np.ndarray, Tensor))
+                                                      for x in v):
+                raise _Break(f"{fn.name}: arrays inside a parameter")
+            else:
+                pspec.append((name, False, v))
+        pspec = tuple(pspec)
+        out = res._arr
+        if type(out) is not np.ndarray:
+            raise _Break(f"{fn.name}: a pending or device result")
+        static = {k: v for k, v in pre.items()}
+        shapes = ctx.shapes
+        needs = ctx.__dict__.get("needs_input_grad")
+        forward = fn.forward
+        validate = _CONST_VALIDATE.get(fn.name)
+        ok = self.out_slot(out)
+        kc = len(self.keep)  # holds the replay's ctx of this op (record time: the trial's)
+        self.keep.append(None)
+        self.src.append(("ctx",))
+
+        def op(S):
+            c = Ctx()
+            d = c.__dict__
+            if static:
+                d.update(static)
+            p = {name: (S[v] if is_slot else v) for name, is_slot, v in pspec}
+            d.update(p)
+            d["shapes"] = shapes
+            xs = [S[k] for k in ins]
+            if validate is not None:
+                validate(xs, p)
+            r = forward(c, *xs, **p)
+            if type(r) is not np.ndarray:
+                r = np.asarray(r)
+            if needs is not None:
+                d["needs_input_grad"] = needs
+            if save:
+                d["saved_tensors"] = tuple([_Box(x) for x in xs])
+            S[ok] = r
+            S[kc] = c
+
+        # the replay ctx, built once now on the recorded arrays: it must give eager's result
+        trial = list(self.keep)
+        self._trial(op, trial)
+        if not _same(trial[ok], out):
+            raise _Break(f"{fn.name}: its forward does not give the same array again")
+        self.keep[kc] = trial[kc]
+        self.ctxs[id(ctx)] = (kc, trial[kc])
+        self._add(op, f"{fn.name} {tuple(out.shape)} {out.dtype} <- slots {list(ins)} "
+                      f"-> slot {ok}")
+
+    def sweep(self, create_graph, capture, accumulate):
+        """A backward sweep starts; returns the recorder to pass each node to, or None."""
+        if create_graph:
+            self.stop("backward with create_graph=True (differentiating the backward)")
+            return None
+        if capture is not None or not accumulate:
+            self.stop("autograd.grad / backward(inputs=) (only .backward() into .grad is "
+                      "recorded)")
+            return None
+        self.backward_ran = True
+        return self
+
+    def node_apply(self, n, g, create_graph):
+        st = STATE
+        st.recorder = None
+        try:
+            grads = n.apply(g, create_graph)
+        finally:
+            if self.broken is None:
+                st.recorder = self
+        if self.broken is None:
+            self._guarded(self._rec_node, n, g, grads)
+        return grads
+
+    def _rec_node(self, n, g, grads):
+        if n.retained is not None:
+            raise _Break(f"{n.name()}: tensor hooks or retain_grad")
+        gk = self._operand(g)[1]
+        outs = []
+        for r in grads:
+            if r is None:
+                outs.append(None)
+                continue
+            if not isinstance(r, Tensor) or type(r._arr) is not np.ndarray:
+                raise _Break(f"{n.name()}: a pending or device gradient")
+            outs.append(r._arr)
+        if isinstance(n, ElementwiseNode):
+            op = self._ew_vjp(n, gk, outs)
+        elif isinstance(n, FunctionNode):
+            op = self._fn_vjp(n, gk, outs)
+        else:
+            raise _Break(f"the backward of {n.name()} (custom Functions are not recorded)")
+        # the closure, run once on the recorded arrays, must give eager's gradients
+        oks = [None if a is None else self.out_slot(a) for a in outs]
+        trial = list(self.keep)
+        self._trial(op, trial, oks)
+        for k, a in zip(oks, outs):
+            if a is not None and not _same(trial[k], a):
+                raise _Break(f"{n.name()}: its recorded backward does not give eager's values")
+        oks = tuple(oks)
+        self._add(lambda S: op(S, oks), f"backward {n.name()} <- slot {gk} -> slots "
+                                        f"{[k for k in oks if k is not None]}")
+
+    def _ew_vjp(self, n, gk, outs):
+        f = STATE.fusion
+        if (lazy.ENABLED if f is None else f) and n.n_red >= lazy.FUSE_MIN:
+            raise _Break(f"{n.name()}: a fused backward")
+        rows, xs, reads_out = _vjp_rows(n.row, n.need)
+        vals = [self._operand(n.operands[p]) for p in xs]
+        if reads_out:
+            if n.out_data is None:
+                raise _Break(f"{n.name()}: a pending saved output")
+            vals.append(("s", self.slot_of(n.out_data)))
+        vals = tuple(vals)
+        mean = n.n_red if n.reduce == "mean" else None
+        out_shape, size, cdt = n.out_shape, n.n_red, n.cdt.np
+        post = tuple([(n.metas[i][0] if n.metas[i][0] != out_shape else None,
+                       n.metas[i][1]) for i in n.need])
+        need = n.need
+        run = lazy.run_now
+
+        def op(S, oks):
+            gd = S[gk]
+            if mean is not None:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    gd = gd / mean
+            args = [S[v] if kind == "s" else v for kind, v in vals]
+            args.append(gd)
+            res = run(rows, args, out_shape, size, cdt, cdt)
+            for o, i, (shape, dt) in zip(res, need, post):
+                if shape is not None:
+                    o = _sum_to_array(o, shape)
+                if o.dtype != dt:
+                    o = o.astype(dt)
+                S[oks[i]] = o
+        return op
+
+    def _fn_vjp(self, n, gk, outs):
+        fn = n.fn
+        rec = self.ctxs.get(id(n.ctx))
+        if rec is None or not fn.arrays:
+            raise _Break(f"{n.name()}: a backward whose forward was not recorded")
+        kc, trial_ctx = rec
+        vjp, V = fn.vjp, structural.ARRAYS
+        # what the public function set on ctx after apply_fn (linear's saved_tensors, say)
+        extra = []
+        have = trial_ctx.__dict__
+        for name, v in n.ctx.__dict__.items():
+            if name in have or name == "node":
+                continue
+            if isinstance(v, Tensor):
+                extra.append((name, 1, self._operand(v)[1]))
+            elif isinstance(v, tuple) and v and all(isinstance(x, Tensor) for x in v):
+                extra.append((name, 2, tuple([self._operand(x)[1] for x in v])))
+            elif isinstance(v, np.ndarray):
+                raise _Break(f"{n.name()}: an array set on ctx outside the forward")
+            else:
+                extra.append((name, 0, v))
+        extra = tuple(extra)
+
+        def op(S, oks):
+            c = S[kc]
+            if extra:
+                d = c.__dict__
+                for name, kind, v in extra:
+                    d[name] = v if kind == 0 else _Box(S[v]) if kind == 1 else \
+                        tuple([_Box(S[k]) for k in v])
+            res = vjp(V, c, S[gk])
+            for k, a in zip(oks, res):
+                if k is not None:
+                    S[k] = a if type(a) is np.ndarray else np.asarray(a)
+        return op
+
+    def accumulate(self, n, g, create_graph, deferred):
+        t = n.variable
+        before = t.grad
+        before_arr = before._arr if before is not None else None
+        st = STATE
+        st.recorder = None
+        try:
+            lz = _engine.accumulate_into_grad(t, g, create_graph, deferred, 0)
+        finally:
+            if self.broken is None:
+                st.recorder = self
+        if self.broken is None:
+            self._guarded(self._rec_accumulate, n, t, g, before, before_arr, lz)
+        return lz
+
+    def _rec_accumulate(self, n, t, g, before, before_arr, lz):
+        hs = n.retained
+        if hs is not None and (hs.pre or hs.post):
+            raise _Break("hooks on a leaf tensor")
+        if lz is not None:
+            raise _Break("a pending gradient")
+        e = self.exts.get(id(t))
+        if e is None:
+            raise _Break("a gradient into a tensor made inside the function")
+        gk = self._operand(g)[1]
+        after = t.grad
+        if before is None:
+            a = after._arr
+            if a is g._arr:
+                self.out_slot(a)
+                self._add(lambda S: None, f"grad of {_path_str(e.path)} = slot {gk}")
+                return
+            if type(a) is not np.ndarray or a.dtype != g._arr.dtype:
+                raise _Break("a gradient cast to its leaf's dtype")
+            k = self.out_slot(a)
+
+            def op(S):
+                S[k] = S[gk].copy()
+            self._add(op, f"grad of {_path_str(e.path)} = copy of slot {gk} -> slot {k}")
+            return
+        if after is not before or before._arr is not before_arr or before.requires_grad:
+            raise _Break("accumulating into a .grad that requires grad or was replaced")
+        ak = self.slot_of(before_arr)
+        self.written.add(ak)
+
+        def op(S):
+            acc = S[ak]
+            acc += S[gk]
+        self._add(op, f"grad of {_path_str(e.path)} += slot {gk} (slot {ak})")
+
+    def optimizer_step(self, opt, closure):
+        st = STATE
+        if closure is not None:
+            self.stop("an optimizer step with a closure")
+            return opt.step(closure)
+        info = None
+        try:
+            info = self._pre_opt(opt)
+        except _Break as e:
+            self.stop(str(e))
+        st.recorder = None
+        try:
+            loss = opt.step()
+        finally:
+            if self.broken is None:
+                st.recorder = self
+        if info is not None and self.broken is None:
+            self._guarded(self._rec_opt, opt, info)
+        return loss
+
+    def _pre_opt(self, opt):
+        self._check_draws()
+        o = self.walk_objects.get(id(opt))
+        if o is None:
+            raise _Break("an optimizer the function reaches in a way the recorder does not "
+                         "follow")
+        self.objects_used[id(opt)] = o
+        plan, vcs = [], []
+        for group in opt.param_groups:
+            for p in group["params"]:
+                e = self.exts.get(id(p))
+                if e is None:
+                    raise _Break("an optimizer parameter the function does not reach")
+                if type(p._arr) is not np.ndarray:
+                    raise _Break("an optimizer parameter on a device")
+                gt = p.grad
+                gk = None
+                if gt is not None:
+                    if gt.requires_grad or gt._arr is None:
+                        raise _Break("an optimizer step on a gradient that requires grad")
+                    gk = self.slot_of(gt._arr)
+                e.used = True
+                e.opt = True
+                plan.append((e, gk))
+                vcs.append(p._vc[0])
+        return plan, vcs
+
+    def _rec_opt(self, opt, info):
+        plan, vcs = info
+        for (e, gk), v in zip(plan, vcs):
+            e.bumps += e.t._vc[0] - v
+            if e.t._arr is not e.arr:
+                raise _Break("an optimizer step replaced a parameter's array")
+        plan = tuple([(e.t, gk) for e, gk in plan])
+        step = type(opt).step
+        make = Tensor._make
+
+        def op(S):
+            for p, gk in plan:
+                g = p.grad
+                if gk is None:
+                    if g is not None:
+                        p.grad = None
+                elif g is None or g._arr is not S[gk]:
+                    p.grad = make(S[gk])
+            step(opt)
+        self._add(op, f"{type(opt).__name__}.step() over {len(plan)} parameters")
+
+
+def _same(a, b) -> bool:
+    """Whether two arrays hold the same values (NaNs equal), shape and dtype."""
+    if not isinstance(a, np.ndarray) or a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+
+
+def _validate_xent(xs, p):
+    t = p["target"]
+    n, c = xs[0].shape
+    bad = cpu_nn.first_bad_target(t, p["ignore_index"], c) if n else -1
+    if bad >= 0:
+        raise IndexError(f"cross_entropy: target {int(t[bad])} is out of bounds for {c} classes")
+
+
+_CONST_VALIDATE["cross_entropy"] = _validate_xent
+
+
+# ============================================================================================
+# Programs, guards and the compiled function
+
+
+def _flatten(obj, leaves):
+    """The structure of a return value with its Tensors (and other leaves) pulled out."""
+    if isinstance(obj, Tensor):
+        leaves.append(obj)
+        return ("t", len(leaves) - 1)
+    if isinstance(obj, tuple) and type(obj) is tuple:
+        return ("tuple", tuple(_flatten(x, leaves) for x in obj))
+    if isinstance(obj, list):
+        return ("list", tuple(_flatten(x, leaves) for x in obj))
+    if isinstance(obj, dict):
+        return ("dict", tuple((k, _flatten(v, leaves)) for k, v in obj.items()))
+    if obj is None or isinstance(obj, (int, float, bool, str)):
+        return ("v", obj)
+    raise _Break(f"a return value of type {type(obj).__name__}")
+
+
+def _unflatten(spec, vals):
+    kind, v = spec
+    if kind == "t":
+        return vals[v]
+    if kind == "tuple":
+        return tuple(_unflatten(x, vals) for x in v)
+    if kind == "list":
+        return [_unflatten(x, vals) for x in v]
+    if kind == "dict":
+        return {k: _unflatten(x, vals) for k, x in v}
+    return v
+
+
+def _arg_key(a):
+    """The guard of one argument: Tensors by metadata, scalars by value, others by identity."""
+    if isinstance(a, Tensor):
+        arr = a._arr
+        if type(arr) is not np.ndarray:
+            return None
+        return ("T", arr.shape, arr.dtype, arr.strides, a._rg, a.grad is None)
+    if a is None or isinstance(a, (bool, int, float, str)):
+        return ("v", type(a), a)
+    if isinstance(a, (tuple, list)) and all(not isinstance(x, (tuple, list)) for x in a):
+        ks = tuple(_arg_key(x) for x in a)
+        return None if None in ks else ("seq", type(a), ks)
+    return ("id", id(a))
+
+
+class Program:
+    """One recorded call: guards, the slot sources, the ops and how to finish a replay."""
+
+    def __init__(self, rec: Recorder, args, key, out_spec, out_slots, finals):
+        self.key = key
+        self.ops = tuple(rec.ops)
+        self.descr = rec.descr
+        self.nslots = len(rec.keep)
+        self.out_spec = out_spec
+        self.out_slots = out_slots      # per output leaf: ('s', slot) | ('ext', tensor) | ('v', x)
+        self.finals = finals            # (tensor | None: an argument, path, grad, bump)
+        loads = []
+        consts = []
+        ext_guards = []
+        for k, src in enumerate(rec.src):
+            if src[0] == "const":
+                consts.append((k, src[1]))
+            elif src[0] == "ext":
+                e, field = src[1], src[2]
+                loads.append((k, e, field))
+        self.consts = tuple(consts)
+        self.loads = tuple([(k, e.path, field) for k, e, field in loads])
+        for e in rec.exts.values():
+            if e.used or any(f[1] is e.path for f in finals):
+                ext_guards.append((e.path, e.t, e.arr, e.grad is None))
+        # (an argument itself is guarded by its key; what is reached through one, by path)
+        self.ext_guards = tuple([g for g in ext_guards
+                                 if not (len(g[0]) == 1 and g[0][0][0] == "arg")])
+        self.obj_guards = tuple([(path, o) for o, path in rec.objects_used.values()])
+        self.bytes = sum(a.nbytes for a, s in zip(rec.keep, rec.src)
+                         if isinstance(a, np.ndarray) and s[0] in ("op", "const"))
+
+    def check(self, fn, args) -> bool:
+        try:
+            for path, t, arr, grad_none in self.ext_guards:
+                if _resolve(fn, args, path) is not t or t._arr is not arr or \
+                        (t.grad is None) != grad_none:
+                    return False
+            for path, o in self.obj_guards:
+                if _resolve(fn, args, path) is not o:
+                    return False
+        except (LookupError, AttributeError, TypeError, ValueError):
+            return False
+        return True
+
+    def run(self, fn, args):
+        S = [None] * self.nslots
+        for k, c in self.consts:
+            S[k] = c.copy()
+        for k, path, field in self.loads:
+            t = _resolve(fn, args, path)
+            S[k] = t._arr if field == "arr" else t.grad._arr
+        for op in self.ops:
+            op(S)
+        make = Tensor._make
+        for t, path, gk, bump in self.finals:
+            if t is None:
+                t = _resolve(fn, args, path)
+            if gk is None:
+                t.grad = None
+            elif gk != "keep":
+                g = t.grad
+                a = S[gk]
+                if g is None or g._arr is not a:
+                    t.grad = make(a)
+            if bump:
+                t._vc[0] += bump
+        vals = []
+        for kind, v in self.out_slots:
+            if kind == "s":
+                vals.append(make(S[v]))
+            elif kind == "ext":
+                vals.append(_resolve(fn, args, v))
+            else:
+                vals.append(v)
+        return _unflatten(self.out_spec, vals)
+
+
+def _finish(rec: Recorder, fn, args, key, result):
+    """Turn a finished recording into a Program (or a break)."""
+    rec._check_draws()
+    leaves = []
+    spec = _flatten(result, leaves)
+    outs = []
+    for t in leaves:
+        e = rec.exts.get(id(t))
+        if e is not None:
+            e.used = True
+            outs.append(("ext", e.path))
+            continue
+        if t._rg and not rec.backward_ran:
+            raise _Break("an output requires grad (the autograd graph is not replayed; call "
+                         "it under no_grad or run backward inside the function)")
+        if type(t._arr) is not np.ndarray:
+            raise _Break("a pending or device output")
+        outs.append(("s", rec.slot_of(t._arr)))
+    finals = []
+    for e in rec.exts.values():
+        t = e.t
+        if t._arr is not e.arr:
+            raise _Break(f"{_path_str(e.path)}: its array was replaced (.data = ...)")
+        if t._rg != e.rg or t.grad_fn is not e.fn:
+            raise _Break(f"{_path_str(e.path)}: requires_grad or grad_fn changed")
+        g = t.grad
+        if g is e.grad and (g is None or g._arr is e.grad_arr) and not e.opt:
+            gk = "keep"
+        elif g is None:
+            gk = None
+        else:
+            if g.requires_grad or type(g._arr) is not np.ndarray:
+                raise _Break(f"{_path_str(e.path)}: a .grad that requires grad")
+            gk = rec.slot_of(g._arr)
+        bump = t._vc[0] - e.vc - e.bumps
+        if gk != "keep" or bump:
+            arg = len(e.path) == 1 and e.path[0][0] == "arg"  # (a new object on each call)
+            finals.append((None if arg else t, e.path, gk, bump))
+    return Program(rec, args, key, spec, tuple(outs), tuple(finals))
+
+
+class Compiled:
+    """A function compiled by :func:`compile`: replays recorded programs whose guards match."""
+
+    def __init__(self, fn, cache_size=CACHE_SIZE):
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.cache_size = cache_size
+        self.programs = []      # most recent first
+        self.broken = None      # (reason, where): the function runs eagerly
+        self.misses = 0
+        self.warned = False
+        self.stats = {"recorded": 0, "replayed": 0, "eager": 0}
+        self._lock = threading.Lock()
+
+    def __get__(self, obj, objtype=None):  # (a decorated method binds like a function)
+        if obj is None:
+            return self
+        return types.MethodType(self, obj)
+
+    def _key(self, args):
+        ks = tuple(_arg_key(a) for a in args)
+        if None in ks:
+            return None
+        return (ks, is_grad_enabled(), dtypes.get_default_dtype(), lazy.is_fusion_enabled())
+
+    def __call__(self, *args, **kwargs):
+        st = STATE
+        if kwargs or self.broken is not None or st.recorder is not None or \
+                st.tracer is not None:
+            self.stats["eager"] += 1
+            return self.fn(*args, **kwargs)
+        key = self._key(args)
+        if key is None:
+            self.stats["eager"] += 1
+            return self.fn(*args)
+        for p in self.programs:
+            if p.key == key and p.check(self.fn, args):
+                self.stats["replayed"] += 1
+                return p.run(self.fn, args)
+        if len(self.programs) >= self.cache_size:
+            if not self.warned:
+                self.warned = True
+                warnings.warn(f"jitgrad.compile: {getattr(self.fn, '__name__', self.fn)} "
+                              f"recorded {self.cache_size} programs (the cache size); further "
+                              "guard misses run eagerly", stacklevel=2)
+            self.stats["eager"] += 1
+            return self.fn(*args)
+        return self._record(args, key)
+
+    def _record(self, args, key):
+        st = STATE
+        rec = Recorder(self.fn, args)
+        if lazy.STATE.pending is not None and lazy.STATE.pending.refs:
+            lazy.flush()  # (pending values made before the call are inputs, computed first)
+        st.recorder = rec
+        try:
+            result = self.fn(*args)
+        finally:
+            if st.recorder is rec:
+                st.recorder = None
+        prog = None
+        if rec.broken is None:
+            try:
+                prog = _finish(rec, self.fn, args, key, result)
+            except _Break as e:
+                rec.broken = (str(e), None)
+        if rec.broken is not None:
+            self.broken = rec.broken
+            self.stats["eager"] += 1
+            return result
+        with self._lock:
+            self.programs.insert(0, prog)
+        self.stats["recorded"] += 1
+        return result
+
+    def explain(self) -> "Explanation":
+        return Explanation(self)
+
+    _jitgrad_explain = explain
+
+
+class Explanation:
+    """What :func:`jitgrad.explain` shows for a compiled function: its graph break, or each
+    recorded program's guards, buffers and operations with their source lines."""
+
+    def __init__(self, c: Compiled):
+        self.compiled = c
+        self.broken = c.broken
+        self.programs = list(c.programs)
+
+    @property
+    def reason(self):
+        return None if self.broken is None else self.broken[0]
+
+    @property
+    def line(self):
+        return None if self.broken is None or self.broken[1] is None else self.broken[1]
+
+    def __str__(self):
+        c = self.compiled
+        name = getattr(c.fn, "__qualname__", repr(c.fn))
+        lines = [f"jitgrad.compile({name}): {len(self.programs)} recorded program(s); "
+                 f"calls: {c.stats}"]
+        if self.broken is not None:
+            reason, where = self.broken
+            lines.append(f"graph break: {reason}")
+            if where is not None:
+                lines.append(f"  at {where[0]}:{where[1]}: {where[2]}")
+            lines.append("  the function runs eagerly")
+        for i, p in enumerate(self.programs):
+            lines.append(f"program {i}: {len(p.ops)} ops, {p.nslots} slots, "
+                         f"{p.bytes} bytes of intermediates and constants per call")
+            lines.append(f"  guards: arguments {p.key[0]}, grad mode {p.key[1]}, "
+                         f"external tensors {[_path_str(g[0]) for g in p.ext_guards]}, "
+                         f"objects {[_path_str(g[0]) for g in p.obj_guards]}")
+            for text, where in p.descr:
+                loc = f"  [{os.path.basename(where[0])}:{where[1]}]" if where else ""
+                lines.append(f"  {text}{loc}")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def compile(fn=None, *, cache_size: int = CACHE_SIZE):
+    """Record ``fn`` on its first call and replay the recorded program on later calls whose
+    guards match (see the module docstring). ``@jitgrad.compile`` or ``jitgrad.compile(fn)``."""
+    if fn is None:
+        return lambda f: Compiled(f, cache_size)
+    return Compiled(fn, cache_size)
+
+
+jit = compile

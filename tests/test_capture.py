@@ -1,0 +1,252 @@
+"""jitgrad.compile (issue 18): recorded steps replayed as flat programs give eager's values,
+gradients, parameter updates and version counters; guards re-record; graph breaks run eagerly
+and jitgrad.explain names them. Every comparison is against the same code run eagerly."""
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import jitgrad
+import jitgrad.nn as nn
+import jitgrad.nn.functional as F
+from jitgrad import _engine, _tensor
+
+
+def _arr(t):
+    return t.detach().numpy().copy()
+
+
+def _tutorial(w, b, lr=0.1):
+    """The W3 step: matmul, add, BCE-with-logits, backward, SGD under no_grad."""
+    def step():
+        w.grad = None
+        b.grad = None
+        x = jitgrad.ones(5)
+        y = jitgrad.zeros(3)
+        z = jitgrad.matmul(x, w) + b
+        loss = F.binary_cross_entropy_with_logits(z, y)
+        loss.backward()
+        with jitgrad.no_grad():
+            w.sub_(lr * w.grad)
+            b.sub_(lr * b.grad)
+        return loss
+    return step
+
+
+def _wb(seed=0):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((5, 3)).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+    return (jitgrad.tensor(w, requires_grad=True), jitgrad.tensor(b, requires_grad=True))
+
+
+def test_tutorial_step_replays_eager_values():
+    we, be = _wb()
+    wc, bc = _wb()
+    eager, comp = _tutorial(we, be), jitgrad.compile(_tutorial(wc, bc))
+    for _ in range(5):
+        le, lc = eager(), comp()
+        assert lc.item() == le.item()
+        for p, q in ((we, wc), (be, bc)):
+            np.testing.assert_array_equal(_arr(q), _arr(p))
+            np.testing.assert_array_equal(q.grad.numpy(), p.grad.numpy())
+            assert q._version == p._version
+    assert comp.stats["replayed"] >= 3
+    assert jitgrad.explain(comp).reason is None
+    assert "matmul" in str(jitgrad.explain(comp))
+
+
+def _mlp(opt_cls, **kw):
+    jitgrad.manual_seed(0)
+    m = nn.Sequential(nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 4))
+    return m, opt_cls(m.parameters(), **kw)
+
+
+def _mlp_step(m, o):
+    def step(x, y):
+        loss = F.cross_entropy(m(x), y)
+        loss.backward()
+        o.step()
+        o.zero_grad()
+        return loss
+    return step
+
+
+@pytest.mark.parametrize("opt_cls,kw", [(jitgrad.optim.SGD, dict(lr=0.1, momentum=0.9)),
+                                        (jitgrad.optim.Adam, dict(lr=1e-2))])
+def test_mlp_step_with_optimizer(opt_cls, kw):
+    rng = np.random.default_rng(1)
+    x = jitgrad.tensor(rng.standard_normal((8, 12)).astype(np.float32))
+    y = jitgrad.tensor(rng.integers(0, 4, 8))
+    (m1, o1), (m2, o2) = _mlp(opt_cls, **kw), _mlp(opt_cls, **kw)
+    eager, comp = _mlp_step(m1, o1), jitgrad.compile(_mlp_step(m2, o2))
+    for _ in range(5):
+        assert comp(x, y).item() == eager(x, y).item()
+        for p, q in zip(m1.parameters(), m2.parameters()):
+            np.testing.assert_array_equal(_arr(q), _arr(p))
+            assert q.grad is None and p.grad is None
+            assert q._version == p._version
+    assert comp.stats == {"recorded": 1, "replayed": 4, "eager": 0}
+    for s1, s2 in zip(o1.state.values(), o2.state.values()):
+        for k in s1:
+            np.testing.assert_array_equal(s2[k].numpy(), s1[k].numpy())
+
+
+def test_forward_only_and_output_requiring_grad():
+    W = jitgrad.tensor(np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3))
+
+    @jitgrad.compile
+    def f(x):
+        return (x @ W).tanh().sum(1), W
+
+    x = jitgrad.tensor(np.arange(8, dtype=np.float32).reshape(2, 4) / 8)
+    for _ in range(3):
+        out, w = f(x)
+        np.testing.assert_allclose(out.numpy(), np.tanh(x.numpy() @ W.numpy()).sum(1),
+                                   rtol=1e-6)
+        assert w is W and not out.requires_grad
+    assert f.stats["replayed"] == 2
+    x2 = jitgrad.tensor(x.numpy(), requires_grad=True)
+    g = jitgrad.compile(lambda x: (x @ W).tanh().sum())
+    out = g(x2)
+    out.backward()  # eager: the graph is there
+    assert x2.grad is not None and "requires grad" in jitgrad.explain(g).reason
+
+
+def test_guard_misses_record_again():
+    calls = []
+
+    @jitgrad.compile
+    def f(x, s):
+        calls.append(1)
+        return (x * s + 1).exp()
+
+    a32 = jitgrad.tensor(np.ones((2, 3), np.float32))
+    for _ in range(2):
+        np.testing.assert_allclose(f(a32, 2.0).numpy(), np.exp(3.0) * np.ones((2, 3)),
+                                   rtol=1e-6)
+    assert f.stats["recorded"] == 1 and len(calls) == 1
+    f(jitgrad.tensor(np.ones(4, np.float32)), 2.0)                      # new shape
+    r = f(jitgrad.tensor(np.ones((2, 3), np.float64)), 2.0)             # new dtype
+    assert r.dtype == jitgrad.float64
+    np.testing.assert_allclose(f(a32, 3.0).numpy(), np.exp(4.0) * np.ones((2, 3)),
+                               rtol=1e-6)                               # scalar specialised
+    assert f.stats["recorded"] == 4 and len(calls) == 4
+    f(a32, 3.0)
+    assert len(calls) == 4  # replayed
+
+
+def test_requires_grad_flipped_records_again():
+    @jitgrad.compile
+    def f(x):
+        y = (x * x).sum()
+        if x.requires_grad:
+            y.backward()
+        return y.detach() if x.requires_grad else y
+
+    x = jitgrad.tensor(np.arange(3, dtype=np.float32))
+    assert f(x).item() == 5.0 and f(x).item() == 5.0
+    xr = jitgrad.tensor(np.arange(3, dtype=np.float32), requires_grad=True)
+    f(xr)
+    np.testing.assert_array_equal(xr.grad.numpy(), [0, 2, 4])
+    xr2 = jitgrad.tensor(np.arange(3, dtype=np.float32) + 1, requires_grad=True)
+    f(xr2)
+    np.testing.assert_array_equal(xr2.grad.numpy(), [2, 4, 6])
+    assert f.stats["recorded"] == 2 and f.stats["replayed"] == 2
+
+
+def test_rebound_parameter_is_seen():
+    W = jitgrad.tensor(np.ones(3, np.float32))
+
+    def f(x):
+        return x * W
+
+    c = jitgrad.compile(f)
+    x = jitgrad.tensor(np.arange(3, dtype=np.float32))
+    np.testing.assert_array_equal(c(x).numpy(), [0, 1, 2])
+    np.testing.assert_array_equal(c(x).numpy(), [0, 1, 2])
+    with jitgrad.no_grad():
+        W.mul_(2)  # in place between calls: read by reference, no new recording
+    np.testing.assert_array_equal(c(x).numpy(), [0, 2, 4])
+    assert c.stats["recorded"] == 1
+    W = jitgrad.tensor(np.full(3, 5, np.float32))  # the closure's cell now holds another
+    np.testing.assert_array_equal(c(x).numpy(), [0, 5, 10])
+    assert c.stats["recorded"] == 2
+
+
+def test_graph_break_runs_eagerly_and_explain_names_it():
+    we, be = _wb()
+    wc, bc = _wb()
+    seen = []
+
+    def make(w, b):
+        def step():
+            z = jitgrad.matmul(jitgrad.ones(5), w) + b
+            loss = F.binary_cross_entropy_with_logits(z, jitgrad.zeros(3))
+            seen.append(loss.item())  # a value read in Python: a graph break
+            loss.backward()
+            with jitgrad.no_grad():
+                w.sub_(0.1 * w.grad)
+            w.grad = None
+            b.grad = None
+            return loss
+        return step
+
+    eager, comp = make(we, be), jitgrad.compile(make(wc, bc))
+    for _ in range(3):
+        assert comp().item() == eager().item()
+        np.testing.assert_array_equal(_arr(wc), _arr(we))
+    ex = jitgrad.explain(comp)
+    assert "item()" in ex.reason and "seen.append(loss.item())" in str(ex)
+    assert ex.line[0] == __file__ and comp.stats["eager"] == 3 and len(seen) == 6
+
+
+@pytest.mark.parametrize("body,why", [
+    (lambda x: x * jitgrad.randn(3), "random numbers"),
+    (lambda x: x * jitgrad.tensor([1.0, 2.0, 3.0]), "made outside"),
+    (lambda x: (print(x), x * 2)[1], "printing"),
+    (lambda x: x * 2 if bool(x.sum() > 0) else x, "bool()"),
+])
+def test_other_breaks(body, why, capsys):
+    c = jitgrad.compile(body)
+    x = jitgrad.tensor(np.ones(3, np.float32))
+    for _ in range(2):
+        assert c(x).shape == (3,)
+    assert why in jitgrad.explain(c).reason and c.stats["recorded"] == 0
+
+
+def test_cache_size_limit_warns_once_then_eager():
+    c = jitgrad.compile(lambda x: x + 1, cache_size=2)
+    for n in (1, 2):
+        c(jitgrad.tensor(np.zeros(n, np.float32)))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        for n in (3, 4):
+            np.testing.assert_array_equal(c(jitgrad.tensor(np.zeros(n, np.float32))).numpy(),
+                                          np.ones(n))
+    assert len(w) == 1 and "cache size" in str(w[0].message)
+    assert c.stats == {"recorded": 2, "replayed": 0, "eager": 2}
+
+
+def test_replay_dispatches_no_ops():
+    """A replayed MLP step runs no Tensor-level op dispatch or backward sweep."""
+    rng = np.random.default_rng(1)
+    x = jitgrad.tensor(rng.standard_normal((8, 12)).astype(np.float32))
+    y = jitgrad.tensor(rng.integers(0, 4, 8))
+    m, o = _mlp(jitgrad.optim.SGD, lr=0.1)
+    c = jitgrad.compile(_mlp_step(m, o))
+    c(x, y)
+    watched = {_tensor.apply_elementwise.__code__, _tensor.apply_fn.__code__,
+               _engine.run_backward.__code__}
+    hits = []
+
+    def prof(frame, event, arg):
+        if event == "call" and frame.f_code in watched:
+            hits.append(frame.f_code.co_name)
+    sys.setprofile(prof)
+    try:
+        c(x, y)
+    finally:
+        sys.setprofile(None)
+    assert c.stats["replayed"] == 1 and hits == []
