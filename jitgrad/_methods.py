@@ -573,3 +573,15 @@ class TensorMethods:
 
     def addbmm_(self, batch1, batch2, *, beta=1, alpha=1):
         return IMPL.addbmm_(self, batch1, batch2, beta=beta, alpha=alpha)
+
+    def norm(self, p="fro", dim=None, keepdim=False, dtype=None):
+        return IMPL.norm(self, p, dim, keepdim, dtype=dtype)
+
+    def dist(self, other, p=2):
+        return IMPL.dist(self, other, p)
+
+    def renorm(self, p, dim, maxnorm):
+        return IMPL.renorm(self, p, dim, maxnorm)
+
+    def renorm_(self, p, dim, maxnorm):
+        return IMPL.renorm_(self, p, dim, maxnorm)

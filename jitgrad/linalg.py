@@ -5,6 +5,7 @@ The decompositions run NumPy/LAPACK on the host; a CUDA tensor is copied to the 
 and copied back. Their gradients are written with jitgrad's own ops (differentiable again).
 """
 from .ops_api.linalg import cross_linalg as cross  # noqa: F401
-from .ops_api.linalg import diagonal, multi_dot, vecdot  # noqa: F401
+from .ops_api.linalg import linalg_norm as norm  # noqa: F401
+from .ops_api.linalg import diagonal, matrix_norm, multi_dot, vecdot, vector_norm  # noqa: F401
 
-__all__ = ["cross", "diagonal", "multi_dot", "vecdot"]
+__all__ = ["cross", "diagonal", "matrix_norm", "multi_dot", "norm", "vecdot", "vector_norm"]

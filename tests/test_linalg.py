@@ -190,3 +190,87 @@ def test_trace_cross_diagonal_vecdot():
     check(lambda M, x, y: M.linalg.vecdot(x, y, dim=0), r(3, 4), r(3, 1))
     with pytest.raises(RuntimeError, match="must have length 3"):
         jitgrad.linalg.cross(jitgrad.tensor(r(2, 4)), jitgrad.tensor(r(2, 4)))
+
+
+# --- norms ----------------------------------------------------------------------------------------
+
+ORDS = [2, 1, 0, 3, 0.5, -0.5, -1, -2.5, float("inf"), float("-inf"), 1.5]
+
+
+@pytest.mark.parametrize("ord", ORDS)
+def test_vector_norm_vs_torch(ord):
+    x = r(3, 4)
+    check(lambda M, t: M.linalg.vector_norm(t, ord), x)
+    check(lambda M, t: M.linalg.vector_norm(t, ord, dim=1, keepdim=True), x)
+    check(lambda M, t: M.linalg.vector_norm(t, ord, dim=(0,)), x)
+    check(lambda M, t: M.linalg.vector_norm(t, ord, dim=-1), r())
+    # zeros: torch's subgradient (0 at a zero norm, 0 where x == 0 for ord < 1)
+    z = np.zeros((2, 3))
+    z[1, 1] = 0.5
+    check(lambda M, t: M.linalg.vector_norm(t, ord, dim=1), z)
+
+
+def test_vector_norm_ties_dtype_and_errors():
+    x = np.array([[1.0, -3.0, 3.0], [2.0, 2.0, -2.0]])
+    check(lambda M, t: M.linalg.vector_norm(t, float("inf"), dim=1), x)
+    check(lambda M, t: M.linalg.vector_norm(t, float("-inf")), x)
+    check(lambda M, t: M.linalg.vector_norm(t, 3, dtype=M.float64), r(2, 3), dtype="float32",
+          rtol=1e-6, atol=1e-6)
+    check(lambda M, t: M.linalg.vector_norm(t, 2.5), r(4, 5), dtype="float32", rtol=1e-5,
+          atol=1e-6)
+    with pytest.raises(RuntimeError, match="floating point"):
+        jitgrad.linalg.vector_norm(jitgrad.arange(3))
+    with pytest.raises(RuntimeError, match="identity"):
+        jitgrad.linalg.vector_norm(jitgrad.zeros(0), float("inf"))
+    with pytest.raises(RuntimeError, match="narrowing"):
+        jitgrad.linalg.vector_norm(jitgrad.zeros(2, dtype=jitgrad.float64), dtype=jitgrad.float32)
+
+
+def test_norm_double_backward():
+    for ord in (2, 3, 1.5, 0.5):  # (the inf-norms' gradients are piecewise constant)
+        xa = r(3, 4)
+        res = []
+        for M in (jitgrad, torch):
+            x = M.tensor(xa, requires_grad=True)
+            y = M.linalg.vector_norm(x, ord, dim=1)
+            g, = M.autograd.grad((y * M.tensor([1.0, 2.0, 3.0], dtype=y.dtype)).sum(), x,
+                                 create_graph=True)
+            h, = M.autograd.grad((g * g).sum(), x)
+            res.append(_np(h))
+        np.testing.assert_allclose(res[0], res[1], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("ord", ["fro", 1, -1, float("inf"), float("-inf")])
+def test_matrix_norm(ord):
+    check(lambda M, t: M.linalg.matrix_norm(t, ord), r(2, 3, 4))
+    check(lambda M, t: M.linalg.matrix_norm(t, ord, dim=(-1, 0), keepdim=True), r(3, 2, 4))
+    check(lambda M, t: M.linalg.matrix_norm(t, ord, dim=(2, 0)), r(3, 2, 4))
+
+
+def test_torch_norm_linalg_norm_dist_renorm():
+    x = r(3, 4)
+    check(lambda M, t: M.norm(t), x)
+    check(lambda M, t: t.norm(), x)
+    check(lambda M, t: t.norm(p=None), x)
+    check(lambda M, t: t.norm(3, 1, True), x)
+    check(lambda M, t: M.norm(t, "fro", [0, 1]), x)
+    check(lambda M, t: M.norm(t, float("inf"), -1), x)
+    check(lambda M, t: M.norm(t, 0.5), x)
+    for args in [(), (None,), ("fro",), (float("inf"),), (1,), (-1,)]:
+        check(lambda M, t: M.linalg.norm(t, *args), x)
+    check(lambda M, t: M.linalg.norm(t, 3), r(5))
+    check(lambda M, t: M.linalg.norm(t, dim=(0, 1)), r(2, 3, 4))
+    check(lambda M, t: M.linalg.norm(t, 1, dim=(0, 2), keepdim=True), r(2, 3, 4))
+    check(lambda M, t: M.linalg.norm(t, 4, dim=1), r(2, 3, 4))
+    with pytest.raises(RuntimeError, match="1D or 2D"):
+        jitgrad.linalg.norm(jitgrad.tensor(r(2, 3, 4)), 2)
+    for p in (2, 4, 1, float("inf")):
+        check(lambda M, a, b: M.dist(a, b, p), r(3, 1, 4), r(2, 4))
+    check(lambda M, a, b: a.dist(b), r(3), r(3))
+    for args in [(2, 1, 0.5), (2, -1, 0.5), (1, 2, 3.0), (float("inf"), 2, 0.5)]:
+        check(lambda M, t: M.renorm(t, *args), r(3, 4, 2))
+    for M in (jitgrad, torch):
+        t = M.tensor(np.ones((2, 3)))
+        assert t.renorm_(2, 0, 1.0) is t
+        np.testing.assert_allclose(_np(t), np.full((2, 3), 3 ** -0.5 * (1 / (1 + 1e-7 / 3 ** .5))),
+                                   rtol=1e-9)

@@ -16,11 +16,16 @@ import numpy as np
 
 from .. import dtypes
 from .._methods import implement
-from .._tensor import Tensor, _norm_dim, broadcast_shapes
-from ..functional_ops import (_tt, copy_, matmul, mul, permute, reshape, stack, where)
+from .._tensor import Tensor, _norm_dim, apply_fn, broadcast_shapes
+from ..backends import cuda as cb  # (numba.cuda itself is imported only when a GPU op runs)
+from ..backends.cuda import DeviceArray
+from ..creation import zeros
+from ..functional_ops import (_dims, _tt, copy_, matmul, mul, permute, reshape, stack, where)
+from ..ops import structural
+from ..structural import TENSORS, keep_shape, shift_axes
 
 __all__: list = ["einsum", "tensordot", "kron", "inner", "vdot", "trace", "cross", "addmm",
-                 "addmv", "addr", "baddbmm", "addbmm", "chain_matmul"]
+                 "addmv", "addr", "baddbmm", "addbmm", "chain_matmul", "norm", "dist", "renorm"]
 
 _bsum = builtins.sum
 
@@ -617,6 +622,264 @@ def vecdot(x, y, *, dim=-1, out=None):
 
 
 # ============================================================================================
+# norms: one record for every vector p-norm (torch's gradient rules, subgradient 0 at 0), and
+# matrix norms composed from it, sums, amax/amin and singular values
+
+
+def _host(fwd):
+    """The GPU entry of a record whose forward is NumPy/LAPACK: copy the inputs to the host,
+    compute, copy the result back (what ``forward`` left on ctx stays on the host, except the
+    output, which V.result reads)."""
+    def cuda_forward(ctx, *xs, **params):
+        out = fwd(ctx, *[cb.to_host(x) if type(x) is DeviceArray else x for x in xs], **params)
+        out = cb.to_device(np.ascontiguousarray(out))
+        ctx.out = out
+        return out
+    return cuda_forward
+
+
+def _norm_grad(V, x, nk, gk, p, axes):
+    """torch's norm_backward: d|x|_p / dx times gk, with nk the norm in keepdim form. Zero
+    where the norm is 0 (p > 1) or where x is 0 (p < 1); ties of the inf-norms share gk."""
+    dt = V.dtype(x)
+    sgn = V.astype(x > 0, dt) - V.astype(x < 0, dt)
+    if p == 1:
+        return sgn * gk
+    ax = abs(x)
+    with V.errstate():
+        if p == 2:
+            return gk * V.where(V.eq(nk, 0), 0.0, x / nk)
+        if math.isinf(p):
+            hit = V.astype(V.eq(ax, nk), dt) + \
+                V.astype(V.logical_and(V.isnan(x), V.isnan(nk)), dt)
+            return sgn * hit * (gk / V.sum(hit, axes, keepdim=True))
+        if p < 1:
+            return sgn * V.where(V.eq(x, 0), 0.0, ax ** (p - 1)) * gk * nk ** (1 - p)
+        scale = V.where(V.eq(nk, 0), 0.0, gk / nk ** (p - 1))
+        if p < 2:
+            return sgn * ax ** (p - 1) * scale
+        return x * ax ** (p - 2) * scale
+
+
+def _norm_jvp(ctx, x, out, t):
+    axes, p = ctx.axes, ctx.ord
+    if p == 0:  # piecewise constant
+        shp = t._meta[0]
+        s = keep_shape(shp, axes) if ctx.keepdim else \
+            tuple(n for k, n in enumerate(shp) if k not in axes)
+        return zeros(s, dtype=t.dtype, device=t.device)
+    nk = out if ctx.keepdim else out.reshape(keep_shape(x._meta[0], axes))
+    d = _norm_grad(TENSORS, x, nk, 1.0, p, axes)
+    return (d * t).sum(dim=axes, keepdim=ctx.keepdim)
+
+
+@structural("linalg_vector_norm", "LinalgVectorNormBackward0", batch=shift_axes, jvp=_norm_jvp)
+class _VectorNorm:
+    """The p-norm of x over ``axes`` for any p (0, +-inf, fractional, negative)."""
+
+    def forward(ctx, x, ord, axes, keepdim):
+        with np.errstate(all="ignore"):
+            if ord == 0:
+                r = (x != 0).sum(axis=axes, keepdims=keepdim).astype(x.dtype)
+            elif ord == 2:
+                r = np.sqrt((x * x).sum(axis=axes, keepdims=keepdim))
+            else:
+                a = np.abs(x)
+                if ord == math.inf:
+                    r = a.max(axis=axes, keepdims=keepdim)
+                elif ord == -math.inf:
+                    r = a.min(axis=axes, keepdims=keepdim)
+                elif ord == 1:
+                    r = a.sum(axis=axes, keepdims=keepdim)
+                else:
+                    r = (a ** x.dtype.type(ord)).sum(axis=axes, keepdims=keepdim) ** \
+                        x.dtype.type(1.0 / ord)
+        ctx.out = np.asarray(r, x.dtype)
+        return ctx.out
+
+    cuda_forward = _host(forward)
+
+    def vjp(V, ctx, g):
+        if ctx.ord == 0:
+            return (None,)
+        x, = V.saved(ctx)
+        keep = keep_shape(V.shape(x), ctx.axes)
+        nk = V.reshape(V.result(ctx), keep)
+        gk = g if ctx.keepdim else V.reshape(g, keep_shape(ctx.shapes[0], ctx.axes))
+        return (V.astype(_norm_grad(V, x, nk, gk, ctx.ord, ctx.axes), V.dtype(x)),)
+
+
+def _float_input(name, x):
+    if x._meta[1].kind != "f":
+        raise RuntimeError(f"{name}: Expected a floating point or complex tensor as input. Got "
+                           f"{_TORCH_NAMES.get(x._meta[1].name, x._meta[1].name)}")
+
+
+_TORCH_NAMES = {"int64": "Long", "int32": "Int", "bool": "Bool", "float32": "Float",
+                "float64": "Double", "int16": "Short", "int8": "Char", "uint8": "Byte"}
+
+
+def _with_dtype(name, x, dtype):
+    if dtype is None:
+        return x
+    d = dtypes.from_any(dtype)
+    if d.np.kind != "f":
+        raise RuntimeError(f"{name}: dtype should be floating point or complex, but got {d}")
+    if np.dtype(d.np).itemsize < x._meta[1].itemsize:
+        raise RuntimeError(f"{name}: the dtype of the input "
+                           f"({_TORCH_NAMES[x._meta[1].name]}) should be convertible without "
+                           f"narrowing to the specified dtype ({_TORCH_NAMES[np.dtype(d.np).name]})")
+    return x.to(d)
+
+
+def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):
+    """torch.linalg.vector_norm: the ord-norm over ``dim`` (all dims when None) of a floating
+    tensor, any real ord; gradients as torch (0 at a zero norm)."""
+    x = _tt(x)
+    _float_input("linalg.vector_norm", x)
+    x = _with_dtype("linalg.vector_norm", x, dtype)
+    if isinstance(ord, bool) or not isinstance(ord, numbers.Real):
+        raise TypeError(f"linalg.vector_norm(): argument 'ord' must be a number, not "
+                        f"{type(ord).__name__}")
+    p = float(ord)
+    if isinstance(dim, numbers.Integral):
+        dim = (dim,)
+    if x.ndim == 0:
+        for d in dim or ():
+            _norm_dim(d, 0)
+        r = apply_fn(_VectorNorm, (x.reshape(1),), save=True, ord=p, axes=(0,), keepdim=False)
+        return _out(out, r)
+    axes = _dims(dim, x.ndim)
+    if p < 0 or math.isinf(p):
+        s = _shape(x)
+        if x.numel() == 0 and (dim is None or not dim):
+            raise RuntimeError(f"linalg.vector_norm cannot compute the {_pname(ord)} norm on an "
+                               "empty tensor because the operation does not have an identity")
+        for a in axes:
+            if s[a] == 0:
+                raise RuntimeError(f"linalg.vector_norm cannot compute the {_pname(ord)} norm "
+                                   f"on the dimension {a} because this dimension is empty and "
+                                   "the operation does not have an identity")
+    return _out(out, apply_fn(_VectorNorm, (x,), save=True, ord=p, axes=axes,
+                              keepdim=bool(keepdim)))
+
+
+def _pname(p):
+    return "inf" if p == math.inf else "-inf" if p == -math.inf else str(p)
+
+
+def _move_last2(A, d0, d1):
+    """A with dims d0, d1 moved to the end (in that order)."""
+    rest = [d for d in range(A.ndim) if d not in (d0, d1)]
+    perm = tuple(rest) + (d0, d1)
+    return permute(A, perm) if perm != tuple(range(A.ndim)) else A
+
+
+def _keep2(r, d0, d1, keepdim):
+    if keepdim:
+        for d in sorted((d0, d1)):
+            r = r.unsqueeze(d)
+    return r
+
+
+def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None, out=None):
+    """torch.linalg.matrix_norm: 'fro', 'nuc', +-1, +-2, +-inf over the two dims ``dim``."""
+    A = _tt(A)
+    _float_input("linalg.matrix_norm", A)
+    if A.ndim < 2:
+        raise RuntimeError(f"linalg.matrix_norm: The input tensor A must have at least 2 "
+                           f"dimensions.")
+    A = _with_dtype("linalg.matrix_norm", A, dtype)
+    if not isinstance(dim, (list, tuple)) or len(dim) != 2:
+        raise RuntimeError(f"linalg.matrix_norm: dim must be a 2-tuple. Got {dim}")
+    d0, d1 = _norm_dim(dim[0], A.ndim), _norm_dim(dim[1], A.ndim)
+    if d0 == d1:
+        raise RuntimeError(f"linalg.matrix_norm: dims must be different. Got ({dim[0]}, "
+                           f"{dim[1]})")
+    if isinstance(ord, str):
+        if ord == "fro":
+            return _out(out, vector_norm(A, 2, (d0, d1), keepdim))
+        if ord != "nuc":
+            raise RuntimeError(f"linalg.matrix_norm: Order {ord} not supported.")
+        return _out(out, _keep2(svdvals(_move_last2(A, d0, d1)).sum(dim=-1), d0, d1, keepdim))
+    p = float(ord)
+    if abs(p) == 2:
+        sv = svdvals(_move_last2(A, d0, d1))
+        r = sv.amax(dim=-1) if p > 0 else sv.amin(dim=-1)
+        return _out(out, _keep2(r, d0, d1, keepdim))
+    if abs(p) not in (1, math.inf):
+        raise RuntimeError(f"linalg.matrix_norm: Order {ord} not supported.")
+    if math.isinf(p):
+        d0, d1 = d1, d0
+    if not keepdim and d0 < d1:
+        d1 -= 1
+    s = A.abs().sum(dim=d0, keepdim=keepdim)
+    if _shape(s)[d1] == 0:
+        raise RuntimeError(f"linalg.matrix_norm: cannot compute the {_pname(ord)} norm of an "
+                           "empty matrix (the reduction has no identity)")
+    r = s.amax(dim=d1, keepdim=keepdim) if p > 0 else s.amin(dim=d1, keepdim=keepdim)
+    return _out(out, r)
+
+
+def linalg_norm(A, ord=None, dim=None, keepdim=False, *, dtype=None, out=None):
+    """torch.linalg.norm: a matrix norm for a string ord or two dims (2-D input without dim
+    and ord given), else a vector norm (ord None: the 2-norm of the flattened input)."""
+    A = _tt(A)
+    if isinstance(dim, numbers.Integral):
+        dim = (dim,)
+    if dim is not None and len(dim) not in (1, 2):
+        raise RuntimeError(f"linalg.norm: If dim is specified, it must be of length 1 or 2. "
+                           f"Got {list(dim)}")
+    if ord is not None:
+        if dim is None and A.ndim not in (1, 2):
+            raise RuntimeError(f"linalg.norm: If dim is not specified but ord is, the input "
+                               f"must be 1D or 2D. Got {A.ndim}D.")
+        if isinstance(ord, str) or (dim is not None and len(dim) == 2) or \
+                (dim is None and A.ndim == 2):
+            return matrix_norm(A, ord, tuple(dim) if dim is not None else (-2, -1), keepdim,
+                               dtype=dtype, out=out)
+        return vector_norm(A, ord, dim, keepdim, dtype=dtype, out=out)
+    return vector_norm(A, 2, dim, keepdim, dtype=dtype, out=out)
+
+
+def norm(input, p="fro", dim=None, keepdim=False, out=None, dtype=None):
+    """torch.norm: 'fro' (and p=None) is the 2-norm over ``dim``; 'nuc' the nuclear norm;
+    a number is a vector norm over ``dim`` (all dims when None)."""
+    x = _tt(input)
+    if isinstance(dim, numbers.Integral):
+        dim = (dim,)
+    if isinstance(p, str):
+        if p == "fro" and (dim is None or len(dim) <= 2):
+            return vector_norm(x, 2, dim, keepdim, dtype=dtype, out=out)
+        return matrix_norm(x, p, tuple(dim) if dim is not None else tuple(range(x.ndim)),
+                           keepdim, dtype=dtype, out=out)
+    return vector_norm(x, 2.0 if p is None else p, dim, keepdim, dtype=dtype, out=out)
+
+
+def dist(input, other, p=2):
+    """torch.dist: the p-norm of input - other (broadcast)."""
+    return vector_norm(_tt(input) - _tt(other), p)
+
+
+def renorm(input, p, dim, maxnorm, *, out=None):
+    """torch.renorm: each slice along ``dim`` whose p-norm exceeds maxnorm is scaled to
+    maxnorm (by maxnorm / (norm + 1e-7)); the gradient runs through the norm, as torch's."""
+    x = _tt(input)
+    _float_input("renorm", x)
+    if x.ndim <= 1:
+        raise RuntimeError(f"renorm: input needs at least 2 dimensions, got {x.ndim} "
+                           "dimensions")
+    if maxnorm < 0:
+        raise RuntimeError(f"renorm: expected maxnorm to be >= 0 but got {maxnorm}")
+    if p <= 0:
+        raise RuntimeError(f"renorm: non-positive-norm not supported")
+    d = _norm_dim(dim, x.ndim)
+    nrm = vector_norm(x, p, tuple(k for k in range(x.ndim) if k != d), keepdim=True)
+    r = where(nrm > maxnorm, x * (maxnorm / (nrm + 1e-7)), x)
+    return _out(out, r)
+
+
+# ============================================================================================
 # Tensor methods
 
 implement(
@@ -624,4 +887,5 @@ implement(
     addmm=addmm, addmv=addmv, addr=addr, baddbmm=baddbmm, addbmm=addbmm,
     addmm_=_inplace(addmm), addmv_=_inplace(addmv), addr_=_inplace(addr),
     baddbmm_=_inplace(baddbmm), addbmm_=_inplace(addbmm),
+    norm=norm, dist=dist, renorm=renorm, renorm_=_inplace(renorm),
 )

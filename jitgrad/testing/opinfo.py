@@ -402,6 +402,10 @@ _ROWS = [
     # --- ops_api.indexing ------------------------------------------------------------------------
     # --- ops_api.shape ---------------------------------------------------------------------------
     # --- ops_api.linalg --------------------------------------------------------------------------
+    OpInfo("linalg_vector_norm", lambda x: jitgrad.linalg.vector_norm(x, 3, dim=-1),
+           lambda x: (np.abs(x) ** 3).sum(-1) ** (1 / 3), [((3, 4),), ((2, 3, 2),)],
+           torch=lambda T: lambda x: T.linalg.vector_norm(x, 3, dim=-1), rtol=1e-9,
+           notes="one record for every p; p = 2, 1, inf, 0 and p < 1 in tests/test_linalg.py"),
 ]
 
 OPINFOS: dict[str, OpInfo] = {r.name: r for r in _ROWS}
