@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _state as grad_mode
 from . import _debug, lazy
-from .backends.cuda import DeviceArray
+from .backends import BACKENDS, _DEVICE_OF_TYPE
 from .ops import ELEMENTWISE
 
 # The Tensor class, registered by _tensor.py when it defines it (the engine sits below the class
@@ -28,10 +28,18 @@ def register_tensor_class(cls) -> None:
     Tensor = cls
 
 
+def device_key(t) -> str:
+    """The key in ``backends.BACKENDS`` of the device a Tensor's value lives (or will be
+    computed) on: "cpu" or "cuda"."""
+    a = t._arr
+    if a is None:
+        return t._lazy.device
+    return "cpu" if type(a) is np.ndarray else _DEVICE_OF_TYPE.get(type(a), "cpu")
+
+
 def _is_cuda(t) -> bool:
     """Whether a Tensor's value lives (or will be computed) on the GPU."""
-    a = t._arr
-    return type(a) is DeviceArray if a is not None else t._lazy.cuda
+    return device_key(t) == "cuda"
 
 _FREED_MSG = (
     "Trying to backward through the graph a second time (or directly access saved tensors after "
@@ -148,7 +156,7 @@ class TensorHooks:
             if rdt != dt:
                 raise RuntimeError(f"hook '{_hook_name(hook)}' has changed the type of value "
                                    f"(was {dt}, got {rdt})")
-            if _is_cuda(r) != _is_cuda(g):
+            if device_key(r) != device_key(g):
                 raise RuntimeError(f"hook '{_hook_name(hook)}' has changed the device of value "
                                    f"(was {g.device}, got {r.device})")
             g = r

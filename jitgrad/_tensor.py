@@ -16,7 +16,7 @@ from ._engine import Node, grad_edge, hooks_of, node_class, run_backward
 from ._format import format_tensor
 from ._methods import IMPL, TensorMethods, implement
 from ._state import enable_grad
-from .backends import cpu
+from .backends import ARRAY_TYPES, BACKENDS, backend_of, cpu, device_of
 from .backends import cuda as cb  # (numba.cuda itself is imported only when a GPU op runs)
 from .backends.cuda import DeviceArray
 from .utils.hooks import RemovableHandle
@@ -56,13 +56,14 @@ class device:
                 if not idx.isdigit():
                     raise RuntimeError(f"Invalid device string: {text!r}")
                 index = int(idx)
-        if kind not in ("cpu", "cuda"):
-            raise RuntimeError(f"jitgrad: unknown device {spec!r}; expected 'cpu' or 'cuda'")
-        if kind == "cuda" and index not in (None, 0):
-            raise RuntimeError(f"jitgrad: CUDA device {index} is not available (jitgrad uses one "
-                               "GPU, cuda:0)")
+        if kind not in BACKENDS:
+            raise RuntimeError(f"jitgrad: unknown device {spec!r}; expected one of "
+                               f"{', '.join(repr(k) for k in BACKENDS)}")
+        if kind != "cpu" and index not in (None, 0):
+            raise RuntimeError(f"jitgrad: {kind.upper()} device {index} is not available "
+                               f"(jitgrad uses one device of each kind, {kind}:0)")
         self.type = kind
-        self.index = index if kind == "cuda" else None
+        self.index = index if kind != "cpu" else None
 
     def __repr__(self):
         if self.index is None:
@@ -84,42 +85,46 @@ class device:
         return hash((self.type, self.index))
 
 
-_CPU = device("cpu")
-_CUDA0 = device("cuda", 0)
+_DEVICES = {k: device(k, None if k == "cpu" else 0) for k in BACKENDS}  # key -> Tensor.device
 
 
-def check_device(dev) -> bool:
-    """Validate a ``device=`` argument; True when it names the GPU (which must be available)."""
+def check_device(dev) -> str:
+    """Validate a ``device=`` argument (None: the CPU); its key in ``backends.BACKENDS``. The
+    device must be usable (the backend's ``require`` raises a clear error otherwise)."""
     if dev is None:
-        return False
-    if device(dev).type == "cuda":
-        cb.require()
-        return True
-    return False
+        return "cpu"
+    key = device(dev).type
+    BACKENDS[key].require()
+    return key
 
 
 _is_cuda = _engine._is_cuda
+device_key = _engine.device_key
 
 
-def _same_device(ops, name) -> bool:
-    """True when the Tensor operands are on the GPU; a 0-d CPU tensor may join them (like
-    torch); any other mix raises torch's error."""
-    on_gpu = on_cpu = False
+def _common_device(ops, name) -> str:
+    """The device key of the Tensor operands; a 0-d CPU tensor may join tensors on another
+    device (like torch); any other mix raises torch's error."""
+    dev = None
     for o in ops:
         if isinstance(o, Tensor):
-            if _is_cuda(o):
-                on_gpu = True
-            elif o._meta[0] != ():
-                on_cpu = True
-    if on_gpu and on_cpu:
-        raise RuntimeError(f"{name}: Expected all tensors to be on the same device, but found at "
-                           "least two devices, cuda:0 and cpu!")
-    return on_gpu
+            k = device_key(o)
+            if k == "cpu" and o._meta[0] == ():
+                continue
+            if dev is None:
+                dev = k
+            elif k != dev:
+                a, b = [d if d == "cpu" else f"{d}:0"  # (one device of each kind: index 0)
+                        for d in sorted((dev, k), key=lambda d: d == "cpu")]
+                raise RuntimeError(f"{name}: Expected all tensors to be on the same device, but "
+                                   f"found at least two devices, {a} and {b}!")
+    return dev or "cpu"
 
 
-def _to_gpu_operands(ops):
-    """Upload the 0-d CPU tensors among ops that meet GPU tensors."""
-    return tuple(o.to("cuda") if isinstance(o, Tensor) and not _is_cuda(o) else o for o in ops)
+def _to_device_operands(ops, dev):
+    """Move the 0-d CPU tensors among ops that meet tensors on device ``dev`` there."""
+    return tuple(o.to(dev) if isinstance(o, Tensor) and device_key(o) != dev else o
+                 for o in ops)
 
 
 class Tensor(TensorMethods):
@@ -198,7 +203,7 @@ class Tensor(TensorMethods):
 
     @property
     def device(self):
-        return _CUDA0 if _is_cuda(self) else _CPU
+        return _DEVICES[device_key(self)]
 
     @property
     def is_cuda(self):
@@ -206,9 +211,9 @@ class Tensor(TensorMethods):
 
     @property
     def _host(self) -> np.ndarray:
-        """The values as a host ndarray (a copy from the GPU for a CUDA tensor)."""
+        """The values as a host ndarray (a copy from the device for a GPU tensor)."""
         a = self._data
-        return a if type(a) is not DeviceArray else a.copy_to_host()
+        return a if type(a) is np.ndarray else backend_of(a).to_host(a)
 
     @property
     def __cuda_array_interface__(self):
@@ -311,9 +316,9 @@ class Tensor(TensorMethods):
 
     # --- conversion ------------------------------------------------------------------------
     def _no_host_view(self):
-        if _is_cuda(self):
-            raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() "
-                            "to copy the tensor to host memory first.")
+        if device_key(self) != "cpu":
+            raise TypeError(f"can't convert {self.device} device type tensor to numpy. Use "
+                            "Tensor.cpu() to copy the tensor to host memory first.")
 
     def numpy(self, force=False):
         if _STATE.recorder is not None:  # (jitgrad.compile: a graph break)
@@ -321,7 +326,7 @@ class Tensor(TensorMethods):
         if self._rg and not force:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
                                "tensor.detach().numpy() instead.")
-        if force and _is_cuda(self):
+        if force and device_key(self) != "cpu":
             return self._host
         self._no_host_view()
         return self._data
@@ -426,9 +431,9 @@ class Tensor(TensorMethods):
                 device = a
         t = self
         if device is not None:
-            gpu = check_device(device)
-            if gpu != _is_cuda(self):
-                t = apply_fn(_ToDevice, (self,), to_cuda=gpu)
+            dev = check_device(device)
+            if dev != device_key(self):
+                t = apply_fn(_ToDevice, (self,), device=dev)
                 copy = False
         if dtype is None:
             return t.clone() if copy else t
@@ -715,7 +720,7 @@ class ElementwiseNode(Node):
         f = _STATE.fusion  # (this thread's fusion switch; None: the process-wide one)
         fused = (lazy.ENABLED if f is None else f) and (self.n_red >= lazy.FUSE_MIN or
                                                         g._arr is None)
-        if create_graph or fused or _is_cuda(g):
+        if create_graph or fused or device_key(g) != "cpu":
             # rules on (lazy) Tensors: differentiable, and with fusion the backward chain fuses
             return self._apply_tensor(g, create_graph)
         row, ops, cdt, out_shape = self.row, self.operands, self.cdt, self.out_shape
@@ -883,10 +888,11 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
                                 f"{type(o).__name__}")
         cdt = _result_dtype(row, ops)
     pending = False
-    for o in ops:  # a pending or GPU operand: check whether the op runs on the GPU
-        if isinstance(o, Tensor) and (o._arr is None or type(o._arr) is DeviceArray):
-            if _same_device(ops, row.name):
-                return _apply_elementwise_cuda(row, ops, cdt, grad_fn, reduce, out)
+    for o in ops:  # a pending or device operand: check where the op runs
+        if isinstance(o, Tensor) and (o._arr is None or type(o._arr) is not np.ndarray):
+            dev = _common_device(ops, row.name)
+            if dev != "cpu":
+                return _apply_elementwise_device(row, ops, cdt, grad_fn, reduce, out, dev)
             pending = True  # (a CPU operand still to be computed)
             break
     out_shape = None
@@ -925,13 +931,13 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
     return _record_node(row, ops, res, full_out, None, out_shape, n, cdt, grad_fn, reduce)
 
 
-def _apply_elementwise_cuda(row, ops, cdt, grad_fn, reduce, out):
-    """On the GPU every elementwise op is recorded (lazy.py) and runs as a generated CUDA
-    kernel when a value is needed: fusion is what makes small GPU ops cheap. With fusion off,
-    each op runs at once (one kernel per op)."""
+def _apply_elementwise_device(row, ops, cdt, grad_fn, reduce, out, dev):
+    """On an accelerator every elementwise op is recorded (lazy.py) and runs as a generated
+    kernel of that backend when a value is needed: fusion is what makes small GPU ops cheap.
+    With fusion off, each op runs at once (one kernel per op)."""
     if out is not None:
-        raise NotImplementedError(f"{row.name}: out= is not supported for CUDA tensors yet")
-    ops = _to_gpu_operands(ops)
+        raise NotImplementedError(f"{row.name}: out= is not supported for {dev} tensors yet")
+    ops = _to_device_operands(ops, dev)
     out_shape = broadcast_shapes(*[o._meta[0] for o in ops if isinstance(o, Tensor)])
     n = prod(out_shape)
     res, full_lz = _record_lazy(row, ops, cdt, out_shape, n, reduce)
@@ -1018,7 +1024,7 @@ class FunctionNode(Node):
         fn = self.fn
         if not create_graph and fn.arrays and type(g._data) is np.ndarray:
             return [None if a is None else Tensor._make(
-                        a if type(a) is np.ndarray or type(a) is DeviceArray else np.asarray(a))
+                        a if isinstance(a, ARRAY_TYPES) else np.asarray(a))
                     for a in fn.vjp(_V.ARRAYS, self.ctx, g._arr)]
         grads = fn.vjp(_V.TENSORS, self.ctx, g)
         if not isinstance(grads, tuple):
@@ -1045,26 +1051,25 @@ def apply_fn(fn, inputs: tuple, grad_fn: str | None = None, view_of=None, save=F
     if ctx is None:
         ctx = Ctx()
     ctx.__dict__.update(params)
-    gpu = False
+    dev = "cpu"
     for t in inputs:
-        if _is_cuda(t):
-            gpu = _same_device(inputs, fn.grad_fn)
+        if device_key(t) != "cpu":
+            dev = _common_device(inputs, fn.grad_fn)
             break
-    if gpu:
-        ctx.cuda = True
-        if fn.cuda_forward is None:
+    if dev != "cpu":
+        forward = fn.forwards.get(dev)
+        if forward is None:
             raise NotImplementedError(
                 f"jitgrad: {fn.name} ({fn.grad_fn}) is not implemented for "
-                "CUDA tensors yet; move the tensor to the CPU with .cpu() first")
-        inputs = _to_gpu_operands(inputs)
+                f"{dev} tensors yet; move the tensor to the CPU with .cpu() first")
+        inputs = _to_device_operands(inputs, dev)
     if fn.lazy_forward is not None and lazy.is_fusion_enabled() and \
             any(t._arr is None for t in inputs):
         ctx.shapes = [t._meta[0] for t in inputs]
         res = fn.lazy_forward(ctx, *inputs, **params)
-    elif gpu:
+    elif dev != "cpu":
         ctx.shapes = [t._meta[0] for t in inputs]
-        res = Tensor._make(fn.cuda_forward(ctx, *[t._data for t in inputs], **params),
-                           base=view_of)
+        res = Tensor._make(forward(ctx, *[t._data for t in inputs], **params), base=view_of)
     else:
         ctx.shapes = [t._data.shape for t in inputs]
         out = fn.forward(ctx, *[t._data for t in inputs], **params)
@@ -1179,27 +1184,23 @@ class _ToCopy:
 
     def forward(ctx, x, dtype):
         ctx.in_dtype = x.dtype
-        if type(x) is DeviceArray:
-            return cb.contiguous(x, dtype.np)
-        return x.astype(dtype.np)
+        return backend_of(x).contiguous(x, dtype.np)
 
     def vjp(V, ctx, g):
         return (V.astype(g, ctx.in_dtype),)
 
 
-@structural("to_device", "ToCopyBackward0", linear="all", batch=_V.same_params)
+@structural("to_device", "ToCopyBackward0", linear="all", batch=_V.same_params, gpu=True)
 class _ToDevice:
-    """A copy between host and GPU memory (``.cuda()``, ``.cpu()``, ``.to(device)``); the
-    gradient goes back to the device the input came from."""
+    """A copy between devices (``.cuda()``, ``.cpu()``, ``.to(device)``) through host memory;
+    the gradient goes back to the device the input came from."""
 
-    def forward(ctx, x, to_cuda):  # the input is on the CPU
-        return cb.to_device(x) if to_cuda else x
-
-    def cuda_forward(ctx, x, to_cuda):  # the input is on the GPU
-        return x if to_cuda else x.copy_to_host()
+    def forward(ctx, x, device):
+        ctx.source = device_of(x)
+        return BACKENDS[device].from_host(backend_of(x).to_host(x))
 
     def vjp(V, ctx, g):
-        return (V.to_device(g, not ctx.to_cuda),)
+        return (V.to_device(g, ctx.source),)
 
 
 @structural("clone", "CloneBackward0", linear="all", batch=_V.same_params,
@@ -1207,7 +1208,7 @@ class _ToDevice:
 class _Clone:
     def forward(ctx, x, order):
         """order 'K' keeps a dense layout (a transposed array stays transposed, like torch's
-        clone), 'C' makes it C-contiguous (``contiguous()``)."""
+        clone), 'C' makes it C-contiguous (``contiguous()``; a GPU copy is always C)."""
         return np.array(x, order=order, copy=True)
 
     def cuda_forward(ctx, x, order):
@@ -1253,8 +1254,8 @@ def _sum_to_array(a: np.ndarray, shape) -> np.ndarray:
 
 
 def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
-    gpu = check_device(device) if device is not None else \
-        (isinstance(data, Tensor) and data.is_cuda)  # a copy stays on the source's device
+    dev = check_device(device) if device is not None else \
+        (device_key(data) if isinstance(data, Tensor) else "cpu")  # a copy stays there
     if isinstance(data, Tensor):
         arr = data._host.copy()
     else:
@@ -1270,8 +1271,8 @@ def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
             arr = arr.astype(dtypes.get_default_dtype().np, copy=False)
     arr = np.array(arr, copy=True, order="C") if arr.base is not None or \
         isinstance(data, np.ndarray) else arr
-    if gpu:
-        arr = cb.to_device(arr)
+    if dev != "cpu":
+        arr = BACKENDS[dev].from_host(arr)
     t = Tensor._make(arr)
     if requires_grad:
         t.requires_grad_(True)
@@ -1324,13 +1325,10 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
 
 
 def _filled(size, value, dtype, device, requires_grad):
-    gpu = check_device(device)
+    be = BACKENDS[check_device(device)]
     shape = _shape_arg(size)
     d = dtypes.from_any(dtype) if dtype is not None else dtypes.get_default_dtype()
-    if gpu:
-        t = Tensor._make(cb.full(shape, value, d.np))
-    else:
-        t = Tensor._make(np.full(shape, value, d.np))
+    t = Tensor._make(be.full(shape, value, d.np))
     if _STATE.recorder is not None:  # (jitgrad.compile: a constant of the recorded program)
         _STATE.recorder.const(t._arr)
     if requires_grad:

@@ -10,6 +10,7 @@ import numpy as np
 from . import dtypes, interop
 from ._state import STATE
 from ._tensor import Tensor, _filled, _shape_arg, check_device, full, tensor, zeros
+from .backends import BACKENDS
 from .backends import cuda as cb  # (numba.cuda itself is imported only when a GPU op runs)
 
 
@@ -129,11 +130,11 @@ def set_rng_state(new_state) -> None:
 
 
 def _finish(arr, dtype, requires_grad, device=None):
-    gpu = check_device(device)
+    be = BACKENDS[check_device(device)]
     d = dtypes.from_any(dtype) if dtype is not None else dtypes.get_default_dtype()
     arr = np.asarray(arr, dtype=d.np, order="C")  # (ascontiguousarray makes 0-d arrays 1-d)
-    if gpu:  # made on the host, then uploaded (random numbers match the CPU stream)
-        arr = cb.to_device(arr)
+    # made on the host, then copied to the device (random numbers match the CPU stream)
+    arr = be.from_host(arr)
     t = Tensor._make(arr)
     if requires_grad:
         t.requires_grad_(True)

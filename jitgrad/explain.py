@@ -19,7 +19,7 @@ from . import lazy
 from ._engine import AccumulateGrad
 from ._tensor import Tensor
 from .autograd import grad
-from .backends import cpu, cuda
+from .backends import BACKENDS
 
 
 class Group:
@@ -41,7 +41,7 @@ class Group:
         self.bytes_written = sum(int(np.prod(s)) * np.dtype(dt).itemsize
                                  for _, s, dt in self.writes)
         self.flat, self.parallel = plan.flat, plan.par
-        self.compiled = plan.key in (_cuda_kernels() if plan.cuda else cpu._kernels)
+        self.compiled = plan.key in BACKENDS[plan.device]._kernels
         self.source = lazy._render(plan)
 
     @property
@@ -133,7 +133,3 @@ def _leaves(out):
             found.append(n.variable)
         stack.extend(n.next_edges)
     return found
-
-
-def _cuda_kernels():
-    return cuda._kernels

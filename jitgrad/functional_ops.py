@@ -17,9 +17,9 @@ import numpy as np
 from . import dtypes, lazy
 from . import _state as grad_mode
 from ._engine import grad_edge, node_class
-from .backends import cpu
+from ._engine import device_key
+from .backends import ARRAY_TYPES, BACKENDS, backend_of, cpu
 from .backends import cuda as cb  # (numba.cuda itself is imported only when a GPU op runs)
-from .backends.cuda import DeviceArray
 from ._methods import implement
 from .creation import ones
 from .ops import ELEMENTWISE, structural
@@ -324,16 +324,17 @@ def isnan(x):
 
 def isfinite(x):
     x = _tt(x)
-    if x.is_cuda:  # not NaN and not +-inf, as elementwise ops (fused on the GPU)
+    if device_key(x) != "cpu":  # not NaN and not +-inf, as elementwise ops (fused there)
         return logical_and(eq(x, x), ne(abs(x), float("inf")))
     return Tensor._make(np.isfinite(x._data))
 
 
 def nonzero(x, as_tuple=False):
     x = _tt(x)
-    if x.is_cuda:  # the result's size depends on the values: computed on the host
-        return tuple(t.cuda() for t in nonzero(x.cpu(), True)) if as_tuple else \
-            nonzero(x.cpu()).cuda()
+    dev = device_key(x)
+    if dev != "cpu":  # the result's size depends on the values: computed on the host
+        return tuple(t.to(dev) for t in nonzero(x.cpu(), True)) if as_tuple else \
+            nonzero(x.cpu()).to(dev)
     idx = np.nonzero(x._data)
     if as_tuple:
         return tuple(Tensor._make(i.astype(np.int64)) for i in idx)
@@ -356,10 +357,7 @@ def _dims(dim, ndim):
     return (d,) if ndim else ()
 
 
-def _be(x):
-    """The backend module (cpu or cuda) for an array: both have arb_view, empty and the (A, R,
-    B) row kernels, so a structural op's forward is written once for both devices."""
-    return cb if type(x) is DeviceArray else cpu
+_be = backend_of  # the backend module that owns an array (backends/__init__.py INTERFACE)
 
 
 def _lazy_reduce(ctx, x, axes, keepdim, dtype, mean):
@@ -375,7 +373,7 @@ def _lazy_reduce(ctx, x, axes, keepdim, dtype, mean):
         out = _Mean.forward(ctx, *arrays, axes=axes, keepdim=keepdim) if mean else \
             _Sum.forward(ctx, *arrays, axes=axes, keepdim=keepdim, dtype=dtype)
         # (NumPy turns 0-d results into scalars; kernels take arrays: as apply_fn does)
-        return Tensor._make(out if isinstance(out, (np.ndarray, DeviceArray)) else
+        return Tensor._make(out if isinstance(out, ARRAY_TYPES) else
                             np.asarray(out))
     out_shape = _keep_shape(shape, axes) if keepdim else \
         tuple(s for k, s in enumerate(shape) if k not in axes)
@@ -391,8 +389,7 @@ class _Sum:
         out_dtype = dtype.np if dtype is not None else (
             x.dtype if x.dtype.kind == "f" else np.dtype(np.int64))
         if dtype is not None and x.dtype != out_dtype:  # like torch: cast each element first
-            x = cb.contiguous(x, out_dtype) if type(x) is DeviceArray else \
-                x.astype(out_dtype)
+            x = _be(x).contiguous(x, out_dtype)
         out = _be(x).reduce_sum(x, axes, out_dtype)
         return out.reshape(_keep_shape(x.shape, axes)) if keepdim else out
 
@@ -419,7 +416,7 @@ def _mean_divisor(p, in_shape):
 
 
 @structural("mean", "MeanBackward1", linear="all", batch=shift_axes, index_map="reduce",
-            divisor=_mean_divisor, gpu=True)
+            divisor=_mean_divisor)
 class _Mean:
     def forward(ctx, x, axes, keepdim):
         ctx.axes, ctx.keepdim = axes, keepdim
@@ -427,14 +424,21 @@ class _Mean:
         for a in axes:
             n *= x.shape[a]
         ctx.n = n
-        if type(x) is DeviceArray:
-            s = cb.reduce_sum(x, axes, np.float64)
-            out = cb.empty(s.shape, x.dtype)
-            cb.scale_cast(s, out, n)
-            return out.reshape(_keep_shape(x.shape, axes)) if keepdim else out
         s = cpu.reduce_sum(x, axes, x.dtype)
         with np.errstate(invalid="ignore", divide="ignore"):
             out = (s / n).astype(x.dtype) if n else np.full(s.shape, np.nan, x.dtype)
+        return out.reshape(_keep_shape(x.shape, axes)) if keepdim else out
+
+    def cuda_forward(ctx, x, axes, keepdim):
+        """A float64 sum, then one kernel that divides and casts (scale_cast)."""
+        ctx.axes, ctx.keepdim = axes, keepdim
+        n = 1
+        for a in axes:
+            n *= x.shape[a]
+        ctx.n = n
+        s = cb.reduce_sum(x, axes, np.float64)
+        out = cb.empty(s.shape, x.dtype)
+        cb.scale_cast(s, out, n)
         return out.reshape(_keep_shape(x.shape, axes)) if keepdim else out
 
     def vjp(V, ctx, g):
@@ -836,7 +840,7 @@ def reshape(x, *shape, grad_fn=None):
     shape = _infer_shape(_shape_args(shape), x.numel())
     if shape == x._meta[0]:
         return apply_fn(_Reshape, (x,), grad_fn, view_of=x, shape=shape)
-    if x.is_cuda:
+    if device_key(x) != "cpu":  # a device array reshapes to a view when C-contiguous
         view = x._arr is None or x._data.flags.c_contiguous
         return apply_fn(_Reshape, (x,), grad_fn, view_of=x if view else None, shape=shape)
     out = x._data.reshape(shape)
@@ -849,7 +853,7 @@ def view(x, *shape):
     if len(shape) == 1 and isinstance(shape[0], (dtypes.DType, type, str)):
         raise NotImplementedError("view(dtype) is not supported")
     shape = _infer_shape(_shape_args(shape), x.numel())
-    v = x._data.view() if not x.is_cuda else None
+    v = x._data.view() if device_key(x) == "cpu" else None
     try:
         if v is None:
             if not x._data.flags.c_contiguous:
@@ -963,14 +967,11 @@ def _expand_vmap(args, batched, p, B):
     return apply_fn(_Expand, (t,), shape=(B,) + tuple(p["shape"]))
 
 
-@structural("expand", "ExpandBackward0", linear="all", index_map="gather",
+@structural("expand", "ExpandBackward0", linear="all", index_map="gather", gpu=True,
             batch=lambda p, B, shapes: {"shape": (B,) + tuple(p["shape"])}, vmap=_expand_vmap)
 class _Expand:
     def forward(ctx, x, shape):
-        return np.broadcast_to(x, shape)
-
-    def cuda_forward(ctx, x, shape):
-        return x.expand(shape)  # a stride-0 view
+        return backend_of(x).broadcast_to(x, shape)  # a stride-0 view
 
     def vjp(V, ctx, g):
         return (V.sum_to(g, ctx.shapes[0]),)
@@ -1013,18 +1014,13 @@ def broadcast_to(x, shape):
     return expand(x, shape)
 
 
-@structural("flip", "FlipBackward0", linear="all", index_map="gather",
+@structural("flip", "FlipBackward0", linear="all", index_map="gather", gpu=True,
             batch=lambda p, B, shapes: {"dims": tuple(d + 1 for d in p["dims"])})
 class _Flip:
     """Reverse the order of elements along ``dims`` (a copy, like torch)."""
 
     def forward(ctx, x, dims):
-        return np.array(np.flip(x, dims), order="C")  # (0-d stays 0-d)
-
-    def cuda_forward(ctx, x, dims):
-        for d in dims:  # one gather per flipped dim (reversed index along d)
-            x = cb.gather(x, (slice(None),) * d + (np.arange(x.shape[d] - 1, -1, -1),))
-        return x
+        return backend_of(x).flip(x, dims)  # a copy, like torch (0-d stays 0-d)
 
     def vjp(V, ctx, g):
         return (V.flip(g, ctx.dims),)
@@ -1075,13 +1071,10 @@ def cumsum(x, dim, *, dtype=None):
 
 
 @structural("cat", "CatBackward0", linear="all", index_map="gather", readers=("cat",),
-            batch=shift_axis)
+            batch=shift_axis, gpu=True)
 class _Cat:
     def forward(ctx, *xs, axis, dtype):
-        return np.concatenate([a.astype(dtype, copy=False) for a in xs], axis=axis)
-
-    def cuda_forward(ctx, *xs, axis, dtype):
-        return cb.concatenate(xs, axis, dtype)
+        return backend_of(xs[0]).concatenate(xs, axis, dtype)
 
     def vjp(V, ctx, g):
         out, start, pre = [], 0, (slice(None),) * ctx.axis
@@ -1118,15 +1111,12 @@ def cat(tensors, dim=0):
 concat = cat
 
 
-@structural("stack", "StackBackward0", linear="all", index_map="gather",
+@structural("stack", "StackBackward0", linear="all", index_map="gather", gpu=True,
             batch=shift_axis)
 class _Stack:
-    def forward(ctx, *xs, axis, dtype):
-        return np.stack([a.astype(dtype, copy=False) for a in xs], axis=axis)
-
-    def cuda_forward(ctx, *xs, axis, dtype):
+    def forward(ctx, *xs, axis, dtype):  # np.stack: each input gets the new axis, then cat
         shape = xs[0].shape[:axis] + (1,) + xs[0].shape[axis:]
-        return cb.concatenate([a.reshape(shape) for a in xs], axis, dtype)
+        return backend_of(xs[0]).concatenate([a.reshape(shape) for a in xs], axis, dtype)
 
     def vjp(V, ctx, g):
         pre = (slice(None),) * ctx.axis
@@ -1255,7 +1245,7 @@ def _index_name(idx, advanced):
 
 def _apply_index(a, idx, shape):
     try:
-        return a[idx]
+        return backend_of(a).getitem(a, idx)
     except IndexError as e:
         raise IndexError(f"{e} (indexing a tensor of shape {tuple(shape)})") from None
 
@@ -1272,19 +1262,11 @@ def _shift_index(p, B, in_shape, out_shape=None):
     return {**p, "idx": idx} if got == (B,) + want else None
 
 
-@structural("getitem", "IndexBackward0", linear="all", index_map="gather",
+@structural("getitem", "IndexBackward0", linear="all", index_map="gather", gpu=True,
             batch=lambda p, B, shapes: _shift_index(p, B, shapes[0]))
 class _GetItem:
-    def forward(ctx, x, idx):
+    def forward(ctx, x, idx):  # basic: a view, like torch; advanced: a copy
         return _apply_index(x, idx, x.shape)
-
-    def cuda_forward(ctx, x, idx):
-        try:
-            if not any(isinstance(i, (np.ndarray, bool, np.bool_)) for i in idx):
-                return cb.basic_view(x, idx)  # a view, like torch
-            return cb.gather(x, idx)          # advanced: a copy
-        except IndexError as e:
-            raise IndexError(f"{e} (indexing a tensor of shape {tuple(x.shape)})") from None
 
     def vjp(V, ctx, g):
         return (V.index_add(g, ctx.shapes[0], ctx.idx),)
@@ -1295,15 +1277,13 @@ def _shift_index_add(p, B, shapes):
     return None if q is None else {**q, "shape": (B,) + tuple(p["shape"])}
 
 
-@structural("index_backward", "IndexPutBackward0", linear="all", batch=_shift_index_add)
+@structural("index_backward", "IndexPutBackward0", linear="all", batch=_shift_index_add,
+            gpu=True)
 class _IndexBackward:
     """zeros(shape) with g scatter-added at idx (duplicates accumulate)."""
 
     def forward(ctx, g, shape, idx):
-        return ARRAYS.index_add(g, shape, idx)
-
-    def cuda_forward(ctx, g, shape, idx):
-        return cb.index_add(shape, idx, g)
+        return backend_of(g).index_add(shape, idx, g)
 
     def vjp(V, ctx, gg):
         return (V.getitem(gg, ctx.idx),)
@@ -1364,13 +1344,12 @@ def setitem(x, index, value):
     rec = _STATE.enabled and (x._rg or (v is not None and v._rg))
     if rec:
         _check_inplace(x, "__setitem__")
-    if x.is_cuda:  # values come to the GPU (a CPU tensor or array-like is copied over)
-        if v is not None and not v.is_cuda:
-            v = v.to("cuda")
-        elif v is None and not isinstance(value, numbers.Number):
-            v = Tensor._make(cb.to_device(np.asarray(value, dtype=x._meta[1])))
-    elif v is not None and v.is_cuda:
-        v = v.cpu()
+    dev = device_key(x)  # values come to x's device (a tensor or array-like is copied over)
+    if v is not None:
+        if device_key(v) != dev:
+            v = v.to(dev)
+    elif dev != "cpu" and not isinstance(value, numbers.Number):
+        v = Tensor._make(BACKENDS[dev].from_host(np.asarray(value, dtype=x._meta[1])))
     vd = v._data if v is not None else value
     if x._meta[1].kind != "f" and v is not None and v._meta[1].kind == "f":
         raise RuntimeError(f"Index put requires the source and destination dtypes match, got "
@@ -1461,14 +1440,11 @@ def _matmul_vmap(args, batched, p, B):
     return matmul(a, _pad_batched(b, na))
 
 
-@structural("matmul", "MmBackward0", linear=(0, 1), index_map="bilinear",
+@structural("matmul", "MmBackward0", linear=(0, 1), index_map="bilinear", gpu=True,
             batch=same_params, vmap=_matmul_vmap, readers=("matmul",))
 class _Matmul:
     def forward(ctx, a, b):
-        return np.matmul(a, b)
-
-    def cuda_forward(ctx, a, b):
-        return cb.matmul(a, b)
+        return backend_of(a).matmul(a, b)
 
     def vjp(V, ctx, g):
         a, b = V.saved(ctx)

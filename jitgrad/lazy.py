@@ -34,11 +34,12 @@ import numpy as np
 
 from . import _debug, codegen
 from ._state import STATE
-from .backends import cpu
+from .backends import ARRAY_TYPES, BACKENDS, backend_of, cpu, device_of
 from .backends.cuda import DeviceArray
 
 _SCALAR = object()  # (marks an operand without ``_arr``: a Python or NumPy scalar)
-_ARRAYS = (np.ndarray, DeviceArray)  # what a leaf that is an array (not a Python scalar) can be
+_ARRAYS = ARRAY_TYPES  # what a leaf that is an array (not a Python scalar) can be
+cb = BACKENDS["cuda"]  # (its kernels import numba.cuda on first use only)
 
 ENABLED = os.environ.get("JITGRAD_FUSION", "1") != "0"
 # Ops on fewer elements than this run eagerly unless an operand is already pending: below it,
@@ -188,7 +189,7 @@ class Lazy:
     ``claim``: the _Claim of the realisation computing it now (other threads wait for it)."""
 
     __slots__ = ("row", "operands", "shape", "dtype", "cdt", "axes", "keepdim", "scale",
-                 "value", "depth", "cuda", "claim")
+                 "value", "depth", "device", "claim")
 
     def __init__(self, row, operands, shape, dtype, cdt, axes=None, keepdim=False, scale=None):
         self.row = row
@@ -202,17 +203,20 @@ class Lazy:
         self.value = None
         self.claim = None
         d = 0
-        cuda = False
+        device = "cpu"
         for o in operands:
             lz = getattr(o, "_lazy", None)  # (operands may be Python scalars)
             if lz is not None and o._arr is None:
                 if lz.value is None and lz.depth > d:  # pending
                     d = lz.depth
-                cuda = cuda or lz.cuda
-            elif type(getattr(o, "_arr", None)) is DeviceArray:
-                cuda = True
+                if lz.device != "cpu":
+                    device = lz.device
+            else:
+                a = getattr(o, "_arr", None)
+                if a is not None and type(a) is not np.ndarray:
+                    device = device_of(a)
         self.depth = d + 1        # longest pending path below (bounds recompute, see MAX_DEPTH)
-        self.cuda = cuda          # computed by a CUDA kernel (operands were checked to agree)
+        self.device = device      # the backend that computes it (operands were checked to agree)
 
 
 def make_lazy(tensor_cls, lazy: Lazy):
@@ -289,7 +293,7 @@ class _Plan:
 
     def __init__(self, roots, space):
         self.space = space
-        self.cuda = roots[0]._lazy.cuda
+        self.device = roots[0]._lazy.device
         self.leaves = []
         self.leaf_ids = {}
         self.nodes = []           # (Lazy, operand refs)
@@ -544,7 +548,7 @@ def _realize_claimed(tensors) -> list:
             if space is None:
                 _realize_reduce_of_concrete(p)
                 continue
-            groups.setdefault((space, lz.cuda), []).append(p)
+            groups.setdefault((space, lz.device), []).append(p)
         for (space, _), roots in groups.items():
             _run_group(roots, space)
     finally:
@@ -568,11 +572,7 @@ def _realize_reduce_of_concrete(t):
         return
     src = _value_of(ops[0])
     acc_t = np.float64 if src.dtype.kind == "f" else np.int64
-    if type(src) is DeviceArray:
-        from .backends import cuda as cb
-        _finish_reduce(t, cb.reduce_sum(src, lz.axes, acc_t))
-        return
-    _finish_reduce(t, cpu.reduce_sum(src, lz.axes, acc_t))
+    _finish_reduce(t, backend_of(src).reduce_sum(src, lz.axes, acc_t))
 
 
 def _give_value(t, value):
@@ -597,7 +597,6 @@ def _finish_reduce(t, acc, nblocks=None):
         if nblocks is not None:
             _finish_sums_cuda([(t, acc)], nblocks)
             return
-        from .backends import cuda as cb
         out = cb.empty(lz.shape, lz.dtype)
         cb.scale_cast(acc, out, lz.scale)
         _give_value(t, out)
@@ -616,7 +615,6 @@ def _reduced(acc, dtype, shape, scale):
 def _finish_sums_cuda(pairs, nblocks):
     """(tensor, per-block partials) pairs of full sums, from one CUDA kernel: finish them (in
     one launch when there are several, cb.finish_sums) and store each as its tensor's value."""
-    from .backends import cuda as cb
     outs = [cb.empty(t._lazy.shape, t._lazy.dtype) for t, _ in pairs]
     cb.finish_sums([p for _, p in pairs], nblocks, outs, [t._lazy.scale for t, _ in pairs])
     for (t, _), out in zip(pairs, outs):
@@ -687,7 +685,7 @@ def _add_free_riders(plan, roots, nd):
             continue
         src = _pending_node(ops[0])
         if src is not None and len(lz.axes) == nd and src.shape == plan.space \
-                and id(lz) not in taken and lz.cuda == plan.cuda:
+                and id(lz) not in taken and lz.device == plan.device:
             p = _private(t, lz)
             try:
                 ok = plan.try_add_root(p, min(RIDER_MAX_NEW, MAX_GROUP - len(plan.nodes)))
@@ -737,13 +735,13 @@ def _layout(plan):
         masks = [None] * len(masks)
         sig = [(k, None, d) for k, _, d in sig]
     plan.size = size = prod(space)
-    par = flat and not plan.cuda and PARALLEL and size >= PAR_MIN
+    par = flat and plan.device == "cpu" and PARALLEL and size >= PAR_MIN
     if par:
         par = size * sum(HEAVY_ROW if lz.row.name in _HEAVY else 1
                          for lz, _ in plan.nodes) >= PAR_MIN_WORK
     plan.par = par
     plan.args, plan.kinds, plan.masks, plan.flat = leaves, kinds, masks, flat
-    plan.key = ("cuda" if plan.cuda else "fused", nd, flat, par, tuple(sig),
+    plan.key = ("fused" if plan.device == "cpu" else plan.device, nd, flat, par, tuple(sig),
                 tuple([(lz.row.name, lz.cdt, refs) for lz, refs in plan.nodes]),
                 tuple(plan.outs))
 
@@ -765,7 +763,7 @@ def realize_into(t, out) -> bool:
     safe: another array the kernel reads overlaps ``out`` (a view of it), or the layout or
     dtype differ."""
     lz = _pending_node(t)
-    if lz is None or lz.row is None or lz.cuda != (type(out) is DeviceArray) or \
+    if lz is None or lz.row is None or lz.device != device_of(out) or \
             not isinstance(out, _ARRAYS) or lz.shape != out.shape or lz.dtype != out.dtype or \
             not out.flags.c_contiguous or not out.flags.writeable:
         return False
@@ -886,8 +884,8 @@ def _run_group(roots, space, into=None, plan=None):
         if plan is None:
             return
     roots = _finish_plan(plan, roots)
-    if plan.cuda:
-        _run_plan_cuda(plan, roots, into)
+    if plan.device != "cpu":
+        _DEVICE_RUNNERS[plan.device](plan, roots, into)
         for t in plan.riders:
             _settle(t)
         return
@@ -1155,7 +1153,7 @@ def _ref_dtype(plan, ref) -> np.dtype:
 def _render(plan) -> str:
     """The kernel source of a laid-out plan (rows rendered through the registry rules), for the
     CPU (render_fused) or the GPU (render_cuda)."""
-    if plan.cuda:
+    if plan.device == "cuda":
         loads, lines, results = _render_parts(plan, codegen.FUNC_SRC_CUDA)
         return codegen.render_cuda("fused_fwd", loads, lines, results,
                                    None if plan.flat else len(plan.space))
@@ -1209,7 +1207,6 @@ def _render_parts(plan, funcs):
 def _run_plan_cuda(plan, roots, into=None):
     """Launch a laid-out plan as one numba.cuda kernel (codegen.render_cuda) and store its
     results; full sums come back as per-block partials and finish in a second small kernel."""
-    from .backends import cuda as cb
     space, nd, flat = plan.space, len(plan.space), plan.flat  # (a 0-d space is always flat)
     kern = cb._kernels.get(plan.key)
     if kern is None:
@@ -1260,3 +1257,8 @@ def _run_plan_cuda(plan, roots, into=None):
             _finish_reduce(r, o)
     if full_sums:
         _finish_sums_cuda(full_sums, nblocks if size else 1)
+
+
+# device key -> the runner of a laid-out plan on that device (the CPU's is _run_group's body);
+# a new backend that fuses elementwise chains adds its runner (and its renderer in _render)
+_DEVICE_RUNNERS = {"cuda": _run_plan_cuda}

@@ -269,9 +269,12 @@ FLOAT_MATH = _FloatMath()
 class Structural:
     """One structural primitive, every rule written once.
 
-    * ``forward(ctx, *arrays, **params) -> array``: NumPy-named calls; when ``gpu`` is True the
-      same function runs on DeviceArrays (the CUDA backend provides those names), else
-      ``cuda_forward`` is the GPU's own entry (None: not available on the GPU).
+    * ``forward(ctx, *arrays, **params) -> array``: NumPy-named calls, or the backend
+      interface (``backends.backend_of(x).concatenate(...)``, backends/__init__.py INTERFACE);
+      ``gpu=True`` says it runs on every device's arrays as written. A body function named
+      ``<device>_forward`` (``cuda_forward``) is that device's own entry instead, for ops whose
+      CPU forward calls a CPU-only kernel. ``forwards`` maps each device key to its entry; a
+      device missing there raises a clear NotImplementedError.
     * ``vjp(V, ctx, g) -> grads`` (one per input, None for no gradient): written against the
       vocabulary ``V`` (structural.py), which has an array implementation (first-order backward,
       no Tensor bookkeeping), a Tensor one (``create_graph``, GPU) and a batched one (whole
@@ -306,15 +309,18 @@ class Structural:
     index_map: str | None = None
     divisor: Callable | None = None  # index_map "reduce": (params, in_shape) -> n (mean) or None
     gpu: bool = False
-    cuda_forward: Callable | None = None
+    device_forwards: dict = field(default_factory=dict)  # device -> its own forward
     lazy_forward: Callable | None = None
     differentiable: bool = True
     arrays: bool = True              # vjp runs on arrays for a first-order CPU backward
     readers: tuple = ()
 
     def __post_init__(self):
-        if self.gpu and self.cuda_forward is None:
-            self.cuda_forward = self.forward
+        # device key -> the forward that runs there (the device of the inputs picks it)
+        self.forwards = {"cpu": self.forward}
+        if self.gpu:
+            self.forwards["cuda"] = self.forward
+        self.forwards.update(self.device_forwards)
 
     @property
     def op_name(self):
@@ -336,12 +342,15 @@ def structural(name: str, grad_fn: str, register: bool = True, **fields):
     """Build a :class:`Structural` record from a class body (its functions are the record's
     ``forward``/``vjp``/... fields, keyword arguments the others) and register it."""
     def deco(cls):
-        body = {k: (v.__func__ if isinstance(v, staticmethod) else v)
-                for k, v in vars(cls).items() if k in _FIELDS}
-        unknown = {k for k in vars(cls) if not k.startswith("__")} - _FIELDS
+        items = {k: (v.__func__ if isinstance(v, staticmethod) else v)
+                 for k, v in vars(cls).items() if not k.startswith("__")}
+        body = {k: v for k, v in items.items() if k in _FIELDS}
+        devs = {k[:-len("_forward")]: v for k, v in items.items()
+                if k.endswith("_forward") and k not in _FIELDS}  # cuda_forward -> "cuda"
+        unknown = set(items) - _FIELDS - {f"{d}_forward" for d in devs}
         if unknown:
             raise TypeError(f"structural {name}: unknown record fields {sorted(unknown)}")
-        rec = Structural(name, grad_fn, **{**body, **fields})
+        rec = Structural(name, grad_fn, **{**body, **fields, "device_forwards": devs})
         rec.__doc__ = cls.__doc__
         if register:
             STRUCTURAL[name] = rec

@@ -21,9 +21,8 @@ from . import _state as grad_mode
 from . import dtypes, lazy
 from ._methods import IMPL  # the Tensor-level names (Tensor, apply_fn, the public ops): filled
 #                             by _tensor and functional_ops at import; see _methods
-from .backends import cpu, cpu_nn
-from .backends import cuda as cb  # (numba.cuda itself is imported only when a GPU op runs)
-from .backends.cuda import DeviceArray
+from ._engine import device_key
+from .backends import BACKENDS, backend_of, cpu, cpu_nn
 
 __all__ = ["ARRAYS", "TENSORS", "BATCHED", "keep_shape", "shift_axes", "shift_axis",
            "same_params"]
@@ -154,12 +153,7 @@ class _Arrays:
     @staticmethod
     def index_add(g, shape, idx):
         """zeros(shape) with g scatter-added at idx (duplicates accumulate)."""
-        out = np.zeros(shape, g.dtype)
-        lin = np.arange(out.size, dtype=np.int64).reshape(shape)[idx]
-        if lin.size:
-            src = np.ascontiguousarray(np.broadcast_to(g, lin.shape)).reshape(-1)
-            cpu.scatter_add_flat(out.reshape(-1), np.ascontiguousarray(lin).reshape(-1), src)
-        return out
+        return cpu.index_add(shape, idx, g)
 
     @staticmethod
     def zero_at(g, idx):
@@ -215,14 +209,13 @@ class _Arrays:
     def log(x):
         return np.log(x)
 
-
     @staticmethod
     def cat(xs, axis):
         return np.concatenate(xs, axis=axis)
 
     @staticmethod
-    def to_device(x, cuda):
-        return cb.to_device(x) if cuda else x
+    def to_device(x, device):
+        return BACKENDS[device].from_host(backend_of(x).to_host(x))
 
     @staticmethod
     def softmax_vjp(ctx, g, log):
@@ -275,8 +268,8 @@ class _Tensors:
     @staticmethod
     def const(a, like=None):
         """A constant array as a Tensor (on the device of the array ``like``)."""
-        if type(like) is DeviceArray and type(a) is np.ndarray:
-            a = cb.to_device(a)
+        if like is not None and type(a) is np.ndarray:
+            a = backend_of(like).from_host(a)
         return IMPL.Tensor._make(a)
 
     @staticmethod
@@ -352,8 +345,7 @@ class _Tensors:
     def zero_at(g, idx):
         mask = np.ones(g._meta[0], g._meta[1])
         mask[idx] = 0
-        if g.is_cuda:
-            mask = cb.to_device(mask)
+        mask = BACKENDS[device_key(g)].from_host(mask)
         return g * IMPL.Tensor._make(mask)
 
     @staticmethod
@@ -401,14 +393,13 @@ class _Tensors:
     def log(x):
         return IMPL.log(x)
 
-
     @staticmethod
     def cat(xs, axis):
         return IMPL.cat(list(xs), axis)
 
     @staticmethod
-    def to_device(x, cuda):
-        return x.to("cuda" if cuda else "cpu")
+    def to_device(x, device):
+        return x.to(device)
 
     @classmethod
     def softmax_vjp(cls, ctx, g, log):

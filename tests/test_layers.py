@@ -45,9 +45,6 @@ ALLOWED_LAZY = {
         "the hand-written CUDA kernels import numba.cuda: only on the first GPU op",
     ("jitgrad.backends.cuda", "jitgrad.backends._cuda_prelude"):
         "the CUDA prelude imports numba.cuda: only on the first GPU op",
-    ("jitgrad.lazy", "jitgrad.backends.cuda"):
-        "downward and cheap; to hoist once lazy.py's kernel work in flight has landed",
-    ("jitgrad.lazy", "jitgrad.backends"): "(the package of the line above)",
     ("jitgrad.nn.modules.module", "jitgrad.nn.modules._backward_hooks"):
         "module hooks' helper, loaded on the first module call with full backward hooks; "
         "downward (module.py is being edited alongside)",

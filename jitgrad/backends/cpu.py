@@ -852,7 +852,9 @@ def var_arb(x, out, correction):
 # ---------------------------------------------------------------------------------------------
 # Helpers that bring any reduction over a set of axes into (A, R, B) form.
 
-empty = np.empty  # (the CUDA backend has the same name: code that takes a backend module)
+def empty(shape, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array (the backend interface's name)."""
+    return np.empty(shape, dtype)
 
 
 def arb_view(x: np.ndarray, axes: tuple):
@@ -886,3 +888,82 @@ def reduce_sum(x: np.ndarray, axes: tuple, out_dtype) -> np.ndarray:
         else:
             isum_arb(x3, out)
     return out.reshape(keep)
+
+
+# =============================================================================================
+# The backend interface (backends/__init__.py INTERFACE): the array operations code above this
+# layer asks a backend for, so that one forward serves every device. NumPy does the work here;
+# the CUDA backend provides the same names over DeviceArray with numba.cuda kernels.
+
+DEVICE = "cpu"
+ARRAY_TYPE = np.ndarray
+
+
+def is_available() -> bool:
+    return True
+
+
+def require() -> None:
+    """Nothing to check: the CPU is always there."""
+
+
+def full(shape, value, dtype) -> np.ndarray:
+    return np.full(shape, value, dtype)
+
+
+def from_host(a) -> np.ndarray:
+    """A host (NumPy) array as this backend's storage: the array itself."""
+    return np.asarray(a)
+
+
+def to_host(a: np.ndarray) -> np.ndarray:
+    return a
+
+
+def contiguous(a: np.ndarray, dtype=None) -> np.ndarray:
+    """A C-contiguous copy (optionally cast to ``dtype``) of any view."""
+    return np.array(a, dtype=dtype, order="C", copy=True)
+
+
+def concatenate(arrays, axis: int, dtype) -> np.ndarray:
+    return np.concatenate([a.astype(dtype, copy=False) for a in arrays], axis=axis)
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.matmul(a, b)
+
+
+def basic_view(x: np.ndarray, idx) -> np.ndarray:
+    """x[idx] for a basic index (ints, slices, None, Ellipsis): a view."""
+    return x[idx]
+
+
+def gather(x: np.ndarray, idx, out_dtype=None) -> np.ndarray:
+    """x[idx] for any NumPy index, as a new array."""
+    out = np.array(x[idx], order="C")
+    return out if out_dtype is None else out.astype(out_dtype, copy=False)
+
+
+def index_add(shape, idx, g: np.ndarray) -> np.ndarray:
+    """zeros(shape) with g scatter-added at idx (duplicates accumulate)."""
+    out = np.zeros(shape, g.dtype)
+    lin = np.arange(out.size, dtype=np.int64).reshape(shape)[idx]
+    if lin.size:
+        src = np.ascontiguousarray(np.broadcast_to(g, lin.shape)).reshape(-1)
+        scatter_add_flat(out.reshape(-1), np.ascontiguousarray(lin).reshape(-1), src)
+    return out
+
+
+def broadcast_to(x: np.ndarray, shape) -> np.ndarray:
+    """A read-only stride-0 view (np.broadcast_to)."""
+    return np.broadcast_to(x, shape)
+
+
+def flip(x: np.ndarray, dims) -> np.ndarray:
+    """A C-contiguous copy with ``dims`` reversed (0-d stays 0-d)."""
+    return np.array(np.flip(x, dims), order="C")
+
+
+def getitem(x: np.ndarray, idx) -> np.ndarray:
+    """x[idx] with NumPy's rules: a view for a basic index, a copy for an advanced one."""
+    return x[idx]

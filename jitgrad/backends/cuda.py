@@ -22,6 +22,7 @@ from .. import _debug, codegen
 from ..ops import ELEMENTWISE
 from . import cpu
 
+DEVICE = "cuda"          # the key of this backend in backends.BACKENDS
 _cuda = None
 
 
@@ -247,6 +248,9 @@ class DeviceArray:
         _host_only
 
 
+ARRAY_TYPE = DeviceArray  # this backend's storage (backends/__init__.py INTERFACE)
+
+
 def _broadcast(value, shape):
     return value.expand(shape) if value.ndim else value.reshape((1,) * len(shape)).expand(shape)
 
@@ -400,6 +404,9 @@ def to_device(a: np.ndarray) -> DeviceArray:
     if a.size:
         out.dev.copy_to_device(a.reshape(out.dev.shape))
     return out
+
+
+from_host = to_device  # (the interface's name: backends/__init__.py INTERFACE)
 
 
 def to_host(d: DeviceArray) -> np.ndarray:
@@ -796,3 +803,23 @@ def prod_others_arb(x3, out):
     _debug.COUNTERS["kernel_launches"] += 1
     if n:
         prod_others_arb_kernel[blocks_for(n), threads()](x3.dev, out.dev, out.dtype.type(1))
+
+
+def broadcast_to(x: DeviceArray, shape) -> DeviceArray:
+    """A stride-0 view (the interface's np.broadcast_to)."""
+    return x.expand(shape)
+
+
+def flip(x: DeviceArray, dims) -> DeviceArray:
+    """A C-contiguous copy with ``dims`` reversed: one gather per flipped dim."""
+    for d in dims:
+        x = gather(x, (slice(None),) * d + (np.arange(x.shape[d] - 1, -1, -1),))
+    return x if dims else contiguous(x)
+
+
+def getitem(x: DeviceArray, idx) -> DeviceArray:
+    """x[idx] with NumPy's rules: a view for a basic index, a gathered copy for an advanced one
+    (an index array or a bool)."""
+    if not any(isinstance(i, (np.ndarray, bool, np.bool_)) for i in idx):
+        return basic_view(x, idx)
+    return gather(x, idx)

@@ -116,7 +116,7 @@ def _on_cpu(*ts) -> bool:
     for t in ts:
         a = t._arr
         if a is None:
-            if t._lazy.cuda:
+            if t._lazy.device != "cpu":
                 return False
         elif type(a) is not np.ndarray:
             return False
