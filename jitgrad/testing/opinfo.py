@@ -104,12 +104,6 @@ def _const(x, arr):
 
 
 # --- NumPy references ------------------------------------------------------------------------
-def _median_ref(x):
-    """torch's median of all elements: the lower of the two middle values."""
-    a = np.sort(x.reshape(-1))
-    return np.asarray(a[(a.size - 1) // 2])
-
-
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
@@ -405,15 +399,6 @@ _ROWS = [
     OpInfo("to_device", _device_round_trip, lambda x: x.copy(), [((3, 4),)], torch=SAME,
            notes="GPU round trip where a device/simulator exists, else clone"),
     # --- ops_api.reductions ----------------------------------------------------------------------
-    OpInfo("cumprod", lambda x: x.cumprod(-1), lambda x: np.cumprod(x, -1) if x.ndim else x.copy(),
-           [((3, 4),), ((),), ((0, 3),), ((2, 5),)], kinds=("discrete",),
-           values=(0.0, 0.0, 0.5, -1.5, 2.0, 1.25), torch=SAME,
-           notes="zeros (one or several per row): the gradient's exact zero handling"),
-    OpInfo("logcumsumexp", lambda x: jitgrad.logcumsumexp(x, -1),
-           lambda x: np.logaddexp.accumulate(x, -1) if x.ndim else x.copy(), REDUCE,
-           domain=(-4.0, 4.0), torch=lambda T: lambda x: T.logcumsumexp(x, -1)),
-    OpInfo("median", lambda x: x.median(), _median_ref, [((3, 4),), ((),), ((5,),)],
-           torch=SAME, notes="lower middle value; gradient shared among tied elements"),
     # --- ops_api.indexing ------------------------------------------------------------------------
     # --- ops_api.shape ---------------------------------------------------------------------------
     # --- ops_api.linalg --------------------------------------------------------------------------
