@@ -316,7 +316,7 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
             else:
                 deps[e] = c + 1
                 if parents is not None:
-                    parents[e].append(n)
+                    parents.setdefault(e, []).append(n)  # (e may be a root: no list yet)
     execute = needed = None  # the nodes to run / to pass a gradient on to (None: all)
     if parents is not None:
         execute = set()

@@ -525,6 +525,74 @@ class TensorMethods:
         return IMPL._new_full(self, size, fill_value, dtype, device, requires_grad)
 
     # -- ops_api.reductions (implementations in jitgrad/ops_api/reductions.py) --
+    def sort(self, dim=-1, descending=False, stable=False):
+        return IMPL.sort(self, dim, descending, stable)
+
+    def argsort(self, dim=-1, descending=False, stable=False):
+        return IMPL.argsort(self, dim, descending, stable)
+
+    def msort(self):
+        return IMPL.msort(self)
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):
+        return IMPL.topk(self, k, dim, largest, sorted)
+
+    def kthvalue(self, k, dim=-1, keepdim=False):
+        return IMPL.kthvalue(self, k, dim, keepdim)
+
+    def any(self, dim=None, keepdim=False):
+        return IMPL.any(self, dim, keepdim)
+
+    def all(self, dim=None, keepdim=False):
+        return IMPL.all(self, dim, keepdim)
+
+    def count_nonzero(self, dim=None):
+        return IMPL.count_nonzero(self, dim)
+
+    def cumprod(self, dim, dtype=None):
+        return IMPL.cumprod(self, dim, dtype=dtype)
+
+    def cumprod_(self, dim, dtype=None):
+        return IMPL.cumprod_(self, dim, dtype=dtype)
+
+    def cummax(self, dim):
+        return IMPL.cummax(self, dim)
+
+    def cummin(self, dim):
+        return IMPL.cummin(self, dim)
+
+    def logcumsumexp(self, dim):
+        return IMPL.logcumsumexp(self, dim)
+
+    def median(self, dim=None, keepdim=False):
+        return IMPL.median(self, dim, keepdim)
+
+    def nanmedian(self, dim=None, keepdim=False):
+        return IMPL.nanmedian(self, dim, keepdim)
+
+    def mode(self, dim=-1, keepdim=False):
+        return IMPL.mode(self, dim, keepdim)
+
+    def nansum(self, dim=None, keepdim=False, dtype=None):
+        return IMPL.nansum(self, dim, keepdim, dtype=dtype)
+
+    def nanmean(self, dim=None, keepdim=False, dtype=None):
+        return IMPL.nanmean(self, dim, keepdim, dtype=dtype)
+
+    def aminmax(self, *, dim=None, keepdim=False):
+        return IMPL.aminmax(self, dim=dim, keepdim=keepdim)
+
+    def quantile(self, q, dim=None, keepdim=False, *, interpolation="linear"):
+        return IMPL.quantile(self, q, dim, keepdim, interpolation=interpolation)
+
+    def nanquantile(self, q, dim=None, keepdim=False, *, interpolation="linear"):
+        return IMPL.nanquantile(self, q, dim, keepdim, interpolation=interpolation)
+
+    def unique(self, sorted=True, return_inverse=False, return_counts=False, dim=None):
+        return IMPL.unique(self, sorted, return_inverse, return_counts, dim)
+
+    def unique_consecutive(self, return_inverse=False, return_counts=False, dim=None):
+        return IMPL.unique_consecutive(self, return_inverse, return_counts, dim)
 
     # -- ops_api.indexing (implementations in jitgrad/ops_api/indexing.py) --
 
@@ -585,3 +653,18 @@ class TensorMethods:
 
     def renorm_(self, p, dim, maxnorm):
         return IMPL.renorm_(self, p, dim, maxnorm)
+
+    def matrix_power(self, n):
+        return IMPL.matrix_power(self, n)
+
+    def det(self):
+        return IMPL.det(self)
+
+    def logdet(self):
+        return IMPL.logdet(self)
+
+    def slogdet(self):
+        return IMPL.slogdet(self)
+
+    def inverse(self):
+        return IMPL.inverse(self)

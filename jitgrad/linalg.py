@@ -9,3 +9,6 @@ from .ops_api.linalg import linalg_norm as norm  # noqa: F401
 from .ops_api.linalg import diagonal, matrix_norm, multi_dot, vecdot, vector_norm  # noqa: F401
 
 __all__ = ["cross", "diagonal", "matrix_norm", "multi_dot", "norm", "vecdot", "vector_norm"]
+from .ops_api.linalg import LinAlgError, det, inv, matrix_power, slogdet, solve  # noqa: F401,E402
+
+__all__ += ["LinAlgError", "det", "inv", "matrix_power", "slogdet", "solve"]

@@ -16,16 +16,18 @@ import numpy as np
 
 from .. import dtypes
 from .._methods import implement
-from .._tensor import Tensor, _norm_dim, apply_fn, broadcast_shapes
+from .._tensor import Ctx, Tensor, _norm_dim, apply_fn, broadcast_shapes
 from ..backends import cuda as cb  # (numba.cuda itself is imported only when a GPU op runs)
 from ..backends.cuda import DeviceArray
 from ..creation import zeros
 from ..functional_ops import (_dims, _tt, copy_, matmul, mul, permute, reshape, stack, where)
 from ..ops import structural
-from ..structural import TENSORS, keep_shape, shift_axes
+from ..structural import TENSORS, keep_shape, same_params, shift_axes
+from collections import namedtuple
 
 __all__: list = ["einsum", "tensordot", "kron", "inner", "vdot", "trace", "cross", "addmm",
-                 "addmv", "addr", "baddbmm", "addbmm", "chain_matmul", "norm", "dist", "renorm"]
+                 "addmv", "addr", "baddbmm", "addbmm", "chain_matmul", "norm", "dist", "renorm",
+                 "det", "logdet", "slogdet", "inverse", "matrix_power"]
 
 _bsum = builtins.sum
 
@@ -880,6 +882,256 @@ def renorm(input, p, dim, maxnorm, *, out=None):
 
 
 # ============================================================================================
+# matrix_power
+
+
+def _square_check(name, A):
+    if A.ndim < 2:
+        raise RuntimeError(f"{name}: The input tensor A must have at least 2 dimensions.")
+    if _shape(A)[-1] != _shape(A)[-2]:
+        raise RuntimeError(f"{name}: A must be batches of square matrices, but they are "
+                           f"{_shape(A)[-2]} by {_shape(A)[-1]} matrices")
+
+
+def matrix_power(A, n, *, out=None):
+    """torch.linalg.matrix_power: binary powering with torch's multiplication order; n < 0
+    inverts first; n == 0 gives identities (zero gradient, as torch)."""
+    A = _tt(A)
+    _square_check("linalg.matrix_power", A)
+    if n < 0:
+        _float_input("linalg.matrix_power", A)
+    if not isinstance(n, numbers.Integral):
+        raise TypeError(f"matrix_power(): argument 'n' must be int, not {type(n).__name__}")
+    if n == 0:
+        m = _shape(A)[-1]
+        eye = Tensor._make(np.broadcast_to(np.eye(m, dtype=A._meta[1]), _shape(A)).copy())
+        if A.is_cuda:
+            eye = eye.to(A.device)
+        return _out(out, where(eye == eye, eye, A))   # depends on A (zero gradient) like torch
+    if n < 0:
+        A, n = inv(A), -n
+    if n == 1:
+        return _out(out, A.clone())
+    if n == 2:
+        return _out(out, matmul(A, A))
+    if n == 3:
+        return _out(out, matmul(matmul(A, A), A))
+    z = result = None
+    while n > 0:
+        bit, n = n % 2, n // 2
+        z = A if z is None else matmul(z, z)
+        if bit:
+            result = z if result is None else matmul(result, z)
+    return _out(out, result)
+
+
+# ============================================================================================
+# inverses, determinants, solvers: one record each, forward through NumPy/LAPACK (a CUDA tensor
+# goes to the host and back), VJPs written against V with nested records applied through _call
+
+
+class LinAlgError(RuntimeError):
+    """torch.linalg.LinAlgError: the matrix cannot be inverted or factorised (singular, not
+    positive-definite, no convergence)."""
+
+
+def _lapack(name, fn, *arrays, why=""):
+    try:
+        with np.errstate(all="ignore"):
+            return fn(*arrays)
+    except np.linalg.LinAlgError as e:
+        shapes = " and ".join(str(list(a.shape)) for a in arrays)
+        raise LinAlgError(f"{name}: {why or e} (input of shape {shapes})") from None
+
+
+def _call(V, rec, *xs, **params):
+    """Another record inside a VJP: its forward on arrays (first-order backward), or on Tensors
+    a recorded op whose inputs are saved, so that the gradient is differentiable again."""
+    if isinstance(xs[0], np.ndarray):
+        return np.asarray(rec.forward(Ctx(), *xs, **params))
+    return apply_fn(rec, tuple(xs), save=True, **params)
+
+
+def _inv_jvp(ctx, x, out, t):
+    return -matmul(matmul(out, t), out)
+
+
+@structural("linalg_inv", "LinalgInvExBackward0", batch=same_params, jvp=_inv_jvp)
+class _Inv:
+    """A^-1 (batched); gradient -A^-T g A^-T from the saved output."""
+
+    def forward(ctx, a):
+        ctx.out = _lapack("linalg.inv", np.linalg.inv, a,
+                          why="the input matrix is singular, the inversion could not be "
+                              "completed")
+        return ctx.out
+
+    cuda_forward = _host(forward)
+
+    def vjp(V, ctx, g):
+        it = V.mT(V.result(ctx))
+        return (-V.matmul(V.matmul(it, g), it),)
+
+
+def _cofactor(a):
+    """The cofactor matrix det(A) A^-T of each matrix, singular ones included (via the SVD:
+    adj(A) = det(U) det(Vh) Vh^T diag(prod_{j != i} s_j) U^T)."""
+    u, s, vh = np.linalg.svd(a)
+    one = np.ones(s.shape[:-1] + (1,), s.dtype)
+    pre = np.cumprod(np.concatenate([one, s[..., :-1]], -1), -1)
+    suf = np.flip(np.cumprod(np.flip(np.concatenate([s[..., 1:], one], -1), -1), -1), -1)
+    sign = np.linalg.det(u) * np.linalg.det(vh)
+    return (sign[..., None, None] * np.matmul(u * (pre * suf)[..., None, :], vh)).astype(a.dtype)
+
+
+def _det_jvp(ctx, x, out, t):
+    return out * (inv(x).mT * t).sum(dim=(-2, -1))
+
+
+@structural("linalg_det", "LinalgDetBackward0", batch=same_params, jvp=_det_jvp)
+class _Det:
+    """det(A) (batched); gradient g det(A) A^-T (on arrays: the cofactor matrix, which also
+    covers singular A)."""
+
+    def forward(ctx, a):
+        ctx.out = np.asarray(_lapack("linalg.det", np.linalg.det, a), a.dtype)
+        return ctx.out
+
+    cuda_forward = _host(forward)
+
+    def vjp(V, ctx, g):
+        a, = V.saved(ctx)
+        if isinstance(g, np.ndarray):
+            d = ctx.out
+            if np.all(d != 0):
+                with np.errstate(all="ignore"):
+                    return ((g * d)[..., None, None] * np.swapaxes(np.linalg.inv(a), -1, -2),)
+            return (g[..., None, None] * _cofactor(a),)
+        gd = V.reshape(g * V.result(ctx), tuple(V.shape(g)) + (1, 1))
+        return (gd * V.mT(_call(V, _Inv, a)),)
+
+
+def _slogdet_jvp(ctx, x, out, t):
+    return (inv(x).mT * t).sum(dim=(-2, -1))
+
+
+@structural("linalg_slogdet", "LinalgSlogdetBackward0", batch=same_params, jvp=_slogdet_jvp)
+class _Slogdet:
+    """log|det A| (the sign is left on ctx: piecewise constant, no gradient); gradient
+    g A^-T."""
+
+    def forward(ctx, a):
+        sign, la = _lapack("linalg.slogdet", np.linalg.slogdet, a)
+        ctx.sign = np.asarray(sign, a.dtype)
+        ctx.out = np.asarray(la, a.dtype)
+        return ctx.out
+
+    cuda_forward = _host(forward)
+
+    def vjp(V, ctx, g):
+        a, = V.saved(ctx)
+        gk = V.reshape(g, tuple(V.shape(g)) + (1, 1))
+        return (gk * V.mT(_call(V, _Inv, a)),)
+
+
+@structural("linalg_solve", "LinalgSolveExBackward0")
+class _Solve:
+    """X with A X = B (batched, broadcasting); gradients gB = A^-T g, gA = -gB X^T."""
+
+    def forward(ctx, a, b):
+        ctx.out = _lapack("linalg.solve", np.linalg.solve, a, b,
+                          why="the solve could not be completed because the input matrix is "
+                              "singular")
+        return ctx.out
+
+    cuda_forward = _host(forward)
+
+    def vjp(V, ctx, g):
+        a, _ = V.saved(ctx)
+        gb = _call(V, _Solve, V.mT(a), g)
+        ga = None
+        if ctx.needs_input_grad[0]:
+            ga = V.sum_to(-V.matmul(gb, V.mT(V.result(ctx))), ctx.shapes[0])
+        return ga, V.sum_to(gb, ctx.shapes[1])
+
+
+def inv(A, *, out=None):
+    """torch.linalg.inv: the inverse of each square matrix (LinAlgError when singular)."""
+    A = _tt(A)
+    _float_input("linalg.inv", A)
+    _square_check("linalg.inv", A)
+    return _out(out, apply_fn(_Inv, (A,)))
+
+
+def inverse(input, *, out=None):
+    """torch.inverse (= torch.linalg.inv)."""
+    return inv(input, out=out)
+
+
+def det(A, *, out=None):
+    """torch.linalg.det / torch.det: the determinant of each square matrix."""
+    A = _tt(A)
+    _float_input("linalg.det", A)
+    _square_check("linalg.det", A)
+    return _out(out, apply_fn(_Det, (A,), save=True))
+
+
+_Slogdet_t = namedtuple("slogdet", ["sign", "logabsdet"])
+
+
+def slogdet(A, *, out=None):
+    """torch.linalg.slogdet / torch.slogdet: (sign, log|det|); logabsdet is -inf and sign 0
+    for a singular matrix."""
+    A = _tt(A)
+    _float_input("linalg.slogdet", A)
+    _square_check("linalg.slogdet", A)
+    ctx = Ctx()
+    la = apply_fn(_Slogdet, (A,), save=True, ctx=ctx)
+    sign = Tensor._make(np.asarray(ctx.sign))
+    if A.is_cuda:
+        sign = sign.to(A.device)
+    if la.requires_grad:  # torch's sign is part of the graph too, with a zero gradient
+        sign = where(sign == sign, sign, la)
+    return _Slogdet_t(sign, la)
+
+
+def logdet(input):
+    """torch.logdet: log det(A); NaN where det < 0, -inf where det == 0 (as torch)."""
+    A = _tt(input)
+    _float_input("logdet", A)
+    _square_check("logdet", A)
+    sign, la = slogdet(A)
+    return where(sign == -1, math.nan, la)
+
+
+def solve(A, B, *, left=True, out=None):
+    """torch.linalg.solve: X with A X = B (left=False: X A = B). B is a batch of vectors when
+    it is 1-D or has A's shape without its last dim; batch dims broadcast."""
+    A, B = _tt(A), _tt(B)
+    _float_input("linalg.solve", A)
+    _float_input("linalg.solve", B)
+    _square_check("linalg.solve", A)
+    if A._meta[1] != B._meta[1]:
+        raise RuntimeError(f"linalg.solve: Expected A and B to have the same dtype, but found "
+                           f"A of type {_TORCH_NAMES[A._meta[1].name]} and B of type "
+                           f"{_TORCH_NAMES[B._meta[1].name]} instead")
+    vector = B.ndim == 1 or (B.ndim == A.ndim - 1 and _shape(B) == _shape(A)[:-1])
+    if not left:
+        A = A.mT
+        if not vector:
+            return _out(out, solve(A, B.mT).mT)
+    n = _shape(A)[-1]
+    if vector:
+        B = B.unsqueeze(-1)
+    if _shape(B)[-2] != n:
+        raise RuntimeError(f"linalg.solve: Incompatible shapes of A and B for the equation "
+                           f"AX = B ({_shape(A)[-2]}x{n} and {_shape(B)[-2]}x{_shape(B)[-1]})")
+    broadcast_shapes(_shape(A)[:-2], _shape(B)[:-2])
+    X = apply_fn(_Solve, (A, B), save=True)
+    return _out(out, X.squeeze(-1) if vector else X)
+
+
+# ============================================================================================
 # Tensor methods
 
 implement(
@@ -888,4 +1140,5 @@ implement(
     addmm_=_inplace(addmm), addmv_=_inplace(addmv), addr_=_inplace(addr),
     baddbmm_=_inplace(baddbmm), addbmm_=_inplace(addbmm),
     norm=norm, dist=dist, renorm=renorm, renorm_=_inplace(renorm),
+    matrix_power=matrix_power, det=det, logdet=logdet, slogdet=slogdet, inverse=inverse,
 )

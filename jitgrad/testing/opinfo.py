@@ -103,7 +103,31 @@ def _const(x, arr):
     return t.to(x.device) if lib is jitgrad and x.is_cuda else t
 
 
+# --- ops_api.linalg helpers --------------------------------------------------------------------
+SQUARE = [((3, 3),), ((2, 3, 3),)]
+
+
+def _wc(x):
+    """A well-conditioned matrix from a uniform one: x + 2n I (either library, or NumPy)."""
+    n = x.shape[-1]
+    if isinstance(x, np.ndarray):
+        return x + 2 * n * np.eye(n)
+    return x + _const(x, 2 * n * np.eye(n, dtype=np.float64)).to(x.dtype)
+
+
+def _np_solve(a, b):
+    if b.ndim == 1 or (b.ndim == a.ndim - 1 and b.shape == a.shape[:-1]):
+        return np.linalg.solve(a, b[..., None])[..., 0]
+    return np.linalg.solve(a, b)
+
+
 # --- NumPy references ------------------------------------------------------------------------
+def _median_ref(x):
+    """torch's median of all elements: the lower of the two middle values."""
+    a = np.sort(x.reshape(-1))
+    return np.asarray(a[(a.size - 1) // 2])
+
+
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
@@ -399,6 +423,15 @@ _ROWS = [
     OpInfo("to_device", _device_round_trip, lambda x: x.copy(), [((3, 4),)], torch=SAME,
            notes="GPU round trip where a device/simulator exists, else clone"),
     # --- ops_api.reductions ----------------------------------------------------------------------
+    OpInfo("cumprod", lambda x: x.cumprod(-1), lambda x: np.cumprod(x, -1) if x.ndim else x.copy(),
+           [((3, 4),), ((),), ((0, 3),), ((2, 5),)], kinds=("discrete",),
+           values=(0.0, 0.0, 0.5, -1.5, 2.0, 1.25), torch=SAME,
+           notes="zeros (one or several per row): the gradient's exact zero handling"),
+    OpInfo("logcumsumexp", lambda x: jitgrad.logcumsumexp(x, -1),
+           lambda x: np.logaddexp.accumulate(x, -1) if x.ndim else x.copy(), REDUCE,
+           domain=(-4.0, 4.0), torch=lambda T: lambda x: T.logcumsumexp(x, -1)),
+    OpInfo("median", lambda x: x.median(), _median_ref, [((3, 4),), ((),), ((5,),)],
+           torch=SAME, notes="lower middle value; gradient shared among tied elements"),
     # --- ops_api.indexing ------------------------------------------------------------------------
     # --- ops_api.shape ---------------------------------------------------------------------------
     # --- ops_api.linalg --------------------------------------------------------------------------
@@ -406,6 +439,17 @@ _ROWS = [
            lambda x: (np.abs(x) ** 3).sum(-1) ** (1 / 3), [((3, 4),), ((2, 3, 2),)],
            torch=lambda T: lambda x: T.linalg.vector_norm(x, 3, dim=-1), rtol=1e-9,
            notes="one record for every p; p = 2, 1, inf, 0 and p < 1 in tests/test_linalg.py"),
+    OpInfo("linalg_inv", lambda x: jitgrad.linalg.inv(_wc(x)), lambda x: np.linalg.inv(_wc(x)),
+           SQUARE, torch=lambda T: lambda x: T.linalg.inv(_wc(x)), rtol=1e-9),
+    OpInfo("linalg_det", lambda x: jitgrad.linalg.det(_wc(x)), lambda x: np.linalg.det(_wc(x)),
+           SQUARE, torch=lambda T: lambda x: T.linalg.det(_wc(x)), rtol=1e-9),
+    OpInfo("linalg_slogdet", lambda x: jitgrad.linalg.slogdet(_wc(x)).logabsdet,
+           lambda x: np.linalg.slogdet(_wc(x))[1], SQUARE,
+           torch=lambda T: lambda x: T.linalg.slogdet(_wc(x)).logabsdet, rtol=1e-9),
+    OpInfo("linalg_solve", lambda a, b: jitgrad.linalg.solve(_wc(a), b),
+           lambda a, b: _np_solve(_wc(a), b), [((3, 3), (3, 2)), ((2, 3, 3), (3,)),
+                                               ((2, 1, 3, 3), (3, 3, 1))],
+           torch=lambda T: lambda a, b: T.linalg.solve(_wc(a), b), rtol=1e-9),
 ]
 
 OPINFOS: dict[str, OpInfo] = {r.name: r for r in _ROWS}
