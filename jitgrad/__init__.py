@@ -36,6 +36,7 @@ from . import optim  # noqa: E402  (torch.optim: fused optimizers, lr schedulers
 from .autograd import functional as _autograd_functional  # noqa: E402,F401
 from . import func  # noqa: E402  (torch.func-style transforms)
 from .capture import compile, jit  # noqa: E402  (whole-step capture and replay)
+from .batching import vmap  # noqa: E402  (torch.vmap, = jitgrad.func.vmap)
 from .explain import explain  # noqa: E402
 from . import utils  # noqa: E402
 from .utils import data as _utils_data  # noqa: E402,F401  (jitgrad.utils.data: DataLoader)

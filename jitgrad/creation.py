@@ -244,13 +244,30 @@ def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
     return _finish(np.linspace(start, end, int(steps)), d, requires_grad, device)
 
 
+def _vmap_layer():
+    """The innermost active jitgrad.vmap layer (batching.py), or None: under vmap it decides what
+    a random draw is (its ``randomness=``: an error, one draw for all samples, or one each)."""
+    tr = STATE.tracer
+    while tr is not None and not getattr(tr, "batches", False):
+        tr = tr.parent
+    return tr
+
+
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    if STATE.tracer is not None and _vmap_layer() is not None:
+        return _vmap_layer().random(lambda s: rand(s, generator=generator, dtype=dtype,
+                                                   device=device, requires_grad=requires_grad),
+                                    _shape_arg(size))
     g = _gen(generator)
     d = dtypes.from_any(dtype) if dtype is not None else dtypes.get_default_dtype()
     return _finish(g._draw("random", _shape_arg(size), dtype=d.np), d, requires_grad, device)
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    if STATE.tracer is not None and _vmap_layer() is not None:
+        return _vmap_layer().random(lambda s: randn(s, generator=generator, dtype=dtype,
+                                                    device=device, requires_grad=requires_grad),
+                                    _shape_arg(size))
     g = _gen(generator)
     d = dtypes.from_any(dtype) if dtype is not None else dtypes.get_default_dtype()
     return _finish(g._draw("standard_normal", _shape_arg(size), dtype=d.np), d, requires_grad,
@@ -275,6 +292,10 @@ def randint(low=None, high=None, size=None, *, generator=None, dtype=None, devic
         raise TypeError(f"randint(): argument 'size' must be tuple of ints, not "
                         f"{type(size).__name__}")
     shape = _shape_arg((size,))
+    if STATE.tracer is not None and _vmap_layer() is not None:
+        return _vmap_layer().random(lambda s: randint(low, high, s, generator=generator,
+                                                      dtype=dtype, device=device,
+                                                      requires_grad=requires_grad), shape)
     g = _gen(generator)
     for name, v in (("low", low), ("high", high)):
         if isinstance(v, Tensor):

@@ -19,9 +19,10 @@ from .autograd import functional as _AF
 from .autograd import compile as _compile
 from ._state import STATE
 from ._tensor import Tensor
+from .batching import vmap
 
 __all__ = ["grad", "grad_and_value", "value_and_grad", "jacrev", "jacfwd", "hessian", "vjp",
-           "jvp"]
+           "jvp", "vmap"]
 
 
 # --- pytrees ---------------------------------------------------------------------------------

@@ -1406,11 +1406,25 @@ def _pad_batched(t, nd):
 
 
 def _matmul_vmap(args, batched, p, B):
-    """matmul with a leading batch axis on one operand (the other is a primal): a batched
-    1-D operand is a stack of vectors, so it is padded/unsqueezed rather than read as a
-    matrix."""
+    """matmul with a leading batch axis on one operand (the other is a primal) or on both
+    (vmap): a batched 1-D operand is a stack of vectors, so it is padded/unsqueezed rather
+    than read as a matrix."""
     a, b = args
     sa, sb = a._meta[0], b._meta[0]
+    if batched[0] and batched[1]:
+        na, nb = len(sa) - 1, len(sb) - 1
+        if na == 1 and nb == 1:
+            return (a * b).sum(dim=-1)
+        if na == 1:
+            return _matmul_vmap((a.unsqueeze(-2), b), batched, p, B).squeeze(-2)
+        if nb == 1:
+            return _matmul_vmap((a, b.unsqueeze(-1)), batched, p, B).squeeze(-1)
+        a, b = _pad_batched(a, nb), _pad_batched(b, na)
+        if sa[-1] == 1 and np.dtype(a._meta[1]).kind == "f":
+            # stacks of outer products (per-sample weight gradients): one broadcast multiply,
+            # the same products (NumPy's stacked matmul with k = 1 is ~4x slower)
+            return a * b
+        return matmul(a, b)
     if batched[0]:
         na, nb = len(sa) - 1, len(sb)
         if na == 1 and nb == 1:

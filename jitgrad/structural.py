@@ -195,6 +195,21 @@ class _Arrays:
         return np.cumsum(x, axis=axis, dtype=x.dtype)
 
     @staticmethod
+    def cumprod(x, axis):  # (float32 accumulates in float64, like the op's forward and torch)
+        acc = np.float64 if x.dtype == np.float32 else x.dtype
+        return np.cumprod(x, axis=axis, dtype=acc).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def logcumsumexp(x, axis):
+        acc = np.float64 if x.dtype == np.float32 else x.dtype
+        with np.errstate(invalid="ignore", over="ignore"):
+            return np.logaddexp.accumulate(x, axis=axis, dtype=acc).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def log(x):
+        return np.log(x)
+
+    @staticmethod
     def cat(xs, axis):
         return np.concatenate(xs, axis=axis)
 
@@ -365,6 +380,18 @@ class _Tensors:
     @staticmethod
     def cumsum(x, axis):
         return IMPL.cumsum(x, axis)
+
+    @staticmethod
+    def cumprod(x, axis):
+        return IMPL.cumprod(x, axis)
+
+    @staticmethod
+    def logcumsumexp(x, axis):
+        return IMPL.logcumsumexp(x, axis)
+
+    @staticmethod
+    def log(x):
+        return IMPL.log(x)
 
     @staticmethod
     def cat(xs, axis):

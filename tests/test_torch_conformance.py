@@ -26,8 +26,9 @@ RESOLVED = sorted(e for e, op in OPS.items()
 
 
 def ci_dtypes(op):
-    """float64 where the entry has it, else its first integer/bool dtype."""
-    for d in ("float64", "int64", "bool", "int32"):
+    """float64 where the entry has it, else its first integer/bool dtype (float32 for entries
+    with nothing else: broadcast_shapes)."""
+    for d in ("float64", "int64", "bool", "int32", "float32"):
         if tc._dtypes_for(op, (d,)):
             return (d,)
     return ()
@@ -39,7 +40,6 @@ KNOWN_FAILURES = {
     # rejected with a clear exception: missing keyword arguments / semantics
     "div.trunc_rounding": "unsupported: div(rounding_mode='trunc') not implemented",
     "div.floor_rounding": "unsupported: div(rounding_mode='floor') not implemented",
-    "flip": "unsupported: Tensor.flip(dims=...) keyword not accepted",
     "nn.functional.normalize": "unsupported: normalize(p=-1.0) (p <= 0)",
     "nn.functional.batch_norm": "unsupported: batch_norm of a 1-d (C,) input",
     "to": "unsupported: Tensor.to(memory_format=...) / copy= arguments",
@@ -54,7 +54,6 @@ KNOWN_FAILURES = {
               "product (its addmm_/baddbmm_ refuse that); jitgrad refuses it for all three",
     "nonzero": "unsupported: nonzero of a 0-d tensor",
     "gather": "unsupported: torch's sample 3 has a uint8 index (jitgrad has no uint8 dtype)",
-    "zero_": "missing: jitgrad.zero_ (function form; Tensor.zero_ exists)",
 }
 
 

@@ -99,6 +99,11 @@ def _traced_inputs(xs, create_graph):
     outer = STATE.tracer
     res = []
     for x in xs:
+        if outer is not None and getattr(outer, "batches", False):
+            # inside vmap (batching.py): a view, left as it is (the interpreter needs no
+            # requires_grad; the batched ops keep a graph only where the vmap inputs have one)
+            res.append(x.reshape(tuple(x.shape)))
+            continue
         if (outer is not None and id(x) in outer.index) or (create_graph and x.requires_grad):
             xi = x.reshape(tuple(x.shape))
             if not xi.requires_grad:

@@ -202,13 +202,14 @@ class Tracer:
     # --- hooks called by tensor.apply_elementwise / tensor.apply_fn -----------------------
     def elementwise(self, row, ops, grad_fn, reduce, out):
         st = STATE
-        st.tracer = None
+        below = _below(self)
+        st.tracer = below
         try:
             res = apply_elementwise(row, ops, grad_fn, reduce, out)
         finally:
             st.tracer = self
         tr = self
-        while tr is not None:
+        while tr is not below:
             if out is not None:
                 tr.inexact = tr.inexact or "an elementwise op wrote into out="
             tr._record("ew", row, ops, {"reduce": reduce}, res)
@@ -219,16 +220,27 @@ class Tracer:
         st = STATE
         if ctx is None:
             ctx = Ctx()
-        st.tracer = None
+        below = _below(self)
+        st.tracer = below
         try:
             res = apply_fn(fn, inputs, grad_fn, view_of, save, ctx, **params)
         finally:
             st.tracer = self
         tr = self
-        while tr is not None:
+        while tr is not below:
             tr._record("fn", fn, inputs, params, res, ctx)
             tr = tr.parent
         return res
+
+
+def _below(tr):
+    """The interpreter under a chain of tracers: the nearest enclosing one that is not a Tracer
+    (a vmap layer, jitgrad/batching.py, which runs the op batched) or None. The tracers up to it
+    record the op as their function called it; those beyond it see the ops it runs."""
+    tr = tr.parent
+    while tr is not None and type(tr) is Tracer:
+        tr = tr.parent
+    return tr
 
 
 def trace(func, inputs):

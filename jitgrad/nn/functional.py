@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import batching as _batching
 from .. import functional_ops as F
 from .._state import no_grad
 from .._tensor import Ctx, Tensor, apply_elementwise, apply_fn, broadcast_shapes, full
@@ -160,6 +161,8 @@ def _linear_fused(input, weight, bias):
     """``_Linear`` when the operands fit it (None otherwise), after torch's checks."""
     if not (isinstance(bias, Tensor) and isinstance(input, Tensor) and isinstance(weight, Tensor)):
         return None
+    if _batching.is_batched(bias, input, weight):  # inside vmap: matmul + add batch (and JVP)
+        return None
     (xs, xd), (ws, wd), (bs, bd) = input._meta, weight._meta, bias._meta
     if len(xs) != 2 or len(ws) != 2 or xd.kind != "f" or not _on_cpu(input, weight, bias):
         return None
@@ -277,6 +280,8 @@ def _cuda_backend():
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
              reduction="mean"):
     _check_reduction(reduction)
+    if _batching.is_batched(input, target, weight):  # inside vmap: composed, target as operand
+        return _batching.nll_loss(input, target, weight, ignore_index, reduction)
     x = input
     t = target._host if isinstance(target, Tensor) else np.asarray(target)
     if t.dtype.kind not in "iu":
@@ -313,6 +318,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if not 0.0 <= label_smoothing <= 1.0:
         raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: "
                            f"{label_smoothing}")
+    if _batching.is_batched(input, target, weight):  # inside vmap: composed, target as operand
+        return _batching.cross_entropy(input, F._tt(target), weight, ignore_index, reduction,
+                                       label_smoothing)
     t = target._host if isinstance(target, Tensor) else np.asarray(target)
     if t.dtype.kind == "f":
         return _cross_entropy_probs(input, target, weight, reduction, label_smoothing)
