@@ -497,7 +497,9 @@ class TensorMethods:
     def max(self, dim=None, keepdim=False):
         return IMPL._max_method(self, dim, keepdim)
 
-    def flip(self, *dims):
+    def flip(self, *dims, **kwargs):
+        if kwargs:  # x.flip(dims=...)
+            return IMPL.flip(self, **kwargs)
         return IMPL._flip_method(self, *dims)
 
     def min(self, dim=None, keepdim=False):
@@ -597,6 +599,126 @@ class TensorMethods:
     # -- ops_api.indexing (implementations in jitgrad/ops_api/indexing.py) --
 
     # -- ops_api.shape (implementations in jitgrad/ops_api/shape.py) --
+    def fliplr(self):
+        return IMPL.fliplr(self)
+
+    def flipud(self):
+        return IMPL.flipud(self)
+
+    def roll(self, shifts, dims=None):
+        return IMPL.roll(self, shifts, dims)
+
+    def rot90(self, k=1, dims=(0, 1)):
+        return IMPL.rot90(self, k, dims)
+
+    def repeat(self, *sizes):
+        return IMPL.repeat(self, *sizes)
+
+    def tile(self, *dims):
+        return IMPL.tile(self, dims[0] if len(dims) == 1 and isinstance(dims[0], (list, tuple))
+                         else dims)
+
+    def repeat_interleave(self, repeats=None, dim=None, *, output_size=None):
+        return IMPL.repeat_interleave(self, repeats, dim, output_size=output_size)
+
+    def narrow(self, dim, start, length):
+        return IMPL.narrow(self, dim, start, length)
+
+    def narrow_copy(self, dim, start, length):
+        return IMPL.narrow_copy(self, dim, start, length)
+
+    def movedim(self, source, destination):
+        return IMPL.movedim(self, source, destination)
+
+    def moveaxis(self, source, destination):
+        return IMPL.moveaxis(self, source, destination)
+
+    def swapdims(self, dim0, dim1):
+        return IMPL.swapdims(self, dim0, dim1)
+
+    def unflatten(self, dim, sizes):
+        return IMPL.unflatten(self, dim, sizes)
+
+    def unfold(self, dimension, size, step):
+        return IMPL.unfold(self, dimension, size, step)
+
+    def ravel(self):
+        return IMPL.ravel(self)
+
+    def view_as(self, other):
+        return IMPL.view_as(self, other)
+
+    def reshape_as(self, other):
+        return IMPL.reshape_as(self, other)
+
+    def sum_to_size(self, *size):
+        return IMPL.sum_to_size(self, *size)
+
+    def diagonal(self, offset=0, dim1=0, dim2=1):
+        return IMPL.diagonal(self, offset, dim1, dim2)
+
+    def diag(self, diagonal=0):
+        return IMPL.diag(self, diagonal)
+
+    def diag_embed(self, offset=0, dim1=-2, dim2=-1):
+        return IMPL.diag_embed(self, offset, dim1, dim2)
+
+    def diagflat(self, offset=0):
+        return IMPL.diagflat(self, offset)
+
+    def tril(self, diagonal=0):
+        return IMPL.tril(self, diagonal)
+
+    def triu(self, diagonal=0):
+        return IMPL.triu(self, diagonal)
+
+    def tril_(self, diagonal=0):
+        return IMPL.tril_(self, diagonal)
+
+    def triu_(self, diagonal=0):
+        return IMPL.triu_(self, diagonal)
+
+    def tensor_split(self, indices_or_sections, dim=0):
+        return IMPL.tensor_split(self, indices_or_sections, dim)
+
+    def hsplit(self, indices_or_sections):
+        return IMPL.hsplit(self, indices_or_sections)
+
+    def vsplit(self, indices_or_sections):
+        return IMPL.vsplit(self, indices_or_sections)
+
+    def dsplit(self, indices_or_sections):
+        return IMPL.dsplit(self, indices_or_sections)
+
+    def split_with_sizes(self, split_sizes, dim=0):
+        return IMPL.split_with_sizes(self, split_sizes, dim)
+
+    def unsafe_split(self, split_size, dim=0):
+        return IMPL.unsafe_split(self, split_size, dim)
+
+    def unsafe_chunk(self, chunks, dim=0):
+        return IMPL.unsafe_chunk(self, chunks, dim)
+
+    def select_scatter(self, src, dim, index):
+        return IMPL.select_scatter(self, src, dim, index)
+
+    def slice_scatter(self, src, dim=0, start=None, end=None, step=1):
+        return IMPL.slice_scatter(self, src, dim, start, end, step)
+
+    def diagonal_scatter(self, src, offset=0, dim1=0, dim2=1):
+        return IMPL.diagonal_scatter(self, src, offset, dim1, dim2)
+
+    def positive(self):
+        return IMPL.positive(self)
+
+    def conj(self):
+        return IMPL.conj(self)
+
+    def resolve_conj(self):
+        return IMPL.resolve_conj(self)
+
+    def resolve_neg(self):
+        return IMPL.resolve_neg(self)
 
     # -- ops_api.linalg (implementations in jitgrad/ops_api/linalg.py) --
 

@@ -139,6 +139,15 @@ def _gelu(x):
     return x * 0.5 * (1 + _erf(x / math.sqrt(2)))
 
 
+def _diag_embed_ref(x):
+    """diag_embed(x, offset=-1, dim1=0, dim2=-1): out[i + 1, ..., i] = x[..., i]."""
+    n = x.shape[-1] + 1
+    out = np.zeros((n,) + x.shape[:-1] + (n,), x.dtype)
+    for i in range(x.shape[-1]):
+        out[i + 1, ..., i] = x[..., i]
+    return out
+
+
 def _bce_wl(z, y):
     return np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
 
@@ -434,6 +443,13 @@ _ROWS = [
            torch=SAME, notes="lower middle value; gradient shared among tied elements"),
     # --- ops_api.indexing ------------------------------------------------------------------------
     # --- ops_api.shape ---------------------------------------------------------------------------
+    OpInfo("diagonal", lambda x: jitgrad.diagonal(x, 1, 0, -1),
+           lambda x: np.diagonal(x, 1, 0, -1).copy(), [((3, 4),), ((2, 3, 4),), ((0, 3),)],
+           torch=lambda T: lambda x: T.diagonal(x, 1, 0, -1),
+           notes="a strided view; the gradient scatters g onto the diagonal"),
+    OpInfo("diag_embed", lambda x: jitgrad.diag_embed(x, -1, 0, -1), _diag_embed_ref,
+           [((3,),), ((2, 3),), ((0,),)], torch=lambda T: lambda x: T.diag_embed(x, -1, 0, -1),
+           notes="dims 0 and -1, offset -1: zeros with x on a diagonal view"),
     # --- ops_api.linalg --------------------------------------------------------------------------
     OpInfo("linalg_vector_norm", lambda x: jitgrad.linalg.vector_norm(x, 3, dim=-1),
            lambda x: (np.abs(x) ** 3).sum(-1) ** (1 / 3), [((3, 4),), ((2, 3, 2),)],
