@@ -181,12 +181,15 @@ def test_training_steps_match_cpu():
 
 
 def test_caching_allocator_reuses_blocks():
-    """After a warm-up step, further identical steps get every device block from the pool."""
+    """After warm-up, further identical steps get every device block from the pool. (Two
+    warm-up steps: the first step's outputs are still alive while the second allocates, so
+    the pool only reaches its steady size after the second; run alone, one was not enough.)"""
     rng = np.random.default_rng(4)
     params = [jitgrad.tensor(rng.standard_normal(s), device="cuda", requires_grad=True)
               for s in ((4, 6), (6,), (6, 2))]
     x = jitgrad.tensor(rng.standard_normal((5, 4)), device="cuda")
     y = jitgrad.tensor(rng.standard_normal((5, 2)), device="cuda")
+    _mlp_step("cuda", params, x, y)
     _mlp_step("cuda", params, x, y)
     before = jitgrad.cuda.allocator_stats()
     _mlp_step("cuda", params, x, y)
