@@ -196,14 +196,14 @@ class _Arrays:
 
     @staticmethod
     def cumprod(x, axis):  # (float32 accumulates in float64, like the op's forward and torch)
-        acc = np.float64 if x.dtype == np.float32 else x.dtype
-        return np.cumprod(x, axis=axis, dtype=acc).astype(x.dtype, copy=False)
+        return np.cumprod(x.astype(np.float64) if x.dtype == np.float32 else x,
+                          axis=axis).astype(x.dtype, copy=False)
 
     @staticmethod
     def logcumsumexp(x, axis):
-        acc = np.float64 if x.dtype == np.float32 else x.dtype
         with np.errstate(invalid="ignore", over="ignore"):
-            return np.logaddexp.accumulate(x, axis=axis, dtype=acc).astype(x.dtype, copy=False)
+            return np.logaddexp.accumulate(x.astype(np.float64) if x.dtype == np.float32 else x,
+                                           axis=axis).astype(x.dtype, copy=False)
 
     @staticmethod
     def log(x):

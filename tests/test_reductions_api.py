@@ -314,3 +314,29 @@ def test_out_forms_and_errors():
         jitgrad.sort(x, 2)
     with pytest.raises(IndexError, match="non-zero size"):
         jitgrad.median(jitgrad.zeros(2, 0), 1)
+
+
+def test_partition_selections_equal_the_stable_sort():
+    """topk/kthvalue/median rows of 64+ elements use a partition (O(n)), not a sort: the
+    positions must be exactly the stable sort's (ties in index order), for ints, bool and
+    floats, on any axis."""
+    from jitgrad.ops_api.reductions import _argsort_np, _kth_position, _topk_positions
+    rng = np.random.default_rng(1)
+    for trial in range(60):
+        shape = [int(s) for s in rng.integers(1, 4, size=rng.integers(1, 4))]
+        ax = int(rng.integers(0, len(shape)))
+        shape[ax] = int(rng.integers(64, 150))
+        a = (rng.integers(-3, 4, shape), rng.random(shape) < 0.5,
+             rng.standard_normal(shape).astype(np.float32))[trial % 3]
+        n = shape[ax]
+        k = int(rng.integers(1, n // 4 + 1))
+        for largest in (True, False):
+            ref = np.take(_argsort_np(a, ax, largest), np.arange(k), axis=ax)
+            np.testing.assert_array_equal(_topk_positions(a, ax, k, largest), ref)
+        for kk in (0, (n - 1) // 2, n - 1):
+            ref = np.take(_argsort_np(a, ax, False), [kk], axis=ax)
+            np.testing.assert_array_equal(_kth_position(a, ax, kk), ref)
+    x = RNG.integers(-3, 4, (3, 100))           # and through the public ops, vs torch
+    check(lambda M, t: M.median(t, 1), x)
+    r = jitgrad.topk(jitgrad.tensor(x), 5, 1)
+    np.testing.assert_array_equal(_np(r.values), torch.topk(torch.tensor(x), 5, 1).values)

@@ -82,6 +82,43 @@ def _argsort_np(a, axis, descending):
     return np.flip(a.shape[axis] - 1 - r, axis)
 
 
+def _full_sort_needed(a, axis):
+    """Short rows or NaNs (which partition and comparisons order differently): the plain
+    stable sort."""
+    return a.shape[axis] < 64 or (a.dtype.kind == "f" and np.isnan(a).any())
+
+
+def _kth_position(a, axis, k):
+    """Keepdim-shaped positions along axis of element k (from 0) of the stable ascending sort,
+    in O(n): a partition gives the value v; the element is the (k - #{a < v})-th of those
+    equal to v in index order -- the one the stable sort puts at k."""
+    if _full_sort_needed(a, axis):
+        return np.take(_argsort_np(a, axis, False), [k], axis=axis)
+    v = np.take(np.partition(a, k, axis=axis), [k], axis=axis)
+    eq = a == v
+    less = (a < v).sum(axis=axis, keepdims=True)
+    return np.argmax(eq & (np.cumsum(eq, axis=axis) == k - less + 1), axis=axis, keepdims=True)
+
+
+def _topk_positions(a, axis, k, largest):
+    """Positions of the first k elements of the stable (descending when largest) sort, in that
+    order, without sorting the whole row: a partition finds the k-th value v; the rows keep
+    everything better than v plus the first equal ones in index order, then sort those k."""
+    n = a.shape[axis]
+    if k == 0 or 4 * k >= n or _full_sort_needed(a, axis):
+        return np.take(_argsort_np(a, axis, largest), np.arange(k), axis=axis)
+    kth = n - k if largest else k - 1
+    v = np.take(np.partition(a, kth, axis=axis), [kth], axis=axis)
+    better = a > v if largest else a < v
+    eq = a == v
+    need = k - better.sum(axis=axis, keepdims=True)
+    sel = np.moveaxis(better | (eq & (np.cumsum(eq, axis=axis) <= need)), axis, -1)
+    pos = np.nonzero(sel)[-1].reshape(sel.shape[:-1] + (k,))   # k per row, in index order
+    vals = np.take_along_axis(np.moveaxis(a, axis, -1), pos, axis=-1)
+    pos = np.take_along_axis(pos, _argsort_np(vals, -1, largest), axis=-1)
+    return np.moveaxis(pos, -1, axis)
+
+
 def _keep(shape, axis):
     return tuple(1 if k == axis else s for k, s in enumerate(shape))
 
@@ -175,7 +212,7 @@ def topk(input, k, dim=-1, largest=True, sorted=True, *, out=None):
     axis = _norm_dim(dim, x.ndim)
     xr = x.reshape(1) if x.ndim == 0 else x
     k = _check_k("topk", k, xr._meta[0][axis], 0)
-    idx = np.take(_argsort_np(xr._host, axis, bool(largest)), np.arange(k), axis=axis)
+    idx = _topk_positions(xr._host, axis, k, bool(largest))
     vals = _take(xr, axis, idx, "TopkBackward0")
     ind = _index_tensor(idx, x)
     if x.ndim == 0:
@@ -207,8 +244,7 @@ def kthvalue(input, k, dim=-1, keepdim=False, *, out=None):
     k = _check_k("kthvalue", k, n, 1)
     if x.ndim == 0:
         return _write_out("kthvalue", out, _reduced_0d("kthvalue", x, "KthvalueBackward0"))
-    order = _argsort_np(x._host, axis, False)
-    idx = np.take(order, [k - 1], axis=axis)
+    idx = _kth_position(x._host, axis, k - 1)
     return _write_out("kthvalue", out,
                       _select_at("kthvalue", x, axis, idx, keepdim, "KthvalueBackward0"))
 
@@ -249,9 +285,11 @@ def count_nonzero(input, dim=None):
 def _scan(ufunc, x, axis):
     """A ufunc's running accumulation along axis; float32 accumulates in float64 and rounds
     each result once, as torch's CPU scans do (their accumulator type is double)."""
-    acc = np.float64 if x.dtype == np.float32 else x.dtype
+    dt = x.dtype
+    if dt == np.float32:  # (cast first: accumulate(dtype=) is slower, casting per element)
+        x = x.astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
-        return ufunc.accumulate(x, axis=axis, dtype=acc).astype(x.dtype, copy=False)
+        return ufunc.accumulate(x, axis=axis).astype(dt, copy=False)
 
 
 def _cumprod_jvp(ctx, x, out, t):
@@ -479,15 +517,14 @@ def _median(name, input, dim, keepdim, out, ignore_nan):
     _check_dim_nonempty(x, axis, name)
     a = x._host
     n = a.shape[axis]
-    order = _argsort_np(a, axis, False)
-    if a.dtype.kind == "f" and ignore_nan:
-        nv = n - np.isnan(a).sum(axis=axis, keepdims=True)
+    nan = np.isnan(a) if a.dtype.kind == "f" else None
+    if nan is not None and ignore_nan and nan.any():
+        nv = n - nan.sum(axis=axis, keepdims=True)
         k = np.where(nv > 0, (nv - 1) // 2, (n - 1) // 2)
-        idx = np.take_along_axis(order, k, axis=axis)
+        idx = np.take_along_axis(_argsort_np(a, axis, False), k, axis=axis)
     else:
-        idx = np.take(order, [(n - 1) // 2], axis=axis)
-        if a.dtype.kind == "f":  # a NaN in the row: NaN, at the first NaN (like torch)
-            nan = np.isnan(a)
+        idx = _kth_position(a, axis, (n - 1) // 2)
+        if nan is not None and not ignore_nan:  # a NaN in the row: NaN, at the first NaN
             idx = np.where(nan.any(axis=axis, keepdims=True),
                            np.argmax(nan, axis=axis, keepdims=True), idx)
     return _write_out(name, out, _select_at(name, x, axis, idx, keepdim, grad_fn + "1"))
