@@ -340,3 +340,27 @@ def test_partition_selections_equal_the_stable_sort():
     check(lambda M, t: M.median(t, 1), x)
     r = jitgrad.topk(jitgrad.tensor(x), 5, 1)
     np.testing.assert_array_equal(_np(r.values), torch.topk(torch.tensor(x), 5, 1).values)
+
+
+@pytest.mark.skipif(not jitgrad.cuda.is_available(), reason="no GPU and no CUDA simulator")
+def test_cuda_tensors_match_cpu():
+    """On CUDA tensors (the simulator without a GPU): the selections gather on the device and
+    return CUDA values, indices and gradients equal to the CPU's; the scans say they are not
+    on the GPU yet."""
+    fns = [lambda M, x: M.sort(x, 1, descending=True), lambda M, x: M.topk(x, 2, 0),
+           lambda M, x: M.median(x), lambda M, x: M.nanmedian(x, 1),
+           lambda M, x: M.cummax(x, 1), lambda M, x: M.quantile(x, 0.3, dim=1),
+           lambda M, x: M.nansum(x, 0), lambda M, x: M.aminmax(x, dim=1)]
+    for fn in fns:
+        outs = []
+        for dev in ("cpu", "cuda"):
+            x = jitgrad.tensor(TIES, device=dev, requires_grad=True)
+            out = _flat(fn(jitgrad, x))
+            assert all(o.device.type == dev for o in out)
+            g, = jitgrad.autograd.grad(out[0].sum(), x)
+            assert g.device.type == dev
+            outs.append([_np(o.cpu()) for o in out] + [_np(g.cpu())])
+        for a, b in zip(*outs):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(NotImplementedError, match="cuda"):
+        jitgrad.cumprod(jitgrad.tensor(X, device="cuda"), 1)
