@@ -163,6 +163,34 @@ def test_double_backward(name):
     assert gradgradcheck(fn, xs)
 
 
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_vmap_matches_a_loop_of_torch(name):
+    """jitgrad.vmap over a leading batch of 2 against torch applied to each sample (not
+    torch.func.vmap: it has no rule for some of these, and rolls a 0-d sample across the
+    batch)."""
+    f, shapes = CASES[name]
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    arrays = [rng.standard_normal((2,) + s) for s in shapes]
+    got = jitgrad.vmap(lambda *a: tuple(_outs(f(jitgrad, *a))))(
+        *[jitgrad.tensor(a) for a in arrays])
+    for k, g in enumerate(got):
+        want = np.stack([_outs(f(torch, *[torch.tensor(a[b]) for a in arrays]))[k].numpy()
+                         for b in range(2)])
+        np.testing.assert_allclose(g.numpy(), want, rtol=1e-14, atol=0, err_msg=name)
+
+
+def test_per_sample_gradients_through_the_records():
+    """vmap(grad) through diagonal and diag_embed (their batch rules), against torch.func."""
+    from torch.func import grad as tgrad, vmap as tvmap
+    x = np.random.default_rng(2).standard_normal((3, 4, 4))
+
+    def loss(L, a):
+        return (L.diag_embed(a.diagonal(1) * a.diagonal(-1)) ** 2).sum()
+    got = jitgrad.vmap(jitgrad.func.grad(lambda a: loss(jitgrad, a)))(jitgrad.tensor(x))
+    want = tvmap(tgrad(lambda a: loss(torch, a)))(torch.tensor(x))
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
+
+
 def test_diagonal_is_a_view():
     x = jitgrad.zeros(3, 4)
     d = x.diagonal(1)

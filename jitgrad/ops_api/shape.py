@@ -26,9 +26,9 @@ from .. import dtypes
 from .._methods import implement
 from .._tensor import Size, Tensor, _norm_dim, apply_fn, broadcast_shapes as _bshapes, tensor
 from ..backends import cuda as cb
-from ..functional_ops import (_shape_args, _tt, cat, chunk, expand, flatten, flip, getitem,
-                              permute, reshape, setitem, split, squeeze, stack, sum as _sum,
-                              transpose, unbind, unsqueeze, view, where)
+from ..functional_ops import (_IndexBackward, _shape_args, _tt, cat, chunk, expand, flatten,
+                              flip, getitem, permute, reshape, split, squeeze, stack,
+                              sum as _sum, transpose, unbind, unsqueeze, view, where)
 from ..ops import structural
 
 __all__ = [
@@ -779,16 +779,20 @@ def unsafe_chunk(input, chunks, dim=0):
 
 
 def _scatter_into(x, idx, src, name):
+    """x with ``src`` at ``idx``: ``where(region, src placed into zeros, x)``, records with
+    batch rules only (so vmap batches it; clone + setitem would not)."""
     x, src = _tt(x), _tt(src)
-    want = np.empty(x._meta[0], np.bool_)[idx].shape
+    shape = tuple(x._meta[0])
+    mask = np.zeros(shape, np.bool_)
+    mask[idx] = True
+    want = np.empty(shape, np.bool_)[idx].shape
     if tuple(src._meta[0]) != tuple(want):
         raise RuntimeError(f"{name}: expected src to have a size equal to the slice of self. "
                            f"src size = {list(src.shape)}, slice size = {list(want)}")
     if src._meta[1] != x._meta[1]:
         src = src.to(dtypes.from_numpy(x._meta[1]))
-    out = x.clone()
-    setitem(out, idx, src)
-    return out
+    placed = apply_fn(_IndexBackward, (src,), shape=shape, idx=idx)
+    return where(tensor(mask, device="cuda" if x.is_cuda else None), placed, x)
 
 
 def select_scatter(input, src, dim, index):
