@@ -488,8 +488,9 @@ class TensorMethods:
     def broadcast_to(self, shape):
         return IMPL.broadcast_to(self, shape)
 
-    def where(self, x=None, y=None):
-        return IMPL.where(self, x, y)
+    def where(self, condition, other):
+        """torch's Tensor.where: ``where(condition, self, other)``."""
+        return IMPL.where(condition, self, other)
 
     def cumsum(self, dim, *, dtype=None):
         return IMPL.cumsum(self, dim, dtype=dtype)
@@ -597,6 +598,84 @@ class TensorMethods:
         return IMPL.unique_consecutive(self, return_inverse, return_counts, dim)
 
     # -- ops_api.indexing (implementations in jitgrad/ops_api/indexing.py) --
+    def gather(self, dim, index, *, sparse_grad=False):
+        return IMPL.gather(self, dim, index, sparse_grad=sparse_grad)
+
+    def scatter(self, dim, index, src=None, value=None, *, reduce=None):
+        return IMPL.scatter(self, dim, index, src, value, reduce=reduce)
+
+    def scatter_(self, dim, index, src=None, value=None, *, reduce=None):
+        return IMPL.scatter_(self, dim, index, src, value, reduce=reduce)
+
+    def scatter_add(self, dim, index, src):
+        return IMPL.scatter_add(self, dim, index, src)
+
+    def scatter_add_(self, dim, index, src):
+        return IMPL.scatter_add_(self, dim, index, src)
+
+    def scatter_reduce(self, dim, index, src, reduce, *, include_self=True):
+        return IMPL.scatter_reduce(self, dim, index, src, reduce, include_self=include_self)
+
+    def scatter_reduce_(self, dim, index, src, reduce, *, include_self=True):
+        return IMPL.scatter_reduce_(self, dim, index, src, reduce, include_self=include_self)
+
+    def index_select(self, dim, index):
+        return IMPL.index_select(self, dim, index)
+
+    def index_add(self, dim, index, source, *, alpha=1):
+        return IMPL.index_add(self, dim, index, source, alpha=alpha)
+
+    def index_add_(self, dim, index, source, *, alpha=1):
+        return IMPL.index_add_(self, dim, index, source, alpha=alpha)
+
+    def index_copy(self, dim, index, source):
+        return IMPL.index_copy(self, dim, index, source)
+
+    def index_copy_(self, dim, index, source):
+        return IMPL.index_copy_(self, dim, index, source)
+
+    def index_fill(self, dim, index, value):
+        return IMPL.index_fill(self, dim, index, value)
+
+    def index_fill_(self, dim, index, value):
+        return IMPL.index_fill_(self, dim, index, value)
+
+    def index_reduce(self, dim, index, source, reduce, *, include_self=True):
+        return IMPL.index_reduce(self, dim, index, source, reduce, include_self=include_self)
+
+    def index_reduce_(self, dim, index, source, reduce, *, include_self=True):
+        return IMPL.index_reduce_(self, dim, index, source, reduce, include_self=include_self)
+
+    def index_put(self, indices, values, accumulate=False):
+        return IMPL.index_put(self, indices, values, accumulate)
+
+    def index_put_(self, indices, values, accumulate=False):
+        return IMPL.index_put_(self, indices, values, accumulate)
+
+    def masked_fill(self, mask, value):
+        return IMPL.masked_fill(self, mask, value)
+
+    def masked_fill_(self, mask, value):
+        return IMPL.masked_fill_(self, mask, value)
+
+    def masked_select(self, mask):
+        return IMPL.masked_select(self, mask)
+
+    def masked_scatter(self, mask, source):
+        return IMPL.masked_scatter(self, mask, source)
+
+    def masked_scatter_(self, mask, source):
+        return IMPL.masked_scatter_(self, mask, source)
+
+    def take(self, index):
+        return IMPL.take(self, index)
+
+    def take_along_dim(self, indices, dim=None):
+        return IMPL.take_along_dim(self, indices, dim)
+
+    def argwhere(self):
+        return IMPL.argwhere(self)
+
 
     # -- ops_api.shape (implementations in jitgrad/ops_api/shape.py) --
     def fliplr(self):

@@ -4,16 +4,17 @@ Each public function is exported through __all__ (jitgrad.<name>) and registered
 _methods.implement when its Tensor method exists (declared in _methods.TensorMethods).
 
 Why most of them are composites: every op here moves elements to or from positions an index
-names, and three existing structural records already cover that exactly: advanced ``getitem``
-(gather: its VJP is a scatter-add), ``index_backward`` (zeros with values scatter-added: its VJP
-is a gather) and the in-place ``setitem`` (overwrite: its VJP zeroes the written positions for
-the old tensor and gathers for the values). So ``gather(x, dim, index)`` is ``x[I0, .., index,
-.., In]`` with broadcast ``arange`` index arrays, ``scatter_add`` is ``x + index_backward(src)``,
-``scatter``/``index_copy``/``index_put``/``masked_scatter`` are a clone written by ``setitem``,
-``masked_fill`` is ``where``. They get torch's gradients, double backward, the GPU and (for the
-getitem/index_backward ones) batching from those records. Only ``scatter_reduce``'s prod/amax/
-amin (and ``index_reduce``) need a record of their own (``_ScatterReduce``): their gradients are
-not a composition of the others.
+names, and two existing structural records cover reading and adding exactly: advanced
+``getitem`` (gather: its VJP is a scatter-add) and ``index_backward`` (zeros with values
+scatter-added: its VJP is a gather). So ``gather(x, dim, index)`` is ``x[I0, .., index, ..,
+In]`` with broadcast ``arange`` index arrays, ``scatter_add``/``index_add``/``index_put(...,
+accumulate=True)`` are ``x + index_backward(src)``, ``masked_fill`` is ``where``; they get
+torch's gradients, double backward, the GPU and batching from those records. Two records are
+new: ``index_put`` (an out-of-place write: scatter, index_copy, index_fill, index_put,
+masked_scatter; linear, batched) and ``scatter_reduce`` (prod/amax/amin of scatter_reduce and
+index_reduce, whose gradients are not a composition of the others). The in-place ``_`` forms
+write through ``setitem`` (or ``copy_`` of the out-of-place result), so they follow its leaf and
+version rules.
 
 Every index is checked on the host (dtype, bounds, shapes, with torch's messages) before any
 kernel sees it: Numba does no bounds checks. Integer and bool tensors (never differentiable)
@@ -144,6 +145,62 @@ def _write(x, name, index, value, *others):
         _check_inplace(x, name)
     setitem(x, index, value)
     return x
+
+
+def _advanced_adjacent(idx):
+    """True when a leading full slice keeps a batch axis in front of ``x[idx]``: NumPy moves
+    the advanced-index dims to the front only when advanced entries (arrays, bools, and integers
+    next to arrays) are separated by a basic one."""
+    adv = [k for k, i in enumerate(idx) if isinstance(i, (np.ndarray, bool, np.bool_))]
+    if adv and any(isinstance(i, numbers.Integral) and not isinstance(i, (bool, np.bool_))
+                   for i in idx):
+        adv = sorted(adv + [k for k, i in enumerate(idx) if isinstance(i, numbers.Integral)])
+    return not adv or adv[-1] - adv[0] + 1 == len(adv)
+
+
+def _shift_put(p, B=None, in_shapes=None):
+    """Batch rule of an index parameter: a leading full slice (None when the batch axis would
+    move). Reads no shapes, so it holds for any caller's shape convention."""
+    idx = p["idx"]
+    return {**p, "idx": (slice(None),) + tuple(idx)} if _advanced_adjacent(idx) else None
+
+
+@structural("index_put", "IndexPutBackward0", linear="all", batch=_shift_put, gpu=True)
+class _IndexPut:
+    """A copy of x with v written at ``idx`` (v already broadcast to x[idx]'s shape): the
+    out-of-place scatter, index_copy, index_fill, index_put and masked_scatter. Torch's VJPs:
+    g with the written positions zeroed for x, g[idx] for v (a repeated position gives each of
+    its writers the gradient, as torch's gather does). No index map: with a repeated position
+    the forward keeps one writer, the VJP feeds all of them."""
+
+    def forward(ctx, x, v, idx):
+        out = x.copy()
+        out[idx] = v
+        return out
+
+    def vjp(V, ctx, g):
+        gx = V.zero_at(g, ctx.idx) if ctx.needs_input_grad[0] else None
+        gv = V.getitem(g, ctx.idx) if ctx.needs_input_grad[1] else None
+        return gx, gv
+
+
+def _put(x, idx, value, grad_fn, target=None):
+    """x with ``value`` (a tensor of x's dtype broadcasting to x[idx], or a number) written at
+    ``idx``, out of place, through the _IndexPut record."""
+    if target is None:
+        target = np.empty(x._meta[0], np.bool_)[idx].shape
+    target = tuple(target)
+    if isinstance(value, Tensor):
+        v = value
+        if v._meta[1] != x._meta[1]:
+            v = v.to(x.dtype)
+        while v.dim() > len(target) and v._meta[0][0] == 1:  # torch drops leading 1s
+            v = v.reshape(v._meta[0][1:])
+    else:
+        v = _wrap(np.asarray(value).astype(x._meta[1]), x)
+    if v._meta[0] != target:
+        v = v.expand(target)
+    return apply_fn(_IndexPut, (x, v), grad_fn, idx=idx)
 
 
 # ============================================================================================
@@ -357,9 +414,9 @@ def scatter(input, dim, index, src=None, value=None, *, reduce=None):
         idx, d = _scatter_prep(x, dim, index, None, "scatter")
         vv = _value_tensor(v, "scatter")
     shape0 = x._meta[0]
-    y = (x if x.dim() else x.reshape(1)).clone()
-    if idx.size:
-        setitem(y, _along(idx, d), vv)
+    if not idx.size:
+        return x.clone()
+    y = _put(x if x.dim() else x.reshape(1), _along(idx, d), vv, "ScatterBackward0", idx.shape)
     return y.reshape(shape0) if y._meta[0] != shape0 else y
 
 
@@ -413,14 +470,30 @@ def _reduce_arrays(x, src, idx, reduce, include_self):
     return out
 
 
-@structural("scatter_reduce", "ScatterReduceBackward0")
+def _scatter_reduce_vmap(args, batched, p, B):
+    """vmap: the same op with the batch axis in front (unbatched operands expanded) and a
+    leading full slice on the index."""
+    full = []
+    for a, f in zip(args, batched):
+        if not f:
+            sh = tuple(a._meta[0])
+            a = a.reshape((1,) + sh).expand((B,) + sh)
+        full.append(a)
+    q = _shift_put(p)
+    if q is None:
+        raise NotImplementedError("vmap: scatter_reduce with this index cannot keep the batch "
+                                  "axis in front")
+    return apply_fn(_ScatterReduce, tuple(full), save=True, **q)
+
+
+@structural("scatter_reduce", "ScatterReduceBackward0", vmap=_scatter_reduce_vmap)
 class _ScatterReduce:
     """x with src combined in at the positions ``idx`` names (a NumPy advanced index over x,
     shaped like src) by prod, amax or amin; without ``include_self`` x's own value at a written
     position is left out. The VJPs are torch's: prod divides the result by each factor, with
     the single-zero cases recomputed; amax/amin share the gradient evenly among the elements
-    equal to the result. No batching rule (two inputs, not linear): the batched transforms use
-    the autograd engine."""
+    equal to the result. vmap runs it with a leading slice on the index; the Jacobian transforms
+    (no JVP rule for a two-input non-linear record) use the autograd engine."""
 
     def forward(ctx, x, src, idx, reduce, include_self, save=True):
         # (save: V.apply passes it on so that the inner records of a create_graph backward keep
@@ -602,8 +675,7 @@ def index_copy(input, dim, index, source, *, out=None):
     """torch.index_copy: self[index[i]] = source[i] along dim."""
     x = _tt(input)
     x1, pos, src = _index_copy_prep(x, dim, index, source)
-    y = x1.clone()
-    setitem(y, pos, src)
+    y = _put(x1, pos, src, "IndexCopyBackward0")
     return _out(y.reshape(x._meta[0]) if y._meta[0] != x._meta[0] else y, out)
 
 
@@ -634,8 +706,7 @@ def index_fill(input, dim, index, value):
     """torch.index_fill: the slices of self along dim at index set to ``value``."""
     x = _tt(input)
     x1, pos, v = _index_fill_prep(x, dim, index, value)
-    y = x1.clone()
-    setitem(y, pos, v)
+    y = _put(x1, pos, v, "IndexFillBackward0")
     return y.reshape(x._meta[0]) if y._meta[0] != x._meta[0] else y
 
 
@@ -712,9 +783,7 @@ def index_put(input, indices, values, accumulate=False):
     v = _put_values(x, values, target)
     if accumulate:
         return _accumulate(x, idx, target, v)
-    y = x.clone()
-    setitem(y, idx, v)
-    return y
+    return _put(x, idx, v, "IndexPutBackward0", target)
 
 
 def index_put_(input, indices, values, accumulate=False):
@@ -796,13 +865,10 @@ def masked_scatter(input, mask, source):
     x = _tt(input)
     shape = tuple(broadcast_shapes(x._meta[0], _tt(mask)._meta[0]))
     mb, vals, _ = _masked_scatter_prep(x, mask, source, shape)
-    y = (x.expand(shape) if x._meta[0] != shape else x).clone()
+    y = x.expand(shape) if x._meta[0] != shape else x
     if not mb.ndim:
-        y1 = y.reshape(1)
-        setitem(y1, (mb.reshape(1),), vals)
-        return y1.reshape(())
-    setitem(y, (mb,), vals)
-    return y
+        return _put(y.reshape(1), (mb.reshape(1),), vals, "MaskedScatterBackward0").reshape(())
+    return _put(y, (mb,), vals, "MaskedScatterBackward0")
 
 
 def masked_scatter_(input, mask, source):

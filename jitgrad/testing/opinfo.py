@@ -258,6 +258,37 @@ def _prod_others_ref(x):
     return np.prod(x, axis=(0, 2))
 
 
+_SR_IDX = np.array([[0, 1, 0, 2], [2, 1, 0, 0]])  # scatter_reduce rows: repeats, one untouched
+
+
+def _scatter_reduce_ref(x, s, ufunc, include_self):
+    out = x.copy()
+    cols = np.broadcast_to(np.arange(x.shape[1]), _SR_IDX.shape)
+    if not include_self:
+        out[_SR_IDX, cols] = ufunc.identity if ufunc.identity is not None else \
+            (-np.inf if ufunc is np.maximum else np.inf)
+    ufunc.at(out, (_SR_IDX, cols), s)
+    return out
+
+
+def _index_put_ref(x, v):
+    out = x.copy()
+    out[np.array([2, 0])] = v
+    return out
+
+
+def _index_put(x, v):
+    return _lib(x)[0].index_put(x, (_const(x, np.array([2, 0])),), v)
+
+
+def _scatter_reduce(reduce, include_self=True):
+    def f(x, s):
+        return _lib(x)[0].scatter_reduce(x, 0, _const(x, _SR_IDX), s, reduce,
+                                         include_self=include_self)
+    return f
+
+
+
 def _rev(x):
     return x.permute(tuple(reversed(range(x.dim()))))
 
@@ -442,6 +473,11 @@ _ROWS = [
     OpInfo("median", lambda x: x.median(), _median_ref, [((3, 4),), ((),), ((5,),)],
            torch=SAME, notes="lower middle value; gradient shared among tied elements"),
     # --- ops_api.indexing ------------------------------------------------------------------------
+    OpInfo("index_put", _index_put, _index_put_ref, [((3, 4), (2, 4)), ((3, 4), (4,))],
+           torch=SAME, notes="out-of-place writes: scatter, index_copy/fill/put, masked_scatter"),
+    OpInfo("scatter_reduce", _scatter_reduce("prod"),
+           lambda x, s: _scatter_reduce_ref(x, s, np.multiply, True), [((3, 4), (2, 4))],
+           torch=SAME, notes="prod/amax/amin record (sum/mean are index_backward composites)"),
     # --- ops_api.shape ---------------------------------------------------------------------------
     OpInfo("diagonal", lambda x: jitgrad.diagonal(x, 1, 0, -1),
            lambda x: np.diagonal(x, 1, 0, -1).copy(), [((3, 4),), ((2, 3, 4),), ((0, 3),)],
@@ -563,6 +599,9 @@ VARIANTS: list[OpInfo] = [
     _v("getitem_none_ellipsis", "getitem", lambda x: x[None, ..., 0],
        lambda x: x[None, ..., 0], [((3, 4),)], torch=SAME),
     _v("getitem_mask", "index_backward", lambda x: x[x > 0], lambda x: x[x > 0], [((3, 4),)],
+       torch=SAME),
+    _v("scatter_reduce_amax_no_self", "scatter_reduce", _scatter_reduce("amax", False),
+       lambda x, s: _scatter_reduce_ref(x, s, np.maximum, False), [((3, 4), (2, 4))],
        torch=SAME),
     _v("softmax_dim0", "softmax", lambda x: jitgrad.softmax(x, 0), lambda x: _softmax(x, 0),
        [((3, 4),)], torch=lambda T: lambda x: T.softmax(x, 0)),
