@@ -933,10 +933,11 @@ def _finish(rec: Recorder, fn, args, key, result):
 class Compiled:
     """A function compiled by :func:`compile`: replays recorded programs whose guards match."""
 
-    def __init__(self, fn, cache_size=CACHE_SIZE):
+    def __init__(self, fn, cache_size=CACHE_SIZE, fusion=True):
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.cache_size = cache_size
+        self.fusion = fusion    # False: record (and replay) with lazy fusion off
         self.programs = []      # most recent first
         self.broken = None      # (reason, where): the function runs eagerly
         self.misses = 0
@@ -968,7 +969,13 @@ class Compiled:
         for p in self.programs:
             if p.key == key and p.check(self.fn, args):
                 self.stats["replayed"] += 1
-                return p.run(self.fn, args)
+                if self.fusion:
+                    return p.run(self.fn, args)
+                prev, st.fusion = st.fusion, False
+                try:
+                    return p.run(self.fn, args)
+                finally:
+                    st.fusion = prev
         if len(self.programs) >= self.cache_size:
             if not self.warned:
                 self.warned = True
@@ -985,9 +992,13 @@ class Compiled:
         if lazy.STATE.pending is not None and lazy.STATE.pending.refs:
             lazy.flush()  # (pending values made before the call are inputs, computed first)
         st.recorder = rec
+        prev = st.fusion
+        if not self.fusion:
+            st.fusion = False
         try:
             result = self.fn(*args)
         finally:
+            st.fusion = prev
             if st.recorder is rec:
                 st.recorder = None
         prog = None
@@ -1053,12 +1064,16 @@ class Explanation:
     __repr__ = __str__
 
 
-def compile(fn=None, *, cache_size: int = CACHE_SIZE):
+def compile(fn=None, *, cache_size: int = CACHE_SIZE, fusion: bool = True):
     """Record ``fn`` on its first call and replay the recorded program on later calls whose
-    guards match (see the module docstring). ``@jitgrad.compile`` or ``jitgrad.compile(fn)``."""
+    guards match (see the module docstring). ``@jitgrad.compile`` or ``jitgrad.compile(fn)``.
+
+    ``fusion=False`` records and replays with lazy fusion off, one kernel per op: a step with
+    tensors of ``lazy.FUSE_MIN`` elements or more is then captured instead of running eagerly
+    (fused groups are not recorded yet), at the price of fusion's saved memory passes."""
     if fn is None:
-        return lambda f: Compiled(f, cache_size)
-    return Compiled(fn, cache_size)
+        return lambda f: Compiled(f, cache_size, fusion)
+    return Compiled(fn, cache_size, fusion)
 
 
 jit = compile

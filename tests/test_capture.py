@@ -250,3 +250,22 @@ def test_replay_dispatches_no_ops():
     finally:
         sys.setprofile(None)
     assert c.stats["replayed"] == 1 and hits == []
+
+
+def test_large_tensors_break_on_fusion_unless_fusion_off():
+    from jitgrad import lazy
+    n = lazy.FUSE_MIN
+    xv = np.linspace(-1, 1, n).astype(np.float32)
+
+    def f(x):
+        return (x * x + 1).sum()
+
+    fused = jitgrad.compile(f)
+    unfused = jitgrad.compile(f, fusion=False)
+    x = jitgrad.tensor(xv)
+    want = f(x).item()
+    for _ in range(3):
+        assert fused(x).item() == want
+        np.testing.assert_allclose(unfused(x).item(), want, rtol=1e-6)
+    assert "fusion" in jitgrad.explain(fused).reason
+    assert unfused.stats == {"recorded": 1, "replayed": 2, "eager": 0}
