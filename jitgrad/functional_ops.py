@@ -335,7 +335,12 @@ def nonzero(x, as_tuple=False):
     if dev != "cpu":  # the result's size depends on the values: computed on the host
         return tuple(t.to(dev) for t in nonzero(x.cpu(), True)) if as_tuple else \
             nonzero(x.cpu()).to(dev)
-    idx = np.nonzero(x._data)
+    a = x._data
+    if a.ndim == 0:  # torch: a 0-d tensor is one element at an empty index: (n, 0) / ([0],)
+        n = int(bool(a))
+        return (Tensor._make(np.zeros(n, np.int64)),) if as_tuple else \
+            Tensor._make(np.zeros((n, 0), np.int64))
+    idx = np.nonzero(a)
     if as_tuple:
         return tuple(Tensor._make(i.astype(np.int64)) for i in idx)
     return Tensor._make(np.stack(idx, axis=1).astype(np.int64))

@@ -209,6 +209,14 @@ def test_argwhere_where_and_tensor_where():
         _check(lambda c: torch.where(c, *args), lambda c: jitgrad.where(c, *args), [], [c])
 
 
+def test_nonzero_of_a_0d_tensor():
+    for v in (3.0, 0.0):
+        t, j = torch.tensor(v), jitgrad.tensor(v)
+        assert tuple(jitgrad.nonzero(j).shape) == tuple(torch.nonzero(t).shape)
+        (a,), (b,) = jitgrad.nonzero(j, as_tuple=True), torch.nonzero(t, as_tuple=True)
+        assert a.tolist() == b.tolist() and a.dtype == jitgrad.int64
+
+
 def test_searchsorted_and_bucketize():
     seq = np.sort(RNG.standard_normal((2, 6)), axis=1)
     seq[0, 2] = seq[0, 3]

@@ -52,7 +52,6 @@ KNOWN_FAILURES = {
     "half": "unsupported: float16 refused by design",
     "addbmm": "unsupported: torch's in-place addbmm_ resizes a (1,) self to the (n, p) "
               "product (its addmm_/baddbmm_ refuse that); jitgrad refuses it for all three",
-    "nonzero": "unsupported: nonzero of a 0-d tensor",
     "gather": "unsupported: torch's sample 3 has a uint8 index (jitgrad has no uint8 dtype)",
 }
 
