@@ -398,9 +398,9 @@ class _Diagonal:
     def cuda_forward(ctx, x, offset, dim1, dim2):
         return _diag_view(x, offset, dim1, dim2)
 
-    def vjp(V, ctx, g):
-        shape = tuple(ctx.shapes[0])
-        return (V.index_add(g, shape, _diag_index(shape, ctx.offset, ctx.dim1, ctx.dim2)),)
+    def vjp(V, ctx, g):  # g on the diagonal of zeros: diag_embed's forward (and vice versa)
+        return (V.apply(_DiagEmbed, g, shape=tuple(ctx.shapes[0]), offset=ctx.offset,
+                        dim1=ctx.dim1, dim2=ctx.dim2),)
 
 
 @structural("diag_embed", "DiagEmbedBackward0", linear="all", batch=_shift_embed)
@@ -419,7 +419,7 @@ class _DiagEmbed:
         return out
 
     def vjp(V, ctx, g):
-        return (V.getitem(g, _diag_index(ctx.shape, ctx.offset, ctx.dim1, ctx.dim2)),)
+        return (V.apply(_Diagonal, g, offset=ctx.offset, dim1=ctx.dim1, dim2=ctx.dim2),)
 
 
 def diagonal(input, offset=0, dim1=0, dim2=1):
