@@ -238,6 +238,17 @@ def test_broadcast_shapes_and_repeat_interleave_counts():
                                   [0, 2, 2])
 
 
+def test_unravel_index_vs_torch():
+    for idx, shape in (([22, 41, -1, 100], (7, 6)), ([[3, 8], [0, 5]], (4, 5)), (5, 6),
+                       (1621, (6, 7, 8, 9)), (0, ())):
+        got = jitgrad.unravel_index(jitgrad.tensor(idx), shape)
+        want = torch.unravel_index(torch.tensor(idx), shape)
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert g.dtype == jitgrad.int64
+            np.testing.assert_array_equal(g.numpy(), w.numpy())
+
+
 ERRORS = [
     (lambda: jitgrad.fliplr(jitgrad.ones(3)), RuntimeError, "Input must be >= 2-d"),
     (lambda: jitgrad.roll(jitgrad.ones(3, 3), (1, 2), (0,)), RuntimeError,
@@ -277,6 +288,8 @@ ERRORS = [
     (lambda: jitgrad.positive(jitgrad.ones(2, dtype=jitgrad.bool)), RuntimeError,
      "bool tensor"),
     (lambda: jitgrad.hstack(jitgrad.ones(2)), TypeError, "tuple/list of Tensors"),
+    (lambda: jitgrad.unravel_index(jitgrad.tensor(1.0), (2, 3)), TypeError, "integer dtype"),
+    (lambda: jitgrad.unravel_index(jitgrad.tensor(1), (-1, 3)), ValueError, "negative"),
 ]
 
 

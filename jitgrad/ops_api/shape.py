@@ -39,7 +39,7 @@ __all__ = [
     "tensor_split", "hsplit", "vsplit", "dsplit", "atleast_1d", "atleast_2d", "atleast_3d",
     "ravel", "split_with_sizes", "unsafe_split", "unsafe_chunk", "block_diag", "cartesian_prod",
     "combinations", "select_scatter", "slice_scatter", "diagonal_scatter", "positive", "conj",
-    "resolve_conj", "resolve_neg", "constant_pad_nd", "fill", "zero_",
+    "resolve_conj", "resolve_neg", "constant_pad_nd", "fill", "zero_", "unravel_index",
     "expand_copy", "permute_copy", "view_copy", "t_copy", "transpose_copy", "squeeze_copy",
     "unsqueeze_copy", "unbind_copy", "unfold_copy", "alias_copy", "split_with_sizes_copy",
 ]
@@ -921,6 +921,31 @@ unbind_copy = _copy_of(unbind, "unbind_copy")
 unfold_copy = _copy_of(_unfold, "unfold_copy")
 alias_copy = _copy_of(lambda x: x, "alias_copy")
 split_with_sizes_copy = _copy_of(split_with_sizes, "split_with_sizes_copy")
+
+
+def unravel_index(indices, shape):
+    """torch.unravel_index: flat indices -> one int64 tensor of coordinates per dim of
+    ``shape`` (torch's arithmetic: floor division and modulo from the last dim, so indices
+    out of range wrap instead of raising)."""
+    if isinstance(shape, (bool, np.bool_)) or not isinstance(shape, (numbers.Integral, list,
+                                                                     tuple)):
+        raise TypeError(f"expected 'shape' to be int or sequence of ints, but got "
+                        f"{type(shape)}")
+    shape = _ints(shape, "shape")
+    if any(s < 0 for s in shape):
+        raise ValueError(f"'shape' cannot have negative values, but got {shape}")
+    if any(s == 0 for s in shape):
+        raise RuntimeError(f"unravel_index: 'shape' {shape} has a dimension of size 0")
+    x = _tt(indices)
+    if x._meta[1].kind not in "iu":
+        raise TypeError(f"expected 'indices' to be integer dtype, but got {x.dtype}")
+    i = x._host.astype(np.int64)
+    out = []
+    for s in reversed(shape):
+        out.append(np.mod(i, s))
+        i = np.floor_divide(i, s)
+    dev = "cuda" if x.is_cuda else None
+    return tuple(tensor(a, device=dev) for a in reversed(out))
 
 
 def _sum_to_size(x, *size):
