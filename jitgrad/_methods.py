@@ -869,3 +869,28 @@ class TensorMethods:
 
     def inverse(self):
         return IMPL.inverse(self)
+
+    def cholesky(self, upper=False):
+        return IMPL.cholesky(self, upper)
+
+    def qr(self, some=True):
+        return IMPL.qr(self, some)
+
+    def svd(self, some=True, compute_uv=True):
+        return IMPL.svd(self, some, compute_uv)
+
+    @property
+    def mH(self):
+        """The conjugate transpose of the last two dims (real tensors: mT)."""
+        return IMPL._mT(self)
+
+    @property
+    def H(self):
+        """The conjugate transpose of a matrix (real tensors: T of a 2-D tensor)."""
+        if self.dim() != 2:
+            raise RuntimeError("tensor.H is only supported on matrices (2-D tensors). Got "
+                               f"{self.dim()}-D tensor.")
+        return IMPL._T(self)
+
+    def adjoint(self):
+        return IMPL._mT(self)

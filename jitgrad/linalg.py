@@ -12,3 +12,9 @@ __all__ = ["cross", "diagonal", "matrix_norm", "multi_dot", "norm", "vecdot", "v
 from .ops_api.linalg import LinAlgError, det, inv, matrix_power, slogdet, solve  # noqa: F401,E402
 
 __all__ += ["LinAlgError", "det", "inv", "matrix_power", "slogdet", "solve"]
+from .ops_api.linalg import linalg_cholesky as cholesky  # noqa: E402
+from .ops_api.linalg import linalg_qr as qr  # noqa: E402
+from .ops_api.linalg import linalg_svd as svd  # noqa: E402
+from .ops_api.linalg import eigh, eigvalsh, pinv, svdvals  # noqa: F401,E402
+
+__all__ += ["cholesky", "qr", "svd", "eigh", "eigvalsh", "pinv", "svdvals"]

@@ -371,3 +371,128 @@ def test_grad_of_an_output_and_its_own_ancestor():
         res.append(_np(M.autograd.grad([y, z], [x], [M.tensor(1.0, dtype=x.dtype),
                                                      M.tensor(2.0, dtype=x.dtype)])[0]))
     np.testing.assert_allclose(res[0], res[1])
+
+
+# --- decompositions -------------------------------------------------------------------------------
+
+def spd(*shape):
+    a = r(*shape)
+    return a @ np.swapaxes(a, -1, -2) + shape[-1] * np.eye(shape[-1])
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (2, 3, 3), (0, 3, 3), (2, 0, 0), (1, 1)])
+def test_cholesky(shape):
+    a = spd(*shape)
+    # symmetrised input: the gradient is torch's symmetric one
+    check(lambda M, t: M.linalg.cholesky((t + t.mT) / 2), a)
+    check(lambda M, t: M.linalg.cholesky((t + t.mT) / 2, upper=True), a)
+    check(lambda M, t: M.cholesky(t), a)   # (torch's gradient, without symmetrising)
+    check(lambda M, t: t.cholesky(upper=True), a)
+    with pytest.raises(jitgrad.linalg.LinAlgError, match="positive-definite"):
+        jitgrad.linalg.cholesky(jitgrad.tensor(-np.eye(3)))
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (3, 3), (3, 5), (2, 4, 2), (2, 2, 4), (0, 3), (3, 0)])
+def test_qr(shape):
+    a = r(*shape)
+    check(lambda M, t: M.linalg.qr(t), a)
+    check(lambda M, t: M.linalg.qr(t, mode="complete"), a,
+          grad=shape[-2] <= shape[-1])
+    check(lambda M, t: M.linalg.qr(t, mode="r").R, a, grad=False)
+    check(lambda M, t: t.qr(), a)
+    check(lambda M, t: M.linalg.qr(t).R, a)
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (2, 3, 3), (0, 3, 3), (1, 1)])
+def test_eigh(shape):
+    a = r(*shape)
+    sym = lambda M, t: (t + t.mT) / 2  # noqa: E731
+    # eigenvectors up to sign: compare gauge-invariant functions (V * V, V diag(L) V^T)
+    check(lambda M, t: M.linalg.eigh(sym(M, t)).eigenvalues, a)
+    check(lambda M, t: M.linalg.eigh(sym(M, t)).eigenvectors ** 2, a)
+    check(lambda M, t: M.linalg.eigh(sym(M, t), UPLO="U").eigenvectors ** 2, a)
+    check(lambda M, t: M.linalg.eigvalsh(t), a)
+    check(lambda M, t: M.linalg.eigvalsh(t, UPLO="U"), a)
+
+
+def test_eigvalsh_repeated_eigenvalues_and_double_backward():
+    check(lambda M, t: M.linalg.eigvalsh(t), np.eye(3))   # finite: V diag(g) V^T
+    res = []
+    a0 = r(3, 3)
+    for M in (jitgrad, torch):
+        a = M.tensor(a0, requires_grad=True)
+        w, v = M.linalg.eigh(a + a.mT)
+        y = (w ** 3).sum() + (v ** 4).sum()
+        g, = M.autograd.grad(y, a, create_graph=True)
+        h, = M.autograd.grad((g ** 2).sum(), a)
+        res.append(_np(h))
+    np.testing.assert_allclose(res[0], res[1], rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (3, 3), (3, 5), (2, 4, 3), (2, 3, 4), (0, 3), (3, 0),
+                                   (0, 2, 2)])
+def test_svd(shape):
+    a = r(*shape)
+    # singular vectors up to sign (LAPACK builds differ): gauge-invariant functions of them
+    inv_ = lambda M, u, s, vh: (u * s.unsqueeze(-2)) @ vh  # noqa: E731
+    check(lambda M, t: M.linalg.svd(t, full_matrices=False).S, a)
+    check(lambda M, t: M.linalg.svdvals(t), a)
+    check(lambda M, t: inv_(M, *M.linalg.svd(t, full_matrices=False)), a)
+    check(lambda M, t: M.linalg.svd(t, full_matrices=False).U.abs(), a, grad=False)
+    if min(shape[-2:]):
+        check(lambda M, t: (M.linalg.svd(t, full_matrices=False).U[..., :, :1] *
+                            M.linalg.svd(t, full_matrices=False).Vh[..., :1, :1]), a)
+    out = jitgrad.linalg.svd(jitgrad.tensor(a), full_matrices=True)
+    tout = torch.linalg.svd(torch.tensor(a), full_matrices=True)
+    for x, y in zip(out, tout):
+        assert tuple(x.shape) == tuple(y.shape)
+    u = out.U.numpy()
+    np.testing.assert_allclose(u @ np.swapaxes(u, -1, -2), np.broadcast_to(
+        np.eye(shape[-2]), u.shape[:-2] + (shape[-2],) * 2), atol=1e-12)
+    check(lambda M, t: M.svd(t).S, a)
+    check(lambda M, t: (lambda u, s, v: (u * s.unsqueeze(-2)) @ v.mT)(*t.svd()), a)
+
+
+def test_svd_double_backward_pinv_and_matrix_norms():
+    res = []
+    a0 = r(4, 3)
+    for M in (jitgrad, torch):
+        a = M.tensor(a0, requires_grad=True)
+        u, s, vh = M.linalg.svd(a, full_matrices=False)
+        y = (s ** 3).sum() + (u[:, 0:1] * vh[0:1, :]).sum()
+        g, = M.autograd.grad(y, a, create_graph=True)
+        h, = M.autograd.grad((g ** 2).sum(), a)
+        res.append(_np(h))
+    np.testing.assert_allclose(res[0], res[1], rtol=1e-7, atol=1e-9)
+    for shape in [(4, 3), (3, 4), (2, 3, 3)]:
+        check(lambda M, t: M.linalg.pinv(t), r(*shape))
+    for ord in ("nuc", 2, -2):
+        check(lambda M, t: M.linalg.matrix_norm(t, ord), r(2, 3, 4))
+        check(lambda M, t: M.linalg.matrix_norm(t, ord, dim=(0, 2), keepdim=True), r(3, 2, 4))
+    check(lambda M, t: M.norm(t, "nuc"), r(3, 3))
+
+
+def test_vmap_and_jacrev():
+    """The records' batching rules (vmap) and batched VJPs (jacrev) against torch.func."""
+    a, b = wc(3, 4, 4), r(3, 4, 2)
+    fns = [
+        lambda M, x, y: M.linalg.solve(x, y),
+        lambda M, x, y: M.linalg.solve(x, y[..., 0]),
+        lambda M, x, y: M.linalg.inv(x) @ y + M.linalg.det(x) + M.linalg.slogdet(x).logabsdet,
+        lambda M, x, y: M.linalg.qr(x @ x).R * M.linalg.svdvals(y).sum(),
+        lambda M, x, y: M.linalg.vector_norm(y, 3, dim=-1).unsqueeze(-1) * y +
+        M.linalg.cholesky(x @ x.mT).sum(),
+        lambda M, x, y: M.einsum("ij,jk->ik", x, y),
+    ]
+    for f in fns:
+        jv = jitgrad.vmap(lambda x, y: f(jitgrad, x, y))(jitgrad.tensor(a), jitgrad.tensor(b))
+        tv = torch.func.vmap(lambda x, y: f(torch, x, y))(torch.tensor(a), torch.tensor(b))
+        np.testing.assert_allclose(_np(jv), _np(tv), rtol=1e-9, atol=1e-10)
+    for f in [lambda M, x: M.linalg.inv(x), lambda M, x: M.linalg.det(x),
+              lambda M, x: M.linalg.cholesky(x @ x.mT), lambda M, x: M.linalg.vector_norm(x, 2.5),
+              lambda M, x: M.linalg.eigvalsh(x + x.mT)]:
+        jj = jitgrad.func.jacrev(lambda x: f(jitgrad, x))(jitgrad.tensor(a[0]))
+        tj = torch.func.jacrev(lambda x: f(torch, x))(torch.tensor(a[0]))
+        np.testing.assert_allclose(_np(jj), _np(tj), rtol=1e-8, atol=1e-10)
+        jf = jitgrad.func.jacfwd(lambda x: f(jitgrad, x))(jitgrad.tensor(a[0]))
+        np.testing.assert_allclose(_np(jf), _np(tj), rtol=1e-8, atol=1e-10)

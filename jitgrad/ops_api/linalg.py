@@ -20,14 +20,15 @@ from .._tensor import Ctx, Tensor, _norm_dim, apply_fn, broadcast_shapes
 from ..backends import cuda as cb  # (numba.cuda itself is imported only when a GPU op runs)
 from ..backends.cuda import DeviceArray
 from ..creation import zeros
-from ..functional_ops import (_dims, _tt, copy_, matmul, mul, permute, reshape, stack, where)
+from ..functional_ops import (_dims, _tt, cat, copy_, matmul, mul, permute, reshape, stack,
+                              where)
 from ..ops import structural
 from ..structural import TENSORS, keep_shape, same_params, shift_axes
 from collections import namedtuple
 
 __all__: list = ["einsum", "tensordot", "kron", "inner", "vdot", "trace", "cross", "addmm",
                  "addmv", "addr", "baddbmm", "addbmm", "chain_matmul", "norm", "dist", "renorm",
-                 "det", "logdet", "slogdet", "inverse", "matrix_power"]
+                 "det", "logdet", "slogdet", "inverse", "matrix_power", "cholesky", "qr", "svd"]
 
 _bsum = builtins.sum
 
@@ -1034,7 +1035,21 @@ class _Slogdet:
         return (gk * V.mT(_call(V, _Inv, a)),)
 
 
-@structural("linalg_solve", "LinalgSolveExBackward0")
+def _solve_vmap(args, batched, p, B):
+    """vmap of solve: a batched operand's per-sample batch dims are padded (after the batch
+    axis) to the other's rank, so the two broadcast as the per-sample op does."""
+    ranks = [a.dim() - f for a, f in zip(args, batched)]
+    nb = builtins.max(ranks) - 2
+    phys = []
+    for a, f, rk in zip(args, batched, ranks):
+        if f and rk - 2 < nb:
+            s = tuple(a._meta[0])
+            a = a.reshape(s[:1] + (1,) * (nb - rk + 2) + s[1:])
+        phys.append(a)
+    return apply_fn(_Solve, tuple(phys), save=True)
+
+
+@structural("linalg_solve", "LinalgSolveExBackward0", vmap=_solve_vmap)
 class _Solve:
     """X with A X = B (batched, broadcasting); gradients gB = A^-T g, gA = -gB X^T."""
 
@@ -1132,6 +1147,359 @@ def solve(A, B, *, left=True, out=None):
 
 
 # ============================================================================================
+# decompositions: cholesky, qr, eigh, svd. One record each; a record with several outputs
+# returns them packed in one array (flattened matrices side by side), and the public function
+# slices them apart with differentiable getitem/reshape, so every output's gradient reaches the
+# one VJP (zeros where an output is unused).
+
+
+def _k(V, arr, like):
+    """A constant array in like's dtype (and on its device)."""
+    a = np.asarray(arr, dtype=V.dtype(like))
+    if isinstance(like, np.ndarray):
+        return a
+    if like.is_cuda:
+        return Tensor._make(cb.to_device(a))
+    return Tensor._make(a)
+
+
+def _eye(V, n, like):
+    return _k(V, np.eye(n), like)
+
+
+def _tril_half(V, X):
+    """tril(X) with its diagonal halved (cholesky's Phi)."""
+    n = V.shape(X)[-1]
+    m = np.tril(np.ones((n, n)))
+    np.fill_diagonal(m, 0.5)
+    return X * _k(V, m, X)
+
+
+def _chol_jvp(ctx, x, out, t):
+    linv = inv(out)
+    s = (t + t.mT) * 0.5
+    return matmul(out, _tril_half(TENSORS, matmul(matmul(linv, s), linv.mT)))
+
+
+@structural("linalg_cholesky", "LinalgCholeskyExBackward0", batch=same_params, jvp=_chol_jvp)
+class _Cholesky:
+    """L with A = L L^T (the lower triangle of A is read); torch's gradient, symmetrised:
+    sym(L^-T Phi(L^T g) L^-1)."""
+
+    def forward(ctx, a):
+        ctx.out = _lapack("linalg.cholesky", np.linalg.cholesky, a,
+                          why="The factorization could not be completed because the input is "
+                              "not positive-definite")
+        return ctx.out
+
+    cuda_forward = _host(forward)
+
+    def vjp(V, ctx, g):
+        L = V.result(ctx)
+        linv = _call(V, _Inv, L)
+        phi = _tril_half(V, V.matmul(V.mT(L), g))
+        ga = V.matmul(V.matmul(V.mT(linv), phi), linv)
+        return ((ga + V.mT(ga)) * 0.5,)
+
+
+def _unpack(V, P, shapes):
+    """Split a packed result (or its cotangent) into its matrices/vectors."""
+    lead = tuple(V.shape(P)[:-1])
+    out, o = [], 0
+    for s in shapes:
+        n = math.prod(s)
+        out.append(V.reshape(V.getitem(P, (Ellipsis, slice(o, o + n))), lead + tuple(s)))
+        o += n
+    return out
+
+
+def _pack(parts, lead):
+    return np.concatenate([np.asarray(p).reshape(lead + (math.prod(p.shape[len(lead):]),))
+                           for p in parts], -1)
+
+
+def _safe_div(V, a, b):
+    """a / b, and 0 where a is exactly 0 (an unused output's zero cotangent against a repeated
+    eigen/singular value stays 0, as torch's undefined gradient does)."""
+    with V.errstate():
+        return V.where(V.eq(a, 0), 0.0, a / b)
+
+
+def _qr_square(V, Q, R, gQ, gR):
+    """QR's VJP for A = QR with R square (m >= n): (gQ + Q copyltu(M)) R^-T,
+    M = R gR^T - gQ^T Q."""
+    n = V.shape(R)[-1]
+    low = np.tril(np.ones((n, n)))
+    M = V.matmul(R, V.mT(gR)) - V.matmul(V.mT(gQ), Q)
+    Ml = M * _k(V, low, M)
+    copyltu = Ml + V.mT(Ml) - M * _eye(V, n, M)
+    b = gQ + V.matmul(Q, copyltu)
+    return V.mT(_call(V, _Solve, R, V.mT(b)))
+
+
+@structural("linalg_qr", "LinalgQrBackward0")
+class _QR:
+    """Q, R (reduced or complete), packed; torch's gradient for m >= n and for m < n (the
+    leading square block), none for mode='r' or complete with m > n, as torch."""
+
+    def forward(ctx, a, mode):
+        q, r = _lapack("linalg.qr", np.linalg.qr, a, "complete" if mode == "complete" else
+                       "reduced")
+        ctx.out = _pack([q, r], a.shape[:-2]).astype(a.dtype, copy=False)
+        return ctx.out
+
+    cuda_forward = _host(forward)
+
+    def vjp(V, ctx, g):
+        m, n = ctx.shapes[0][-2:]
+        if ctx.mode == "r":
+            raise RuntimeError("The derivative of linalg.qr depends on Q, which is not computed "
+                               "when mode='r'. Please use linalg.qr(A, mode='reduced') if you "
+                               "are going to differentiate through linalg.qr.")
+        if ctx.mode == "complete" and m > n:
+            raise RuntimeError("The QR decomposition is not differentiable when "
+                               "mode='complete' and nrows > ncols.")
+        parts = _qr_parts(m, n, ctx.mode)
+        Q, R = _unpack(V, V.result(ctx), parts)
+        gQ, gR = _unpack(V, g, parts)
+        if m >= n:
+            return (_qr_square(V, Q, R, gQ, gR),)
+        a, = V.saved(ctx)
+        Y = V.getitem(a, (Ellipsis, slice(m, None)))
+        U = V.getitem(R, (Ellipsis, slice(0, m)))
+        gU = V.getitem(gR, (Ellipsis, slice(0, m)))
+        gV = V.getitem(gR, (Ellipsis, slice(m, None)))
+        gX = _qr_square(V, Q, U, gQ + V.matmul(Y, V.mT(gV)), gU)
+        gY = V.matmul(Q, gV)
+        return (V.cat([gX, gY], -1),)
+
+
+def _qr_parts(m, n, mode):
+    k = m if mode == "complete" else builtins.min(m, n)
+    return (m, k), (k, n)
+
+
+def _svd_parts(m, n, full):
+    k = builtins.min(m, n)
+    return ((m, m), (k,), (n, n)) if full else ((m, k), (k,), (k, n))
+
+
+_QR.vmap = lambda args, batched, p, B: apply_fn(_QR, tuple(args), save=True, **p)
+
+
+def _eigh_jvp(ctx, x, out, t):
+    n = x._meta[0][-1]
+    L = out[..., :, 0]
+    Vv = out[..., :, 1:]
+    s = (t + t.mT) * 0.5
+    K = matmul(matmul(Vv.mT, s), Vv)
+    eye = _eye(TENSORS, n, K)
+    E = L.unsqueeze(-2) - L.unsqueeze(-1) + eye
+    F = (1 - eye) / E
+    dL = (K * eye).sum(dim=-1)
+    dV = matmul(Vv, F * K)
+    return cat([dL.unsqueeze(-1), dV], -1)
+
+
+@structural("linalg_eigh", "LinalgEighBackward0", batch=same_params, jvp=_eigh_jvp)
+class _Eigh:
+    """Eigenvalues (ascending) and eigenvectors of a symmetric matrix (one triangle read,
+    UPLO), packed as (..., n, 1 + n); torch's gradient V (diag(gL) + skew(V^T gV) / E) V^T,
+    E_ij = L_j - L_i (defined for distinct eigenvalues)."""
+
+    def forward(ctx, a, uplo):
+        w, v = _lapack("linalg.eigh", np.linalg.eigh, a, uplo)
+        ctx.out = np.concatenate([w[..., None], v], -1).astype(a.dtype, copy=False)
+        return ctx.out
+
+    cuda_forward = _host(forward)
+
+    def vjp(V, ctx, g):
+        n = ctx.shapes[0][-1]
+        P = V.result(ctx)
+        L = V.getitem(P, (Ellipsis, slice(None), 0))
+        Vv = V.getitem(P, (Ellipsis, slice(None), slice(1, None)))
+        gL = V.getitem(g, (Ellipsis, slice(None), 0))
+        gV = V.getitem(g, (Ellipsis, slice(None), slice(1, None)))
+        sh = tuple(V.shape(L))
+        Lr = V.reshape(L, sh[:-1] + (1, n))
+        Lc = V.reshape(L, sh[:-1] + (n, 1))
+        eye = _eye(V, n, L)
+        K = V.matmul(V.mT(Vv), gV)
+        K = (K - V.mT(K)) * 0.5
+        ret = _safe_div(V, K, Lr - Lc + eye) + V.reshape(gL, tuple(V.shape(gL))[:-1] + (1, n)) \
+            * eye
+        return (V.matmul(V.matmul(Vv, ret), V.mT(Vv)),)
+
+
+@structural("linalg_svd", "LinalgSvdBackward0")
+class _SVD:
+    """U, S, Vh (full or reduced), packed; torch's gradient (svd_backward): defined for
+    distinct non-zero singular values; full_matrices: only the first k columns of U / rows of
+    Vh carry gradient, as torch narrows them."""
+
+    def forward(ctx, a, full_matrices):
+        m, n = a.shape[-2:]
+        u, s, vh = _lapack("linalg.svd", np.linalg.svd, a, full_matrices)
+        ctx.out = _pack([u, s, vh], a.shape[:-2]).astype(a.dtype, copy=False)
+        return ctx.out
+
+    cuda_forward = _host(forward)
+
+    def vjp(V, ctx, g):
+        m, n = ctx.shapes[0][-2:]
+        k = min(m, n)
+        parts = _svd_parts(m, n, ctx.full_matrices)
+        U, S, Vh = _unpack(V, V.result(ctx), parts)
+        gU, gS, gVh = _unpack(V, g, parts)
+        if ctx.full_matrices:
+            cols, rows = (Ellipsis, slice(None), slice(0, k)), (Ellipsis, slice(0, k))
+            U, gU = V.getitem(U, cols), V.getitem(gU, cols)
+            Vh, gVh = V.getitem(Vh, rows), V.getitem(gVh, rows)
+        sh = tuple(V.shape(S))[:-1]
+        Sr, Sc = V.reshape(S, sh + (1, k)), V.reshape(S, sh + (k, 1))
+        eye = _eye(V, k, S)
+        UhgU = V.matmul(V.mT(U), gU)
+        UhgU = UhgU - V.mT(UhgU)
+        VhgV = V.matmul(Vh, V.mT(gVh))
+        VhgV = VhgV - V.mT(VhgV)
+        ret = _safe_div(V, UhgU * Sr + Sc * VhgV, Sr * Sr - Sc * Sc + eye) + \
+            V.reshape(gS, tuple(V.shape(gS))[:-1] + (1, k)) * eye
+        if m > n:
+            ga = V.matmul(U, ret)
+            gus = _safe_div(V, gU, Sr)
+            ga = ga + gus - V.matmul(U, V.matmul(V.mT(U), gus))
+            return (V.matmul(ga, Vh),)
+        if m < n:
+            ga = V.matmul(ret, Vh)
+            sgv = _safe_div(V, gVh, Sc)
+            ga = ga + sgv - V.matmul(V.matmul(sgv, V.mT(Vh)), Vh)
+            return (V.matmul(U, ga),)
+        return (V.matmul(V.matmul(U, ret), Vh),)
+
+
+_SVD.vmap = lambda args, batched, p, B: apply_fn(_SVD, tuple(args), **p)
+
+
+def linalg_cholesky(A, *, upper=False, out=None):
+    """torch.linalg.cholesky: L with A = L L^T (upper=True: L^T); LinAlgError when A is not
+    positive-definite."""
+    A = _tt(A)
+    _float_input("linalg.cholesky", A)
+    _square_check("linalg.cholesky", A)
+    L = apply_fn(_Cholesky, (A,))
+    return _out(out, L.mT if upper else L)
+
+
+def cholesky(input, upper=False, *, out=None):
+    """torch.cholesky (deprecated in torch for linalg.cholesky)."""
+    return linalg_cholesky(input, upper=upper, out=out)
+
+
+_QR_t = namedtuple("qr", ["Q", "R"])
+_Eigh_t = namedtuple("eigh", ["eigenvalues", "eigenvectors"])
+_SVD_t = namedtuple("svd", ["U", "S", "Vh"])
+_SVDold_t = namedtuple("svd", ["U", "S", "V"])
+
+
+def _split(P, shapes, lead):
+    out, o = [], 0
+    for s in shapes:
+        n = math.prod(s)
+        out.append(P[..., o:o + n].reshape(lead + tuple(s)))
+        o += n
+    return out
+
+
+def linalg_qr(A, mode="reduced", *, out=None):
+    """torch.linalg.qr: (Q, R), mode 'reduced', 'complete' or 'r' (Q empty)."""
+    A = _tt(A)
+    _float_input("linalg.qr", A)
+    if A.ndim < 2:
+        raise RuntimeError(f"linalg.qr: The input tensor A must have at least 2 dimensions.")
+    if mode not in ("reduced", "complete", "r"):
+        raise RuntimeError(f"qr received unrecognized mode '{mode}' but expected one of "
+                           "'reduced' (default), 'r', or 'complete'")
+    P = apply_fn(_QR, (A,), save=True, mode=mode)
+    Q, R = _split(P, _qr_parts(*_shape(A)[-2:], mode), _shape(A)[:-2])
+    if mode == "r":
+        Q = zeros((0,), dtype=A.dtype, device=A.device)
+    return _QR_t(Q, R)
+
+
+def qr(input, some=True, *, out=None):
+    """torch.qr (deprecated in torch for linalg.qr): some=False is mode 'complete'."""
+    return linalg_qr(input, "reduced" if some else "complete")
+
+
+def eigh(A, UPLO="L", *, out=None):
+    """torch.linalg.eigh: (eigenvalues ascending, eigenvectors as columns) of symmetric A,
+    read from its UPLO triangle."""
+    A = _tt(A)
+    _float_input("linalg.eigh", A)
+    _square_check("linalg.eigh", A)
+    if UPLO not in ("L", "U"):
+        raise RuntimeError(f"Expected UPLO argument to be 'L' or 'U', but got {UPLO}")
+    P = apply_fn(_Eigh, (A,), uplo=UPLO)
+    return _Eigh_t(P[..., :, 0], P[..., :, 1:])
+
+
+def eigvalsh(A, UPLO="L", *, out=None):
+    """torch.linalg.eigvalsh: the eigenvalues of symmetric A (the gradient needs the vectors,
+    so both are computed, as torch does when differentiating)."""
+    return _out(out, eigh(A, UPLO).eigenvalues)
+
+
+def linalg_svd(A, full_matrices=True, *, driver=None, out=None):
+    """torch.linalg.svd: (U, S, Vh), singular values descending. The signs of singular
+    vectors are LAPACK's (NumPy's build): they may differ from torch's build's."""
+    A = _tt(A)
+    _float_input("linalg.svd", A)
+    if A.ndim < 2:
+        raise RuntimeError(f"linalg.svd: The input tensor A must have at least 2 dimensions.")
+    full = bool(full_matrices)
+    P = apply_fn(_SVD, (A,), full_matrices=full)
+    return _SVD_t(*_split(P, _svd_parts(*_shape(A)[-2:], full), _shape(A)[:-2]))
+
+
+def svdvals(A, *, driver=None, out=None):
+    """torch.linalg.svdvals: the singular values, descending."""
+    return _out(out, linalg_svd(A, full_matrices=False).S)
+
+
+def svd(input, some=True, compute_uv=True, *, out=None):
+    """torch.svd (deprecated in torch for linalg.svd): (U, S, V) with V = Vh^T; compute_uv=False
+    gives zero-filled U (m, m) and V (n, n), as torch."""
+    A = _tt(input)
+    U, S, Vh = linalg_svd(A, full_matrices=not some)
+    if not compute_uv:
+        m, n = _shape(A)[-2:]
+        lead = _shape(A)[:-2]
+        return _SVDold_t(zeros(lead + (m, m), dtype=A.dtype, device=A.device), S,
+                         zeros(lead + (n, n), dtype=A.dtype, device=A.device))
+    return _SVDold_t(U, S, Vh.mT)
+
+
+def pinv(A, *, atol=None, rtol=None, hermitian=False, out=None):
+    """torch.linalg.pinv through the SVD: singular values at or below max(atol, rtol * s_max)
+    are dropped (default rtol: eps * max(m, n)); differentiable where the SVD is."""
+    A = _tt(A)
+    _float_input("linalg.pinv", A)
+    m, n = _shape(A)[-2:]
+    U, S, Vh = linalg_svd(A, full_matrices=False)
+    if rtol is None:
+        rtol = 0.0 if (atol is not None and atol > 0) else \
+            float(np.finfo(A._meta[1]).eps) * builtins.max(m, n)
+    smax = S.amax(dim=-1, keepdim=True) if builtins.min(m, n) else S
+    tol = smax.detach() * float(rtol)
+    if atol is not None:
+        tol = where(tol > float(atol), tol, float(atol))
+    keep = S > tol
+    sinv = where(keep, 1.0 / where(keep, S, 1.0), 0.0)
+    return _out(out, matmul(Vh.mT * sinv.unsqueeze(-2), U.mT))
+
+
+# ============================================================================================
 # Tensor methods
 
 implement(
@@ -1141,4 +1509,5 @@ implement(
     baddbmm_=_inplace(baddbmm), addbmm_=_inplace(addbmm),
     norm=norm, dist=dist, renorm=renorm, renorm_=_inplace(renorm),
     matrix_power=matrix_power, det=det, logdet=logdet, slogdet=slogdet, inverse=inverse,
+    cholesky=cholesky, qr=qr, svd=svd,
 )

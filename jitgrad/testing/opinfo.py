@@ -115,6 +115,33 @@ def _wc(x):
     return x + _const(x, 2 * n * np.eye(n, dtype=np.float64)).to(x.dtype)
 
 
+def _spd(x):
+    """A symmetric positive-definite matrix from a uniform one: x x^T + n I."""
+    n = x.shape[-1]
+    if isinstance(x, np.ndarray):
+        return x @ np.swapaxes(x, -1, -2) + n * np.eye(n)
+    return x @ x.mT + _const(x, n * np.eye(n, dtype=np.float64)).to(x.dtype)
+
+
+def _sym(x):
+    return (x + np.swapaxes(x, -1, -2)) / 2 if isinstance(x, np.ndarray) else (x + x.mT) / 2
+
+
+def _qr_both(qr):
+    q, r = qr
+    return q[..., :, :1] * r[..., :1, :] + q.sum() * 0.5 + r.sum() * 0.25
+
+
+def _eig_inv(wv):
+    w, v = wv
+    return v * v * w[..., None, :] + w[..., :, None]
+
+
+def _svd_inv(usv):
+    u, s, vh = usv
+    return (u[..., :, :1] * vh[..., :1, :]) * s[..., :1, None] + s[..., -1:, None]
+
+
 def _np_solve(a, b):
     if b.ndim == 1 or (b.ndim == a.ndim - 1 and b.shape == a.shape[:-1]):
         return np.linalg.solve(a, b[..., None])[..., 0]
@@ -502,6 +529,23 @@ _ROWS = [
            lambda a, b: _np_solve(_wc(a), b), [((3, 3), (3, 2)), ((2, 3, 3), (3,)),
                                                ((2, 1, 3, 3), (3, 3, 1))],
            torch=lambda T: lambda a, b: T.linalg.solve(_wc(a), b), rtol=1e-9),
+    OpInfo("linalg_cholesky", lambda x: jitgrad.linalg.cholesky(_spd(x)),
+           lambda x: np.linalg.cholesky(_spd(x)), SQUARE,
+           torch=lambda T: lambda x: T.linalg.cholesky(_spd(x)), rtol=1e-9),
+    OpInfo("linalg_qr", lambda x: _qr_both(jitgrad.linalg.qr(x)),
+           lambda x: _qr_both(np.linalg.qr(x)), [((4, 3),), ((2, 3, 3),), ((2, 4),)],
+           torch=lambda T: lambda x: _qr_both(T.linalg.qr(x)), rtol=1e-9,
+           notes="Q and R in one output; m > n, square and m < n (the leading block's rule)"),
+    OpInfo("linalg_eigh", lambda x: _eig_inv(jitgrad.linalg.eigh(_sym(x))),
+           lambda x: _eig_inv(np.linalg.eigh(_sym(x))), SQUARE,
+           torch=lambda T: lambda x: _eig_inv(T.linalg.eigh(_sym(x))), rtol=1e-8,
+           grad_rtol=1e-3, notes="eigenvalues and the squares of the eigenvectors "
+                                 "(sign-invariant) in one output"),
+    OpInfo("linalg_svd", lambda x: _svd_inv(jitgrad.linalg.svd(x, full_matrices=False)),
+           lambda x: _svd_inv(np.linalg.svd(x, full_matrices=False)),
+           [((4, 3),), ((3, 3),), ((2, 3, 4),)],
+           torch=lambda T: lambda x: _svd_inv(T.linalg.svd(x, full_matrices=False)),
+           rtol=1e-8, notes="S and sign-invariant products of U and Vh in one output"),
 ]
 
 OPINFOS: dict[str, OpInfo] = {r.name: r for r in _ROWS}
