@@ -14,6 +14,9 @@ from .creation import (arange, as_tensor, empty, empty_like, eye, from_dlpack, f
                        randn_like, randperm, seed, zeros_like)
 from .creation import (Generator, default_generator, get_rng_state, initial_seed,
                        set_rng_state)
+from .creation import (bernoulli, empty_permuted, empty_strided, inference_mode,  # issue 16
+                       is_inference_mode_enabled, logspace, multinomial, normal, randint_like,
+                       scalar_tensor, tril_indices, triu_indices)
 from ._state import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from . import functional_ops as _F
 from .functional_ops import (abs, add, allclose, amax, amin, argmax, argmin, bmm, broadcast_to,

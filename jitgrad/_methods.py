@@ -677,6 +677,46 @@ class TensorMethods:
         return IMPL.argwhere(self)
 
 
+    # -- random fills and creation (implementations in jitgrad/creation.py) --
+    def normal_(self, mean=0.0, std=1.0, *, generator=None):
+        return IMPL.normal_(self, mean, std, generator=generator)
+
+    def uniform_(self, *args, generator=None, **kwargs):  # (from, to): `from` is a keyword
+        return IMPL.uniform_(self, *args, generator=generator, **kwargs)
+
+    def exponential_(self, lambd=1.0, *, generator=None):
+        return IMPL.exponential_(self, lambd, generator=generator)
+
+    def geometric_(self, p, *, generator=None):
+        return IMPL.geometric_(self, p, generator=generator)
+
+    def cauchy_(self, median=0.0, sigma=1.0, *, generator=None):
+        return IMPL.cauchy_(self, median, sigma, generator=generator)
+
+    def log_normal_(self, mean=1.0, std=2.0, *, generator=None):
+        return IMPL.log_normal_(self, mean, std, generator=generator)
+
+    def bernoulli(self, p=None, *, generator=None):
+        return IMPL.bernoulli(self, p, generator=generator)
+
+    def bernoulli_(self, p=0.5, *, generator=None):
+        return IMPL.bernoulli_(self, p, generator=generator)
+
+    def multinomial(self, num_samples, replacement=False, *, generator=None):
+        return IMPL.multinomial(self, num_samples, replacement, generator=generator)
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad=False, **kwargs):
+        return IMPL._new_empty(self, *size, dtype=dtype, device=device,
+                               requires_grad=requires_grad)
+
+    def new_empty_strided(self, size, stride, dtype=None, device=None, requires_grad=False,
+                          **kwargs):
+        return IMPL._new_empty_strided(self, size, stride, dtype, device, requires_grad)
+
+    def type_as(self, other):
+        """This tensor cast to ``other``'s dtype (itself when it already has it)."""
+        return self.to(other.dtype)
+
     # -- ops_api.shape (implementations in jitgrad/ops_api/shape.py) --
     def fliplr(self):
         return IMPL.fliplr(self)

@@ -2,6 +2,7 @@
 ``manual_seed``)."""
 from __future__ import annotations
 
+import functools
 import math
 import threading
 
@@ -10,6 +11,7 @@ import numpy as np
 from . import dtypes, interop
 from ._state import STATE
 from ._tensor import Tensor, _filled, _shape_arg, check_device, full, tensor, zeros
+from ._methods import IMPL, implement
 from .backends import BACKENDS
 from .backends import cuda as cb  # (numba.cuda itself is imported only when a GPU op runs)
 
@@ -253,7 +255,17 @@ def _vmap_layer():
     return tr
 
 
-def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
+def _size(args, size, fn):
+    """The shape of ``fn(*args)`` or ``fn(size=...)`` (torch accepts both)."""
+    if size is not None:
+        if args:
+            raise TypeError(f"{fn}() got the size both positionally and as size=")
+        return _shape_arg((size,))
+    return _shape_arg(args)
+
+
+def rand(*args, size=None, generator=None, dtype=None, device=None, requires_grad=False):
+    size = _size(args, size, "rand")
     if STATE.tracer is not None and _vmap_layer() is not None:
         return _vmap_layer().random(lambda s: rand(s, generator=generator, dtype=dtype,
                                                    device=device, requires_grad=requires_grad),
@@ -263,7 +275,8 @@ def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
     return _finish(g._draw("random", _shape_arg(size), dtype=d.np), d, requires_grad, device)
 
 
-def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
+def randn(*args, size=None, generator=None, dtype=None, device=None, requires_grad=False):
+    size = _size(args, size, "randn")
     if STATE.tracer is not None and _vmap_layer() is not None:
         return _vmap_layer().random(lambda s: randn(s, generator=generator, dtype=dtype,
                                                     device=device, requires_grad=requires_grad),
@@ -417,7 +430,325 @@ def from_dlpack(obj) -> Tensor:
     return Tensor._make(arr)
 
 
+# ============================================================================================
+# issue 16: random draws (normal, bernoulli, multinomial, the in-place fills) and creation
+# breadth (tril/triu_indices, logspace, randint_like, scalar_tensor, new_empty, ...). Every draw
+# goes through ``generator=`` (or the global generator); none of them is differentiable (torch
+# gives zero gradients through normal/bernoulli: the outputs here do not require grad).
+
+
+def _result_device(*ts):
+    for t in ts:
+        if isinstance(t, Tensor):
+            return t.device
+    return None
+
+
+def normal(mean=0.0, std=1.0, size=None, *, generator=None, out=None, dtype=None,
+           layout=None, device=None, pin_memory=False, requires_grad=False):
+    """torch.normal: tensor mean and/or std (broadcast; the result has their dtype), or float
+    mean and std with ``size``."""
+    mt, st = isinstance(mean, Tensor), isinstance(std, Tensor)
+    if mt or st:
+        if size is not None:
+            raise TypeError("normal(): size= is only accepted with float mean and std")
+        shapes = [t.shape for t in (mean, std) if isinstance(t, Tensor)]
+        shape = tuple(np.broadcast_shapes(*[tuple(x) for x in shapes]))
+        d = mean.dtype if mt else std.dtype
+        if mt and st and mean.dtype != std.dtype:
+            d = dtypes.from_numpy(np.promote_types(mean._meta[1], std._meta[1]))
+        if not d.is_floating_point:
+            raise RuntimeError(f"normal expects floating point mean and std, got {d}")
+        if st and STATE.tracer is None and bool((std.detach() < 0).any()):
+            raise RuntimeError("normal expects all elements of std >= 0.0")
+        z = randn(shape, generator=generator, dtype=d, device=_result_device(mean, std))
+        m = mean.detach() if mt else mean
+        sd = std.detach() if st else std
+        r = z * sd + m
+        r = r if r.dtype == d else r.to(d)
+    else:
+        if size is None:
+            raise TypeError("normal() with float mean and std needs size= (a tuple of ints)")
+        if std < 0:
+            raise RuntimeError(f"normal expects std >= 0.0, but found std {std}")
+        r = randn(size, generator=generator, dtype=dtype, device=device) * float(std) + \
+            float(mean)
+    if out is not None:
+        IMPL.copy_(out, r)
+        return out
+    return r.requires_grad_(True) if requires_grad else r
+
+
+def _check_leaf_inplace(x, name):
+    if STATE.enabled and x.requires_grad and x.grad_fn is None:
+        raise RuntimeError(f"a leaf Variable that requires grad is being used in an in-place "
+                           f"operation ({name}).")
+
+
+def _fill_with(x, name, arr):
+    """x's values replaced by host array ``arr`` (cast to x's dtype), in place."""
+    _check_leaf_inplace(x, name)
+    IMPL.copy_(x, _finish(arr, x.dtype, False, x.device))
+    return x
+
+
+def _floating_inplace(x, name):
+    if not x.dtype.is_floating_point:
+        raise RuntimeError(f"{name} expects a floating point tensor, got {x.dtype}")
+
+
+def normal_(x, mean=0.0, std=1.0, *, generator=None):
+    _floating_inplace(x, "normal_")
+    if std < 0:
+        raise RuntimeError(f"normal_ expects std >= 0.0, but found std {std}")
+    z = _gen(generator)._draw("standard_normal", tuple(x.shape))
+    return _fill_with(x, "normal_", z * float(std) + float(mean))
+
+
+def uniform_(x, a=0.0, b=1.0, *, generator=None, **kw):
+    a, b = kw.pop("from", a), kw.pop("to", b)
+    if kw:
+        raise TypeError(f"uniform_() got unexpected keyword arguments {sorted(kw)}")
+    _floating_inplace(x, "uniform_")
+    if a > b:
+        raise RuntimeError(f"uniform_ expects to return a [from, to) range, but found "
+                           f"from={a} > to={b}")
+    u = _gen(generator)._draw("random", tuple(x.shape))
+    return _fill_with(x, "uniform_", u * (float(b) - float(a)) + float(a))
+
+
+def exponential_(x, lambd=1.0, *, generator=None):
+    _floating_inplace(x, "exponential_")
+    if not lambd > 0:
+        raise RuntimeError(f"exponential_ expects lambda > 0.0, but found lambda={lambd}")
+    e = _gen(generator)._draw("exponential", 1.0 / float(lambd), tuple(x.shape))
+    return _fill_with(x, "exponential_", e)
+
+
+def geometric_(x, p, *, generator=None):
+    if not 0 < p < 1:
+        raise RuntimeError(f"geometric_ expects p to be in (0, 1), but got p={p}")
+    return _fill_with(x, "geometric_", _gen(generator)._draw("geometric", float(p),
+                                                              tuple(x.shape)))
+
+
+def cauchy_(x, median=0.0, sigma=1.0, *, generator=None):
+    _floating_inplace(x, "cauchy_")
+    if not sigma > 0:
+        raise RuntimeError(f"cauchy_ expects sigma > 0.0, but found sigma={sigma}")
+    c = _gen(generator)._draw("standard_cauchy", tuple(x.shape))
+    return _fill_with(x, "cauchy_", c * float(sigma) + float(median))
+
+
+def log_normal_(x, mean=1.0, std=2.0, *, generator=None):
+    _floating_inplace(x, "log_normal_")
+    if not std > 0:
+        raise RuntimeError(f"log_normal_ expects std > 0.0, but found std={std}")
+    return _fill_with(x, "log_normal_", _gen(generator)._draw("lognormal", float(mean),
+                                                               float(std), tuple(x.shape)))
+
+
+def _probabilities(p, name):
+    a = np.asarray(p._host if isinstance(p, Tensor) else p, dtype=np.float64)
+    if a.size and not ((a >= 0) & (a <= 1)).all():
+        raise RuntimeError(f"{name}: expected all probabilities in [0, 1] (p_in >= 0 && "
+                           "p_in <= 1)")
+    return a
+
+
+def bernoulli(input, p=None, *, generator=None, out=None):
+    """torch.bernoulli: 1 with probability ``input`` (or the float ``p``) per element, in the
+    input's dtype."""
+    x = input if isinstance(input, Tensor) else tensor(input)
+    probs = _probabilities(x if p is None else p, "bernoulli")
+    u = _gen(generator)._draw("random", tuple(x.shape))
+    r = _finish(u < probs, x.dtype, False, x.device)
+    if out is not None:
+        IMPL.copy_(out, r)
+        return out
+    return r
+
+
+def bernoulli_(x, p=0.5, *, generator=None):
+    probs = _probabilities(p, "bernoulli_")
+    if isinstance(p, Tensor) and p.shape != x.shape:
+        probs = np.broadcast_to(probs, tuple(x.shape))
+    u = _gen(generator)._draw("random", tuple(x.shape))
+    return _fill_with(x, "bernoulli_", u < probs)
+
+
+def multinomial(input, num_samples, replacement=False, *, generator=None, out=None):
+    """torch.multinomial: ``num_samples`` category indices per row of (1-D or 2-D)
+    non-negative weights; without replacement each category at most once."""
+    x = input if isinstance(input, Tensor) else tensor(input)
+    if x.dim() not in (1, 2):
+        raise RuntimeError(f"prob_dist must be 1 or 2 dim, got {x.dim()}")
+    if not x.dtype.is_floating_point:
+        raise RuntimeError(f"multinomial only supports floating-point dtypes for input, got: "
+                           f"{x.dtype}")
+    n = int(num_samples)
+    if n <= 0:
+        raise RuntimeError("cannot sample n_sample <= 0 samples")
+    w = np.atleast_2d(np.asarray(x._host, np.float64))
+    k = w.shape[1]
+    if not replacement and n > k:
+        raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without "
+                           "replacement")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+    g = _gen(generator)
+    res = np.empty((w.shape[0], n), np.int64)
+    for r in range(w.shape[0]):
+        tot = w[r].sum()
+        if tot <= 0:
+            raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0)")
+        if not replacement and np.count_nonzero(w[r]) < n:
+            raise RuntimeError("invalid multinomial distribution (with replacement=False, not "
+                               "enough non-negative category to sample)")
+        res[r] = g._draw("choice", k, size=n, replace=bool(replacement), p=w[r] / tot)
+    r = _finish(res if x.dim() == 2 else res[0], dtypes.int64, False, x.device)
+    if out is not None:
+        IMPL.copy_(out, r)
+        return out
+    return r
+
+
+def _tri_indices(fn, row, col, offset, dtype, device):
+    d = dtypes.from_any(dtype) if dtype is not None else dtypes.int64
+    if d not in (dtypes.int64, dtypes.int32):
+        raise RuntimeError(f"{fn}: dtype must be int64 or int32, got {d}")
+    for v in (row, col):
+        if not isinstance(v, (int, np.integer)) or v < 0:
+            raise RuntimeError(f"{fn}: row and col must be non-negative ints, got {row}, {col}")
+    r, c = (np.tril_indices if fn == "tril_indices" else np.triu_indices)(int(row), int(offset),
+                                                                           int(col))
+    return _finish(np.stack([r, c]).reshape(2, -1), d, False, device)
+
+
+def tril_indices(row, col, offset=0, *, dtype=None, device=None, layout=None):
+    """The (2, N) coordinates of the lower triangle of a row x col matrix (row-major order)."""
+    return _tri_indices("tril_indices", row, col, offset, dtype, device)
+
+
+def triu_indices(row, col, offset=0, *, dtype=None, device=None, layout=None):
+    """The (2, N) coordinates of the upper triangle of a row x col matrix (row-major order)."""
+    return _tri_indices("triu_indices", row, col, offset, dtype, device)
+
+
+def logspace(start, end, steps, base=10.0, *, dtype=None, layout=None, device=None,
+             requires_grad=False):
+    """``base ** linspace(start, end, steps)``, computed in double precision."""
+    start = start.item() if isinstance(start, Tensor) else start
+    end = end.item() if isinstance(end, Tensor) else end
+    if steps < 0:
+        raise RuntimeError("number of steps must be non-negative")
+    d = dtypes.from_any(dtype) if dtype is not None else dtypes.get_default_dtype()
+    start, end = float(start), float(end)
+    integral = not d.is_floating_point and d is not dtypes.bool_
+    if integral:  # torch truncates start and end first (as linspace does), then the powers
+        start, end = float(math.trunc(start)), float(math.trunc(end))
+    with np.errstate(invalid="ignore"):
+        v = np.power(float(base), np.linspace(start, end, int(steps)))
+    if integral:
+        v = np.trunc(v)
+    return _finish(v, d, requires_grad, device)
+
+
+def randint_like(input, low=0, high=None, *, dtype=None, device=None, requires_grad=False,
+                 generator=None, memory_format=None):
+    """randint with input's shape (and dtype and device unless given): ``randint_like(x,
+    high)`` or ``randint_like(x, low, high)``."""
+    if high is None:
+        low, high = 0, low
+    return randint(low, high, tuple(input.shape), generator=generator,
+                   dtype=_like(input, dtype), device=_dev(input, device),
+                   requires_grad=requires_grad)
+
+
+def scalar_tensor(s, *, dtype=None, layout=None, device=None, pin_memory=None,
+                  requires_grad=False):
+    """A 0-d tensor of ``s`` (the default float dtype unless given)."""
+    return _finish(np.asarray(s), dtype, requires_grad, device)
+
+
+def empty_strided(size, stride, *, dtype=None, layout=None, device=None,
+                  requires_grad=False, pin_memory=False):
+    """An uninitialised tensor of ``size`` (jitgrad lays it out C-contiguously: ``stride``
+    is checked for length only)."""
+    if len(stride) != len(size):
+        raise RuntimeError(f"mismatch in length of strides and shape ({len(stride)} vs "
+                           f"{len(size)})")
+    return empty(tuple(size), dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def empty_permuted(size, physical_layout, *, dtype=None, layout=None, device=None,
+                   requires_grad=False, pin_memory=False):
+    """An uninitialised tensor of ``size`` (C-contiguous; ``physical_layout`` is checked to
+    be a permutation)."""
+    if sorted(physical_layout) != list(range(len(size))):
+        raise RuntimeError(f"physical_layout {list(physical_layout)} is not a permutation of "
+                           f"the {len(size)} dims")
+    return empty(tuple(size), dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def _new_empty(x, *size, dtype=None, device=None, requires_grad=False, **kw):
+    return empty(_shape_arg(size), dtype=dtype or x.dtype, device=device or x.device,
+                 requires_grad=requires_grad)
+
+
+def _new_empty_strided(x, size, stride, dtype=None, device=None, requires_grad=False, **kw):
+    return empty_strided(size, stride, dtype=dtype or x.dtype, device=device or x.device,
+                         requires_grad=requires_grad)
+
+
+class inference_mode:
+    """torch.inference_mode: no gradient recording inside the block or decorated function
+    (``inference_mode(False)`` records as usual). jitgrad has no separate inference tensors:
+    this is ``no_grad`` (what it saves torch, jitgrad's no_grad already skips)."""
+
+    def __new__(cls, mode=True):
+        self = super().__new__(cls)
+        if callable(mode) and not isinstance(mode, bool):  # @inference_mode without ()
+            self.__init__(True)
+            return self(mode)
+        return self
+
+    def __init__(self, mode=True):
+        self.mode = bool(mode)
+
+    def __enter__(self):
+        self._prev = STATE.enabled, getattr(STATE, "inference", False)
+        if self.mode:
+            STATE.enabled = False
+        STATE.inference = self.mode
+        return self
+
+    def __exit__(self, *exc):
+        STATE.enabled, STATE.inference = self._prev
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with inference_mode(self.mode):
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+def is_inference_mode_enabled() -> bool:
+    return bool(getattr(STATE, "inference", False))
+
+
+implement(normal_=normal_, uniform_=uniform_, exponential_=exponential_,
+          geometric_=geometric_, cauchy_=cauchy_, log_normal_=log_normal_, bernoulli=bernoulli,
+          bernoulli_=bernoulli_, multinomial=multinomial, _new_empty=_new_empty,
+          _new_empty_strided=_new_empty_strided)
+
+
 __all__ = ["Generator", "default_generator", "manual_seed", "seed", "initial_seed",
            "get_rng_state", "set_rng_state", "ones", "empty", "eye", "arange", "linspace",
            "rand", "randn", "randint", "randperm", "zeros_like", "ones_like", "empty_like",
-           "full_like", "rand_like", "randn_like", "from_numpy", "as_tensor", "from_dlpack"]
+           "full_like", "rand_like", "randn_like", "from_numpy", "as_tensor", "from_dlpack",
+           "normal", "bernoulli", "multinomial", "tril_indices", "triu_indices", "logspace",
+           "randint_like", "scalar_tensor", "empty_strided", "empty_permuted", "inference_mode",
+           "is_inference_mode_enabled"]

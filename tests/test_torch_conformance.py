@@ -56,6 +56,8 @@ KNOWN_FAILURES = {
                    "differ between NumPy's and torch's builds; eigenvalues, |V| and gradients "
                    "of gauge-invariant functions match torch (tests/test_linalg.py)",
     "gather": "unsupported: torch's sample 3 has a uint8 index (jitgrad has no uint8 dtype)",
+    "normal.number_mean": "unsupported: torch's samples pass layout=torch.strided, which the "
+                          "harness does not convert",
 }
 
 
