@@ -839,6 +839,9 @@ class TensorMethods:
     def resolve_neg(self):
         return IMPL.resolve_neg(self)
 
+    def as_strided(self, size, stride, storage_offset=None):
+        return IMPL.as_strided(self, size, stride, storage_offset)
+
     # -- ops_api.linalg (implementations in jitgrad/ops_api/linalg.py) --
 
     def vdot(self, other):

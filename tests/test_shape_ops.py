@@ -93,6 +93,9 @@ CASES = {
     "expand_copy": (lambda L, x: L.expand_copy(x, (2, 3)), [(3,)]),
     "permute_copy": (lambda L, x: L.permute_copy(x, (1, 0)), [(2, 3)]),
     "unfold_copy": (lambda L, x: L.unfold_copy(x, 0, 2, 2), [(5,)]),
+    "as_strided_windows": (lambda L, x: L.as_strided(x, (4, 3), (2, 1), 1), [(3, 4)]),
+    "as_strided_method": (lambda L, x: x.as_strided((2, 2, 2), (1, 3, 0)), [(6,)]),
+    "as_strided_copy": (lambda L, x: L.as_strided_copy(x, (2, 2), (1, 2)), [(4,)]),
 }
 
 
@@ -208,6 +211,32 @@ def test_diagonal_is_a_view():
     b.mul_(2)
     v.sum().backward()
     np.testing.assert_array_equal(a.grad.numpy(), 2 * np.eye(3))
+
+
+def test_as_strided_view_and_scatter():
+    x = jitgrad.zeros(3, 4)
+    x.as_strided((3,), (5,)).fill_(1.0)  # the diagonal, through the flat memory
+    np.testing.assert_array_equal(x.numpy(), np.eye(3, 4))
+    with pytest.raises(NotImplementedError, match="of a view"):
+        jitgrad.ones(4, 4)[1:].as_strided((2,), (1,))
+    with pytest.raises(NotImplementedError, match="not C-contiguous"):
+        jitgrad.ones(4, 4).t().as_strided((2,), (1,))
+    np.testing.assert_array_equal(  # an alias (detach) reads the same memory
+        jitgrad.arange(6.0).detach().as_strided((2, 2), (1, 2), 1).numpy(), [[1, 3], [2, 4]])
+    with pytest.raises(RuntimeError, match="require a storage of 14 elements"):
+        jitgrad.ones(10).as_strided((2, 2), (1, 2), 10)
+    # torch's own gradient w.r.t. input of as_strided_scatter fails torch.autograd.gradcheck
+    # (it is g inside the written region); jitgrad's is the derivative
+    rng = np.random.default_rng(0)
+    a = jitgrad.tensor(rng.standard_normal((3, 3)), requires_grad=True)
+    b = jitgrad.tensor(rng.standard_normal((2, 2)), requires_grad=True)
+
+    def f(a, b):
+        return jitgrad.as_strided_scatter(a, b, (2, 2), (1, 2), 1)
+    assert gradcheck(f, (a, b)) and gradgradcheck(f, (a, b))
+    want = torch.as_strided_scatter(torch.tensor(a.detach().numpy()),
+                                    torch.tensor(b.detach().numpy()), (2, 2), (1, 2), 1)
+    np.testing.assert_array_equal(f(a, b).detach().numpy(), want.numpy())
 
 
 def test_tril_triu_inplace():

@@ -56,6 +56,11 @@ KNOWN_FAILURES = {
                    "differ between NumPy's and torch's builds; eigenvalues, |V| and gradients "
                    "of gauge-invariant functions match torch (tests/test_linalg.py)",
     "gather": "unsupported: torch's sample 3 has a uint8 index (jitgrad has no uint8 dtype)",
+    "as_strided.partial_views": "fail: the input is a view at storage offset 5; the harness "
+                                "copies it, so an explicit storage_offset has no counterpart",
+    "as_strided_scatter": "fail: torch's gradient w.r.t. input is g inside the written region "
+                          "(torch.autograd.gradcheck of torch.as_strided_scatter fails); "
+                          "jitgrad's passes gradcheck (tests/test_shape_ops.py)",
     "normal.number_mean": "unsupported: torch's samples pass layout=torch.strided, which the "
                           "harness does not convert",
 }

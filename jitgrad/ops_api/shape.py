@@ -40,6 +40,7 @@ __all__ = [
     "ravel", "split_with_sizes", "unsafe_split", "unsafe_chunk", "block_diag", "cartesian_prod",
     "combinations", "select_scatter", "slice_scatter", "diagonal_scatter", "positive", "conj",
     "resolve_conj", "resolve_neg", "constant_pad_nd", "fill", "zero_", "unravel_index",
+    "as_strided", "as_strided_copy", "as_strided_scatter",
     "expand_copy", "permute_copy", "view_copy", "t_copy", "transpose_copy", "squeeze_copy",
     "unsqueeze_copy", "unbind_copy", "unfold_copy", "alias_copy", "split_with_sizes_copy",
 ]
@@ -420,6 +421,91 @@ class _DiagEmbed:
 
     def vjp(V, ctx, g):
         return (V.apply(_Diagonal, g, offset=ctx.offset, dim1=ctx.dim1, dim2=ctx.dim2),)
+
+
+def _strided_flat(a, size, stride, offset):
+    """``a`` (C-contiguous) seen as a flat storage, re-strided (strides in elements): a view.
+    Other layouts are refused: torch's strides would then refer to memory in another order
+    (a transposed alias, Fortran-ordered NumPy memory, a vmap batch not in front)."""
+    if not a.flags.c_contiguous:
+        raise NotImplementedError(
+            f"as_strided of a tensor whose memory is not C-contiguous (shape {a.shape}, "
+            f"strides {a.strides}) is not supported; apply it to x.contiguous().clone()")
+    flat = a.reshape(-1)[offset:] if a.size else a.reshape(-1)
+    strides = tuple(st * a.itemsize for st in stride)
+    if isinstance(flat, np.ndarray):
+        return _np_as_strided(flat, size, strides, writeable=a.flags.writeable)
+    return flat._view(cb.strided_view(flat.dev, size, strides))
+
+
+def _shift_strided(p, B, shapes):
+    """A leading batch axis: each sample's storage starts numel elements after the last."""
+    n = int(np.prod(shapes[0])) if shapes is not None else None
+    if n is None:
+        return None
+    return {**p, "size": (B,) + tuple(p["size"]), "stride": (n,) + tuple(p["stride"])}
+
+
+@structural("as_strided", "AsStridedBackward0", linear="all", index_map="gather",
+            batch=_shift_strided)
+class _AsStrided:
+    """A view of the input's own memory with the given sizes and element strides (overlapping
+    windows allowed: their gradients add up)."""
+
+    def forward(ctx, x, size, stride, offset):
+        return _strided_flat(x, size, stride, offset)
+
+    def cuda_forward(ctx, x, size, stride, offset):
+        return _strided_flat(x, size, stride, offset)
+
+    def vjp(V, ctx, g):
+        shape = tuple(ctx.shapes[0])
+        pos = _strided_flat(np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape),
+                            ctx.size, ctx.stride, ctx.offset)
+        return (V.index_add(g, shape, np.unravel_index(pos, shape)),)
+
+
+def as_strided(input, size, stride, storage_offset=None):
+    """torch.as_strided on a tensor that owns its memory (its storage is its own elements in
+    C order); a view is refused, since torch's strides and offset would then refer to the
+    memory of the tensor it views."""
+    x = _tt(input)
+    size, stride = _ints(size, "size"), _ints(stride, "stride")
+    if len(size) != len(stride):
+        raise RuntimeError(f"mismatch in length of strides and shape: size {list(size)}, "
+                           f"stride {list(stride)}")
+    if any(s < 0 for s in size) or any(st < 0 for st in stride):
+        raise RuntimeError(f"as_strided: negative sizes or strides are not supported "
+                           f"(size {list(size)}, stride {list(stride)})")
+    # a view of the same shape as its root (detach(), an alias) reads the same memory; one
+    # laid out differently (a transposed alias) is refused by the forward
+    if x._base is not None and x._base._meta[0] != x._meta[0]:
+        raise NotImplementedError(
+            "as_strided of a view is not supported (its strides and storage_offset would "
+            "refer to the memory it views): apply it to a tensor that owns its memory, e.g. "
+            "x.clone()")
+    offset = 0 if storage_offset is None else _int(storage_offset, "storage_offset")
+    n = x.numel()
+    last = offset + sum((sz - 1) * st for sz, st in zip(size, stride)) if all(size) else -1
+    if offset < 0 or last >= n:
+        raise RuntimeError(f"setStorage: sizes {list(size)}, strides {list(stride)}, storage "
+                           f"offset {offset} require a storage of {last + 1} elements, but the "
+                           f"input has {n}")
+    return apply_fn(_AsStrided, (x,), view_of=x, size=size, stride=stride, offset=offset)
+
+
+def as_strided_copy(input, size, stride, storage_offset=None):
+    return as_strided(input, size, stride, storage_offset).clone()
+
+
+def as_strided_scatter(input, src, size, stride, storage_offset=None):
+    """torch.as_strided_scatter: a copy of input with ``src`` written at the strided
+    positions."""
+    x = _tt(input)
+    pos = as_strided(tensor(np.arange(x.numel(), dtype=np.int64).reshape(x._meta[0])),
+                     size, stride, storage_offset)._data
+    return _scatter_into(x, np.unravel_index(np.asarray(pos), x._meta[0]), src,
+                         "as_strided_scatter")
 
 
 def diagonal(input, offset=0, dim1=0, dim2=1):
@@ -975,4 +1061,4 @@ implement(fliplr=fliplr, flipud=flipud, roll=roll, rot90=rot90, repeat=_repeat, 
           unsafe_split=unsafe_split, unsafe_chunk=unsafe_chunk, select_scatter=select_scatter,
           slice_scatter=slice_scatter, diagonal_scatter=diagonal_scatter, positive=positive,
           conj=conj, resolve_conj=resolve_conj, resolve_neg=resolve_neg,
-          sum_to_size=_sum_to_size)
+          sum_to_size=_sum_to_size, as_strided=as_strided)

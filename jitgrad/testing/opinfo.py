@@ -513,6 +513,11 @@ _ROWS = [
     OpInfo("diag_embed", lambda x: jitgrad.diag_embed(x, -1, 0, -1), _diag_embed_ref,
            [((3,),), ((2, 3),), ((0,),)], torch=lambda T: lambda x: T.diag_embed(x, -1, 0, -1),
            notes="dims 0 and -1, offset -1: zeros with x on a diagonal view"),
+    OpInfo("as_strided", lambda x: jitgrad.as_strided(x, (3, 2), (2, 1), 1),
+           lambda x: np.lib.stride_tricks.as_strided(x.reshape(-1)[1:], (3, 2),
+                                                     (2 * x.itemsize, x.itemsize)).copy(),
+           [((3, 3),), ((8,),)], torch=lambda T: lambda x: T.as_strided(x, (3, 2), (2, 1), 1),
+           notes="overlapping windows of the flat memory: their gradients add up"),
     # --- ops_api.linalg --------------------------------------------------------------------------
     OpInfo("linalg_vector_norm", lambda x: jitgrad.linalg.vector_norm(x, 3, dim=-1),
            lambda x: (np.abs(x) ** 3).sum(-1) ** (1 / 3), [((3, 4),), ((2, 3, 2),)],
