@@ -676,6 +676,9 @@ class TensorMethods:
     def argwhere(self):
         return IMPL.argwhere(self)
 
+    def nonzero_static(self, *, size, fill_value=-1):
+        return IMPL.nonzero_static(self, size=size, fill_value=fill_value)
+
 
     # -- random fills and creation (implementations in jitgrad/creation.py) --
     def normal_(self, mean=0.0, std=1.0, *, generator=None):

@@ -217,6 +217,15 @@ def test_nonzero_of_a_0d_tensor():
         assert a.tolist() == b.tolist() and a.dtype == jitgrad.int64
 
 
+def test_nonzero_static():
+    a = np.array([[0.0, 1.5, 2.0], [-2.0, 0.0, 0.0]])
+    for size, fill in ((0, -1), (2, -1), (5, 9)):
+        _check(lambda x: torch.nonzero_static(x, size=size, fill_value=fill),
+               lambda x: jitgrad.nonzero_static(x, size=size, fill_value=fill), [], [a])
+    _check(lambda x: x.nonzero_static(size=2), lambda x: x.nonzero_static(size=2), [],
+           [np.array(3.0)])
+
+
 def test_searchsorted_and_bucketize():
     seq = np.sort(RNG.standard_normal((2, 6)), axis=1)
     seq[0, 2] = seq[0, 3]

@@ -37,6 +37,7 @@ from ..ops import structural
 __all__ = ["gather", "scatter", "scatter_add", "scatter_reduce", "index_select", "index_add",
            "index_copy", "index_fill", "index_put", "index_put_", "index_reduce", "masked_fill",
            "masked_select", "masked_scatter", "take", "take_along_dim", "argwhere",
+           "nonzero_static",
            "searchsorted", "bucketize"]
 
 
@@ -895,6 +896,19 @@ def argwhere(input):
     return nonzero(x)
 
 
+def nonzero_static(input, *, size, fill_value=-1):
+    """torch.nonzero_static: nonzero(input) cut or padded (with ``fill_value``) to ``size``
+    rows, so the shape does not depend on the values."""
+    if size < 0:
+        raise RuntimeError(f"nonzero_static: 'size' must be an non-negative integer, got {size}")
+    x = _tt(input)
+    nz = nonzero(x)._host
+    out = np.full((int(size), nz.shape[1]), fill_value, np.int64)
+    k = min(int(size), nz.shape[0])
+    out[:k] = nz[:k]
+    return _wrap(out, x)
+
+
 def _sorted_search(seq, vals, side, sorter):
     """np.searchsorted row by row over the leading dims (seq 1-D: one search)."""
     if not vals.size or not seq.shape[-1]:
@@ -974,4 +988,4 @@ implement(gather=gather, scatter=scatter, scatter_=scatter_, scatter_add=scatter
           index_reduce_=index_reduce_, index_put=index_put, index_put_=index_put_,
           masked_fill=masked_fill, masked_fill_=masked_fill_, masked_select=masked_select,
           masked_scatter=masked_scatter, masked_scatter_=masked_scatter_, take=take,
-          take_along_dim=take_along_dim, argwhere=argwhere)
+          take_along_dim=take_along_dim, argwhere=argwhere, nonzero_static=nonzero_static)
