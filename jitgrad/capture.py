@@ -22,13 +22,18 @@ array-level choke points, each behind one ``if STATE.recorder is not None`` test
 Every array the step touches gets a *slot*: an input (a Tensor argument), an external tensor
 (a parameter, a ``.grad``: tensors reachable from the function's closure cells, the globals its
 code names, its defaults and its arguments, found by a bounded walk through objects, dicts and
-lists -- nn.Modules and optimizers included), a constant, or the output of a recorded op. The
-program is a list of closures ``op(S)`` over the slot list ``S``.
+lists -- nn.Modules and optimizers included), a constant, or the output of a recorded op. Each
+op contributes a few lines of Python over the slot list ``S``: an eager kernel is *bound* at
+record time (the compiled kernel of run_now's plan cache, its argument order and call form, the
+operand transforms run_now would apply: no signature lookup at replay), a structural forward
+calls ``fn.forward`` with a prebuilt ctx, a VJP calls its closure.
 
 How it is replayed
 ------------------
-A later call whose guards match fills ``S`` from the arguments and the external tensors and runs
-``for op in ops: op(S)``: no Tensor objects, no graph, no planning. Then, as eager would leave
+The program is one generated Python function ``run(args)``: it resolves and checks the guards
+of the external tensors, fills ``S`` from the arguments and the external tensors, runs every
+op's lines in order -- no Tensor objects, no graph, no planning, no per-op dispatch -- and
+finishes. Then, as eager would leave
 them: each external tensor's ``.grad`` is set (None or a Tensor on its slot), in-place writes
 are already in the external arrays (the ops wrote them), version counters are bumped by what
 the recorded call bumped; the outputs come back as new Tensors on their slots (detached: the
@@ -65,9 +70,11 @@ arrays exactly, else the recording stops (a replay never computes something eage
 """
 from __future__ import annotations
 
+import builtins
 import functools
 import linecache
 import os
+import re
 import sys
 import threading
 import types
@@ -88,6 +95,29 @@ _WALK_MAX = 4000        # objects visited when looking for the tensors a functio
 _WALK_DEPTH = 8
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _CONST_VALIDATE = {}    # structural op name -> replay validator (integer params from the step)
+
+
+_ENV = {"_e": np.empty, "_z": np.zeros, "_lk": lazy._leaf_kind, "_red": lazy._reduced,
+        "_sta": _sum_to_array, "np": np, "_nd": np.ndarray}
+_ALLOC = re.compile(r"__alloc_(\d+)__")
+
+
+def _compile_lines(lines, env, allocs, pool, name="_replay", args="S"):
+    """One Python function ``name(S)`` running ``lines`` in the namespace ``env``; allocation
+    tokens become the static plan's buffers (``pool``: slot -> name) or ``np.empty``."""
+    def sub(m):
+        k = int(m.group(1))
+        p = pool.get(k)
+        if p is not None:
+            return p
+        shape, dt = allocs[k]
+        dn = "_dt_" + dt.name
+        env.setdefault(dn, dt)
+        return f"_e({shape!r}, {dn})"
+    body = [_ALLOC.sub(sub, line) for line in lines] or ["pass"]
+    src = f"def {name}({args}):\n" + "".join(f"    {line}\n" for line in body)
+    exec(builtins.compile(src, f"<jitgrad.compile {name}>", "exec"), env)
+    return env.pop(name)
 
 
 class _Break(Exception):
@@ -111,6 +141,9 @@ class _Box:
 
     def __init__(self, a):
         self._data = a
+
+
+_ENV.update(_Ctx=Ctx, _Box=_Box)
 
 
 # ============================================================================================
@@ -278,8 +311,12 @@ class Recorder:
         self.keep = []          # slot -> the array it held at record time (kept alive)
         self.slots = {}         # id(array) -> slot
         self.src = []           # slot -> ('op',) | ('const', array) | ('ext', ext, 'arr'|'grad')
-        self.ops = []           # replay closures op(S)
+        self.ops = []           # per op: the lines it adds to the replay function (see _build)
         self.descr = []         # (text, source line) per op
+        self.reads = []         # per op: the slots it reads (the memory plan's lifetimes)
+        self.env = dict(_ENV)   # the names the generated replay code refers to
+        self.allocs = {}        # slot -> (shape, dtype): a buffer the replay allocates for it
+        self.holds = {}         # ctx slot -> the slots its saved arrays and params are
         self.broken = None      # (reason, (file, line, source) | None)
         self.written = set()    # slots written in place
         self.ctxs = {}          # id(eager ctx) -> (ctx slot, trial ctx)
@@ -373,9 +410,123 @@ class Recorder:
         finally:
             st.recorder = self
 
-    def _add(self, op, text):
-        self.ops.append(op)
+    def _name(self, v, hint="v") -> str:
+        """A fresh name for ``v`` in the generated replay code's namespace."""
+        n = f"_{hint}{len(self.env)}"
+        self.env[n] = v
+        return n
+
+    def _add(self, op, text, reads=(), args=""):
+        """An opaque op: the closure ``op(S{args})`` called from the replay function."""
+        self._add_code([f"{self._name(op, 'f')}(S{args})"], text, reads)
+
+    def _add_code(self, lines, text, reads=()):
+        self.ops.append(lines)
+        self.reads.append(tuple(reads))
         self.descr.append((text, _user_line()))
+
+    def _alloc(self, k, shape, dtype) -> str:
+        """The expression that allocates slot ``k``'s buffer (a token _build resolves: a new
+        array per call, or a buffer of the static memory plan)."""
+        self.allocs[k] = (tuple(shape), np.dtype(dtype))
+        return f"__alloc_{k}__"
+
+    def _try_code(self, lines, outs, why="a bound kernel does not give eager's values again"):
+        """Run generated lines once on the recorded arrays (the recorder off); each
+        ``(slot, array)`` in ``outs`` must come out equal to eager's array."""
+        trial = list(self.keep)
+        fn = _compile_lines(lines, self.env, self.allocs, {})
+        self._trial(fn, trial)
+        for k, a in outs:
+            if not _same(trial[k], a):
+                raise _Break(why)
+
+    def _kernel_code(self, rows, opnds, space, size, dtype, cdt, reduce, keep_full, into,
+                     into_expr, slots):
+        """Lines that launch the kernel ``lazy.run_now`` ran for these operands with the
+        kernel and argument layout bound now (its ``_ONCE`` entry): no signature lookup at
+        replay. The outputs land in locals ``_o0, _o1, ..``. ``opnds``: (expression, value at
+        record time) per operand (expression None: a Python scalar, specialised); ``slots``:
+        per output, the slot its buffer is allocated for (None: a temporary). None when the
+        entry is not found (the op is then replayed through run_now itself). The operand
+        transforms mirror run_now's: an operand's layout at replay is its layout now (the
+        guards fix the inputs' layouts and every op is deterministic in them)."""
+        nd = len(space)
+        sig = [rows, cdt, dtype, nd, reduce, keep_full]
+        exprs = []
+        alias, flat = -1, True
+        first = lazy._FIRST
+        for expr, v in opnds:
+            if type(v) is not np.ndarray:
+                if v is None or isinstance(v, np.ndarray):
+                    return None
+                sig.append(type(v))
+                exprs.append(self._name(v, "c"))
+                continue
+            if v.shape == space and size > 1 and v.flags.c_contiguous:
+                sig.append(v.dtype)
+                if v is into and alias < 0:
+                    alias = len(exprs)
+            elif v.size and not any(v.strides):
+                if v.ndim:
+                    expr = f"{expr}[{self._name((first,) * v.ndim, 'i')}]"
+                    v = v[(first,) * v.ndim]
+                if v.ndim < nd:
+                    expr = f"{expr}.reshape({(1,) * nd!r})"
+                    v = v.reshape((1,) * nd)
+                sig.append(("s", v.dtype))
+            else:
+                kind, mask, w = lazy._leaf_kind(v, space, nd)
+                c = w.flags.c_contiguous
+                sig.append((kind, mask, w.dtype, c))
+                if kind == "a" and (True in mask or not c):
+                    flat = False
+                if w is not v:
+                    expr = f"_lk({expr}, {space!r}, {nd})[2]"
+            exprs.append(expr)
+        par = False
+        if flat and size >= lazy.PAR_MIN and lazy.PARALLEL:
+            par = size * sum(lazy.HEAVY_ROW if r.name in lazy._HEAVY else 1
+                             for r in rows) >= lazy.PAR_MIN_WORK
+        ent = lazy._ONCE.get(tuple(sig) + (alias, par))
+        if ent is None or len(ent.outs) != len(slots):
+            return None
+        if ent.src is not None:
+            exprs = [exprs[j] for j in ent.src]
+        kern = self._name(ent.kern, "k")
+        dt = self._name(np.dtype(dtype), "d")
+        n = len(slots)
+        outs = [f"_o{i}" for i in range(n)]
+
+        def alloc(i):
+            k = slots[i]
+            return f"_e({space!r}, {dt})" if k is None else self._alloc(k, space, dtype)
+        lines = []
+        if ent.outs is lazy._ONE_FULL:
+            lines.append(f"_o0 = {alloc(0) if into is None else into_expr}")
+            call = exprs if ent.alias else exprs + ["_o0"]
+        elif reduce is None and into is None:
+            lines += [f"_o{i} = {alloc(i)}" for i in range(n)]
+            call = exprs + outs
+        else:
+            for i, spec in enumerate(ent.outs):
+                if spec is None:
+                    e = into_expr if into is not None and i == 0 else alloc(i)
+                else:
+                    e = f"_z(1, {self._name(np.dtype(spec), 'd')})"
+                lines.append(f"_o{i} = {e}")
+            form = ent.form
+            call = exprs + (outs[1:] if form == "alias" else outs)
+            if form == "shape":
+                call.append(repr(space))
+            elif form == "n":
+                call.append(str(size))
+        if size:
+            lines.append(f"{kern}({', '.join(call)})")
+        if reduce is not None and not (ent.outs is lazy._ONE_FULL):
+            lines.append(f"_o{n - 1} = _red(_o{n - 1}, {dt}, (), "
+                         f"{size if reduce == 'mean' else None})")
+        return lines
 
     def _guarded(self, analyse, *a):
         """Run an analysis; a _Break stops the recording."""
@@ -412,6 +563,20 @@ class Recorder:
             else:
                 oks.append(self.out_slot(o))
         oks = tuple(oks)
+        opnds = [(f"S[{v}]", self.keep[v]) if kind == "s" else (None, v) for kind, v in ins]
+        into_expr = None if ik is None else f"S[{ik}]"
+        lines = self._kernel_code(rows, opnds, space, size, dtype, cdt, reduce, keep_full,
+                                  into, into_expr,
+                                  [None if k == ik else k for k in oks])
+        text = (f"kernel {'+'.join(r.name for r in rows)} {space} -> slots {list(oks)}"
+                + (f" (in place: slot {ik})" if ik is not None else ""))
+        reads = [v for kind, v in ins if kind == "s"] + ([ik] if ik is not None else [])
+        if lines is not None:
+            lines += [f"S[{k}] = _o{i}" for i, k in enumerate(oks) if k != ik]
+            if ik is None:
+                self._try_code(lines, list(zip(oks, outs)))
+            self._add_code(lines, text + " [bound]", reads)
+            return
         run = lazy.run_now
 
         def op(S):
@@ -420,13 +585,14 @@ class Recorder:
                       None if ik is None else S[ik])
             for k, a in zip(oks, res):
                 S[k] = a
-        self._add(op, f"kernel {'+'.join(r.name for r in rows)} {space} -> slots {list(oks)}"
-                      + (f" (in place: slot {ik})" if ik is not None else ""))
+        self._add(op, text, reads)
 
     def function(self, fn, inputs, grad_fn, view_of, save, ctx, params):
         pre = dict(ctx.__dict__) if ctx is not None else {}
         if ctx is None:
             ctx = Ctx()
+        if fn.lazy_forward is None or not lazy.is_fusion_enabled():
+            self._realize(inputs)  # (else apply_fn would compute them unrecorded)
         st = STATE
         st.recorder = None
         try:
@@ -437,12 +603,34 @@ class Recorder:
         self._guarded(self._rec_function, fn, inputs, save, ctx, params, pre, res)
         return res
 
+    def _realize(self, tensors):
+        """Compute pending operands now, recorded (their fused kernels are replayed)."""
+        pend = [t for t in tensors if isinstance(t, Tensor) and t._arr is None and
+                t._lazy is not None]
+        if pend:
+            lazy.realize_many(pend)
+
     def _rec_function(self, fn, inputs, save, ctx, params, pre, res):
         for v in pre.values():
             if isinstance(v, (Tensor, np.ndarray)):
                 raise _Break(f"{fn.name}: a ctx carrying arrays")
+        out = res._arr
+        if out is None and res._lazy is not None and res._lazy.device == "cpu":
+            # a lazy forward (a sum of a pending value): its kernel is recorded when its
+            # group is computed; its backward reads a ctx without arrays, kept as it is now
+            static = Ctx()
+            for name, v in ctx.__dict__.items():
+                if name == "node" or name == "saved_tensors":
+                    continue
+                if isinstance(v, (Tensor, np.ndarray)):
+                    raise _Break(f"{fn.name}: a lazy forward leaving arrays on ctx")
+                static.__dict__[name] = v
+            kc = self._new(None, ("obj", static))
+            self.keep[kc] = static
+            self.ctxs[id(ctx)] = (kc, static)
+            return
         ins = tuple([self._operand(t)[1] for t in inputs])
-        pspec = []
+        pstat, pslots = {}, []
         for name, v in params.items():
             if isinstance(v, Tensor):
                 raise _Break(f"{fn.name}: a tensor parameter")
@@ -452,56 +640,51 @@ class Recorder:
                         fn.name not in _CONST_VALIDATE:
                     raise _Break(f"{fn.name}: an index array computed from tensors (its bounds "
                                  "would not be checked again at replay)")
-                pspec.append((name, True, k))
+                pslots.append((name, k))
             elif isinstance(v, (tuple, list)) and any(isinstance(x, (np.ndarray, Tensor))
                                                       for x in v):
                 raise _Break(f"{fn.name}: arrays inside a parameter")
             else:
-                pspec.append((name, False, v))
-        pspec = tuple(pspec)
-        out = res._arr
+                pstat[name] = v
         if type(out) is not np.ndarray:
             raise _Break(f"{fn.name}: a pending or device result")
-        static = {k: v for k, v in pre.items()}
-        shapes = ctx.shapes
+        init = dict(pre)
+        init.update(pstat)
+        init["shapes"] = ctx.shapes
         needs = ctx.__dict__.get("needs_input_grad")
-        forward = fn.forward
         validate = _CONST_VALIDATE.get(fn.name)
         ok = self.out_slot(out)
         kc = len(self.keep)  # holds the replay's ctx of this op (record time: the trial's)
         self.keep.append(None)
         self.src.append(("ctx",))
-
-        def op(S):
-            c = Ctx()
-            d = c.__dict__
-            if static:
-                d.update(static)
-            p = {name: (S[v] if is_slot else v) for name, is_slot, v in pspec}
-            d.update(p)
-            d["shapes"] = shapes
-            xs = [S[k] for k in ins]
-            if validate is not None:
-                validate(xs, p)
-            r = forward(c, *xs, **p)
-            if type(r) is not np.ndarray:
-                r = np.asarray(r)
-            if needs is not None:
-                d["needs_input_grad"] = needs
-            if save:
-                d["saved_tensors"] = tuple([_Box(x) for x in xs])
-            S[ok] = r
-            S[kc] = c
-
+        xs = ", ".join(f"S[{k}]" for k in ins)
+        P = self._name(pstat, "p")
+        lines = [f"_c = _Ctx()", f"_d = _c.__dict__", f"_d.update({self._name(init, 'p')})"]
+        if pslots:
+            lines.append(f"_p = dict({P})")
+            for name, k in pslots:
+                lines.append(f"_p[{name!r}] = _d[{name!r}] = S[{k}]")
+            P = "_p"
+        if validate is not None:
+            lines.append(f"{self._name(validate, 'f')}([{xs}], {P})")
+        lines.append(f"_r = {self._name(fn.forward, 'f')}(_c{', ' if xs else ''}{xs}, **{P})")
+        lines.append("if type(_r) is not _nd: _r = np.asarray(_r)")
+        if needs is not None:
+            lines.append(f"_d['needs_input_grad'] = {self._name(needs, 'p')}")
+        if save:
+            lines.append(f"_d['saved_tensors'] = ({''.join(f'_Box(S[{k}]), ' for k in ins)})")
+        lines += [f"S[{ok}] = _r", f"S[{kc}] = _c"]
         # the replay ctx, built once now on the recorded arrays: it must give eager's result
         trial = list(self.keep)
-        self._trial(op, trial)
+        self._trial(_compile_lines(lines, self.env, self.allocs, {}), trial)
         if not _same(trial[ok], out):
             raise _Break(f"{fn.name}: its forward does not give the same array again")
         self.keep[kc] = trial[kc]
         self.ctxs[id(ctx)] = (kc, trial[kc])
-        self._add(op, f"{fn.name} {tuple(out.shape)} {out.dtype} <- slots {list(ins)} "
-                      f"-> slot {ok}")
+        reads = list(ins) + [k for _, k in pslots]
+        self.holds[kc] = tuple(reads)
+        self._add_code(lines, f"{fn.name} {tuple(out.shape)} {out.dtype} <- slots {list(ins)} "
+                              f"-> slot {ok}", reads)
 
     def sweep(self, create_graph, capture, accumulate):
         """A backward sweep starts; returns the recorder to pass each node to, or None."""
@@ -516,6 +699,14 @@ class Recorder:
         return self
 
     def node_apply(self, n, g, create_graph):
+        if isinstance(n, ElementwiseNode) and _fused_node(n, g):
+            # its rules run on (lazy) Tensors: each op they run records itself (small eager
+            # kernels, views, and the fused groups when they are computed)
+            if n.retained is not None:
+                self.stop(f"{n.name()}: tensor hooks or retain_grad")
+            return n.apply(g, create_graph)
+        if isinstance(n, FunctionNode):
+            self._realize((g,))
         st = STATE
         st.recorder = None
         try:
@@ -539,27 +730,20 @@ class Recorder:
             if not isinstance(r, Tensor) or type(r._arr) is not np.ndarray:
                 raise _Break(f"{n.name()}: a pending or device gradient")
             outs.append(r._arr)
+        oks = tuple([None if a is None else self.out_slot(a) for a in outs])
         if isinstance(n, ElementwiseNode):
-            op = self._ew_vjp(n, gk, outs)
+            lines, reads = self._ew_vjp(n, gk, oks)
         elif isinstance(n, FunctionNode):
-            op = self._fn_vjp(n, gk, outs)
+            lines, reads = self._fn_vjp(n, gk, oks)
         else:
             raise _Break(f"the backward of {n.name()} (custom Functions are not recorded)")
-        # the closure, run once on the recorded arrays, must give eager's gradients
-        oks = [None if a is None else self.out_slot(a) for a in outs]
-        trial = list(self.keep)
-        self._trial(op, trial, oks)
-        for k, a in zip(oks, outs):
-            if a is not None and not _same(trial[k], a):
-                raise _Break(f"{n.name()}: its recorded backward does not give eager's values")
-        oks = tuple(oks)
-        self._add(lambda S: op(S, oks), f"backward {n.name()} <- slot {gk} -> slots "
-                                        f"{[k for k in oks if k is not None]}")
+        # the code, run once on the recorded arrays, must give eager's gradients
+        self._try_code(lines, [(k, a) for k, a in zip(oks, outs) if a is not None],
+                       f"{n.name()}: its recorded backward does not give eager's values")
+        self._add_code(lines, f"backward {n.name()} <- slot {gk} -> slots "
+                              f"{[k for k in oks if k is not None]}", reads)
 
-    def _ew_vjp(self, n, gk, outs):
-        f = STATE.fusion
-        if (lazy.ENABLED if f is None else f) and n.n_red >= lazy.FUSE_MIN:
-            raise _Break(f"{n.name()}: a fused backward")
+    def _ew_vjp(self, n, gk, oks):
         rows, xs, reads_out = _vjp_rows(n.row, n.need)
         vals = [self._operand(n.operands[p]) for p in xs]
         if reads_out:
@@ -567,11 +751,35 @@ class Recorder:
                 raise _Break(f"{n.name()}: a pending saved output")
             vals.append(("s", self.slot_of(n.out_data)))
         vals = tuple(vals)
+        reads = [v for kind, v in vals if kind == "s"] + [gk]
         mean = n.n_red if n.reduce == "mean" else None
         out_shape, size, cdt = n.out_shape, n.n_red, n.cdt.np
-        post = tuple([(n.metas[i][0] if n.metas[i][0] != out_shape else None,
-                       n.metas[i][1]) for i in n.need])
         need = n.need
+        opnds = [(f"S[{v}]", self.keep[v]) if kind == "s" else (None, v) for kind, v in vals]
+        lines = []
+        gd = self.keep[gk]
+        if mean:
+            lines.append(f"_g = S[{gk}] / {mean}")
+            opnds.append(("_g", gd / mean))
+        else:
+            opnds.append((f"S[{gk}]", gd))
+        direct = [n.metas[i][0] == out_shape and n.metas[i][1] == cdt for i in need]
+        kl = None if mean == 0 else self._kernel_code(
+            rows, opnds, out_shape, size, cdt, cdt, None, True, None, None,
+            [oks[i] if d else None for i, d in zip(need, direct)])
+        if kl is not None:
+            lines += kl
+            for j, i in enumerate(need):
+                e = f"_o{j}"
+                shape, dt = n.metas[i]
+                if shape != out_shape:
+                    e = f"_sta({e}, {tuple(shape)!r})"
+                if dt != cdt:
+                    e = f"{e}.astype({self._name(dt, 'd')})"
+                lines.append(f"S[{oks[i]}] = {e}")
+            return lines, reads
+        post = tuple([(n.metas[i][0] if n.metas[i][0] != out_shape else None,
+                       n.metas[i][1]) for i in need])
         run = lazy.run_now
 
         def op(S, oks):
@@ -588,15 +796,16 @@ class Recorder:
                 if o.dtype != dt:
                     o = o.astype(dt)
                 S[oks[i]] = o
-        return op
+        return [f"{self._name(op, 'f')}(S, {oks!r})"], reads
 
-    def _fn_vjp(self, n, gk, outs):
+    def _fn_vjp(self, n, gk, oks):
         fn = n.fn
         rec = self.ctxs.get(id(n.ctx))
         if rec is None or not fn.arrays:
             raise _Break(f"{n.name()}: a backward whose forward was not recorded")
         kc, trial_ctx = rec
         vjp, V = fn.vjp, structural.ARRAYS
+        reads = [gk, kc] + list(self.holds.get(kc, ()))
         # what the public function set on ctx after apply_fn (linear's saved_tensors, say)
         extra = []
         have = trial_ctx.__dict__
@@ -605,8 +814,10 @@ class Recorder:
                 continue
             if isinstance(v, Tensor):
                 extra.append((name, 1, self._operand(v)[1]))
+                reads.append(extra[-1][2])
             elif isinstance(v, tuple) and v and all(isinstance(x, Tensor) for x in v):
                 extra.append((name, 2, tuple([self._operand(x)[1] for x in v])))
+                reads += extra[-1][2]
             elif isinstance(v, np.ndarray):
                 raise _Break(f"{n.name()}: an array set on ctx outside the forward")
             else:
@@ -624,7 +835,7 @@ class Recorder:
             for k, a in zip(oks, res):
                 if k is not None:
                     S[k] = a if type(a) is np.ndarray else np.asarray(a)
-        return op
+        return [f"{self._name(op, 'f')}(S, {oks!r})"], reads
 
     def accumulate(self, n, g, create_graph, deferred):
         t = n.variable
@@ -645,36 +856,36 @@ class Recorder:
         hs = n.retained
         if hs is not None and (hs.pre or hs.post):
             raise _Break("hooks on a leaf tensor")
-        if lz is not None:
-            raise _Break("a pending gradient")
         e = self.exts.get(id(t))
         if e is None:
             raise _Break("a gradient into a tensor made inside the function")
+        if lz is not None:
+            # a pending new .grad (the fused backward): the kernel computing it is recorded
+            # when the sweep computes it; _finish reads the slot of its array then
+            if before is not None or lz._lazy is None or lz._lazy.device != "cpu":
+                raise _Break("a pending gradient")
+            return
         gk = self._operand(g)[1]
         after = t.grad
         if before is None:
             a = after._arr
             if a is g._arr:
                 self.out_slot(a)
-                self._add(lambda S: None, f"grad of {_path_str(e.path)} = slot {gk}")
+                self._add_code([], f"grad of {_path_str(e.path)} = slot {gk}")
                 return
             if type(a) is not np.ndarray or a.dtype != g._arr.dtype:
                 raise _Break("a gradient cast to its leaf's dtype")
             k = self.out_slot(a)
-
-            def op(S):
-                S[k] = S[gk].copy()
-            self._add(op, f"grad of {_path_str(e.path)} = copy of slot {gk} -> slot {k}")
+            self._add_code([f"S[{k}] = S[{gk}].copy()"],
+                           f"grad of {_path_str(e.path)} = copy of slot {gk} -> slot {k}",
+                           (gk,))
             return
         if after is not before or before._arr is not before_arr or before.requires_grad:
             raise _Break("accumulating into a .grad that requires grad or was replaced")
         ak = self.slot_of(before_arr)
         self.written.add(ak)
-
-        def op(S):
-            acc = S[ak]
-            acc += S[gk]
-        self._add(op, f"grad of {_path_str(e.path)} += slot {gk} (slot {ak})")
+        self._add_code([f"_a = S[{ak}]", f"_a += S[{gk}]"],
+                       f"grad of {_path_str(e.path)} += slot {gk} (slot {ak})", (gk, ak))
 
     def optimizer_step(self, opt, closure):
         st = STATE
@@ -683,6 +894,7 @@ class Recorder:
             return opt.step(closure)
         info = None
         try:
+            self._realize([p.grad for group in opt.param_groups for p in group["params"]])
             info = self._pre_opt(opt)
         except _Break as e:
             self.stop(str(e))
@@ -742,7 +954,14 @@ class Recorder:
                 elif g is None or g._arr is not S[gk]:
                     p.grad = make(S[gk])
             step(opt)
-        self._add(op, f"{type(opt).__name__}.step() over {len(plan)} parameters")
+        self._add(op, f"{type(opt).__name__}.step() over {len(plan)} parameters",
+                  [gk for _, gk in plan if gk is not None])
+
+
+def _fused_node(n, g) -> bool:
+    """Whether ElementwiseNode ``n`` runs its rules on lazy Tensors (as its apply decides)."""
+    f = STATE.fusion
+    return (lazy.ENABLED if f is None else f) and (n.n_red >= lazy.FUSE_MIN or g._arr is None)
 
 
 def _same(a, b) -> bool:
@@ -783,19 +1002,6 @@ def _flatten(obj, leaves):
     raise _Break(f"a return value of type {type(obj).__name__}")
 
 
-def _unflatten(spec, vals):
-    kind, v = spec
-    if kind == "t":
-        return vals[v]
-    if kind == "tuple":
-        return tuple(_unflatten(x, vals) for x in v)
-    if kind == "list":
-        return [_unflatten(x, vals) for x in v]
-    if kind == "dict":
-        return {k: _unflatten(x, vals) for k, x in v}
-    return v
-
-
 def _arg_key(a):
     """The guard of one argument: Tensors by metadata, scalars by value, others by identity."""
     if isinstance(a, Tensor):
@@ -811,28 +1017,71 @@ def _arg_key(a):
     return ("id", id(a))
 
 
-class Program:
-    """One recorded call: guards, the slot sources, the ops and how to finish a replay."""
+_MISS = object()     # what a program's run returns when its guards do not hold
+_GUARD_ERRORS = (LookupError, AttributeError, TypeError, ValueError)
 
-    def __init__(self, rec: Recorder, args, key, out_spec, out_slots, finals):
+
+def _path_expr(fn, path, name) -> str:
+    """Python source reaching the object at ``path`` from ``args`` and fixed objects of
+    ``fn`` (its closure cells, globals dict; ``name`` puts an object in the namespace)."""
+    root = path[0]
+    k = root[0]
+    if k == "arg":
+        e = f"args[{root[1]}]"
+    elif k == "self":
+        e = name(fn.__self__, "x")
+    else:
+        f = fn.__func__ if isinstance(fn, types.MethodType) else fn
+        if k == "cell":
+            e = f"{name(f.__closure__[root[1]], 'x')}.cell_contents"
+        elif k == "global":
+            e = f"{name(f.__globals__, 'x')}[{root[1]!r}]"
+        else:
+            e = f"{name(f, 'x')}.__defaults__[{root[1]}]"
+    for step in path[1:]:
+        if step[0] == "attr":
+            e = f"{e}.__dict__[{step[1]!r}]"
+        elif step[0] == "item":
+            e = f"{e}[{step[1]!r}]"
+        else:
+            e = f"_rr({e}, None, {step[1:]!r})"
+    return e
+
+
+def _out_expr(spec, vals, name) -> str:
+    kind, v = spec
+    if kind == "t":
+        return vals[v]
+    if kind == "tuple":
+        return "(" + "".join(_out_expr(x, vals, name) + ", " for x in v) + ")"
+    if kind == "list":
+        return "[" + ", ".join(_out_expr(x, vals, name) for x in v) + "]"
+    if kind == "dict":
+        return "{" + ", ".join(f"{name(k, 'x')}: {_out_expr(x, vals, name)}"
+                               for k, x in v) + "}"
+    return name(v, "x")
+
+
+class Program:
+    """One recorded call: its guards, slot sources, ops and the end of a replay, generated as
+    one Python function ``run(args)`` (returns _MISS when a guard fails)."""
+
+    def __init__(self, rec: Recorder, fn, args, key, out_spec, out_slots, finals):
         self.key = key
         self.ops = tuple(rec.ops)
         self.descr = rec.descr
         self.nslots = len(rec.keep)
-        self.out_spec = out_spec
-        self.out_slots = out_slots      # per output leaf: ('s', slot) | ('ext', tensor) | ('v', x)
         self.finals = finals            # (tensor | None: an argument, path, grad, bump)
-        loads = []
-        consts = []
+        env = rec.env
+        name = rec._name
+        paths = {}                      # path -> local name
+
+        def local(path):
+            v = paths.get(path)
+            if v is None:
+                v = paths[path] = f"_x{len(paths)}"
+            return v
         ext_guards = []
-        for k, src in enumerate(rec.src):
-            if src[0] == "const":
-                consts.append((k, src[1]))
-            elif src[0] == "ext":
-                e, field = src[1], src[2]
-                loads.append((k, e, field))
-        self.consts = tuple(consts)
-        self.loads = tuple([(k, e.path, field) for k, e, field in loads])
         for e in rec.exts.values():
             if e.used or any(f[1] is e.path for f in finals):
                 ext_guards.append((e.path, e.t, e.arr, e.grad is None))
@@ -840,53 +1089,55 @@ class Program:
         self.ext_guards = tuple([g for g in ext_guards
                                  if not (len(g[0]) == 1 and g[0][0][0] == "arg")])
         self.obj_guards = tuple([(path, o) for o, path in rec.objects_used.values()])
+        checks = []
+        for path, t, arr, grad_none in self.ext_guards:
+            x = local(path)
+            checks.append(f"if {x} is not {name(t, 'x')} or {x}._arr is not {name(arr, 'x')} "
+                          f"or ({x}.grad is None) is not {grad_none}: return _MISS")
+        for path, o in self.obj_guards:
+            checks.append(f"if {local(path)} is not {name(o, 'x')}: return _MISS")
+        body = []
+        consts = []
+        for k, src in enumerate(rec.src):
+            if src[0] == "const":
+                consts.append((k, src[1]))
+                body.append(f"S[{k}] = {name(src[1], 'x')}.copy()")
+            elif src[0] == "obj":
+                body.append(f"S[{k}] = {name(src[1], 'x')}")
+            elif src[0] == "ext":
+                e, field = src[1], src[2]
+                x = local(e.path)
+                body.append(f"S[{k}] = {x}._arr" if field == "arr" else
+                            f"S[{k}] = {x}.grad._arr")
+        self.consts = tuple(consts)
+        for lines in rec.ops:
+            body += lines
+        for t, path, gk, bump in finals:
+            x = local(path)
+            if gk is None:
+                body.append(f"{x}.grad = None")
+            elif gk != "keep":
+                body += [f"_a = S[{gk}]", f"_g = {x}.grad",
+                         f"if _g is None or _g._arr is not _a: {x}.grad = _mk(_a)"]
+            if bump:
+                body.append(f"{x}._vc[0] += {bump}")
+        vals = []
+        for kind, v in out_slots:
+            if kind == "s":
+                vals.append(f"_mk(S[{v}])")
+            elif kind == "ext":
+                vals.append(local(v))
+            else:
+                vals.append(name(v, "x"))
+        body.append(f"return {_out_expr(out_spec, vals, name)}")
+        head = ["try:"] + [f"    {x} = {_path_expr(fn, p, name)}" for p, x in paths.items()]
+        head += ["except _GE:", "    return _MISS"] if paths else []
+        head = (head if paths else []) + checks + [f"S = [None] * {self.nslots}"]
+        env.update(_MISS=_MISS, _GE=_GUARD_ERRORS, _mk=Tensor._make, _rr=_resolve_root)
+        self.lines = head + body
+        self.run = _compile_lines(self.lines, env, rec.allocs, {}, args="args")
         self.bytes = sum(a.nbytes for a, s in zip(rec.keep, rec.src)
                          if isinstance(a, np.ndarray) and s[0] in ("op", "const"))
-
-    def check(self, fn, args) -> bool:
-        try:
-            for path, t, arr, grad_none in self.ext_guards:
-                if _resolve(fn, args, path) is not t or t._arr is not arr or \
-                        (t.grad is None) != grad_none:
-                    return False
-            for path, o in self.obj_guards:
-                if _resolve(fn, args, path) is not o:
-                    return False
-        except (LookupError, AttributeError, TypeError, ValueError):
-            return False
-        return True
-
-    def run(self, fn, args):
-        S = [None] * self.nslots
-        for k, c in self.consts:
-            S[k] = c.copy()
-        for k, path, field in self.loads:
-            t = _resolve(fn, args, path)
-            S[k] = t._arr if field == "arr" else t.grad._arr
-        for op in self.ops:
-            op(S)
-        make = Tensor._make
-        for t, path, gk, bump in self.finals:
-            if t is None:
-                t = _resolve(fn, args, path)
-            if gk is None:
-                t.grad = None
-            elif gk != "keep":
-                g = t.grad
-                a = S[gk]
-                if g is None or g._arr is not a:
-                    t.grad = make(a)
-            if bump:
-                t._vc[0] += bump
-        vals = []
-        for kind, v in self.out_slots:
-            if kind == "s":
-                vals.append(make(S[v]))
-            elif kind == "ext":
-                vals.append(_resolve(fn, args, v))
-            else:
-                vals.append(v)
-        return _unflatten(self.out_spec, vals)
 
 
 def _finish(rec: Recorder, fn, args, key, result):
@@ -927,7 +1178,7 @@ def _finish(rec: Recorder, fn, args, key, result):
         if gk != "keep" or bump:
             arg = len(e.path) == 1 and e.path[0][0] == "arg"  # (a new object on each call)
             finals.append((None if arg else t, e.path, gk, bump))
-    return Program(rec, args, key, spec, tuple(outs), tuple(finals))
+    return Program(rec, fn, args, key, spec, tuple(outs), tuple(finals))
 
 
 class Compiled:
@@ -967,15 +1218,18 @@ class Compiled:
             self.stats["eager"] += 1
             return self.fn(*args)
         for p in self.programs:
-            if p.key == key and p.check(self.fn, args):
-                self.stats["replayed"] += 1
+            if p.key == key:
                 if self.fusion:
-                    return p.run(self.fn, args)
-                prev, st.fusion = st.fusion, False
-                try:
-                    return p.run(self.fn, args)
-                finally:
-                    st.fusion = prev
+                    r = p.run(args)
+                else:
+                    prev, st.fusion = st.fusion, False
+                    try:
+                        r = p.run(args)
+                    finally:
+                        st.fusion = prev
+                if r is not _MISS:
+                    self.stats["replayed"] += 1
+                    return r
         if len(self.programs) >= self.cache_size:
             if not self.warned:
                 self.warned = True
