@@ -13,9 +13,9 @@ Functions: ``exp, expm1, log, log1p, tanh, sigmoid, sin, cos, tan``.
 Each accepts float32 or float64 (integers are treated as float64, like
 NumPy) and, in jitted code, returns the input's dtype.  Float32 inputs are
 computed in float32 arithmetic with float32 constants (no promotion; a test
-checks the LLVM IR); the exceptions are sin/cos/tan, whose argument
-reduction and final sum are done in float64 (polynomials stay float32), and
-tanh, which evaluates one rational x*P(x**2)/Q(x**2) in float64 and rounds
+checks the LLVM IR); the exceptions are sin/cos/tan beyond |x| = 1e5, whose
+argument reduction and final sum are done in float64 (below it everything is
+float32, see "float32 at float32 width"), and tanh, which evaluates one rational x*P(x**2)/Q(x**2) in float64 and rounds
 once (cheaper than an accurate float32 exp-based tanh, see ``_mk_tanh``).
 Called from the interpreter the result is a Python ``float``, as for any
 Numba scalar.
@@ -67,9 +67,9 @@ log        0.80     0.77     all x
 log1p      0.88     0.87     all x
 tanh       0.94     1.67     all x (float32: every value checked)
 sigmoid    1.47     1.41     all x
-sin        0.89     0.78     all x
-cos        0.87     0.77     all x
-tan        1.15     2.20     all x
+sin        0.93     0.78     all x (float32 beyond 1e5: 0.89)
+cos        0.90     0.77     all x (float32 beyond 1e5: 0.87)
+tan        1.23     2.20     all x (float32 beyond 1e5: 1.15)
 =========  =======  =======  ===========================================
 
 ``tests/test_vmath.py`` asserts slightly looser bounds (float32 <= 1-1.75,
@@ -1082,9 +1082,149 @@ def _mk_trig_value(name, ft, sc):
     return cos_
 
 
+# ----------------------------------------------------------------------------
+# float32 at float32 width.  The reduction above runs in float64, so a float32
+# sin/cos/tan loop ran at half the vector width (8 lanes in a zmm, not 16).
+# For |x| <= _TRIG_F32 the reduction and the polynomials below stay in float32:
+# k = rint(x*2/pi); t1 = x - k*C1 exact (fma; |t1| < 1 is a multiple of 2**-24,
+# so it fits 24 bits, for |k| < 4.5e6); k*C2 = ph + pl exactly (fma), and
+# t1 - ph as the exact two-sum rh + e; rl = (e - pl) - k*C3.  (r, rl) is x - k*pi/2
+# to ~2**-44 relative even at the float32 values nearest multiples of pi/2.  The
+# limit is set by k itself: x*2/pi rounded to float32 puts x near a half-integer
+# quadrant in the wrong one by up to ulp(x*2/pi)/2, so |r| exceeds pi/4 by up to
+# 0.006 at 1e5 (0.1 at 8e5, 1.8 ulp there); up to 1e5 the polynomials keep sin
+# <= 0.93, cos <= 0.90, tan <= 1.23 ulp.  Lanes beyond it take the float64-width
+# path above (Payne-Hanek beyond 2.6e7) through the masked-vector call of
+# _mk_slow, whose float32 variants run that path as vector code over the whole
+# vector (_mid_vector), so the loop stays vectorised and a vector with no such
+# lane pays one compare.  Measured (njit loop, 4096 elements, Zen 4, same run):
+# sin 0.69 -> 0.39-0.42 ns/element, cos 0.68 -> 0.38-0.43, tan 0.95 -> 0.53;
+# for |x| up to 1e6 sin 0.69 -> 1.11 (a scalar call per such lane: 5.0).
+# ----------------------------------------------------------------------------
+
+_TRIG_F32 = np.float32(1.0e5)
+_PIO2_X = np.longdouble("1.57079632679489661923132169163975144")
+_C1_32 = np.float32(_PIO2_X)
+_C2_32 = np.float32(_PIO2_X - np.longdouble(_C1_32))
+_C3_32 = np.float32(_PIO2_X - np.longdouble(_C1_32) - np.longdouble(_C2_32))
+_TOPI_32 = np.float32(_TOPI)
+_F32K = tuple(np.float32(v) for v in (1.0, 0.5))
+
+
+@_jitable
+def _red32w(x):
+    """float32 x, |x| <= _TRIG_F32 -> (r, rl, k), all float32: x = k*pi/2 + r + rl,
+    |rl| <= ulp(r)/2 (see above)."""
+    _ai()
+    k = _rint(x * _TOPI_32)
+    t1 = _fmae(-k, _C1_32, x)                   # exact
+    ph = k * _C2_32
+    pl = _fmae(k, _C2_32, -ph)                  # k*C2 = ph + pl
+    rh, e = _two_sum(t1, -ph)
+    rl = _fma(-k, _C3_32, e - pl)
+    r = rh + rl
+    return r, rl - (r - rh), k
+
+
+def _mk_sincos32w():
+    s0, s1, s2 = (np.float32(v) for v in _SIN_P32)
+    c0, c1, c2 = (np.float32(v) for v in _COS_P32)
+    one, half = _F32K
+
+    @_jitable
+    def sc(x):
+        """(s, sl, c, cl, k): sin(r + rl) = s + sl, cos = c + cl (float32 pairs; sl,
+        cl are the rounding errors of the last additions, used by tan only)."""
+        _ai()
+        r, rl, k = _red32w(x)
+        z = r * r
+        st = _fma(r * z, _fma(_fma(s0, z, s1), z, s2), rl)    # + rl*cos(r)
+        s = r + st
+        hz = half * z
+        w = one - hz
+        tc = _fma(_fma(c0, z, c1), z, c2) * z * z
+        ct = ((one - w) - hz) + (tc - r * rl)        # w's rounding error; - rl*sin(r)
+        c = w + ct
+        return s, (r - s) + st, c, (w - c) + ct, k
+    return sc
+
+
+def _mk_trig32w(name):
+    """x -> sin/cos/tan(x) in float32 arithmetic only, for |x| <= _TRIG_F32."""
+    sc = _mk_sincos32w()
+    one = _F32K[0]
+    if name == "tan":
+        @_jitable
+        def tan_(x):
+            _ai()
+            s, sl, c, cl, k = sc(x)
+            odd, ge2 = _quadrant32f(k)
+            nh = -c if odd else s
+            nl = -cl if odd else sl
+            dh = s if odd else c
+            dl = sl if odd else cl
+            inv = one / dh
+            t = nh * inv
+            res = _fmae(-t, dh, nh) + _fma(-t, dl, nl)   # (n - t*d) to ~2**-48
+            y = _fma(res, inv, t)
+            return x if x == 0 else y
+        return tan_
+    if name == "sin":
+        @_jitable
+        def sin_(x):
+            _ai()
+            s, sl, c, cl, k = sc(x)
+            odd, ge2 = _quadrant32f(k)
+            v = c if odd else s
+            v = -v if ge2 else v
+            return x if x == 0 else v           # keeps -0.0
+        return sin_
+
+    @_jitable
+    def cos_(x):
+        _ai()
+        s, sl, c, cl, k = sc(x)
+        odd, ge2 = _quadrant32f(k)
+        v = s if odd else c
+        return -v if (odd != ge2) else v
+    return cos_
+
+
+@_jitable
+def _quadrant32f(k):
+    """As _quadrant, for a float32 k."""
+    _ai()
+    four, quarter, one, three, two = _Q32
+    q = k - four * _floor(k * quarter)
+    return (q == one) | (q == three), q >= two
+
+
+_red32_cw = _mk_reduce(np.float32)
+_TRIG_BIG32 = _TRIG_BIG[np.float32]
+
+
+@_jitable
+def _red32_any(x):
+    """The float64-width reduction of float32 x for any x: Cody-Waite up to
+    _TRIG_BIG, Payne-Hanek beyond (a branch: only ever run as scalar code)."""
+    _ai()
+    if _fabs(x) > _TRIG_BIG32:
+        return _red32_big(x)
+    return _red32_cw(x)
+
+
 _SLOW_VLS = (2, 4, 8, 16, 32)     # vector widths with a vector variant
 _SLOW_ATTR = "vector-function-abi-variant"
 _SLOW_FLAGS = None
+
+
+def _slow_flags():
+    global _SLOW_FLAGS
+    if _SLOW_FLAGS is None:
+        from numba.core.compiler import Flags
+        _SLOW_FLAGS = Flags()
+        _SLOW_FLAGS.error_model = "numpy"
+    return _SLOW_FLAGS
 
 
 def _slow_scalar(context, mod, name, t, impl, sig):
@@ -1092,14 +1232,9 @@ def _slow_scalar(context, mod, name, t, impl, sig):
     loop keeps one call the vectoriser can map to a vector variant;
     memory(none) (it reads only the constant table) but not speculatable,
     so it stays behind its branch."""
-    global _SLOW_FLAGS
     fn = mod.globals.get(name)
     if fn is not None:
         return fn
-    if _SLOW_FLAGS is None:
-        from numba.core.compiler import Flags
-        _SLOW_FLAGS = Flags()
-        _SLOW_FLAGS.error_model = "numpy"
     fn = ir.Function(mod, ir.FunctionType(t, [t]), name)
     fn.linkage = "linkonce_odr"
     fn.attributes.add("noinline")
@@ -1107,7 +1242,7 @@ def _slow_scalar(context, mod, name, t, impl, sig):
     for a in ("willreturn", "memory(none)"):     # not in llvmlite's list
         set.add(fn.attributes, a)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    cres = context.compile_subroutine(b, impl, sig, flags=_SLOW_FLAGS)
+    cres = context.compile_subroutine(b, impl, sig, flags=_slow_flags())
     _, res = context.call_internal_no_propagate(b, cres.fndesc, sig, [fn.args[0]])
     b.ret(res)                      # (impl cannot fail: the status is 0)
     return fn
@@ -1180,6 +1315,99 @@ def _slow_vector(mod, scalar, t, vl):
     return vf
 
 
+@intrinsic
+def _pload(typingctx, p, i):
+    """p[i] for a raw pointer p."""
+    if not isinstance(p, types.CPointer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.load(builder.gep(args[0], [args[1]], inbounds=True))
+    return p.dtype(p, i), codegen
+
+
+@intrinsic
+def _pstore(typingctx, p, i, v):
+    """p[i] = v for a raw pointer p."""
+    if not isinstance(p, types.CPointer) or v != p.dtype:
+        return None
+
+    def codegen(context, builder, sig, args):
+        builder.store(args[2], builder.gep(args[0], [args[1]], inbounds=True))
+        return context.get_dummy_value()
+    return types.none(p, i, v), codegen
+
+
+def _batch_fn(context, mod, name, t, impl):
+    """``void f(T* buf, i64 n)``: buf[i] = impl(buf[i]) for i < n, a loop LLVM vectorises
+    (impl: the float64-width float32 path without its large-argument branch)."""
+    fn = mod.globals.get(name)
+    if fn is not None:
+        return fn
+    def batch(p, n):
+        for i in range(n):
+            _pstore(p, i, impl(_pload(p, i)))
+
+    sig = types.void(types.CPointer(_F32), types.int64)
+    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [t.as_pointer(), ir.IntType(64)]),
+                     name)
+    fn.linkage = "linkonce_odr"
+    fn.attributes.add("noinline")
+    fn.attributes.add("nounwind")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    cres = context.compile_subroutine(b, batch, sig, flags=_slow_flags())
+    context.call_internal_no_propagate(b, cres.fndesc, sig, list(fn.args))
+    b.ret_void()
+    return fn
+
+
+def _mid_vector(mod, scalar, batch, t, vl):
+    """float32's masked vector variant: lanes beyond _TRIG_F32 (the set ones) take the
+    float64-width path as vector code (batch, over the whole vector, then selected), and
+    lanes beyond _TRIG_BIG then the scalar Payne-Hanek path; one call per vector with
+    such a lane, none otherwise."""
+    name = "%s_m%d" % (scalar.name, vl)
+    vf = mod.globals.get(name)
+    if vf is not None:
+        return vf
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    vt = ir.VectorType(t, vl)
+    vb = ir.VectorType(ir.IntType(1), vl)
+    vf = ir.Function(mod, ir.FunctionType(vt, [vt, vb]), name)
+    vf.linkage = "linkonce_odr"
+    vf.attributes.add("nounwind")
+    x, m = vf.args
+    entry, slow, big, done, fast = (vf.append_basic_block(k) for k in (
+        "entry", "slow", "big", "done", "fast"))
+    b = ir.IRBuilder(entry)
+    buf = b.alloca(vt)
+    bits = b.zext(b.bitcast(m, ir.IntType(vl)), i64)
+    b.cbranch(b.icmp_unsigned("!=", bits, ir.Constant(i64, 0)), slow, fast)
+    b.position_at_end(fast)
+    b.ret(x)
+    b.position_at_end(slow)
+    b.store(x, buf)
+    ptr = b.bitcast(buf, t.as_pointer())
+    b.call(batch, [ptr, ir.Constant(i64, vl)])
+    big_c = float(_TRIG_BIG32)
+    huge = b.or_(b.fcmp_unordered(">", x, ir.Constant(vt, [big_c] * vl)),   # (NaN too)
+                 b.fcmp_ordered("<", x, ir.Constant(vt, [-big_c] * vl)))
+    hbits = b.zext(b.bitcast(huge, ir.IntType(vl)), i64)
+    mid = b.load(buf)
+    b.cbranch(b.icmp_unsigned("!=", hbits, ir.Constant(i64, 0)), big, done)
+    b.position_at_end(big)
+    b.store(x, buf)
+    b.call(_slow_lanes(mod, scalar, t), [ptr, hbits, ir.Constant(i32, vl)])
+    far = b.select(huge, b.load(buf), mid)
+    b.branch(done)
+    b.position_at_end(done)
+    res = b.phi(vt)
+    res.add_incoming(mid, slow)
+    res.add_incoming(far, big)
+    b.ret(b.select(m, res, x))
+    return vf
+
+
 def _keep(mod, fns):
     """Add functions to ``llvm.compiler.used``: unreferenced until the loop
     vectoriser picks one, they would otherwise be dropped before it runs."""
@@ -1196,10 +1424,11 @@ def _keep(mod, fns):
 
 
 def _mk_slow(name):
-    impls = {}                   # built at import (registers overloads only)
-    for ft in (np.float32, np.float64):
-        impls[_F32 if ft is np.float32 else _F64] = _mk_trig_value(
-            name, ft, _mk_sincos(ft, _mk_reduce_big(ft)))
+    # built at import (registers overloads only). float32: the float64-width path
+    # (Cody-Waite, Payne-Hanek beyond _TRIG_BIG) for lanes beyond _TRIG_F32
+    impls = {_F32: _mk_trig_value(name, np.float32, _mk_sincos(np.float32, _red32_any)),
+             _F64: _mk_trig_value(name, np.float64, _mk_sincos(np.float64, _red64_big))}
+    mid32 = _mk_trig_value(name, np.float32, _mk_sincos(np.float32, _red32_cw))
 
     @intrinsic
     def call(typingctx, x):
@@ -1214,8 +1443,13 @@ def _mk_slow(name):
             mod = builder.module
             fname = "jitgrad_vm_%s_%s" % (name, "f32" if x == _F32 else "f64")
             fresh = mod.globals.get(fname) is None
-            fn = _slow_scalar(context, mod, fname, args[0].type, impls[x], sig)
-            vfs = [_slow_vector(mod, fn, args[0].type, vl) for vl in _SLOW_VLS]
+            t = args[0].type
+            fn = _slow_scalar(context, mod, fname, t, impls[x], sig)
+            if x == _F32:
+                batch = _batch_fn(context, mod, fname + "_mid", t, mid32)
+                vfs = [_mid_vector(mod, fn, batch, t, vl) for vl in _SLOW_VLS]
+            else:
+                vfs = [_slow_vector(mod, fn, t, vl) for vl in _SLOW_VLS]
             if fresh:
                 _keep(mod, vfs)
             c = builder.call(fn, [args[0]])
@@ -1232,8 +1466,11 @@ def _mk_trig(name):
     slow = _mk_slow(name)
 
     def maker(ft):
-        fast = _mk_trig_value(name, ft, _mk_sincos(ft, _mk_reduce(ft)))
-        big = _TRIG_BIG[ft]
+        if ft is np.float32:
+            fast, big = _mk_trig32w(name), _TRIG_F32
+        else:
+            fast = _mk_trig_value(name, ft, _mk_sincos(ft, _mk_reduce(ft)))
+            big = _TRIG_BIG[ft]
 
         @_jitable
         def impl(x):
