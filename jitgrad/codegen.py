@@ -228,6 +228,8 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
 
     Flat full sums go through a block buffer of the value's own dtype (a float64 buffer would
     halve the SIMD width of a float32 loop) added up with float64 lanes (``block_sum``).
+    N-d sums over the last axis (partial, or over all axes) block that axis's loop the same
+    way, one lane sum per block and row, so their loops vectorise as well.
     ``parallel`` (flat loops only) renders the chunk form run by backends/cpu.ChunkedKernel:
     two more parameters ``p_lo, p_hi`` select the PAR_BLOCK-element chunks to compute, and each
     'sum' output is an array with one slot per chunk (``o[p] = `` that chunk's sum), which the
@@ -274,6 +276,7 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
     first = next(o for o, r in zip(outs, results) if r[0] == "full") if \
         any(r[0] == "full" for r in results) else None
     blocked = ndim is None and accs
+    row_sums = []  # N-d: the sums over the last axis (blocked below)
     if ndim is None:
         array_loads = [ld for ld in loads if ld.kind == "a"]
         size = f"{first}.size" if first else \
@@ -309,9 +312,23 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
         dims = ", ".join(f"n{d}" for d in range(ndim))
         lines.append(f"{ind}{dims}, = {first + '.shape' if first else 'shape'}")
         if ndim <= MAX_NESTED_LOOPS:
-            for d in range(ndim):
+            # sums over the last axis: its loop is blocked as the flat one (values to a
+            # stack buffer, each block added with lane_sum), so it vectorises; a float sum
+            # carried through o[...] += v would keep it scalar (no reassociation)
+            last = ndim - 1
+            row_sums = [j for j, r in enumerate(results) if r[0] == "sum" and last in r[2]]
+            for j in row_sums:
+                lines.append(f"{ind}buf{j} = stack_empty(SUM_BLOCK, np.{results[j][3]})")
+            for d in range(ndim if not row_sums else last):
                 lines.append(ind * (d + 1) + f"for i{d} in range(n{d}):")
             depth = ndim + 1
+            if row_sums:
+                pl = ind * (last + 1)
+                lines += [f"{pl}for i_blk in range(0, n{last}, SUM_BLOCK):",
+                          f"{pl}{ind}m_blk = min(SUM_BLOCK, n{last} - i_blk)",
+                          f"{pl}{ind}for j_blk in range(m_blk):",
+                          f"{pl}{ind * 2}i{last} = i_blk + j_blk"]
+                depth = ndim + 2
         else:  # Python allows 20 nested blocks (NumPy 64 dims): one loop, indices unravelled
             lines.append(f"{ind}for i_all in range({' * '.join(f'n{d}' for d in range(ndim))}):")
             lines.append(f"{ind * 2}r_all = i_all")
@@ -332,11 +349,18 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
     for j, (kind, var, axes, _) in enumerate(results):
         if kind == "full":
             lines.append(pad + f"{outs[j]}[{oix}] = {var}")
+        elif j in row_sums or (j in accs and blocked):
+            lines.append(pad + f"buf{j}[j_blk] = {var}")
         elif j in accs:
-            lines.append(pad + (f"buf{j}[j_blk] = {var}" if blocked else f"acc{j} += {var}"))
+            lines.append(pad + f"acc{j} += {var}")
         else:
             rix = ", ".join("0" if d in axes else f"i{d}" for d in range(ndim))
             lines.append(pad + f"{outs[j]}[{rix}] += {var}")
+    for j in row_sums:  # after each block of the last axis
+        fn = "lane_sum" if results[j][3] in ("float32", "float64") else "block_sum"
+        tgt = f"acc{j}" if j in accs else \
+            f"{outs[j]}[{', '.join('0' if d in results[j][2] else f'i{d}' for d in range(ndim))}]"
+        lines.append(ind * (ndim + 1) + f"{tgt} += {fn}(buf{j}, m_blk)")
     if blocked:
         tgt, pad1 = ("s", ind * 3) if parallel else ("acc", ind * 2)
         for j in accs:  # (lane_sum: block_sum's lanes as one vector, floats only)

@@ -6,7 +6,8 @@ loop with runtime overlap checks; a float64 constant turns float32 arithmetic in
 Each family is compiled afresh in memory (no disk cache: Numba cannot show the assembly of
 cached code) and its assembly must hold packed single (float32) or packed double (float64)
 arithmetic on ymm/zmm registers; the float32 elementwise kernels none in double.
-x86-64 with AVX2 only (the assertions read x86 assembly). Five small kernels per dtype.
+x86-64 with AVX2 only (the assertions read x86 assembly). Nine small kernels per dtype: flat,
+broadcast (N-d), vmath calls, constants, and sums over all, the last and a leading axis.
 """
 import re
 
@@ -60,7 +61,16 @@ def _asm_of(fn):
     (ir,) = disp.inspect_llvm().values()
     assert "vector.memcheck" not in ir, "the vector loop runs only if a runtime overlap check passes"
     (asm,) = disp.inspect_asm().values()
-    return asm
+    return _kernel_body(asm)
+
+
+def _kernel_body(asm):
+    """The kernel function's own assembly: the module also holds out-of-line helpers (sin/cos/
+    tan's masked-vector call for rare large arguments works in float64 on purpose)."""
+    m = re.search(r"^(_ZN(?!7cpython)[\w$]*fused_fwd[\w$]*):[^\n]*\n", asm, re.M)
+    assert m, "kernel function not found in the assembly"
+    end = asm.find(".Lfunc_end", m.end())
+    return asm[m.end():end if end > 0 else len(asm)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -89,9 +99,27 @@ def test_kernel_families_vectorise(fresh_kernels, dtype):
     def flat_const():  # a constant in a rule (1 / x): typed, or float32 math turns float64
         res["flat_const"] = jg.reciprocal(ta * ta + 1.0).numpy()
 
+    def flat_trig():  # sin/cos reduce at the dtype's width (float32: in float32)
+        res["flat_trig"] = (jg.sin(ta) * jg.cos(tb)).numpy()
+
+    def row_sum():   # N-d sum over the last axis: blocked like the flat sum, lane sums
+        res["row_sum"] = (tA * tB - tC).sum(dim=1).numpy()
+
+    def col_sum():   # N-d sum over a leading axis: o[0, i1] += v across the inner loop
+        res["col_sum"] = (tA * tB - tC).sum(dim=0).numpy()
+
+    def bcast_sum():  # N-d sum over every axis (a broadcast operand: not flat)
+        res["bcast_sum"] = (tA * tB - tC).sum().item()
+
     fam = {name: _packed(_asm_of(f)) for name, f in
            (("flat", flat), ("flat_sum", flat_sum), ("bcast", bcast), ("flat_exp", flat_exp),
-            ("flat_const", flat_const))}
+            ("flat_const", flat_const), ("flat_trig", flat_trig), ("row_sum", row_sum),
+            ("col_sum", col_sum), ("bcast_sum", bcast_sum))}
+    ref = A.astype(np.float64) * B - C
+    np.testing.assert_allclose(res["flat_trig"], np.sin(a) * np.cos(b), **tol)
+    np.testing.assert_allclose(res["row_sum"], ref.sum(1), **tol)
+    np.testing.assert_allclose(res["col_sum"], ref.sum(0), **tol)
+    np.testing.assert_allclose(res["bcast_sum"], ref.sum(), **tol)
     np.testing.assert_allclose(res["flat"], a * b + dtype(1.5), **tol)
     np.testing.assert_allclose(res["flat_sum"], np.sum(a.astype(np.float64) * b), **tol)
     np.testing.assert_allclose(res["bcast"], A * B - C, **tol)
@@ -101,6 +129,7 @@ def test_kernel_families_vectorise(fresh_kernels, dtype):
     for name, c in fam.items():
         assert c[own] > 0, f"{name} {np.dtype(dtype).name}: no packed {own} arithmetic ({c})"
     if dtype == np.float32:  # elementwise float32 stays float32 (no float64 promotion)
-        for name in ("flat", "bcast", "flat_exp", "flat_const"):
+        for name in ("flat", "bcast", "flat_exp", "flat_const", "flat_trig"):
             assert fam[name]["pd"] == 0, f"{name} float32 computes in float64 ({fam[name]})"
-    assert fam["flat_sum"]["pd"] > 0, f"the block sum is not vectorised ({fam['flat_sum']})"
+    for name in ("flat_sum", "row_sum", "bcast_sum", "col_sum"):  # float64 accumulation
+        assert fam[name]["pd"] > 0, f"{name}: the sum is not vectorised ({fam[name]})"
