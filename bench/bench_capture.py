@@ -7,10 +7,17 @@ and parameters after a few steps are checked against its eager twin before timin
 * ``w3``      -- the seed tutorial's step (bench.workloads.tutorial_eager_step): grads reset,
   ones/zeros, matmul, add, BCE-with-logits, backward;
 * ``w2``      -- the W2 MLP step of bench_mlp (F.linear, tanh, cross_entropy, backward, SGD
-  ``p -= lr * p.grad`` under no_grad). Its update reads 200k-element gradients, which lazy
-  fusion records, so it is compiled with ``fusion=False`` (fused groups are not recorded yet);
+  ``p -= lr * p.grad`` under no_grad: its 200k-element updates are fused kernels written into
+  the weights, recorded like any fused group);
 * ``w2_nn``   -- the same step with nn.Sequential, CrossEntropyLoss and optim.SGD
-  (``zero_grad``, forward, ``backward``, ``step``): compiled with fusion on.
+  (``zero_grad``, forward, ``backward``, ``step``);
+* ``w1_N``    -- W1 forward + backward (bench.workloads.w1: 13 elementwise ops and a sum, grads
+  of the scalars a, b) on N = 1e3 (eager kernels), 1e5 and 1e6 float32 elements (fused groups),
+  beside the hand-written NumPy step (w1_numpy);
+* ``w5_k``    -- bench_fusion's W5 chain of k = 10, 100 ops (``y * 1.01`` / ``sin``) on 1e5
+  float32 elements, then ``sum().backward()``.
+
+Every step returns its loss tensor (the check reads it with ``.item()`` outside the step).
 
 Run with ``OPENBLAS_NUM_THREADS=1`` (torch is set to one thread here): on a shared 2-core
 machine a second BLAS thread on a busy core slows every peer down many times over.
@@ -45,6 +52,57 @@ def _w3(lib):
                                  lib.tensor(b, requires_grad=True))[0]
 
 
+W1_SIZES = (10**3, 10**5, 10**6)
+W5_KS = (10, 100)
+W5_N = 10**5
+
+
+def _w1_name(n):
+    return f"w1_1e{round(np.log10(n))}"
+
+
+class _Loss:
+    """A NumPy peer's loss, read like a tensor's."""
+    __slots__ = ("v",)
+
+    def __init__(self, v):
+        self.v = v
+
+    def item(self):
+        return float(self.v)
+
+
+def _w1(lib, n):
+    """W1 forward + backward on n float32 elements (grads of the scalars a and b)."""
+    xv, av, bv = W.w1_inputs("float32", n)
+    x = lib.tensor(xv)
+    a = lib.tensor(av, requires_grad=True)
+    b = lib.tensor(bv, requires_grad=True)
+
+    def step():
+        a.grad = None
+        b.grad = None
+        loss = W.w1(lib, x, a, b)
+        loss.backward()
+        return loss
+    return step
+
+
+def _w5(lib, k):
+    """bench_fusion's W5: a chain of k ops on W5_N float32 elements, sum, backward."""
+    x = lib.tensor(np.linspace(-1, 1, W5_N).astype(np.float32), requires_grad=True)
+
+    def step():
+        x.grad = None
+        y = x
+        for i in range(k):
+            y = y * 1.01 if i % 2 == 0 else lib.sin(y)
+        loss = y.sum()
+        loss.backward()
+        return loss
+    return step
+
+
 def peers():
     import jitgrad
     out = {}
@@ -59,7 +117,7 @@ def peers():
     out["w3"]["jitgrad_compiled"] = c
     out["w2"] = {"jitgrad": bench_mlp._eager_step(jitgrad)[0]}
     t = time.perf_counter()
-    c = jitgrad.compile(bench_mlp._eager_step(jitgrad)[0], fusion=False)
+    c = jitgrad.compile(bench_mlp._eager_step(jitgrad)[0])
     c()
     first["w2"] = time.perf_counter() - t
     out["w2"]["jitgrad"]()
@@ -72,9 +130,35 @@ def peers():
     first["w2_nn"] = time.perf_counter() - t
     out["w2_nn"]["jitgrad"](), out["w2_nn"]["jitgrad"]()
     out["w2_nn"]["jitgrad_compiled"] = c
+    for n in W1_SIZES:
+        name = _w1_name(n)
+        out[name] = {"jitgrad": _w1(jitgrad, n)}
+        t = time.perf_counter()
+        c = jitgrad.compile(_w1(jitgrad, n))
+        c()
+        c()  # (a.grad is None at the first call's entry only: the second call records again)
+        first[name] = time.perf_counter() - t
+        out[name]["jitgrad"](), out[name]["jitgrad"]()
+        out[name]["jitgrad_compiled"] = c
+        xv, av, bv = W.w1_inputs("float32", n)
+        out[name]["numpy"] = lambda xv=xv, av=av, bv=bv: _Loss(W.w1_numpy(xv, av, bv)[0])
+    for k in W5_KS:
+        name = f"w5_{k}"
+        out[name] = {"jitgrad": _w5(jitgrad, k)}
+        t = time.perf_counter()
+        c = jitgrad.compile(_w5(jitgrad, k))
+        c()
+        c()
+        first[name] = time.perf_counter() - t
+        out[name]["jitgrad"](), out[name]["jitgrad"]()
+        out[name]["jitgrad_compiled"] = c
     try:
         import torch
         torch.set_num_threads(1)  # (like the BLAS of the NumPy peers: OPENBLAS_NUM_THREADS=1)
+        for n in W1_SIZES:
+            out[_w1_name(n)]["torch"] = _w1(torch, n)
+        for k in W5_KS:
+            out[f"w5_{k}"]["torch"] = _w5(torch, k)
         out["w3"]["torch"] = _w3(torch)
         out["w2"]["torch"] = bench_mlp._eager_step(torch)[0]
         out["w2_nn"]["torch"] = bench_mlp._module_step(torch)[0]
@@ -98,6 +182,10 @@ def check(steps):
             a = ps["jitgrad"]().item()
             b = ps["jitgrad_compiled"]().item()
             assert abs(a - b) <= 1e-6 * max(1.0, abs(a)), (name, a, b)
+            for peer in ("numpy", "torch"):  # (W1/W5 change no state; other libraries: their
+                if peer in ps and name[:2] in ("w1", "w5"):  # own summation order)
+                    c = ps[peer]().item()
+                    assert abs(a - c) <= 1e-4 * max(1.0, abs(a)) + 1e-2, (name, peer, a, c)
         st = ps["jitgrad_compiled"].stats
         assert st["replayed"] >= 3, (name, st, str(ps["jitgrad_compiled"].explain()))
 
@@ -108,7 +196,7 @@ def main(rounds=5):
     res = {name: {p: [] for p in ps} for name, ps in steps.items()}
     for _ in range(rounds):
         for name, ps in steps.items():
-            n = 2000 if name == "w3" else 40
+            n = 2000 if name == "w3" else 400 if name == "w1_1e3" else 40
             for p, f in ps.items():
                 res[name][p].append(_best(f, n))
     for name, r in res.items():

@@ -17,7 +17,15 @@ array-level choke points, each behind one ``if STATE.recorder is not None`` test
                               in-place add into the existing one);
 * ``Optimizer.step``          one opaque op: at replay the real ``step()`` runs on the replayed
                               gradients (its scalars, step counts and lr are read live);
-* ``_tensor._filled``         zeros/ones/full (and backward's implicit ones seed): constants.
+* ``_tensor._filled``         zeros/ones/full (and backward's implicit ones seed): constants;
+* ``lazy._run_group``         each fused kernel launch of lazy fusion (a pending group computed,
+                              ``realize_into``'s in-place update of a parameter included): one
+                              op reading its leaves' slots (bound kernel, laid-out leaves, call
+                              form), writing its full values and finished sums; a sum of an
+                              already computed array (``_realize_reduce_of_concrete``) likewise.
+                              The kernels are eager's: replay computes exactly what eager did,
+                              in the same groups. Pending values the function returns, and
+                              pending ``.grad`` s, are computed (recorded) before it returns.
 
 Every array the step touches gets a *slot*: an input (a Tensor argument), an external tensor
 (a parameter, a ``.grad``: tensors reachable from the function's closure cells, the globals its
@@ -33,7 +41,8 @@ How it is replayed
 The program is one generated Python function ``run(args)``: it resolves and checks the guards
 of the external tensors, fills ``S`` from the arguments and the external tensors, runs every
 op's lines in order -- no Tensor objects, no graph, no planning, no per-op dispatch -- and
-finishes. Then, as eager would leave
+finishes (pending values the caller made before the call are computed first: the replay
+may write parameters they read). Then, as eager would leave
 them: each external tensor's ``.grad`` is set (None or a Tensor on its slot), in-place writes
 are already in the external arrays (the ops wrote them), version counters are bumped by what
 the recorded call bumped; the outputs come back as new Tensors on their slots (detached: the
@@ -57,10 +66,9 @@ Graph breaks: anything the recorder cannot replay faithfully stops the recording
 itself finishes eagerly, so its results are right) and the function runs eagerly from then on;
 ``jitgrad.explain(step)`` names the reason and the source line. Breaks: reading a value in Python
 (``item()``, ``bool()``, ``tolist()``, ``numpy()``/``__array__``, printing), random draws, an
-array made outside the recorded operations (``tensor(data)``, ``randn``, NumPy code), lazy fusion
-(a tensor of at least ``lazy.FUSE_MIN`` elements: its fused kernels are not recorded yet -- the
-function runs eagerly and keeps fusion's speed), CUDA tensors (they run eagerly: replaying
-numba.cuda launches is not written yet), in-place writes outside the vocabulary (``setitem``,
+array made outside the recorded operations (``tensor(data)``, ``randn``, NumPy code), CUDA
+tensors (they run eagerly: replaying numba.cuda launches is not written yet), a pending value
+computed inside an opaque op (a node's saved output, say), in-place writes outside the vocabulary (``setitem``,
 ``copy_``, ``fill_``, writes recorded into the graph under grad mode), tensor hooks,
 ``autograd.grad``/``create_graph``, custom Functions, an optimizer closure.
 
@@ -84,7 +92,7 @@ import numpy as np
 
 from . import _engine, dtypes, lazy, structural
 from ._state import STATE, is_grad_enabled
-from .backends import cpu_nn
+from .backends import cpu, cpu_nn
 from ._tensor import (Ctx, ElementwiseNode, FunctionNode, Tensor, _sum_to_array, _vjp_rows,
                       apply_fn)
 
@@ -98,7 +106,7 @@ _CONST_VALIDATE = {}    # structural op name -> replay validator (integer params
 
 
 _ENV = {"_e": np.empty, "_z": np.zeros, "_lk": lazy._leaf_kind, "_red": lazy._reduced,
-        "_sta": _sum_to_array, "np": np, "_nd": np.ndarray}
+        "_sta": _sum_to_array, "np": np, "_nd": np.ndarray, "_rsum": cpu.reduce_sum}
 _ALLOC = re.compile(r"__alloc_(\d+)__")
 
 
@@ -539,6 +547,7 @@ class Recorder:
     # --- hooks ----------------------------------------------------------------------------
     def run_now(self, rows, ops, space, size, dtype, cdt, reduce=None, keep_full=True,
                 into=None):
+        self._realize(ops)
         st = STATE
         st.recorder = None
         try:
@@ -586,6 +595,89 @@ class Recorder:
             for k, a in zip(oks, res):
                 S[k] = a
         self._add(op, text, reads)
+
+    def fused(self, plan, kern, lzs, outs, into):
+        """lazy._run_group launched one fused kernel (CPU) computing the records ``lzs``:
+        replayed as one op."""
+        self._guarded(self._rec_fused, plan, kern, lzs, outs, into)
+
+    def _rec_fused(self, plan, kern, lzs, outs, into):
+        space, nd = plan.space, len(plan.space)
+        exprs, reads = [], []
+        for lv, arg, kind in zip(plan.leaves, plan.args, plan.kinds):
+            if kind == "c":
+                exprs.append(self._name(arg, "c"))
+                continue
+            k = self.slot_of(lv)
+            reads.append(k)
+            exprs.append(f"S[{k}]" if arg is lv else f"_lk(S[{k}], {space!r}, {nd})[2]")
+        ik = None
+        if into is not None:
+            ik = self.slot_of(into)
+            self.written.add(ik)
+            reads.append(ik)
+        lines, stores, check = [], [], []
+        for i, ((kind, _, _), lz, o) in enumerate(zip(plan.outs, lzs, outs)):
+            final = lz.value
+            if final is None or type(final) is not np.ndarray:
+                raise _Break("a fused value computed by another thread")
+            if kind == "full":
+                if final is not o:
+                    raise _Break("a fused value computed by another thread")
+                if into is not None and o is into:
+                    lines.append(f"_o{i} = S[{ik}]")
+                    continue
+                k = self.out_slot(o)
+                lines.append(f"_o{i} = {self._alloc(k, space, o.dtype)}")
+                stores.append(f"S[{k}] = _o{i}")
+            else:
+                k = self.out_slot(final)
+                lines.append(f"_o{i} = _z({o.shape!r}, {self._name(o.dtype, 'd')})")
+                stores.append(f"S[{k}] = _red(_o{i}, {self._name(final.dtype, 'd')}, "
+                              f"{final.shape!r}, {self._name(lz.scale, 'c')})")
+            check.append((k, final))
+        form = lazy._call_form(plan)
+        os_ = [f"_o{i}" for i in range(len(outs))]
+        call = exprs + (os_[1:] if form == "alias" else os_)
+        if form == "shape":
+            call.append(repr(space))
+        elif form == "n":
+            call.append(str(plan.size))
+        if plan.size:
+            lines.append(f"{self._name(kern, 'k')}({', '.join(call)})")
+        lines += stores
+        if into is None:
+            self._try_code(lines, check, "a fused kernel does not give eager's values again")
+        names = "+".join(lz.row.name for lz, _ in plan.nodes)
+        self._add_code(lines, f"fused kernel [{names}] {space} -> slots {[k for k, _ in check]}"
+                              + (f" (into slot {ik})" if ik is not None else ""), reads)
+
+    def reduced(self, src, lz):
+        """lazy computed the pending sum ``lz`` of a concrete array (no kernel): replayed as
+        one op."""
+        self._guarded(self._rec_reduced, src, lz, lz.value)
+
+    def _rec_reduced(self, src, lz, final):
+        if type(src) is not np.ndarray or type(final) is not np.ndarray:
+            raise _Break("a device reduction")
+        j = self.slot_of(src)
+        k = self.out_slot(final)
+        acc_t = np.float64 if src.dtype.kind == "f" else np.int64
+        lines = [f"S[{k}] = _red(_rsum(S[{j}], {lz.axes!r}, {self._name(acc_t, 'd')}), "
+                 f"{self._name(lz.dtype, 'd')}, {lz.shape!r}, {self._name(lz.scale, 'c')})"]
+        self._try_code(lines, [(k, final)])
+        self._add_code(lines, f"sum {lz.axes} of slot {j} -> slot {k}", (j,))
+
+    def settle(self, result):
+        """The call returned: compute (recorded) its pending outputs and the pending .grads of
+        the tensors it reaches, which eager computes when they are read."""
+        leaves = []
+        try:
+            _flatten(result, leaves)
+        except _Break:
+            return
+        leaves += [e.t.grad for e in self.exts.values() if e.t.grad is not None]
+        self._realize(leaves)
 
     def function(self, fn, inputs, grad_fn, view_of, save, ctx, params):
         pre = dict(ctx.__dict__) if ctx is not None else {}
@@ -1217,6 +1309,9 @@ class Compiled:
         if key is None:
             self.stats["eager"] += 1
             return self.fn(*args)
+        pend = lazy.STATE.pending
+        if pend is not None and pend.refs:
+            lazy.flush()  # (pending values made before the call read the old parameters)
         for p in self.programs:
             if p.key == key:
                 if self.fusion:
@@ -1251,6 +1346,8 @@ class Compiled:
             st.fusion = False
         try:
             result = self.fn(*args)
+            if st.recorder is rec:
+                rec.settle(result)
         finally:
             st.fusion = prev
             if st.recorder is rec:
@@ -1322,9 +1419,9 @@ def compile(fn=None, *, cache_size: int = CACHE_SIZE, fusion: bool = True):
     """Record ``fn`` on its first call and replay the recorded program on later calls whose
     guards match (see the module docstring). ``@jitgrad.compile`` or ``jitgrad.compile(fn)``.
 
-    ``fusion=False`` records and replays with lazy fusion off, one kernel per op: a step with
-    tensors of ``lazy.FUSE_MIN`` elements or more is then captured instead of running eagerly
-    (fused groups are not recorded yet), at the price of fusion's saved memory passes."""
+    ``fusion=False`` records and replays with lazy fusion off, one kernel per op (as
+    ``JITGRAD_FUSION=0`` would run the step); by default the step's fused groups are recorded
+    and replayed as eager forms them."""
     if fn is None:
         return lambda f: Compiled(f, cache_size, fusion)
     return Compiled(fn, cache_size, fusion)

@@ -220,8 +220,8 @@ class Lazy:
 
 
 def make_lazy(tensor_cls, lazy: Lazy):
-    if STATE.recorder is not None:  # (jitgrad.compile: fused groups are not replayed yet)
-        STATE.recorder.stop("lazy fusion (a tensor of at least FUSE_MIN elements, or CUDA)")
+    if STATE.recorder is not None and lazy.device != "cpu":  # (jitgrad.compile: CPU only)
+        STATE.recorder.stop("lazy fusion on a device (fused CUDA groups are not replayed yet)")
     t = tensor_cls._make(None)
     t._lazy = lazy
     ref = weakref.ref(t)
@@ -573,6 +573,8 @@ def _realize_reduce_of_concrete(t):
     src = _value_of(ops[0])
     acc_t = np.float64 if src.dtype.kind == "f" else np.int64
     _finish_reduce(t, backend_of(src).reduce_sum(src, lz.axes, acc_t))
+    if STATE.recorder is not None:  # (jitgrad.compile: replayed as one op)
+        STATE.recorder.reduced(src, lz)
 
 
 def _give_value(t, value):
@@ -894,11 +896,15 @@ def _run_group(roots, space, into=None, plan=None):
     outs = _new_outs(plan, [r._lazy.dtype for r in roots], into)
     if plan.size:
         _launch(kern, _call_form(plan), plan.args, outs, plan.space, plan.size)
+    rec = STATE.recorder
+    lzs = [r._lazy for r in roots] if rec is not None else None
     for (kind, _, axes), r, o in zip(plan.outs, roots, outs):
         if kind == "full":
             _give_value(r, o)
         else:
             _finish_reduce(r, o)
+    if rec is not None:  # (jitgrad.compile: this launch is one replayed op)
+        rec.fused(plan, kern, lzs, outs, into)
     for t in plan.riders:
         _settle(t)
 
