@@ -61,6 +61,12 @@ KNOWN_FAILURES = {
                           "jitgrad's passes gradcheck (tests/test_shape_ops.py)",
     "normal.number_mean": "unsupported: torch's samples pass layout=torch.strided, which the "
                           "harness does not convert",
+    "nn.functional.scaled_dot_product_attention": "fail (random, not a wrong value): samples "
+        "2-3 use dropout_p=0.5, whose mask comes from torch's RNG; the deterministic samples "
+        "pass (13 of 25 in float64, the 12 others all have dropout_p > 0)",
+    "nn.functional.triplet_margin_with_distance_loss": "unsupported: torch's samples pass "
+        "torch.nn.PairwiseDistance() modules as distance_function, which jitgrad tensors "
+        "cannot go through",
 }
 
 

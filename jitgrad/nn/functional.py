@@ -797,3 +797,10 @@ def pad(input, pad, mode="constant", value=None):
         it = Tensor._make(idx.astype(np.int64))  # (indices are read on the host anyway)
         out = out[(slice(None),) * d + (it,)]
     return out
+
+
+# ============================================================================================
+# issue 16, nn.functional breadth: convolution, pooling, resampling, more activations, losses,
+# normalisations and dropout variants live in _functional_extra (composed from jitgrad ops)
+from ._functional_extra import *  # noqa: E402,F401,F403
+from ._functional_extra import __all__ as _extra_all  # noqa: E402,F401
