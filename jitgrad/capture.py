@@ -49,6 +49,19 @@ the recorded call bumped; the outputs come back as new Tensors on their slots (d
 graph is not replayed -- a function whose output requires grad without having run backward
 inside is not captured, it runs eagerly).
 
+Memory (``_MemoryPlan``): every buffer a replayed kernel allocates for an intermediate is
+planned at record time -- buffers whose lifetimes (first write to last read, views included)
+do not overlap share one -- allocated once per program and bound into the replay code, so a
+replay allocates only what it hands out. Outputs and ``.grad`` s are new arrays on every call,
+as in eager (a caller keeping last step's loss or gradient sees it unchanged; torch.compile's
+CUDA graphs instead reuse output memory and warn when an overwritten output is read -- with
+host memory allocation as cheap as it is, freshness costs little and removes that trap). A
+``.grad`` copy of a gradient nothing reads afterwards is elided, and constants made in the step
+that are neither written nor returned are shared between calls. ``compiled.memory`` and
+``jitgrad.explain`` report the pool, the bytes allocated per call, and the replay's peak with
+and without the plan (the pool stays allocated between calls, so the planned peak can exceed
+the unplanned one by up to the pool). A program with a pool is replayed by one thread at a time.
+
 Guards (checked on every call, in order; a miss records again, up to ``CACHE_SIZE`` (8) entries
 per function, then the function runs eagerly with one warning):
 
@@ -325,6 +338,9 @@ class Recorder:
         self.env = dict(_ENV)   # the names the generated replay code refers to
         self.allocs = {}        # slot -> (shape, dtype): a buffer the replay allocates for it
         self.holds = {}         # ctx slot -> the slots its saved arrays and params are
+        self.defs = {}          # slot -> index of the op that makes it
+        self.copies = []        # (op index, slot, source slot): a new .grad copied
+        self.escapes = set()    # slots an opaque op may keep (an optimizer's gradients)
         self.broken = None      # (reason, (file, line, source) | None)
         self.written = set()    # slots written in place
         self.ctxs = {}          # id(eager ctx) -> (ctx slot, trial ctx)
@@ -380,6 +396,8 @@ class Recorder:
         self.keep.append(a)
         self.slots[id(a)] = k
         self.src.append(src)
+        if src[0] == "op":
+            self.defs[k] = len(self.ops)  # (made by the op being recorded now)
         return k
 
     def out_slot(self, a) -> int:
@@ -968,6 +986,7 @@ class Recorder:
             if type(a) is not np.ndarray or a.dtype != g._arr.dtype:
                 raise _Break("a gradient cast to its leaf's dtype")
             k = self.out_slot(a)
+            self.copies.append((len(self.ops), k, gk))
             self._add_code([f"S[{k}] = S[{gk}].copy()"],
                            f"grad of {_path_str(e.path)} = copy of slot {gk} -> slot {k}",
                            (gk,))
@@ -1034,6 +1053,7 @@ class Recorder:
             if e.t._arr is not e.arr:
                 raise _Break("an optimizer step replaced a parameter's array")
         plan = tuple([(e.t, gk) for e, gk in plan])
+        self.escapes.update(gk for _, gk in plan if gk is not None)
         step = type(opt).step
         make = Tensor._make
 
@@ -1154,6 +1174,128 @@ def _out_expr(spec, vals, name) -> str:
     return name(v, "x")
 
 
+def _root(a):
+    """The array that owns ``a``'s memory (``a`` itself, or the end of its ``.base`` chain)."""
+    b = a.base
+    while isinstance(b, np.ndarray):
+        a, b = b, b.base
+    return a
+
+
+class _MemoryPlan:
+    """The static memory plan of a program, made from what the recording saw.
+
+    Arrays are grouped by the buffer that owns their memory (views join their base's group). A
+    group *escapes* when the user can get hold of it: an output, a ``.grad`` (outputs and
+    ``.grad`` s are always new arrays, as eager returns them: a caller may keep a loss or a
+    gradient across steps, and a buffer reused under it would change it silently -- the hazard
+    torch.compile's CUDA graphs document and warn about), or an array an opaque op (an
+    optimizer) may keep. Every other buffer a replayed kernel allocates is *planned*: one
+    buffer per lifetime-disjoint set, allocated once when the program is made and reused by
+    every call (``buffers``: its views are bound into the replay code, so a planned output
+    costs nothing at replay). Also decided here: a ``.grad`` copy of a gradient nothing reads
+    afterwards takes the gradient itself (as eager's AccumulateGrad steals an unshared one),
+    and a constant (zeros/ones/full made in the step) that is neither written nor handed out
+    is shared between calls instead of copied.
+
+    Reported (bytes): ``pool`` held between calls; ``fresh`` allocated by each call (outputs,
+    ``.grad`` s, what structural forwards and the NumPy code inside VJPs return); ``peak`` the
+    most the replay holds at once beyond its inputs and parameters (pool included);
+    ``unplanned_peak`` the same for a replay that allocated every buffer anew, as eager does."""
+
+    def __init__(self, rec, out_slots, finals):
+        keep, n_ops = rec.keep, len(rec.ops)
+        group, members, roots = {}, {}, {}
+        for k, a in enumerate(keep):
+            if type(a) is np.ndarray:
+                r = _root(a)
+                group[k] = g = id(r)
+                members.setdefault(g, []).append(k)
+                roots[g] = r
+        first, last = {}, {}
+        for i, rs in enumerate(rec.reads):
+            for k in rs:
+                g = group.get(k)
+                if g is not None and last.get(g, -1) < i:
+                    last[g] = i
+        for k, i in rec.defs.items():
+            g = group.get(k)
+            if g is not None:
+                if first.get(g, n_ops) > i:
+                    first[g] = i
+                if last.get(g, -1) < i:
+                    last[g] = i
+        # made by the call: every member is an op's result (not an input, parameter, constant)
+        made = {g for g, ms in members.items() if all(rec.src[m][0] == "op" for m in ms)}
+        escape = {group[v] for kind, v in out_slots if kind == "s" and v in group}
+        escape |= {group[f[2]] for f in finals if f[2] not in (None, "keep") and f[2] in group}
+        escape |= {group[k] for k in rec.escapes if k in group}
+        written = {group[k] for k in rec.written if k in group}
+        self.stolen = set()
+        for i, k, gk in rec.copies:
+            g = group.get(gk)
+            if g in made and g not in escape and last.get(g) == i and keep[gk] is roots[g]:
+                # the .grad becomes the gradient: its group joins the gradient's
+                self.stolen.add(i)
+                h = group[k]
+                for m in members.pop(h):
+                    group[m] = g
+                    members[g].append(m)
+                last[g] = max(last[g], last.get(h, i))
+                made.discard(h)
+                if h in escape:
+                    escape.discard(h)
+                    escape.add(g)
+        self.shared = {k for k, src in enumerate(rec.src) if src[0] == "const" and
+                       group.get(k) not in escape and group.get(k) not in written}
+        self.pool = {}          # slot -> the name of its planned buffer's view
+        self.buffers = []
+        active, free = [], []   # (last op, raw buffer), raw buffers
+        for i, k in sorted((rec.defs[k], k) for k in rec.allocs if k in rec.defs):
+            g = group.get(k)
+            a = keep[k]
+            if g not in made or g in escape or roots[g] is not a:
+                continue
+            free += [raw for end, raw in active if end < i]
+            active = [x for x in active if x[0] >= i]
+            fit = [j for j, b in enumerate(free) if b.nbytes >= a.nbytes]
+            if fit:  # (the smallest free buffer that holds it)
+                raw = free.pop(min(fit, key=lambda j: free[j].nbytes))
+            else:
+                raw = np.empty(max(a.nbytes, 1), np.uint8)
+                self.buffers.append(raw)
+            view = raw[:a.nbytes].view(a.dtype).reshape(a.shape)
+            self.pool[k] = rec._name(view, "b")
+            active.append((last.get(g, i), raw))
+        pooled = {group[k] for k in self.pool}
+        self.pool_bytes = sum(b.nbytes for b in self.buffers)
+        size = {g: roots[g].nbytes for g in made}
+        end = {g: (n_ops if g in escape else last.get(g, first.get(g, 0))) for g in made}
+        self.fresh = sum(n for g, n in size.items() if g not in pooled) + sum(
+            keep[k].nbytes for k, src in enumerate(rec.src)
+            if src[0] == "const" and k not in self.shared)
+
+        def peak(skip):
+            live = [0] * (n_ops + 2)
+            for g, n in size.items():
+                if g not in skip:
+                    live[first.get(g, 0)] += n
+                    live[end[g] + 1] -= n
+            best = run = 0
+            for d in live:
+                run += d
+                best = max(best, run)
+            return best
+        self.peak = self.pool_bytes + peak(pooled)
+        self.unplanned_peak = peak(())
+
+    def as_dict(self):
+        return {"pool_bytes": self.pool_bytes, "fresh_bytes": self.fresh,
+                "peak_bytes": self.peak, "unplanned_peak_bytes": self.unplanned_peak,
+                "planned_buffers": len(self.pool), "grads_stolen": len(self.stolen),
+                "constants_shared": len(self.shared)}
+
+
 class Program:
     """One recorded call: its guards, slot sources, ops and the end of a replay, generated as
     one Python function ``run(args)`` (returns _MISS when a guard fails)."""
@@ -1166,6 +1308,7 @@ class Program:
         self.finals = finals            # (tensor | None: an argument, path, grad, bump)
         env = rec.env
         name = rec._name
+        self.memory = plan = _MemoryPlan(rec, out_slots, finals)
         paths = {}                      # path -> local name
 
         def local(path):
@@ -1193,7 +1336,8 @@ class Program:
         for k, src in enumerate(rec.src):
             if src[0] == "const":
                 consts.append((k, src[1]))
-                body.append(f"S[{k}] = {name(src[1], 'x')}.copy()")
+                body.append(f"S[{k}] = {name(src[1], 'x')}" +
+                            ("" if k in plan.shared else ".copy()"))
             elif src[0] == "obj":
                 body.append(f"S[{k}] = {name(src[1], 'x')}")
             elif src[0] == "ext":
@@ -1202,7 +1346,9 @@ class Program:
                 body.append(f"S[{k}] = {x}._arr" if field == "arr" else
                             f"S[{k}] = {x}.grad._arr")
         self.consts = tuple(consts)
-        for lines in rec.ops:
+        for i, lines in enumerate(rec.ops):
+            if i in plan.stolen:  # (a .grad copy: the gradient itself)
+                lines = [line.replace(".copy()", "") for line in lines]
             body += lines
         for t, path, gk, bump in finals:
             x = local(path)
@@ -1227,9 +1373,9 @@ class Program:
         head = (head if paths else []) + checks + [f"S = [None] * {self.nslots}"]
         env.update(_MISS=_MISS, _GE=_GUARD_ERRORS, _mk=Tensor._make, _rr=_resolve_root)
         self.lines = head + body
-        self.run = _compile_lines(self.lines, env, rec.allocs, {}, args="args")
-        self.bytes = sum(a.nbytes for a, s in zip(rec.keep, rec.src)
-                         if isinstance(a, np.ndarray) and s[0] in ("op", "const"))
+        self.run = _compile_lines(self.lines, env, rec.allocs, plan.pool, args="args")
+        # a planned buffer is this program's: one replay at a time uses it
+        self.lock = threading.Lock() if plan.pool else None
 
 
 def _finish(rec: Recorder, fn, args, key, result):
@@ -1314,14 +1460,18 @@ class Compiled:
             lazy.flush()  # (pending values made before the call read the old parameters)
         for p in self.programs:
             if p.key == key:
-                if self.fusion:
+                lock = p.lock
+                if lock is not None:
+                    lock.acquire()
+                prev = st.fusion
+                if not self.fusion:
+                    st.fusion = False
+                try:
                     r = p.run(args)
-                else:
-                    prev, st.fusion = st.fusion, False
-                    try:
-                        r = p.run(args)
-                    finally:
-                        st.fusion = prev
+                finally:
+                    st.fusion = prev
+                    if lock is not None:
+                        lock.release()
                 if r is not _MISS:
                     self.stats["replayed"] += 1
                     return r
@@ -1367,6 +1517,13 @@ class Compiled:
         self.stats["recorded"] += 1
         return result
 
+    @property
+    def memory(self):
+        """The static memory plan of the most recently recorded program, in bytes (see
+        _MemoryPlan): pool_bytes, fresh_bytes, peak_bytes, unplanned_peak_bytes, ...; None
+        before one is recorded."""
+        return self.programs[0].memory.as_dict() if self.programs else None
+
     def explain(self) -> "Explanation":
         return Explanation(self)
 
@@ -1402,8 +1559,13 @@ class Explanation:
                 lines.append(f"  at {where[0]}:{where[1]}: {where[2]}")
             lines.append("  the function runs eagerly")
         for i, p in enumerate(self.programs):
-            lines.append(f"program {i}: {len(p.ops)} ops, {p.nslots} slots, "
-                         f"{p.bytes} bytes of intermediates and constants per call")
+            m = p.memory
+            lines.append(f"program {i}: {len(p.ops)} ops, {p.nslots} slots; memory: "
+                         f"{len(m.pool)} planned buffers in a {m.pool_bytes}-byte pool, "
+                         f"{m.fresh} bytes new per call (outputs, .grads, unplanned), peak "
+                         f"{m.peak} bytes (unplanned: {m.unplanned_peak}); "
+                         f"{len(m.stolen)} .grad copies elided, {len(m.shared)} constants "
+                         "shared")
             lines.append(f"  guards: arguments {p.key[0]}, grad mode {p.key[1]}, "
                          f"external tensors {[_path_str(g[0]) for g in p.ext_guards]}, "
                          f"objects {[_path_str(g[0]) for g in p.obj_guards]}")

@@ -394,3 +394,67 @@ def test_fused_value_read_in_the_middle_breaks(fuse_all):
     for _ in range(2):
         np.testing.assert_allclose(c(x).item(), np.sum(np.exp(3 * x.numpy()) + 1), rtol=1e-6)
     assert "item()" in jitgrad.explain(c).reason and len(seen) == 2
+
+
+def _chain_step(x, w):
+    def step():
+        w.grad = None
+        y = ((x * w).exp() + 1).log() * x
+        loss = (y.tanh() * 0.5).sum()
+        loss.backward()
+        return loss, y.detach()
+    return step
+
+
+def test_static_memory_plan_reuses_intermediates_and_returns_fresh_arrays():
+    """Intermediate kernel outputs live in buffers planned once and reused by every call;
+    outputs and .grads are new arrays each call (kept ones never change under the caller)."""
+    import threading
+    import tracemalloc
+    xv = np.linspace(-1, 1, 4096).astype(np.float32)
+    x = jitgrad.tensor(xv)
+    we = jitgrad.tensor(np.full(4096, 0.5, np.float32), requires_grad=True)
+    wc = jitgrad.tensor(np.full(4096, 0.5, np.float32), requires_grad=True)
+    eager, comp = _chain_step(x, we), jitgrad.compile(_chain_step(x, wc), fusion=False)
+    kept = []
+    for _ in range(4):
+        (le, ye), (lc, yc) = eager(), comp()
+        assert lc.item() == le.item()
+        np.testing.assert_array_equal(yc.numpy(), ye.numpy())
+        np.testing.assert_array_equal(wc.grad.numpy(), we.grad.numpy())
+        kept.append((yc, wc.grad, yc.numpy().copy(), wc.grad.numpy().copy()))
+    for y, g, yv, gv in kept:  # every call's output and .grad is its own, unchanged
+        np.testing.assert_array_equal(y.numpy(), yv)
+        np.testing.assert_array_equal(g.numpy(), gv)
+    assert len({id(y.numpy()) for y, *_ in kept}) == 4
+    m = comp.memory
+    assert m["planned_buffers"] >= 4 and m["pool_bytes"] >= 4096 * 4
+    assert m["pool_bytes"] < m["planned_buffers"] * 4096 * 4  # (disjoint lifetimes share)
+    assert "planned buffers" in str(jitgrad.explain(comp))
+    tracemalloc.start()
+    try:
+        comp()
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        comp()
+        grew = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    # a replay allocates what it hands out (y, w.grad) and small things, not its temporaries
+    assert grew <= m["fresh_bytes"] + 8192 < m["unplanned_peak_bytes"]
+    # one replay at a time uses the planned buffers: threads replaying together agree
+    errs = []
+
+    def worker():
+        try:
+            for _ in range(20):
+                loss, y = comp()
+                np.testing.assert_array_equal(y.numpy(), kept[0][2])
+        except Exception as e:  # noqa: BLE001
+            errs.append(e)
+    ts = [threading.Thread(target=worker) for _ in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errs
