@@ -111,7 +111,7 @@ def peers():
     t = time.perf_counter()
     c = jitgrad.compile(_w3(jitgrad))
     c()
-    c()  # (the second call records again: .grad was None at the first call's entry only)
+    c()
     first["w3"] = time.perf_counter() - t
     out["w3"]["jitgrad"](), out["w3"]["jitgrad"]()  # (the same number of steps as its twin)
     out["w3"]["jitgrad_compiled"] = c
@@ -136,7 +136,7 @@ def peers():
         t = time.perf_counter()
         c = jitgrad.compile(_w1(jitgrad, n))
         c()
-        c()  # (a.grad is None at the first call's entry only: the second call records again)
+        c()
         first[name] = time.perf_counter() - t
         out[name]["jitgrad"](), out[name]["jitgrad"]()
         out[name]["jitgrad_compiled"] = c

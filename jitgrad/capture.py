@@ -70,7 +70,9 @@ per function, then the function runs eagerly with one warning):
   value); other objects: identity;
 * each external tensor the program reads or changes: the path that reached it still gives the
   same object (identity: a rebound parameter records again), its array is the same object, and
-  whether ``.grad`` is None. Version counters are not guarded: nothing an external tensor holds
+  whether ``.grad`` is None -- unless the recorded call assigned its ``.grad`` before reading
+  it (``p.grad = None``, ``zero_grad()``; seen through ``Tensor.grad`` watched while recording),
+  so that the typical step is recorded once, not again when its first backward set ``.grad``. Version counters are not guarded: nothing an external tensor holds
   is folded into the program (its array is read by reference on every call), so in-place
   updates between calls are seen;
 * grad mode, the default dtype and the fusion switch.
@@ -92,6 +94,7 @@ arrays exactly, else the recording stops (a replay never computes something eage
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
 import linecache
 import os
@@ -309,7 +312,7 @@ def _path_str(path) -> str:
 class _Ext:
     """An external tensor the program reads or changes: how to find it, its state at entry."""
     __slots__ = ("t", "path", "arr", "grad", "grad_arr", "vc", "rg", "fn", "used", "bumps",
-                 "opt")
+                 "opt", "first")
 
     def __init__(self, t, path):
         self.t, self.path = t, path
@@ -322,6 +325,54 @@ class _Ext:
         self.used = False
         self.bumps = 0      # version bumps the replayed optimizer steps make themselves
         self.opt = False    # a replayed optimizer step sets its .grad (so the end must too)
+        self.first = None   # the first access to its .grad in the call: 'get' or 'set'
+
+
+# While a call is recorded, ``Tensor.grad`` (a slot) is reached through a property that tells
+# the recording thread's Recorder about each read and assignment (grad_event): a step that
+# assigns ``p.grad`` (``= None``, zero_grad(set_to_none=True)) before reading it does not
+# depend on whether ``.grad`` was None at entry, so that is not guarded (else the first two
+# calls of a typical step -- ``.grad`` None, then set by the first backward -- would record
+# two programs). Other threads reach the slot through the property meanwhile, unchanged.
+_GRAD_SLOT = Tensor.__dict__["grad"]
+_WATCH: dict = {}           # thread ident -> the Recorder watching .grad accesses
+_WATCH_LOCK = threading.Lock()
+_get_ident = threading.get_ident
+
+
+def _grad_get(t):
+    if _WATCH:
+        w = _WATCH.get(_get_ident())
+        if w is not None:
+            w.grad_event(t, False)
+    return _GRAD_SLOT.__get__(t, Tensor)
+
+
+def _grad_set(t, v):
+    if _WATCH:
+        w = _WATCH.get(_get_ident())
+        if w is not None:
+            w.grad_event(t, True)
+    _GRAD_SLOT.__set__(t, v)
+
+
+_GRAD_PROP = property(_grad_get, _grad_set, _GRAD_SLOT.__delete__,
+                      "This tensor's gradient (watched while jitgrad.compile records).")
+
+
+@contextlib.contextmanager
+def _watching_grads(rec):
+    with _WATCH_LOCK:
+        if not _WATCH:
+            Tensor.grad = _GRAD_PROP
+        _WATCH[_get_ident()] = rec
+    try:
+        yield
+    finally:
+        with _WATCH_LOCK:
+            _WATCH.pop(_get_ident(), None)
+            if not _WATCH:
+                Tensor.grad = _GRAD_SLOT
 
 
 class Recorder:
@@ -694,8 +745,14 @@ class Recorder:
             _flatten(result, leaves)
         except _Break:
             return
-        leaves += [e.t.grad for e in self.exts.values() if e.t.grad is not None]
+        get = _GRAD_SLOT.__get__  # (not an access of the function's: not watched)
+        leaves += [g for e in self.exts.values() if (g := get(e.t)) is not None]
         self._realize(leaves)
+
+    def grad_event(self, t, is_set):
+        e = self.exts.get(id(t))
+        if e is not None and e.first is None and e.t is t:
+            e.first = "set" if is_set else "get"
 
     def function(self, fn, inputs, grad_fn, view_of, save, ctx, params):
         pre = dict(ctx.__dict__) if ctx is not None else {}
@@ -1319,7 +1376,10 @@ class Program:
         ext_guards = []
         for e in rec.exts.values():
             if e.used or any(f[1] is e.path for f in finals):
-                ext_guards.append((e.path, e.t, e.arr, e.grad is None))
+                # (.grad None at entry is guarded unless the call assigned .grad before
+                # anything read it: then its state at entry changes nothing)
+                ext_guards.append((e.path, e.t, e.arr,
+                                   None if e.first == "set" else e.grad is None))
         # (an argument itself is guarded by its key; what is reached through one, by path)
         self.ext_guards = tuple([g for g in ext_guards
                                  if not (len(g[0]) == 1 and g[0][0][0] == "arg")])
@@ -1327,8 +1387,9 @@ class Program:
         checks = []
         for path, t, arr, grad_none in self.ext_guards:
             x = local(path)
-            checks.append(f"if {x} is not {name(t, 'x')} or {x}._arr is not {name(arr, 'x')} "
-                          f"or ({x}.grad is None) is not {grad_none}: return _MISS")
+            checks.append(f"if {x} is not {name(t, 'x')} or {x}._arr is not {name(arr, 'x')}"
+                          + ("" if grad_none is None else
+                             f" or ({x}.grad is None) is not {grad_none}") + ": return _MISS")
         for path, o in self.obj_guards:
             checks.append(f"if {local(path)} is not {name(o, 'x')}: return _MISS")
         body = []
@@ -1495,9 +1556,10 @@ class Compiled:
         if not self.fusion:
             st.fusion = False
         try:
-            result = self.fn(*args)
-            if st.recorder is rec:
-                rec.settle(result)
+            with _watching_grads(rec):
+                result = self.fn(*args)
+                if st.recorder is rec:
+                    rec.settle(result)
         finally:
             st.fusion = prev
             if st.recorder is rec:

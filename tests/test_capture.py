@@ -458,3 +458,32 @@ def test_static_memory_plan_reuses_intermediates_and_returns_fresh_arrays():
     for t in ts:
         t.join()
     assert not errs
+
+
+def test_grad_reset_in_the_step_records_once_accumulation_is_guarded():
+    """A step that assigns .grad before reading it does not depend on .grad at entry: one
+    program from the first call. A step that accumulates (no reset) records per entry state."""
+    we, be = _wb()
+    wc, bc = _wb()
+    comp = jitgrad.compile(_tutorial(wc, bc))
+    eager = _tutorial(we, be)
+    for _ in range(4):
+        assert comp().item() == eager().item()
+        np.testing.assert_array_equal(wc.grad.numpy(), we.grad.numpy())
+    assert comp.stats == {"recorded": 1, "replayed": 3, "eager": 0}
+    assert type(jitgrad.Tensor.__dict__["grad"]).__name__ == "member_descriptor"
+
+    def accumulate(w):
+        def step(x):
+            (x @ w).tanh().sum().backward()
+        return step
+    x = jitgrad.tensor(np.linspace(-1, 1, 10, dtype=np.float32).reshape(2, 5))
+    ea, ca = accumulate(we), jitgrad.compile(accumulate(wc))
+    we.grad = wc.grad = None
+    for i in range(5):
+        if i == 3:
+            we.grad = wc.grad = None
+        ea(x)
+        ca(x)
+        np.testing.assert_array_equal(wc.grad.numpy(), we.grad.numpy())
+    assert ca.stats == {"recorded": 2, "replayed": 3, "eager": 0}
