@@ -355,3 +355,97 @@ def test_embedding_bag_and_sdpa():
     m[:, 0] = True
     _check(lambda q, k, v: JF.scaled_dot_product_attention(q, k, v, jitgrad.tensor(m)),
            lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, torch.tensor(m)), q, k, v)
+
+
+# ------------------------------------------------------------------------------ nn modules
+
+def _copy_params(jm, tm):
+    """torch module's parameters and buffers into the jitgrad twin (same names)."""
+    sd = {k: jitgrad.tensor(v.detach().numpy()) for k, v in tm.state_dict().items()}
+    jm.load_state_dict(sd)
+
+
+def _module_check(jm, tm, *arrays, train=True, rtol=1e-9):
+    _copy_params(jm, tm)
+    jm.train(train)
+    tm.train(train)
+    j, t = _pair(*arrays)
+    jo, to = jm(*j), tm(*t)
+    np.testing.assert_allclose(_np(jo), _np(to), rtol=rtol, atol=1e-10)
+    c = np.random.default_rng(5).standard_normal(tuple(to.shape))
+    (jo * jitgrad.tensor(c)).sum().backward()
+    (to * torch.tensor(c)).sum().backward()
+    for (n, p), (_, q) in zip(jm.named_parameters(), tm.named_parameters()):
+        np.testing.assert_allclose(_np(p.grad), _np(q.grad), rtol=rtol, atol=1e-10, err_msg=n)
+    for a, b in zip(j, t):
+        np.testing.assert_allclose(_np(a.grad), _np(b.grad), rtol=rtol, atol=1e-10)
+    for (n, b1), (_, b2) in zip(jm.named_buffers(), tm.named_buffers()):
+        np.testing.assert_allclose(_np(b1), _np(b2), rtol=1e-9, err_msg=n)
+
+
+@pytest.mark.parametrize("make", [
+    lambda nn: nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=jt(nn)),
+    lambda nn: nn.Conv2d(4, 2, (3, 2), padding="same", padding_mode="reflect", dtype=jt(nn)),
+    lambda nn: nn.Conv1d(4, 3, 3, padding=2, padding_mode="circular", bias=False, dtype=jt(nn)),
+    lambda nn: nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1, dtype=jt(nn)),
+])
+def test_conv_modules(make):
+    jm, tm = make(jitgrad.nn), make(torch.nn)
+    x = rn(2, 4, 5, 6) if isinstance(tm, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) else \
+        rn(2, 4, 7)
+    _module_check(jm, tm, x)
+
+
+def jt(nn):
+    return jitgrad.float64 if nn is jitgrad.nn else torch.float64
+
+
+def test_small_cnn_train_step():
+    """A small CNN (conv, batchnorm, pooling, upsample, activations, p=0 dropout) against
+    torch: outputs, every parameter's gradient and the batchnorm running stats."""
+    def net(nn):
+        return nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Hardswish(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.GroupNorm(2, 8), nn.Mish(),
+            nn.Upsample(scale_factor=2, mode="bilinear"), nn.AvgPool2d(2), nn.Dropout2d(0.0),
+            nn.AdaptiveAvgPool2d((2, 1)), nn.Flatten(), nn.Linear(16, 5)).double()
+    jm, tm = net(jitgrad.nn), net(torch.nn)
+    x = rn(4, 3, 8, 8)
+    _module_check(jm, tm, x, rtol=1e-8)
+
+
+def test_module_reprs_and_init():
+    for name, args, kw in [("Conv2d", (3, 8, 3), dict(padding=1, dilation=2)),
+                           ("ConvTranspose1d", (3, 2, 4), dict(stride=2)),
+                           ("MaxPool2d", (3,), dict(stride=1)), ("AvgPool1d", (2,), {}),
+                           ("AdaptiveAvgPool2d", ((2, 3),), {}), ("Upsample", (), dict(size=4)),
+                           ("PixelShuffle", (2,), {}), ("GroupNorm", (2, 4), {}),
+                           ("InstanceNorm1d", (3,), {}), ("Hardtanh", (-2.0, 2.0), {}),
+                           ("PReLU", (3,), {}), ("Softmin", (1,), {}), ("GLU", (), {}),
+                           ("KLDivLoss", (), dict(reduction="batchmean")),
+                           ("ReflectionPad2d", (1,), {}), ("ConstantPad1d", (2, 3.5), {}),
+                           ("ZeroPad2d", ((1, 0, 2, 1),), {}), ("Unfold", (2,), {}),
+                           ("LocalResponseNorm", (3,), {}), ("Dropout2d", (0.2,), {})]:
+        assert repr(getattr(jitgrad.nn, name)(*args, **kw)) == \
+            repr(getattr(torch.nn, name)(*args, **kw)), name
+    jitgrad.manual_seed(0)
+    w = jitgrad.nn.Conv2d(16, 32, 3).weight.detach().numpy()
+    bound = 1 / np.sqrt(16 * 9)
+    assert w.shape == (32, 16, 3, 3) and np.abs(w).max() <= bound and w.std() > 0.5 * bound / \
+        np.sqrt(3)
+
+
+def test_loss_and_activation_modules():
+    x, y = rn(3, 4), rn(3, 4)
+    t = np.abs(y)
+    for name, kw in [("KLDivLoss", dict(reduction="batchmean")), ("SoftMarginLoss", {}),
+                     ("PoissonNLLLoss", {}), ("MultiLabelSoftMarginLoss", {})]:
+        _check(lambda a: getattr(jitgrad.nn, name)(**kw)(a, jitgrad.tensor(t)),
+               lambda a: getattr(torch.nn, name)(**kw)(a, torch.tensor(t)), x)
+    _check(lambda a, b, c: jitgrad.nn.TripletMarginLoss(margin=0.5)(a, b, c),
+           lambda a, b, c: torch.nn.TripletMarginLoss(margin=0.5)(a, b, c), x, y, rn(3, 4))
+    for name in ("ReLU6", "SELU", "CELU", "LogSigmoid", "Softsign", "Tanhshrink", "Hardsigmoid"):
+        _check(lambda a: getattr(jitgrad.nn, name)()(a), lambda a: getattr(torch.nn, name)()(a),
+               x * 3, rtol=1e-7)
+    _module_check(jitgrad.nn.PReLU(4, dtype=jitgrad.float64),
+                  torch.nn.PReLU(4, dtype=torch.float64), rn(2, 4, 3))
