@@ -489,7 +489,7 @@ class Recorder:
 
     def _name(self, v, hint="v") -> str:
         """A fresh name for ``v`` in the generated replay code's namespace."""
-        n = f"_{hint}{len(self.env)}"
+        n = f"_{hint}_{len(self.env)}"  # (fixed names and the code's locals have no 2nd _)
         self.env[n] = v
         return n
 
@@ -748,6 +748,13 @@ class Recorder:
         get = _GRAD_SLOT.__get__  # (not an access of the function's: not watched)
         leaves += [g for e in self.exts.values() if (g := get(e.t)) is not None]
         self._realize(leaves)
+
+    def grads_assigned(self, groups):
+        """Optimizer.zero_grad(set_to_none=True): these parameters' .grad become None whatever
+        they were (its reads of .grad are not a dependence on the state at entry)."""
+        for group in groups:
+            for p in group["params"]:
+                self.grad_event(p, True)
 
     def grad_event(self, t, is_set):
         e = self.exts.get(id(t))
@@ -1123,8 +1130,96 @@ class Recorder:
                 elif g is None or g._arr is not S[gk]:
                     p.grad = make(S[gk])
             step(opt)
-        self._add(op, f"{type(opt).__name__}.step() over {len(plan)} parameters",
-                  [gk for _, gk in plan if gk is not None])
+        reads = [gk for _, gk in plan if gk is not None]
+        text = f"{type(opt).__name__}.step() over {len(plan)} parameters"
+        bound = self._bind_opt(opt, plan)
+        if bound is None:
+            self._add(op, text, reads)
+            return
+        cond, lines = bound
+        self._add_code([f"if {cond}:"] + ["    " + ln for ln in lines] +
+                       ["else:", f"    {self._name(op, 'f')}(S)"], text + " [bound]", reads)
+
+    def _bind_opt(self, opt, plan):
+        """(guard expression, lines) running the optimizer's fused CPU kernels directly: per
+        call only the rule's ``_prepare`` (live learning rate, step counts) and one kernel call
+        per bucket (same rule flags and dtype) on prebound flat views of the parameters and
+        state buffers. The guard checks that the groups, their parameters and flags, and the
+        state buffers are the ones bound; when not, the op runs ``step()`` itself. None when a
+        bucket is not on the fused CPU path (CUDA, fused=False, non-contiguous arrays)."""
+        name = self._name
+        rule, gks = opt._rule, {id(p): gk for p, gk in plan}
+        O, groups = name(opt, "x"), opt.param_groups
+        PG = name(groups, "x")
+        self.env.update(_ids=lambda ps: tuple(map(id, ps)), _f64=np.float64, _nparr=np.array,
+                        _fk=lambda o, g: (tuple(o._flags(g).values()),
+                                          g.get("fused") is not False))
+        cond = [f"{O}.param_groups is {PG}", f"len({PG}) == {len(groups)}"]
+        buckets = {}            # key -> (kernel, [(p, gk, state dict | None, arrays)])
+        calls = []              # (bucket key, p, its state expression, group, memo)
+        for j, group in enumerate(groups):
+            G = name(group, "x")
+            flags = opt._flags(group)
+            fk = (tuple(flags.values()), group.get("fused") is not False)
+            cond += [f"{PG}[{j}] is {G}",
+                     f"_ids({G}['params']) == {name(tuple(map(id, group['params'])), 'x')}",
+                     f"_fk({O}, {G}) == {name(fk, 'x')}"]
+            names = tuple(rule.states(flags))
+            for p in group["params"]:
+                gk = gks.get(id(p))
+                if gk is None:
+                    continue
+                pa = p._arr
+                if not fk[1] or type(pa) is not np.ndarray or not pa.flags.c_contiguous:
+                    return None
+                key = (fk[0], pa.dtype)
+                if key not in buckets:
+                    buckets[key] = (opt._cpu_kernel(flags, pa.dtype), [])
+                st = opt.state.get(p)
+                P = name(p, "x")
+                arrs = []
+                if names:
+                    if st is None:
+                        return None
+                    D = name(st, "x")
+                    cond.append(f"{O}.state.get({P}) is {D}")
+                    for n in names:
+                        t = st.get(n)
+                        a = getattr(t, "_arr", None)
+                        if type(a) is not np.ndarray or not a.flags.c_contiguous or \
+                                a.shape != pa.shape or a.dtype != pa.dtype:
+                            return None
+                        T = name(t, "x")
+                        cond += [f"{D}.get({n!r}) is {T}", f"{T}._arr is {name(a, 'x')}"]
+                        arrs.append(a.reshape(-1))
+                    sx = D
+                else:
+                    sx = f"({O}.state.get({P}) or {{}})"
+                buckets[key][1].append((p, gk, arrs))
+                calls.append((key, P, sx, G, j))
+        if not buckets:
+            return None
+        keys = list(buckets)
+        prep = name(opt._prepare, "f")
+        lines = [f"_m{j} = {{}}" for j in range(len(groups))]
+        lines += [f"_h{b} = []" for b in range(len(keys))]
+        for key, P, sx, G, j in calls:
+            lines.append(f"_h{keys.index(key)}.append({prep}({P}, {sx}, {G}, _m{j}))")
+        for b, key in enumerate(keys):
+            kern, items = buckets[key]
+            ptup = name(tuple([p._arr.reshape(-1) for p, _, _ in items]), "x")
+            gs = []
+            for p, gk, _ in items:
+                g = self.keep[gk]
+                gs.append(f"S[{gk}].reshape(-1)" if g.flags.c_contiguous else
+                          f"np.ascontiguousarray(S[{gk}]).reshape(-1)")
+            n_st = len(items[0][2])
+            sts = [name(tuple([arrs[i] for _, _, arrs in items]), "x") for i in range(n_st)]
+            lines.append(f"{name(kern, 'k')}({ptup}, ({''.join(g + ', ' for g in gs)}), "
+                         + "".join(x + ", " for x in sts)
+                         + f"_nparr(_h{b}, _f64).reshape({len(items)}, -1))")
+            lines += [f"{name(p, 'x')}._vc[0] += 1" for p, _, _ in items]
+        return " and ".join(cond), lines
 
 
 def _fused_node(n, g) -> bool:
@@ -1371,7 +1466,7 @@ class Program:
         def local(path):
             v = paths.get(path)
             if v is None:
-                v = paths[path] = f"_x{len(paths)}"
+                v = paths[path] = f"_q{len(paths)}"
             return v
         ext_guards = []
         for e in rec.exts.values():

@@ -238,7 +238,7 @@ def test_replay_dispatches_no_ops():
     c = jitgrad.compile(_mlp_step(m, o))
     c(x, y)
     watched = {_tensor.apply_elementwise.__code__, _tensor.apply_fn.__code__,
-               _engine.run_backward.__code__}
+               _engine.run_backward.__code__, jitgrad.optim.Optimizer.step.__code__}
     hits = []
 
     def prof(frame, event, arg):
@@ -487,3 +487,61 @@ def test_grad_reset_in_the_step_records_once_accumulation_is_guarded():
         ca(x)
         np.testing.assert_array_equal(wc.grad.numpy(), we.grad.numpy())
     assert ca.stats == {"recorded": 2, "replayed": 3, "eager": 0}
+
+
+def test_bound_optimizer_step_follows_live_hyperparameters():
+    """opt.step() replays as the optimizer's fused kernel called directly (its scalars from
+    _prepare each call: a changed lr is seen); changed flags (momentum switched off) take the
+    step() path; zero_grad() at the start of the step records one program."""
+    rng = np.random.default_rng(2)
+    x = jitgrad.tensor(rng.standard_normal((8, 12)).astype(np.float32))
+    y = jitgrad.tensor(rng.integers(0, 4, 8))
+    (m1, o1), (m2, o2) = [_mlp(jitgrad.optim.SGD, lr=0.1, momentum=0.9) for _ in range(2)]
+
+    def make(m, o):
+        def step(x, y):
+            o.zero_grad()
+            loss = F.cross_entropy(m(x), y)
+            loss.backward()
+            o.step()
+            return loss
+        return step
+    eager, comp = make(m1, o1), jitgrad.compile(make(m2, o2))
+    for i in range(6):
+        for o in (o1, o2):
+            if i == 2:
+                o.param_groups[0]["lr"] = 0.05
+            if i == 4:
+                o.param_groups[0]["momentum"] = 0.0
+        assert comp(x, y).item() == eager(x, y).item()
+        for p, q in zip(m1.parameters(), m2.parameters()):
+            np.testing.assert_array_equal(_arr(q), _arr(p))
+            np.testing.assert_array_equal(q.grad.numpy(), p.grad.numpy())
+            assert q._version == p._version
+    assert comp.stats == {"recorded": 1, "replayed": 5, "eager": 0}
+    assert "SGD.step() over 4 parameters [bound]" in str(jitgrad.explain(comp))
+
+
+def test_long_unfused_program(monkeypatch):
+    """A chain of 40 eager kernels and their VJPs: hundreds of names in one replay function."""
+    from jitgrad import lazy
+    monkeypatch.setattr(lazy, "ENABLED", False)  # (eager too: one kernel per op)
+
+    def make():
+        x = jitgrad.tensor(np.linspace(-1, 1, 64).astype(np.float32), requires_grad=True)
+
+        def step():
+            x.grad = None
+            y = x
+            for i in range(40):
+                y = y * 1.01 if i % 2 == 0 else y.sin()
+            loss = y.sum()
+            loss.backward()
+            return loss
+        return step, x
+    (e, ex), (c, cx) = make(), make()
+    c = jitgrad.compile(c)
+    for _ in range(3):
+        assert c().item() == e().item()
+        np.testing.assert_array_equal(cx.grad.numpy(), ex.grad.numpy())
+    assert c.stats["replayed"] == 2 and len(c.programs[0].ops) > 80

@@ -151,6 +151,8 @@ class Optimizer:
     # --- gradients -----------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset every parameter's gradient: to None (the default), or to zeros in place."""
+        if set_to_none and _STATE.recorder is not None:  # (jitgrad.compile: None whatever
+            _STATE.recorder.grads_assigned(self.param_groups)  # .grad was at entry)
         for group in self.param_groups:
             for p in group["params"]:
                 g = p.grad
@@ -166,6 +168,10 @@ class Optimizer:
                     g.zero_()
 
     # --- step ----------------------------------------------------------------------------
+    def _cpu_kernel(self, flags: dict, dtype):
+        """The fused CPU kernel of this optimizer's rule (jitgrad.compile calls it directly)."""
+        return _fused.kernel(self._rule, flags, dtype)
+
     def _flags(self, group: dict) -> dict:
         raise NotImplementedError
 
