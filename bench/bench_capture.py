@@ -18,6 +18,8 @@ and parameters after a few steps are checked against its eager twin before timin
   float32 elements, then ``sum().backward()``.
 
 Every step returns its loss tensor (the check reads it with ``.item()`` outside the step).
+Compiled steps use ``jitgrad.compile``'s default (every elementwise op recorded lazily, small
+ones too: fused groups planned once at record time).
 
 Run with ``OPENBLAS_NUM_THREADS=1`` (torch is set to one thread here): on a shared 2-core
 machine a second BLAS thread on a busy core slows every peer down many times over.

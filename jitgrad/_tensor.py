@@ -719,7 +719,7 @@ class ElementwiseNode(Node):
         self.check_saved()
         f = _STATE.fusion  # (this thread's fusion switch; None: the process-wide one)
         fused = (lazy.ENABLED if f is None else f) and (self.n_red >= lazy.FUSE_MIN or
-                                                        g._arr is None)
+                                                        g._arr is None or f is lazy.FUSE_ALL)
         if create_graph or fused or device_key(g) != "cpu":
             # rules on (lazy) Tensors: differentiable, and with fusion the backward chain fuses
             return self._apply_tensor(g, create_graph)
@@ -910,7 +910,7 @@ def apply_elementwise(row: Elementwise, ops: tuple, grad_fn: str | None = None,
     # recorded lazily when the result is large enough to pay for planning, or when an operand
     # is pending anyway (so a chain never breaks at a small op)
     if (lazy.ENABLED if fusion is None else fusion) and out is None and \
-            (n >= lazy.FUSE_MIN or pending):
+            (n >= lazy.FUSE_MIN or pending or fusion is lazy.FUSE_ALL):
         res, full_lz = _record_lazy(row, ops, cdt, out_shape, n, reduce)
         return _record_node(row, ops, res, None, full_lz, out_shape, n, cdt, grad_fn, reduce)
     # eager: the op is a record realised at once (lazy.run_now: the fused path's planner and

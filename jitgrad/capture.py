@@ -1018,7 +1018,9 @@ class Recorder:
         st = STATE
         st.recorder = None
         try:
-            lz = _engine.accumulate_into_grad(t, g, create_graph, deferred, 0)
+            # (steals g as eager does: the sweep's references to g, and this frame's)
+            lz = _engine.accumulate_into_grad(t, g, create_graph, deferred,
+                                              _engine._SWEEP_REFS + 1)
         finally:
             if self.broken is None:
                 st.recorder = self
@@ -1225,7 +1227,8 @@ class Recorder:
 def _fused_node(n, g) -> bool:
     """Whether ElementwiseNode ``n`` runs its rules on lazy Tensors (as its apply decides)."""
     f = STATE.fusion
-    return (lazy.ENABLED if f is None else f) and (n.n_red >= lazy.FUSE_MIN or g._arr is None)
+    return (lazy.ENABLED if f is None else f) and (n.n_red >= lazy.FUSE_MIN or g._arr is None
+                                                   or f is lazy.FUSE_ALL)
 
 
 def _same(a, b) -> bool:
@@ -1578,11 +1581,14 @@ def _finish(rec: Recorder, fn, args, key, result):
 class Compiled:
     """A function compiled by :func:`compile`: replays recorded programs whose guards match."""
 
-    def __init__(self, fn, cache_size=CACHE_SIZE, fusion=True):
+    def __init__(self, fn, cache_size=CACHE_SIZE, fusion=None):
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.cache_size = cache_size
-        self.fusion = fusion    # False: record (and replay) with lazy fusion off
+        if fusion not in (None, True, False, "eager"):
+            raise ValueError(f"jitgrad.compile: fusion must be None, True, False or 'eager', "
+                             f"got {fusion!r}")
+        self.fusion = fusion    # see compile()
         self.programs = []      # most recent first
         self.broken = None      # (reason, where): the function runs eagerly
         self.misses = 0
@@ -1620,7 +1626,7 @@ class Compiled:
                 if lock is not None:
                     lock.acquire()
                 prev = st.fusion
-                if not self.fusion:
+                if self.fusion is False:
                     st.fusion = False
                 try:
                     r = p.run(args)
@@ -1648,8 +1654,11 @@ class Compiled:
             lazy.flush()  # (pending values made before the call are inputs, computed first)
         st.recorder = rec
         prev = st.fusion
-        if not self.fusion:
-            st.fusion = False
+        fu = self.fusion
+        if fu is None:
+            fu = lazy.is_fusion_enabled()
+        if fu != "eager":  # (else the thread's own switch and FUSE_MIN, as eager runs)
+            st.fusion = lazy.FUSE_ALL if fu else False
         try:
             with _watching_grads(rec):
                 result = self.fn(*args)
@@ -1734,13 +1743,18 @@ class Explanation:
     __repr__ = __str__
 
 
-def compile(fn=None, *, cache_size: int = CACHE_SIZE, fusion: bool = True):
+def compile(fn=None, *, cache_size: int = CACHE_SIZE, fusion=None):
     """Record ``fn`` on its first call and replay the recorded program on later calls whose
     guards match (see the module docstring). ``@jitgrad.compile`` or ``jitgrad.compile(fn)``.
 
-    ``fusion=False`` records and replays with lazy fusion off, one kernel per op (as
-    ``JITGRAD_FUSION=0`` would run the step); by default the step's fused groups are recorded
-    and replayed as eager forms them."""
+    ``fusion``: how the recorded call groups elementwise ops into kernels. ``True``: every
+    elementwise op is recorded lazily whatever its size (lazy.FUSE_ALL), so chains of small ops
+    become one kernel too -- eager runs ops under ``lazy.FUSE_MIN`` elements one kernel each
+    because planning a group costs Python time on every call, which a replay no longer pays;
+    values equal eager's to the rounding of a fused evaluation order. ``None`` (the default):
+    ``True`` while lazy fusion is on in the calling thread, else ``False``. ``'eager'``: the
+    groups eager forms (values bitwise eager's). ``False``: one kernel per op (as
+    ``JITGRAD_FUSION=0`` runs the step)."""
     if fn is None:
         return lambda f: Compiled(f, cache_size, fusion)
     return Compiled(fn, cache_size, fusion)

@@ -48,6 +48,10 @@ ENABLED = os.environ.get("JITGRAD_FUSION", "1") != "0"
 # Measured: W2's 128x256 tanh(a + b) took 125 us fused vs 79 us eager (fusion made the MLP step
 # 25% slower), while W1 at 1e5 elements is even and wins from there on.
 FUSE_MIN = int(os.environ.get("JITGRAD_FUSE_MIN", 1 << 16))
+# A thread's fusion switch (grad_mode.STATE.fusion) set to FUSE_ALL records every elementwise op
+# lazily whatever its size: jitgrad.compile while it records a step (planning is paid once there,
+# so FUSE_MIN's reason does not hold for the replays).
+FUSE_ALL = "all"
 MAX_GROUP = 256          # rows per fused kernel; a larger DAG runs as several (in post-order)
 # An op whose pending operand is MAX_DEPTH rows deep computes that operand first. A long chain
 # so becomes segments whose ends are stored; the fused backward of a segment recomputes it from

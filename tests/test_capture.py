@@ -545,3 +545,23 @@ def test_long_unfused_program(monkeypatch):
         assert c().item() == e().item()
         np.testing.assert_array_equal(cx.grad.numpy(), ex.grad.numpy())
     assert c.stats["replayed"] == 2 and len(c.programs[0].ops) > 80
+
+
+def test_fusion_modes_small_tensors():
+    """By default a compiled step records every elementwise op lazily (small ones too: the
+    planning is paid once), 'eager' keeps eager's kernels, False one kernel per op; all give
+    eager's values."""
+    we, be = _wb()
+    eager = _tutorial(we, be)
+    want = [eager().item() for _ in range(3)]
+    texts = {}
+    for mode in (None, "eager", False):
+        wc, bc = _wb()
+        c = jitgrad.compile(_tutorial(wc, bc), fusion=mode)
+        np.testing.assert_allclose([c().item() for _ in range(3)], want, rtol=1e-6)
+        np.testing.assert_allclose(_arr(wc), _arr(we), rtol=1e-6)
+        texts[mode] = str(jitgrad.explain(c))
+    assert "fused kernel [add+" in texts[None]
+    assert "fused kernel" not in texts[False]
+    with pytest.raises(ValueError, match="fusion"):
+        jitgrad.compile(lambda x: x, fusion="all")
