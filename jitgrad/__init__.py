@@ -32,6 +32,13 @@ from .functional_ops import (acos, acosh, arccos, arccosh, arcsin, arcsinh, arct
                              arctanh, asin, asinh, atan, atan2, atanh, ceil, cosh, deg2rad, erfc,
                              exp2, fix, floor, frac, hypot, log10, log2, logaddexp, rad2deg,
                              round, sinh, trunc)
+from .functional_ops import (  # issue 16's elementwise breadth
+    addcdiv, addcmul, bitwise_and, bitwise_left_shift, bitwise_not, bitwise_or,
+    bitwise_right_shift, bitwise_xor, clamp_max, clamp_min, copysign, digamma, erfinv,
+    float_power, floor_divide, fmax, fmin, fmod, heaviside, isinf, isneginf, isposinf, isreal,
+    lerp, lgamma, logical_or, logical_xor, logit, nan_to_num, polygamma, remainder, sgn,
+    signbit, sinc, true_divide, xlogy)
+from .ops_api import special  # noqa: E402  (torch.special's names)
 from .ops_api import *  # noqa: E402,F401,F403  (families added for breadth)
 from . import linalg  # noqa: E402  (torch.linalg's names)
 from . import autograd, nn  # noqa: E402

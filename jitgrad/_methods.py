@@ -356,8 +356,8 @@ class TensorMethods:
     def mul_(self, y):
         return IMPL.mul_(self, y)
 
-    def div_(self, y):
-        return IMPL.div_(self, y)
+    def div_(self, y, *, rounding_mode=None):
+        return IMPL.div_(self, y, rounding_mode=rounding_mode)
 
     def pow_(self, y):
         return IMPL.pow_(self, y)
@@ -526,6 +526,208 @@ class TensorMethods:
 
     def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False):
         return IMPL._new_full(self, size, fill_value, dtype, device, requires_grad)
+
+    # -- elementwise, issue 16 breadth (implementations in functional_ops) --
+    def fmod(self, other):
+        return IMPL.fmod(self, other)
+
+    def fmod_(self, other):
+        return IMPL.fmod_(self, other)
+
+    def remainder(self, other):
+        return IMPL.remainder(self, other)
+
+    def remainder_(self, other):
+        return IMPL.remainder_(self, other)
+
+    def floor_divide(self, other):
+        return IMPL.floor_divide(self, other)
+
+    def floor_divide_(self, other):
+        return IMPL.floor_divide_(self, other)
+
+    def true_divide(self, other):
+        return IMPL.true_divide(self, other)
+
+    def true_divide_(self, other):
+        return IMPL.true_divide_(self, other)
+
+    def xlogy(self, other):
+        return IMPL.xlogy(self, other)
+
+    def xlogy_(self, other):
+        return IMPL.xlogy_(self, other)
+
+    def copysign(self, other):
+        return IMPL.copysign(self, other)
+
+    def copysign_(self, other):
+        return IMPL.copysign_(self, other)
+
+    def fmax(self, other):
+        return IMPL.fmax(self, other)
+
+    def fmin(self, other):
+        return IMPL.fmin(self, other)
+
+    def bitwise_and(self, other):
+        return IMPL.bitwise_and(self, other)
+
+    def bitwise_and_(self, other):
+        return IMPL.bitwise_and_(self, other)
+
+    def bitwise_or(self, other):
+        return IMPL.bitwise_or(self, other)
+
+    def bitwise_or_(self, other):
+        return IMPL.bitwise_or_(self, other)
+
+    def bitwise_xor(self, other):
+        return IMPL.bitwise_xor(self, other)
+
+    def bitwise_xor_(self, other):
+        return IMPL.bitwise_xor_(self, other)
+
+    def bitwise_left_shift(self, other):
+        return IMPL.bitwise_left_shift(self, other)
+
+    def bitwise_left_shift_(self, other):
+        return IMPL.bitwise_left_shift_(self, other)
+
+    def bitwise_right_shift(self, other):
+        return IMPL.bitwise_right_shift(self, other)
+
+    def bitwise_right_shift_(self, other):
+        return IMPL.bitwise_right_shift_(self, other)
+
+    def logical_or(self, other):
+        return IMPL.logical_or(self, other)
+
+    def logical_or_(self, other):
+        return IMPL.logical_or_(self, other)
+
+    def logical_xor(self, other):
+        return IMPL.logical_xor(self, other)
+
+    def logical_xor_(self, other):
+        return IMPL.logical_xor_(self, other)
+
+    def logical_and_(self, other):
+        return IMPL.logical_and_(self, other)
+
+    def logical_not_(self):
+        return IMPL.logical_not_(self)
+
+    def divide_(self, other, *, rounding_mode=None):
+        return IMPL.div_(self, other, rounding_mode=rounding_mode)
+
+    def sinc(self):
+        return IMPL.sinc(self)
+
+    def sinc_(self):
+        return IMPL.sinc_(self)
+
+    def lgamma(self):
+        return IMPL.lgamma(self)
+
+    def lgamma_(self):
+        return IMPL.lgamma_(self)
+
+    def digamma(self):
+        return IMPL.digamma(self)
+
+    def digamma_(self):
+        return IMPL.digamma_(self)
+
+    def erfinv(self):
+        return IMPL.erfinv(self)
+
+    def erfinv_(self):
+        return IMPL.erfinv_(self)
+
+    def bitwise_not(self):
+        return IMPL.bitwise_not(self)
+
+    def bitwise_not_(self):
+        return IMPL.bitwise_not_(self)
+
+    def isinf(self):
+        return IMPL.isinf(self)
+
+    def isposinf(self):
+        return IMPL.isposinf(self)
+
+    def isneginf(self):
+        return IMPL.isneginf(self)
+
+    def isreal(self):
+        return IMPL.isreal(self)
+
+    def signbit(self):
+        return IMPL.signbit(self)
+
+    def sgn(self):
+        return IMPL.sgn(self)
+
+    def lerp(self, end, weight):
+        return IMPL.lerp(self, end, weight)
+
+    def lerp_(self, end, weight):
+        return IMPL.lerp_(self, end, weight)
+
+    def addcmul(self, tensor1, tensor2, *, value=1):
+        return IMPL.addcmul(self, tensor1, tensor2, value=value)
+
+    def addcmul_(self, tensor1, tensor2, *, value=1):
+        return IMPL.addcmul_(self, tensor1, tensor2, value=value)
+
+    def addcdiv(self, tensor1, tensor2, *, value=1):
+        return IMPL.addcdiv(self, tensor1, tensor2, value=value)
+
+    def addcdiv_(self, tensor1, tensor2, *, value=1):
+        return IMPL.addcdiv_(self, tensor1, tensor2, value=value)
+
+    def logit(self, eps=None):
+        return IMPL.logit(self, eps)
+
+    def logit_(self, eps=None):
+        return IMPL.logit_(self, eps)
+
+    def nan_to_num(self, nan=0.0, posinf=None, neginf=None):
+        return IMPL.nan_to_num(self, nan, posinf, neginf)
+
+    def nan_to_num_(self, nan=0.0, posinf=None, neginf=None):
+        return IMPL.nan_to_num_(self, nan, posinf, neginf)
+
+    def clamp_min(self, min):
+        return IMPL.clamp_min(self, min)
+
+    def clamp_min_(self, min):
+        return IMPL.clamp_min_(self, min)
+
+    def clamp_max(self, max):
+        return IMPL.clamp_max(self, max)
+
+    def clamp_max_(self, max):
+        return IMPL.clamp_max_(self, max)
+
+    def heaviside(self, values):
+        return IMPL.heaviside(self, values)
+
+    def heaviside_(self, values):
+        return IMPL.heaviside_(self, values)
+
+    def float_power(self, exponent):
+        return IMPL.float_power(self, exponent)
+
+    def float_power_(self, exponent):
+        return IMPL.float_power_(self, exponent)
+
+    def polygamma(self, n):
+        return IMPL.polygamma(n, self)
+
+    def polygamma_(self, n):
+        return IMPL.polygamma_(self, n)
 
     # -- ops_api.reductions (implementations in jitgrad/ops_api/reductions.py) --
     def sort(self, dim=-1, descending=False, stable=False):

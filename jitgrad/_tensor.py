@@ -629,11 +629,103 @@ class Tensor(TensorMethods):
     def __abs__(self):
         return IMPL.abs(self)
 
+    # % // & | ^ << >> (integer semantics as torch's: see functional_ops.remainder, ...)
+    def __mod__(self, other):
+        if isinstance(other, _OPERANDS):
+            return IMPL.remainder(self, other)
+        return NotImplemented
+
+    def __rmod__(self, other):
+        if isinstance(other, _OPERANDS):
+            return IMPL.remainder(other, self)
+        return NotImplemented
+
+    def __imod__(self, other):
+        return IMPL.remainder_(self, other)
+
+    def __floordiv__(self, other):
+        if isinstance(other, _OPERANDS):
+            return IMPL.floor_divide(self, other)
+        return NotImplemented
+
+    def __rfloordiv__(self, other):
+        if isinstance(other, _OPERANDS):
+            return IMPL.floor_divide(other, self)
+        return NotImplemented
+
+    def __ifloordiv__(self, other):
+        return IMPL.floor_divide_(self, other)
+
     def __and__(self, other):
-        return IMPL.logical_and(self, other)
+        if isinstance(other, _OPERANDS):
+            return IMPL.bitwise_and(self, other)
+        return NotImplemented
+
+    def __rand__(self, other):
+        if isinstance(other, _OPERANDS):
+            return IMPL.bitwise_and(other, self)
+        return NotImplemented
+
+    def __iand__(self, other):
+        return IMPL.bitwise_and_(self, other)
+
+    def __or__(self, other):
+        if isinstance(other, _OPERANDS):
+            return IMPL.bitwise_or(self, other)
+        return NotImplemented
+
+    def __ror__(self, other):
+        if isinstance(other, _OPERANDS):
+            return IMPL.bitwise_or(other, self)
+        return NotImplemented
+
+    def __ior__(self, other):
+        return IMPL.bitwise_or_(self, other)
+
+    def __xor__(self, other):
+        if isinstance(other, _OPERANDS):
+            return IMPL.bitwise_xor(self, other)
+        return NotImplemented
+
+    def __rxor__(self, other):
+        if isinstance(other, _OPERANDS):
+            return IMPL.bitwise_xor(other, self)
+        return NotImplemented
+
+    def __ixor__(self, other):
+        return IMPL.bitwise_xor_(self, other)
+
+    def __lshift__(self, other):
+        if isinstance(other, _OPERANDS):
+            return IMPL.bitwise_left_shift(self, other)
+        return NotImplemented
+
+    def __rlshift__(self, other):
+        if isinstance(other, _OPERANDS):
+            return IMPL.bitwise_left_shift(other, self)
+        return NotImplemented
+
+    def __ilshift__(self, other):
+        return IMPL.bitwise_left_shift_(self, other)
+
+    def __rshift__(self, other):
+        if isinstance(other, _OPERANDS):
+            return IMPL.bitwise_right_shift(self, other)
+        return NotImplemented
+
+    def __rrshift__(self, other):
+        if isinstance(other, _OPERANDS):
+            return IMPL.bitwise_right_shift(other, self)
+        return NotImplemented
+
+    def __irshift__(self, other):
+        return IMPL.bitwise_right_shift_(self, other)
+
+    def __rdiv__(self, other):  # (torch keeps the Python 2 name)
+        return self.__rtruediv__(other)
 
     def __invert__(self):
-        return IMPL.logical_not(self)
+        return IMPL._invert(self)
 
     def __getitem__(self, index):
         return IMPL.getitem(self, index)

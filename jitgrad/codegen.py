@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
+
 # Scalar functions available in generated modules (see backends/cpu.py for the prelude).
 FUNC_SRC = {
     "exp": "vm_exp", "log": "vm_log", "log1p": "vm_log1p", "expm1": "vm_expm1",
@@ -62,6 +64,97 @@ def _cuda_logaddexp(em, a, b):
     hi = em.let(f"{a} if {a} > {b} else {b}").name
     return (f"{a} if ({a} == {b} and math.isinf({a})) else "
             f"{hi} + math.log1p(math.exp(-abs({a} - {b})))")
+
+
+def _is_float(em):
+    """True in a floating-point kernel, False in an integer one (T(0.5) truncates to 0; LLVM
+    folds the test). Rows whose integer form differs from the floating one (C-style fmod,
+    exact integer division) pick with it; both branches are cast to T so neither promotes."""
+    return f"{em.operand(0.5)} != {em.operand(0.0)}"
+
+
+def _int_fmod(a, b):
+    """C's integer remainder (sign of the dividend) from Python's floor modulo."""
+    r = f"({a} % {b})"
+    return f"({r} - {b} if ({r} != 0 and (({a} < 0) != ({b} < 0))) else {r})"
+
+
+def _fmod(fn):
+    def src(em, a, b):
+        return f"{em.T}({fn}({a}, {b})) if {_is_float(em)} else {_int_fmod(a, b)}"
+    return src
+
+
+def _rule(rule):
+    """A compound vocabulary function (see "Compound functions" below): the rule expanded into
+    the body."""
+    def src(em, *args):
+        return em.operand(rule(SYM_MATH, *[Sym(em, a) for a in args]))
+    return src
+
+
+def _floor_divide(em, a, b):
+    """torch's floating floor division (:func:`floor_divide`); integers: Python's exact //."""
+    fl = _rule(floor_divide)(em, a, b)
+    return f"{em.T}({fl}) if {_is_float(em)} else ({a} // {b})"
+
+
+def _div_trunc(em, a, b):
+    """trunc(a / b) for floats (torch); integers: C division, exact (from // and %)."""
+    t = em.let(em.funcs["trunc"](em, f"({a} / {b})") if callable(em.funcs["trunc"])
+               else f"{em.funcs['trunc']}({a} / {b})").name
+    q = (f"({a} // {b} + (1 if (({a} % {b}) != 0 and (({a} < 0) != ({b} < 0))) else 0))")
+    return f"{em.T}({t}) if {_is_float(em)} else {q}"
+
+
+def _in_float64(em, x, rule):
+    """A compound rule evaluated in float64 and cast back to T (CPU kernels)."""
+    xd = em.let(f"np.float64({x})").name
+    return f"{em.T}({_rule(rule)(em, xd)})"
+
+
+# Bitwise ops: integer and bool tensors only (the public functions refuse floats). Through
+# np.int64() so that the row also compiles in a floating kernel (the PTX check builds every row
+# with a float T); T(-1) is True for bool, so xor with it is logical not there, ~x for ints.
+# Shifts as torch: a count < 0 or >= 64 gives 0 (<<) or the sign fill (>>); an int32 result
+# is the low half of the int64 shift, which is torch's int32 answer for counts 32..63 too.
+_BITWISE = {
+    "bitwise_and": lambda em, a, b: f"{em.T}(np.int64({a}) & np.int64({b}))",
+    "bitwise_or": lambda em, a, b: f"{em.T}(np.int64({a}) | np.int64({b}))",
+    "bitwise_xor": lambda em, a, b: f"{em.T}(np.int64({a}) ^ np.int64({b}))",
+    "bitwise_not": lambda em, a: f"{em.T}(np.int64({a}) ^ np.int64({em.operand(-1.0)}))",
+    "bitwise_left_shift": lambda em, a, b: (
+        f"{em.T}(np.int64({a}) << np.int64({b})) if ({b} >= {em.operand(0.0)} and "
+        f"{b} < {em.operand(64.0)}) else {em.operand(0.0)}"),
+    "bitwise_right_shift": lambda em, a, b: (
+        f"{em.T}(np.int64({a}) >> (np.int64({b}) if ({b} >= {em.operand(0.0)} and "
+        f"{b} < {em.operand(64.0)}) else np.int64(63)))"),
+}
+
+FUNC_SRC.update({
+    "fmod": _fmod("np.fmod"), "floor_divide": _floor_divide, "div_trunc": _div_trunc,
+    "copysign": "np.copysign", "lgamma": "math.lgamma",
+    # in float64 on the CPU (a float32 digamma loses digits to cancellation in its shift)
+    "digamma": lambda em, x: _in_float64(em, x, digamma),
+    "erfinv": lambda em, x: _in_float64(em, x, erfinv),
+    # a loop over the runtime order n (backends/_prelude.polygamma_py), in float64
+    "polygamma": lambda em, n, x: f"{em.T}(vm_polygamma({n}, {x}))",
+    # sin/cos of x * pi with the product rounded, as torch's sinc computes them
+    "sinpi": lambda em, x: f"vm_sin({x} * {em.operand(math.pi)})",
+    "cospi": lambda em, x: f"vm_cos({x} * {em.operand(math.pi)})",
+    **_BITWISE,
+})
+FUNC_SRC_CUDA.update({
+    "fmod": _fmod("math.fmod"), "floor_divide": _floor_divide, "div_trunc": _div_trunc,
+    "copysign": "math.copysign", "lgamma": "math.lgamma",
+    "digamma": lambda em, x: _rule(digamma)(em, x),
+    "erfinv": lambda em, x: _rule(erfinv)(em, x),
+    "polygamma": lambda em, n, x: _rule(polygamma_cuda)(em, n, x),
+    # from the exactly reduced argument: libdevice's float32 sin/cos compute in float64
+    "sinpi": lambda em, x: _rule(sinpi)(em, x),
+    "cospi": lambda em, x: _rule(cospi)(em, x),
+    **_BITWISE,
+})
 
 
 class Emitter:
@@ -149,6 +242,10 @@ class _SymMath:
     @staticmethod
     def and_(a, b):
         return a.em.let(f"{a.name} and {b.name}")
+
+    @staticmethod
+    def or_(a, b):
+        return a.em.let(f"{a.name} or {b.name}")
 
     @staticmethod
     def maximum(a, b):  # NaN-propagating like torch.maximum
@@ -465,3 +562,239 @@ def render_cuda(name: str, loads: list, body_lines: list, results: list,
         lines += [f"{ind * 2}cuda.syncthreads()", f"{ind * 2}w //= 2", f"{ind}if tx == 0:"]
         lines += [f"{ind * 2}{outs[j]}[cuda.blockIdx.x] = sh{j}[0]" for j in accs]
     return "\n".join(lines) + "\n"
+
+
+# =============================================================================================
+# Compound functions of the vocabulary, written once as rules on ``m`` ("specfun").
+#
+# Division with rounding (torch's floating ``floor_divide``), ``digamma``, ``erfinv`` and sin/cos
+# of pi x have no single CPU/CUDA library call with torch's semantics, so they are rules
+# themselves: straight-line code (no loops) over the vocabulary (``m.where``, ``m.log``,
+# ``m.fmod``, ...), expanded into the kernel body by the FUNC_SRC entries above (CPU and CUDA
+# alike, constants typed ``T(...)`` so a float32 CUDA kernel stays float32) and evaluated on
+# floats by ``ops.FLOAT_MATH``. Being part of the generated source (or of this file, which the
+# disk cache hashes), a change to them never leaves a stale cached kernel.
+#
+# ``polygamma`` (a loop over a runtime order n) is :func:`polygamma_py` on the CPU (the
+# prelude's ``vm_polygamma``); :func:`polygamma_cuda` is its straight-line CUDA form.
+
+_PI = math.pi
+
+
+def floor_divide(m, a, b):
+    """torch's floating floor division (Python's float ``//``): from fmod, so the quotient is
+    exact where a/b would round across an integer; b == 0 gives a / b (+-inf or NaN)."""
+    mod = m.fmod(a, b)
+    div = (a - mod) / b
+    div = m.where(m.and_(mod != 0, (b < 0) != (mod < 0)), div - 1, div)
+    fl = m.floor(div)
+    fl = m.where(div - fl > 0.5, fl + 1, fl)
+    return m.where(b == 0, a / b, m.where(div != 0, fl, m.copysign(0.0, a / b)))
+
+
+def fmod(m, a, b):
+    """torch.fmod on CPU tensors: C's fmod, except NaN where a / b overflows (torch's
+    vectorised kernel, Sleef's fmod, is exact only while |a / b| is finite: fmod(1e170,
+    1e-170) is NaN there). In an integer kernel the test is never true (the NaN constant is
+    T-typed, so nothing promotes) and m.fmod is C's integer remainder."""
+    q = m.abs(a / b)
+    return m.where(m.and_(q == math.inf, m.abs(a) != math.inf), math.nan, m.fmod(a, b))
+
+
+def remainder(m, a, b):
+    """torch.remainder: fmod moved to the divisor's sign (integers too: fmod is exact there)."""
+    mod = fmod(m, a, b)
+    return m.where(m.and_(mod != 0, (b < 0) != (mod < 0)), mod + b, mod)
+
+
+def _sincospi(m, t):
+    """(sin(pi t), cos(pi t)) for |t| <= 0.5 by their Taylor series to u**21 / u**20 (error
+    below 1e-17): no library sin/cos, whose float32 CUDA forms compute in float64."""
+    u = t * _PI
+    u2 = u * u
+    s = 1 - u2 / 420
+    for k in (342, 272, 210, 156, 110, 72, 42, 20, 6):
+        s = 1 - u2 / k * s
+    c = 1 - u2 / 380
+    for k in (306, 240, 182, 132, 90, 56, 30, 12, 2):
+        c = 1 - u2 / k * c
+    return u * s, c
+
+
+def _reduced(m, x):
+    """(t, odd): x = k + t with k = round(x) (exact), |t| <= 1/2, odd = k is odd."""
+    k = m.round(x)
+    return x - k, m.fmod(k, 2.0) != 0
+
+
+def sinpi(m, x):
+    """sin(pi x) from the exactly reduced argument."""
+    t, odd = _reduced(m, x)
+    s, _ = _sincospi(m, t)
+    return m.where(odd, -s, s)
+
+
+def cospi(m, x):
+    """cos(pi x) from the exactly reduced argument (0 at half-integers exactly)."""
+    t, odd = _reduced(m, x)
+    _, c = _sincospi(m, t)
+    c = m.where(m.abs(t) == 0.5, 0.0, c)
+    return m.where(odd, -c, c)
+
+
+def sinc(m, x):
+    """sin(pi x) / (pi x), 1 at 0 (torch.sinc). ``m.sinpi`` is sin(x * pi) as torch computes it
+    on the CPU (the product rounded first) and :func:`sinpi` on CUDA (see codegen)."""
+    return m.where(x == 0, 1.0, m.sinpi(x) / (x * _PI))
+
+
+# psi(x) ~ log x - 1/(2x) - sum_k B_2k / (2k x^2k) for x >= 10 (Bernoulli numbers B2..B14)
+_PSI_ASYMPT = (1 / 12, 1 / 120, 1 / 252, 1 / 240, 1 / 132, 691 / 32760, 1 / 12)
+
+
+def digamma(m, x):
+    """psi(x) with torch's edges: psi(+-0) = -+inf, NaN at negative integers and -inf.
+
+    x < 0 reflects (psi(x) = psi(1 - x) - pi cot(pi x), cot from the reduced argument, so it
+    is exact near the poles); the argument is then shifted to >= 10 in ten guarded steps
+    (psi(y) = psi(y + 1) - 1/y) and the asymptotic series adds the rest."""
+    neg = x < 0
+    y = m.where(neg, 1 - x, x)
+    acc = 0.0
+    for _ in range(10):
+        small = y < 10
+        acc = acc - m.where(small, 1 / y, 0.0)
+        y = m.where(small, y + 1, y)
+    z = 1 / (y * y)
+    c = _PSI_ASYMPT
+    ser = c[5] - z * c[6]
+    for k in (4, 3, 2, 1):
+        ser = c[k] - z * ser
+    ser = z * (c[0] - z * ser)
+    psi = acc + m.log(y) - 0.5 / y - ser
+    r = x - m.trunc(x)
+    t = m.where(r < -0.5, r + 1, r)
+    s, co = _sincospi(m, t)
+    co = m.where(m.abs(t) == 0.5, 0.0, co)  # cot(pi/2) = 0 exactly
+    res = m.where(neg, psi - _PI * co / s, psi)
+    res = m.where(x == 0, m.copysign(math.inf, -x), res)
+    return m.where(m.and_(neg, x == m.trunc(x)), math.nan, res)
+
+
+_2_SQRTPI = 2 / math.sqrt(math.pi)
+_WINITZKI = 0.147
+
+
+def erfinv(m, y):
+    """erf^-1(y): Winitzki's closed form (error < 2e-3) refined by three Halley steps on
+    erf(x) - |y| (written (1 - |y|) - erfc(x) in the tail, where 1 - |y| is exact): cubic
+    convergence reaches full precision in float32 and float64. +-1 -> +-inf, |y| > 1 -> NaN,
+    the sign of zero kept."""
+    a = m.abs(y)
+    w = m.log((1 - a) * (1 + a))
+    t = 2 / (_PI * _WINITZKI) + 0.5 * w
+    x = m.sqrt(m.sqrt(t * t - w / _WINITZKI) - t)
+    for _ in range(3):
+        f = m.where(a > 0.5, (1 - a) - m.erfc(x), m.erf(x) - a)
+        u = f / (_2_SQRTPI * m.exp(-x * x))
+        x = x - u / (1 + x * u)
+    x = m.where(a == 1, math.inf, m.where(a > 1, math.nan, x))
+    return m.copysign(x, y)
+
+
+# Euler-Maclaurin tail of sum_k (a + k)^-s: B_2j / (2j)! for j = 1..9
+_EM = (1 / 6 / 2, -1 / 30 / 24, 1 / 42 / 720, -1 / 30 / 40320, 5 / 66 / 3628800,
+       -691 / 2730 / 479001600, 7 / 6 / 87178291200, -3617 / 510 / 20922789888000,
+       43867 / 798 / 6402373705728000)
+CUDA_POLYGAMMA_STEPS = 48  # x >= n + 15 - 48 on the GPU (NaN below: see polygamma_cuda)
+
+
+def polygamma_tail(m, a, s):
+    """sum_{k>=0} (a + k)^-s for a >= s + 14 (Euler-Maclaurin, nine Bernoulli terms)."""
+    p = a ** -s
+    tot = a ** (1 - s) / (s - 1) + p / 2
+    coef = s
+    pw = p / a
+    ia2 = 1 / (a * a)
+    for j, b in enumerate(_EM):
+        tot = tot + b * coef * pw
+        coef = coef * (s + 2 * j + 1) * (s + 2 * j + 2)
+        pw = pw * ia2
+    return tot
+
+
+def polygamma_cuda(m, n, x):
+    """psi^(n)(x), n >= 1, straight-line: (-1)^(n+1) n! sum_k (x + k)^-(n+1), the first
+    CUDA_POLYGAMMA_STEPS terms summed until x + k >= n + 15, the rest by polygamma_tail.
+    When x is too negative for that many steps the result is NaN (the CPU form loops)."""
+    s = n + 1
+    lim = n + 15
+    y = x
+    acc = 0.0
+    for _ in range(CUDA_POLYGAMMA_STEPS):
+        small = y < lim
+        acc = acc + m.where(small, y ** -s, 0.0)
+        y = m.where(small, y + 1, y)
+    fact = m.exp(m.lgamma(s))
+    sign = m.where(m.fmod(n, 2.0) == 1, 1.0, -1.0)
+    res = sign * fact * (acc + polygamma_tail(m, y, s))
+    pole = m.and_(x <= 0, x == m.trunc(x))
+    res = m.where(pole, sign * math.inf, res)
+    return m.where(m.and_(y < lim, y == y), math.nan, res)
+
+
+def polygamma_py(n, x):
+    """psi^(n)(x) for an integer order n >= 1, in float64 (plain Python; njit-able):
+    (-1)^(n+1) n! sum_k (x + k)^-(n+1), summed while x + k < n + 15, the rest by the
+    Euler-Maclaurin series (nine Bernoulli terms). Below x = -64 the reflection formula
+    psi^(n)(x) = (-1)^n psi^(n)(1 - x) - pi d^n/dx^n cot(pi x) keeps the work bounded (the
+    n-th derivative of cot as a polynomial in cot, from its recurrence)."""
+    n = int(n)
+    x = float(x)
+    sign = 1.0 if n % 2 == 1 else -1.0
+    if x != x or x == -math.inf:
+        return math.nan
+    if x <= 0.0 and x == math.floor(x):
+        return sign * math.inf
+    if x == math.inf:
+        return 0.0
+    fact = 1.0
+    for k in range(2, n + 1):
+        fact *= k
+    refl = 0.0
+    if x < -64.0:
+        t = x - math.floor(x + 0.5)  # exact, |t| <= 1/2: cot(pi x) = cot(pi t)
+        c = math.cos(math.pi * t) / math.sin(math.pi * t)
+        p = np.zeros(n + 2)
+        q = np.zeros(n + 2)
+        p[1] = 1.0  # P_0(c) = c; P_k+1(c) = -(1 + c^2) P_k'(c)
+        for k in range(n):
+            q[:] = 0.0
+            for j in range(1, k + 2):
+                d = j * p[j]
+                q[j - 1] -= d
+                q[j + 1] -= d
+            p[:] = q
+        pc = 0.0
+        for j in range(n + 1, -1, -1):
+            pc = pc * c + p[j]
+        refl = -(math.pi ** (n + 1)) * pc
+        x = 1.0 - x
+        sign = sign * (1.0 if n % 2 == 0 else -1.0)
+        # psi^(n)(x) = refl + (-1)^n psi^(n)(1 - x): fold (-1)^n into the sign below
+    s = n + 1.0
+    lim = n + 15.0
+    acc = 0.0
+    while x < lim:
+        acc += x ** -s
+        x += 1.0
+    p0 = x ** -s
+    tot = x ** (1.0 - s) / (s - 1.0) + p0 / 2.0  # (p0 * x would underflow first)
+    coef = s
+    pw = p0 / x
+    ia2 = 1.0 / (x * x)
+    for j in range(9):
+        tot += _EM[j] * coef * pw
+        coef *= (s + 2 * j + 1) * (s + 2 * j + 2)
+        pw *= ia2
+    return refl + sign * fact * (acc + tot)

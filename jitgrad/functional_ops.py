@@ -81,18 +81,28 @@ def mul(x, y):
 
 
 def div(x, y, rounding_mode=None):
-    out = ew("div", _t(x), _t(y))
-    if rounding_mode is not None:
-        raise NotImplementedError("div(rounding_mode=...) is not supported yet")
-    return out
+    """x / y; rounding_mode 'trunc' rounds toward zero, 'floor' down (floor_divide); integer
+    operands then stay integer (exact) and a zero divisor raises, like torch."""
+    if rounding_mode is None:
+        return ew("div", _t(x), _t(y))
+    if rounding_mode == "floor":
+        return floor_divide(x, y)
+    if rounding_mode == "trunc":
+        return _div_trunc(x, y)
+    raise ValueError("div expected rounding_mode to be one of None, 'trunc', or 'floor' but "
+                     f"found '{rounding_mode}'")
 
 
 def pow(x, y):
     x, y = _t(x), _t(y)
     if isinstance(x, Tensor) and x._meta[1].kind in "iub" and \
-            ((isinstance(y, numbers.Integral) and y < 0) or
-             (isinstance(y, Tensor) and y._meta[1].kind in "iu" and bool((y._data < 0).any()))):
+            isinstance(y, numbers.Integral) and y < 0:
         raise RuntimeError("Integers to negative integer powers are not allowed.")
+    if isinstance(y, Tensor) and y._meta[1].kind in "iu" and not y.is_cuda and \
+            ((isinstance(x, Tensor) and x._meta[1].kind in "iub") or
+             (isinstance(x, numbers.Integral) and not isinstance(x, bool))) and \
+            bool((y._data < 0).any()):
+        return _int_pow_negative(x, y)
     if isinstance(x, Tensor) and x._meta[1].kind == "b" and \
             isinstance(y, numbers.Integral) and not isinstance(y, bool):
         x = x.to(dtypes.int64)  # torch: bool ** int is int64
@@ -103,6 +113,23 @@ def pow(x, y):
     if not isinstance(x, Tensor):
         return apply_elementwise(_E["pow"], (x, y), "PowBackward2")
     return ew("pow", x, y)
+
+
+def _int_pow_negative(x, y):
+    """Integer base, integer tensor exponent with negative entries (torch: no error there):
+    1 ** n = 1, (-1) ** n = +-1 by parity, anything else ** n = 0 for n < 0."""
+    if isinstance(x, Tensor) and x._meta[1].kind == "b":
+        x = x.to(dtypes.int64)
+    neg = lt(y, 0)
+    res = pow(x, where(neg, 0, y))
+    odd = ne(remainder(y, 2), 0)
+    if isinstance(x, Tensor):
+        at_neg = where(eq(x, 1), 1, where(eq(x, -1), where(odd, -1, 1), 0))
+    elif x in (1, -1):
+        at_neg = where(odd, x, 1)
+    else:
+        at_neg = 0
+    return where(neg, at_neg, res)
 
 
 def _unary(name):
@@ -1696,7 +1723,13 @@ def mul_(x, y):
     return _inplace_ew(x, "mul", _t(y))
 
 
-def div_(x, y):
+def div_(x, y, *, rounding_mode=None):
+    if rounding_mode == "floor":
+        return floor_divide_(x, y)
+    if rounding_mode == "trunc":
+        return _div_trunc_(x, y)
+    if rounding_mode is not None:
+        div(x, y, rounding_mode)  # raises
     return _inplace_ew(x, "div", _t(y))
 
 
@@ -1781,6 +1814,442 @@ def fill_(x, value):
 def copy_(x, src, non_blocking=False):
     setitem(x, Ellipsis, _tt(src))
     return x
+
+
+# ============================================================================================
+# Elementwise, issue 16 breadth: rounding divisions and remainders, lerp/addcmul/addcdiv,
+# xlogy, logit, copysign, nan_to_num and predicates, special functions, bitwise and logical
+# ops. Registry rows (ops.py) where torch's formula or gradient needs one; compositions of the
+# ops above where those are exact.
+
+def _kind_name(cdt):
+    return {"bool": "Bool", "int64": "Long", "int32": "Int", "float32": "Float",
+            "float64": "Double"}.get(cdt.name, cdt.name)
+
+
+def _check_int_division(name, x, y):
+    """torch's checks before a rounding division: no bool result, and an integer division by
+    zero raises (the integer kernels would silently give 0). Returns the operands."""
+    cdt = _result_dtype(_E[name], (x, y))
+    if cdt is dtypes.bool_:
+        raise NotImplementedError(f'"{name}_cpu" not implemented for \'Bool\'')
+    if not cdt.is_floating_point:
+        if isinstance(y, Tensor):
+            if not y.is_cuda and bool((y._data == 0).any()):
+                raise RuntimeError("ZeroDivisionError")
+        elif y == 0:
+            raise RuntimeError("ZeroDivisionError")
+    return x, y
+
+
+def fmod(input, other):
+    """C's fmod: the remainder has the dividend's sign (integers: C's %); gradient g to the
+    dividend, -g * trunc(input / other) to the divisor."""
+    x = _tt(input)
+    return ew("fmod", *_check_int_division("fmod", x, _t(other)))
+
+
+def remainder(input, other):
+    """Python's modulus (torch.remainder, ``%``): the result has the divisor's sign."""
+    x, y = _t(input), _t(other)
+    if not isinstance(x, Tensor) and not isinstance(y, Tensor):
+        raise TypeError("remainder(): expected a Tensor operand")
+    return ew("remainder", *_check_int_division("remainder", x, y))
+
+
+def floor_divide(input, other):
+    """Division rounded down (``//``, div(rounding_mode='floor')), computed like Python's float
+    ``//`` (exact where input / other would round across an integer); zero gradient."""
+    x, y = _t(input), _t(other)
+    if not isinstance(x, Tensor) and not isinstance(y, Tensor):
+        raise TypeError("floor_divide(): expected a Tensor operand")
+    x, y = _check_int_division("floor_divide", x, y)
+    return ew("floor_divide", x, y)
+
+
+def _div_trunc(x, y):
+    x, y = _check_int_division("div_trunc", _t(x), _t(y))
+    return ew("div_trunc", x, y)
+
+
+def true_divide(input, other):
+    """Alias of div (always a true division)."""
+    return div(input, other)
+
+
+def lerp(input, end, weight):
+    """input + weight * (end - input), computed from the nearer end like torch (exact at weight
+    0 and 1); a Python-number weight or a tensor weight (which gets a gradient too)."""
+    x, e, w = _tt(input), _tt(end), _t(weight)
+    for t, what in ((e, "end"), (w, "weight")):
+        if isinstance(t, Tensor) and t.dtype != x.dtype:
+            raise RuntimeError(f"expected dtype {x.dtype} for `{what}` but got dtype {t.dtype}")
+    if not x.dtype.is_floating_point:
+        raise RuntimeError(f'"lerp_kernel_scalar" not implemented for \'{_kind_name(x.dtype)}\'')
+    if isinstance(w, Tensor):
+        return ew("lerp", x, e, w)
+    return apply_elementwise(_E["lerp"], (x, e, w), "LerpBackward0")
+
+
+def _check_value(x, value, what):
+    if isinstance(value, Tensor):
+        value = value.item()
+    if isinstance(value, float) and not x.dtype.is_floating_point:
+        raise RuntimeError(f"For integral input tensors, argument {what} must not be a floating "
+                           "point number.")
+    return value
+
+
+def addcmul(input, tensor1, tensor2, *, value=1):
+    """input + value * tensor1 * tensor2 (torch's order: (value * tensor1) * tensor2)."""
+    x, t1, t2 = _tt(input), _tt(tensor1), _tt(tensor2)
+    value = _check_value(x, value, "value")
+    return add(x, mul(t1 if value == 1 else mul(t1, value), t2))
+
+
+def addcdiv(input, tensor1, tensor2, *, value=1):
+    """input + value * tensor1 / tensor2; integer tensor1 and tensor2 refused like torch."""
+    x, t1, t2 = _tt(input), _tt(tensor1), _tt(tensor2)
+    if not t1.dtype.is_floating_point and not t2.dtype.is_floating_point:
+        raise RuntimeError("Integer division with addcdiv is no longer supported, and in a "
+                           "future release addcdiv will perform a true division of tensor1 and "
+                           "tensor2. The current addcdiv behavior can be replicated using "
+                           "floor_divide for integral inputs (self + value * tensor1 // tensor2)"
+                           " and division for float inputs (self + value * tensor1 / tensor2). "
+                           "The new addcdiv behavior can be implemented with true_divide "
+                           "(self + value * torch.true_divide(tensor1, tensor2).")
+    value = _check_value(x, value, "value")
+    return add(x, div(t1 if value == 1 else mul(t1, value), t2))
+
+
+def xlogy(input, other):
+    """input * log(other), 0 where input == 0 (NaN where other is NaN)."""
+    x, y = _t(input), _t(other)
+    if not isinstance(x, Tensor) and not isinstance(y, Tensor):
+        raise TypeError("xlogy(): expected a Tensor operand")
+    return ew("xlogy", x, y)
+
+
+def xlog1py(input, other):
+    """input * log1p(other), 0 where input == 0 (torch.special.xlog1py)."""
+    x, y = _t(input), _t(other)
+    if not isinstance(x, Tensor) and not isinstance(y, Tensor):
+        raise TypeError("xlog1py(): expected a Tensor operand")
+    return ew("xlog1py", x, y)
+
+
+def logit(input, eps=None):
+    """log(p / (1 - p)); with ``eps`` the input is clamped to [eps, 1 - eps] first (gradient 0
+    outside), without it the gradient is NaN outside [0, 1], like torch."""
+    x = _tt(input)
+    if eps is None:
+        return ew("logit", x)
+    if not x.dtype.is_floating_point:
+        x = x.to(dtypes.get_default_dtype())
+    return ew("logit", clamp(x, eps, 1 - eps))
+
+
+def copysign(input, other):
+    """|input| with other's sign (the sign bit: -0.0 counts as negative); floating result."""
+    return ew("copysign", _tt(input), _t(other))
+
+
+def nan_to_num(input, nan=0.0, posinf=None, neginf=None):
+    """NaN, +inf and -inf replaced (defaults: 0 and the dtype's largest/lowest finite value);
+    integer and bool tensors are returned as a copy. Gradient: g where the input is finite."""
+    x = _tt(input)
+    if not x.dtype.is_floating_point:
+        return x.clone()
+    info = np.finfo(x.dtype.np)
+    hi = float(info.max) if posinf is None else posinf
+    lo = float(info.min) if neginf is None else neginf
+    return where(ne(x, x), nan, where(eq(x, np.inf), hi, where(eq(x, -np.inf), lo, x)))
+
+
+def isinf(input):
+    x = _tt(input)
+    if not x.dtype.is_floating_point:
+        return ne(x, x)  # all False, in x's shape and device
+    return eq(abs(x), np.inf)
+
+
+def isposinf(input):
+    x = _tt(input)
+    return eq(x, np.inf) if x.dtype.is_floating_point else ne(x, x)
+
+
+def isneginf(input):
+    x = _tt(input)
+    return eq(x, -np.inf) if x.dtype.is_floating_point else ne(x, x)
+
+
+def isreal(input):
+    """Every element of a real tensor is real."""
+    x = _tt(input)
+    return full(tuple(x.shape), True, dtype=dtypes.bool_, device=x.device)
+
+
+def signbit(input):
+    """True where the sign bit is set (-0.0 and negative NaNs included)."""
+    x = _tt(input)
+    if x.dtype is dtypes.bool_:
+        return ne(x, x)
+    if not x.dtype.is_floating_point:
+        return lt(x, 0)
+    return lt(ew("copysign", 1.0, x.detach()), 0)
+
+
+def sgn(input):
+    """sign for real tensors."""
+    return sign(input)
+
+
+def clamp_min(input, min):
+    return clamp(input, min=min)
+
+
+def clamp_max(input, max):
+    return clamp(input, max=max)
+
+
+def heaviside(input, values):
+    """0 where input < 0, values where input == 0, 1 where input > 0 (NaN counts as < 0)."""
+    x, v = _tt(input), _tt(values)
+    if x.dtype != v.dtype:
+        raise RuntimeError("heaviside is not yet implemented for tensors with different dtypes")
+    return where(eq(x, 0), v, gt(x, 0).to(x.dtype))
+
+
+def fmax(input, other):
+    """Elementwise maximum that ignores NaN (NaN only where both are NaN); the gradient goes to
+    the chosen element, like torch."""
+    x, y = _tt(input), _tt(other)
+    return where(logical_or(ge(x, y), ne(y, y)), x, y)
+
+
+def fmin(input, other):
+    """Elementwise minimum that ignores NaN."""
+    x, y = _tt(input), _tt(other)
+    return where(logical_or(le(x, y), ne(y, y)), x, y)
+
+
+def float_power(input, exponent):
+    """pow computed in float64 (the result is float64 whatever the inputs)."""
+    x, e = _t(input), _t(exponent)
+    x = x.to(dtypes.float64) if isinstance(x, Tensor) else float(x)
+    e = e.to(dtypes.float64) if isinstance(e, Tensor) else float(e)
+    return pow(x, e)
+
+
+sinc = _unary("sinc")
+lgamma = _unary("lgamma")
+digamma = _unary("digamma")
+psi = digamma
+erfinv = _unary("erfinv")
+
+
+def polygamma(n, input):
+    """The n-th derivative of digamma (n = 0: digamma itself)."""
+    if isinstance(n, Tensor):
+        n = n.item()
+    if int(n) != n or n < 0:
+        raise RuntimeError("polygamma(n, x) does not support negative n.")
+    x = _tt(input)
+    if n == 0:
+        return digamma(x)
+    return apply_elementwise(_E["polygamma"], (int(n), x))
+
+
+def _bitwise(name, kernel_name, shift=False):
+    def f(input, other):
+        x, y = _t(input), _t(other)
+        if not isinstance(x, Tensor) and not isinstance(y, Tensor):
+            raise TypeError(f"{name}(): expected a Tensor operand")
+        cdt = _result_dtype(_E[name], (x, y))
+        if cdt.is_floating_point or (shift and cdt is dtypes.bool_):
+            raise RuntimeError(f'"{kernel_name}_cpu" not implemented for '
+                               f"'{_kind_name(cdt)}'")
+        return ew(name, x, y)
+    f.__name__ = name
+    f.__doc__ = f"Elementwise {name} of integer or bool tensors (not differentiable)."
+    return f
+
+
+bitwise_and = _bitwise("bitwise_and", "bitwise_and")
+bitwise_or = _bitwise("bitwise_or", "bitwise_or")
+bitwise_xor = _bitwise("bitwise_xor", "bitwise_xor")
+bitwise_left_shift = _bitwise("bitwise_left_shift", "lshift", shift=True)
+bitwise_right_shift = _bitwise("bitwise_right_shift", "rshift", shift=True)
+
+
+def bitwise_not(input):
+    """~x for integers, logical not for bool."""
+    x = _tt(input)
+    if x.dtype.is_floating_point:
+        raise RuntimeError(f"\"bitwise_not_cpu\" not implemented for '{_kind_name(x.dtype)}'")
+    return ew("bitwise_not", x)
+
+
+def _invert(x):
+    """``~x``: torch's message for floating tensors."""
+    if x.dtype.is_floating_point:
+        raise TypeError("~ (operator.invert) is only implemented on integer and Boolean-type "
+                        "tensors")
+    return ew("bitwise_not", x)
+
+
+def logical_or(input, other):
+    return ew("logical_or", _tt(input).bool(), _tt(other).bool())
+
+
+def logical_xor(input, other):
+    return ew("logical_xor", _tt(input).bool(), _tt(other).bool())
+
+
+# -- in-place forms (the result is cast to the target's dtype, as torch does)
+
+def _inplace_int_division(name):
+    def f(x, other):
+        y = _t(other)
+        _check_int_division(name, x, y)
+        return _inplace_ew(x, name, y)
+    f.__name__ = name + "_"
+    f.__doc__ = f"In-place {name}."
+    return f
+
+
+fmod_ = _inplace_int_division("fmod")
+remainder_ = _inplace_int_division("remainder")
+floor_divide_ = _inplace_int_division("floor_divide")
+
+
+def true_divide_(x, other):
+    return div_(x, other)
+
+
+def _div_trunc_(x, y):
+    y = _t(y)
+    _check_int_division("div_trunc", x, y)
+    return _inplace_ew(x, "div_trunc", y)
+
+
+def lerp_(x, end, weight):
+    out = lerp(x, end, weight)
+    if tuple(out.shape) != tuple(x.shape):
+        raise RuntimeError(f"output with shape {list(x.shape)} doesn't match the broadcast shape"
+                           f" {list(out.shape)}")
+    return x.copy_(out)
+
+
+def addcmul_(x, tensor1, tensor2, *, value=1):
+    value = _check_value(x, value, "value")
+    t1 = _tt(tensor1)
+    return add_(x, mul(t1 if value == 1 else mul(t1, value), tensor2))
+
+
+def addcdiv_(x, tensor1, tensor2, *, value=1):
+    t1, t2 = _tt(tensor1), _tt(tensor2)
+    if not t1.dtype.is_floating_point and not t2.dtype.is_floating_point:
+        addcdiv(x, t1, t2)  # raises torch's message
+    value = _check_value(x, value, "value")
+    return add_(x, div(t1 if value == 1 else mul(t1, value), t2))
+
+
+def xlogy_(x, other):
+    return _inplace_ew(x, "xlogy", _t(other))
+
+
+def copysign_(x, other):
+    return _inplace_ew(x, "copysign", _t(other))
+
+
+def logit_(x, eps=None):
+    if eps is None:
+        return _inplace_ew(x, "logit")
+    return x.copy_(logit(x, eps))
+
+
+def nan_to_num_(x, nan=0.0, posinf=None, neginf=None):
+    if not x.dtype.is_floating_point:
+        return x
+    return x.copy_(nan_to_num(x, nan, posinf, neginf))
+
+
+def clamp_min_(x, min):
+    return clamp_(x, min=min)
+
+
+def clamp_max_(x, max):
+    return clamp_(x, max=max)
+
+
+def heaviside_(x, values):
+    return x.copy_(heaviside(x, values))
+
+
+def float_power_(x, exponent):
+    if x.dtype is not dtypes.float64:
+        raise RuntimeError(f"the base given to float_power_ has dtype {_kind_name(x.dtype)} but "
+                           "the operation's result requires dtype Double")
+    return pow_(x, exponent.to(dtypes.float64) if isinstance(exponent, Tensor) else exponent)
+
+
+sinc_ = _inplace_unary("sinc")
+lgamma_ = _inplace_unary("lgamma")
+digamma_ = _inplace_unary("digamma")
+erfinv_ = _inplace_unary("erfinv")
+
+
+def polygamma_(x, n):
+    """In-place polygamma (method form: ``x.polygamma_(n)``)."""
+    if int(n) == 0:
+        return digamma_(x)
+    if int(n) != n or n < 0:
+        raise RuntimeError("polygamma(n, x) does not support negative n.")
+    return x.copy_(polygamma(n, x))
+
+
+def _inplace_bitwise(name):
+    fn = globals()[name]
+
+    def f(x, other):
+        fn(x, other)  # torch's dtype checks
+        return _inplace_ew(x, name, _t(other))
+    f.__name__ = name + "_"
+    f.__doc__ = f"In-place {name}."
+    return f
+
+
+bitwise_and_ = _inplace_bitwise("bitwise_and")
+bitwise_or_ = _inplace_bitwise("bitwise_or")
+bitwise_xor_ = _inplace_bitwise("bitwise_xor")
+bitwise_left_shift_ = _inplace_bitwise("bitwise_left_shift")
+bitwise_right_shift_ = _inplace_bitwise("bitwise_right_shift")
+
+
+def bitwise_not_(x):
+    bitwise_not(x)
+    return _inplace_ew(x, "bitwise_not")
+
+
+def logical_and_(x, other):
+    return x.copy_(logical_and(x, other))
+
+
+def logical_or_(x, other):
+    return x.copy_(logical_or(x, other))
+
+
+def logical_xor_(x, other):
+    return x.copy_(logical_xor(x, other))
+
+
+def logical_not_(x):
+    return x.copy_(logical_not(x))
+
+
+# Tensor.__invert__, and sinc's vocabulary on Tensors (create_graph): sin/cos of x * pi
+implement(_invert=_invert, sinpi=lambda x: sin(mul(x, np.pi)), cospi=lambda x: cos(mul(x, np.pi)))
 
 
 # ============================================================================================

@@ -75,7 +75,9 @@ HEAVY_ROW = 8
 _HEAVY = frozenset(("exp", "log", "log1p", "expm1", "sin", "cos", "tan", "tanh", "sigmoid",
                     "gelu", "silu", "erf", "pow", "bce_with_logits", "bce", "erfc",
                     "log2", "log10", "exp2", "sinh", "cosh", "asinh", "acosh", "atanh",
-                    "asin", "acos", "atan", "atan2", "hypot", "logaddexp"))
+                    "asin", "acos", "atan", "atan2", "hypot", "logaddexp", "fmod",
+                    "remainder", "floor_divide", "div_trunc", "xlogy", "xlog1py", "logit",
+                    "sinc", "lgamma", "digamma", "polygamma", "erfinv"))
 
 
 # --- per-thread state ----------------------------------------------------------------------

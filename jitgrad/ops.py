@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from . import codegen
 
 
@@ -64,6 +66,7 @@ _2_SQRTPI = 2 / math.sqrt(math.pi)
 _SQRT1_2 = 1 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1 / math.sqrt(2.0 * math.pi)
 _DEG2RAD, _RAD2DEG = math.pi / 180.0, 180.0 / math.pi
+_SQRTPI_2 = math.sqrt(math.pi) / 2
 
 # --- arithmetic --------------------------------------------------------------------------------
 _ew("add", 2, lambda m, x, y: x + y,
@@ -189,12 +192,71 @@ _ew("rad2deg", 1, lambda m, x: x * _RAD2DEG, [lambda m, x, out, g: g * _RAD2DEG]
 _ew("erfc", 1, lambda m, x: m.erfc(x), [lambda m, x, out, g: -g * _2_SQRTPI * m.exp(-x * x)],
     "ErfcBackward0", "float")
 
+# --- division with rounding and remainders (integer kernels take exact integer forms, see
+# codegen._is_float). torch: fmod/remainder pass g to the dividend and -g * the rounded quotient
+# to the divisor; the rounded divisions have zero gradient.
+_ew("fmod", 2, lambda m, x, y: codegen.fmod(m, x, y),
+    [lambda m, x, y, out, g: g, lambda m, x, y, out, g: -g * m.trunc(x / y)], "FmodBackward1")
+_ew("remainder", 2, lambda m, x, y: codegen.remainder(m, x, y),
+    [lambda m, x, y, out, g: g, lambda m, x, y, out, g: -g * m.floor_divide(x, y)],
+    "RemainderBackward1")
+_ew("floor_divide", 2, lambda m, x, y: m.floor_divide(x, y),
+    [lambda m, x, y, out, g: 0, lambda m, x, y, out, g: 0], "DivBackward2")
+_ew("div_trunc", 2, lambda m, x, y: m.div_trunc(x, y),
+    [lambda m, x, y, out, g: 0, lambda m, x, y, out, g: 0], "DivBackward2")
+# lerp as torch computes it: from the nearer end (exact at weight 0 and 1)
+_ew("lerp", 3, lambda m, x, e, w: m.where(m.abs(w) < 0.5, x + w * (e - x), e - (e - x) * (1 - w)),
+    [lambda m, x, e, w, out, g: g * (1 - w), lambda m, x, e, w, out, g: g * w,
+     lambda m, x, e, w, out, g: g * (e - x)], "LerpBackward1")
+# x * log(y) with 0 where x == 0 (unless y is NaN); torch's gradient masks x == 0 & y <= 0
+_ew("xlogy", 2, lambda m, x, y: m.where(y != y, math.nan, m.where(x == 0, 0, x * m.log(y))),
+    [lambda m, x, y, out, g: m.where(m.and_(x == 0, y <= 0), 0, m.where(
+        y != y, math.nan, m.where(g == 0, 0, g * m.log(y)))),
+     lambda m, x, y, out, g: g * x / y], "XlogyBackward0", "float")
+_ew("xlog1py", 2, lambda m, x, y: m.where(y != y, math.nan, m.where(x == 0, 0, x * m.log1p(y))),
+    [lambda m, x, y, out, g: m.where(m.and_(x == 0, y <= -1), 0, m.where(
+        y != y, math.nan, m.where(g == 0, 0, g * m.log1p(y)))),
+     lambda m, x, y, out, g: g * x / (y + 1)], "SpecialXlog1PyBackward0", "float")
+# d/dx copysign(x, y) = out / x, 0 at x == 0 (torch); nothing flows to y
+_ew("copysign", 2, lambda m, x, y: m.copysign(x, y),
+    [lambda m, x, y, out, g: m.where(x == 0, 0, g * (out / x)), lambda m, x, y, out, g: 0],
+    "CopysignBackward0", "float")
+# logit without eps (eps clamps first, in functional_ops): NaN gradient outside [0, 1] (torch)
+_ew("logit", 1, lambda m, x: m.log(x / (1 - x)),
+    [lambda m, x, out, g: m.where(x < 0, math.nan, m.where(x > 1, math.nan,
+                                                         g / (x * (1 - x))))],
+    "LogitBackward0", "float")
+_ew("sinc", 1, lambda m, x: codegen.sinc(m, x),
+    [lambda m, x, out, g: m.where(x * x * math.pi == 0, 0, g * (x * math.pi * m.cospi(x)
+                                                                 - m.sinpi(x)) / (x * x * math.pi))],
+    "SincBackward0", "float")
+_ew("lgamma", 1, lambda m, x: m.lgamma(x), [lambda m, x, out, g: g * m.digamma(x)],
+    "LgammaBackward0", "float")
+_ew("digamma", 1, lambda m, x: m.digamma(x), [lambda m, x, out, g: g * m.polygamma(1, x)],
+    "DigammaBackward0", "float")
+# the order n is read as given (an integer operand, not promoted or cast: bool_inputs)
+_ew("polygamma", 2, lambda m, n, x: m.polygamma(n, x),
+    [None, lambda m, n, x, out, g: g * m.polygamma(n + 1, x)], "PolygammaBackward0", "float",
+    bool_inputs=(0,))
+_ew("erfinv", 1, lambda m, x: m.erfinv(x), [lambda m, x, out, g: g * _SQRTPI_2 * m.exp(out * out)],
+    "ErfinvBackward0", "float")
+
+# --- bitwise (integer and bool tensors; not differentiable) ------------------------------------
+for _name in ("bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_left_shift",
+              "bitwise_right_shift"):
+    _ew(_name, 2, (lambda n: lambda m, x, y: getattr(m, n)(x, y))(_name), [None, None], "")
+_ew("bitwise_not", 1, lambda m, x: m.bitwise_not(x), [None], "")
+
 # --- comparisons (not differentiable; bool output) ---------------------------------------------
 for _name, _fn in [("eq", lambda m, x, y: x == y), ("ne", lambda m, x, y: x != y),
                    ("lt", lambda m, x, y: x < y), ("le", lambda m, x, y: x <= y),
                    ("gt", lambda m, x, y: x > y), ("ge", lambda m, x, y: x >= y)]:
     _ew(_name, 2, _fn, [None, None], "", "compare")
 _ew("logical_and", 2, lambda m, x, y: m.and_(x, y), [None, None], "", "compare",
+    bool_inputs=(0, 1))
+_ew("logical_or", 2, lambda m, x, y: m.or_(x, y), [None, None], "", "compare",
+    bool_inputs=(0, 1))
+_ew("logical_xor", 2, lambda m, x, y: (x != 0) != (y != 0), [None, None], "", "compare",
     bool_inputs=(0, 1))
 
 # --- losses written as elementwise primitives with their own (numerically safe) rules ----------
@@ -256,6 +318,59 @@ class _FloatMath:
     and_ = staticmethod(lambda a, b: a and b)
     maximum = staticmethod(lambda a, b: a if (a > b or a != a) else b)
     minimum = staticmethod(lambda a, b: a if (a < b or a != a) else b)
+    or_ = staticmethod(lambda a, b: a or b)
+    sinpi = staticmethod(lambda x: _np_eval(lambda v: np.sin(v * math.pi), x))
+    cospi = staticmethod(lambda x: _np_eval(lambda v: np.cos(v * math.pi), x))
+    fmod = staticmethod(lambda a, b: _np_eval(np.fmod, a, b))
+    floor_divide = staticmethod(lambda a, b: _np_eval(codegen.floor_divide, _NP_MATH, a, b))
+    div_trunc = staticmethod(lambda a, b: _np_eval(lambda x, y: np.trunc(x / y), a, b))
+    copysign = staticmethod(math.copysign)
+    lgamma = staticmethod(lambda x: math.inf if (x <= 0 and x == math.floor(x)) or
+                          math.isinf(x) else math.lgamma(x))
+    digamma = staticmethod(lambda x: _np_eval(codegen.digamma, _NP_MATH, x))
+    erfinv = staticmethod(lambda x: _np_eval(codegen.erfinv, _NP_MATH, x))
+    polygamma = staticmethod(codegen.polygamma_py)
+    bitwise_and = staticmethod(lambda a, b: float(int(a) & int(b)))
+    bitwise_or = staticmethod(lambda a, b: float(int(a) | int(b)))
+    bitwise_xor = staticmethod(lambda a, b: float(int(a) ^ int(b)))
+    bitwise_not = staticmethod(lambda a: float(~int(a)))
+    bitwise_left_shift = staticmethod(lambda a, b: float(_wrap64(int(a) << int(b)))
+                                      if 0 <= b < 64 else 0.0)
+    bitwise_right_shift = staticmethod(lambda a, b: float(int(a) >> (int(b) if 0 <= b < 64
+                                                                      else 63)))
+
+
+def _wrap64(v):
+    return (v + 2 ** 63) % 2 ** 64 - 2 ** 63
+
+
+class _NpMath:
+    """The compound rules (codegen's "Compound functions") on NumPy float64 scalars: every branch of ``where`` is
+    evaluated, so its functions must not raise (``math.floor(nan)`` would)."""
+    fmod = staticmethod(np.fmod)
+    floor = staticmethod(np.floor)
+    trunc = staticmethod(np.trunc)
+    round = staticmethod(np.rint)
+    copysign = staticmethod(np.copysign)
+    log = staticmethod(np.log)
+    exp = staticmethod(np.exp)
+    sqrt = staticmethod(np.sqrt)
+    abs = staticmethod(np.abs)
+    erf = staticmethod(lambda x: np.float64(math.erf(x)))
+    erfc = staticmethod(lambda x: np.float64(math.erfc(x)))
+    lgamma = staticmethod(lambda x: np.float64(_FloatMath.lgamma(float(x))))
+    where = staticmethod(lambda c, a, b: a if c else b)
+    and_ = staticmethod(lambda a, b: a and b)
+
+
+_NP_MATH = _NpMath()
+
+
+def _np_eval(fn, *args):
+    """fn on float64 NumPy scalars (IEEE results for /0, inf - inf: no exceptions)."""
+    with np.errstate(all="ignore"):
+        args = [a if isinstance(a, _NpMath) else np.float64(a) for a in args]
+        return float(fn(*args))
 
 
 FLOAT_MATH = _FloatMath()

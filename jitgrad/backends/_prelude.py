@@ -30,6 +30,11 @@ def vm_sigmoid(x):
     return 1 / (1 + vm_exp(-x))
 
 
+from jitgrad.codegen import polygamma_py  # noqa: E402  (plain Python, njit-able)
+
+vm_polygamma = _wrap(polygamma_py)
+
+
 SUM_BLOCK = 512
 PAR_BLOCK = 16384  # elements per prange chunk in parallel kernels
 

@@ -342,6 +342,44 @@ def _binary(name, op, ref, domain=(-2.0, 2.0), torch=None, **kw):
                   binary=True, **kw)
 
 
+def _sp():
+    import scipy.special  # (a test dependency; the references of the special functions)
+    return scipy.special
+
+
+def _lerp(x, e, w):
+    return np.where(np.abs(w) < 0.5, x + w * (e - x), e - (e - x) * (1 - w))
+
+
+def _lshift(a, b):
+    """torch: a count < 0 or >= 64 shifts everything out."""
+    with np.errstate(all="ignore"):
+        return np.where((b < 0) | (b >= 64), 0, np.left_shift(a, np.clip(b, 0, 63)))
+
+
+def _rshift(a, b):
+    return np.right_shift(a, np.where((b < 0) | (b >= 64), 63, b))
+
+
+_TRIGAMMA_RTOL = 1e-9  # torch's float64 trigamma (digamma's gradient) is good to ~5e-10
+_INT_VALUES = (-7.0, -3.0, -1.0, 0.0, 1.0, 2.0, 5.0, 12.0)
+
+
+def _bitwise(name, ref, unary=False, values=_INT_VALUES):
+    """Bitwise rows: integer operands (the float samples' integral values cast to int64)."""
+    fn = getattr(jitgrad, name)
+    if unary:
+        return OpInfo(name, lambda x: fn(x.long()), lambda x: ref(x.astype(np.int64)),
+                      UNARY[:2], kinds=("discrete",), values=values, grad_order=0,
+                      torch=lambda T: lambda x: getattr(T, name)(x.long()), out_dtype="int64",
+                      elementwise=True, f32_samples=1)
+    return OpInfo(name, lambda x, y: fn(x.long(), y.long()),
+                  lambda x, y: ref(x.astype(np.int64), y.astype(np.int64)), BINARY[:3],
+                  kinds=("discrete", "discrete"), values=values, grad_order=0,
+                  torch=lambda T: lambda x, y: getattr(T, name)(x.long(), y.long()),
+                  out_dtype="int64", elementwise=True, f32_samples=1)
+
+
 def _compare(name, ref):
     return OpInfo(name, getattr(jitgrad, name), ref, BINARY[:3], kinds=("discrete", "discrete"),
                   grad_order=0, torch=_t(name), out_dtype="bool", elementwise=True, binary=True,
@@ -410,6 +448,50 @@ _ROWS = [
     _binary("logaddexp", jitgrad.logaddexp, np.logaddexp, scalar_operand=False),
     _unary("deg2rad", np.deg2rad, (-3.0, 3.0)),
     _unary("rad2deg", np.rad2deg, (-3.0, 3.0)),
+    # rounding divisions and remainders (divisors kept away from 0; integer semantics:
+    # tests/test_elementwise_division_special.py and the torch conformance suite)
+    _binary("fmod", jitgrad.fmod, np.fmod, domain=[(-3.0, 3.0), (0.4, 2.0)]),
+    _binary("remainder", jitgrad.remainder, np.mod, domain=[(-3.0, 3.0), (0.4, 2.0)]),
+    _binary("floor_divide", jitgrad.floor_divide, np.floor_divide,
+            domain=[(-3.0, 3.0), (0.4, 2.0)],
+            torch=lambda T: lambda x, y: T.div(x, y, rounding_mode="floor")),
+    OpInfo("div_trunc", lambda x, y: jitgrad.div(x, y, rounding_mode="trunc"),
+           lambda x, y: np.trunc(x / y), BINARY, [(-3.0, 3.0), (0.4, 2.0)], elementwise=True,
+           torch=lambda T: lambda x, y: T.div(x, y, rounding_mode="trunc")),
+    OpInfo("lerp", jitgrad.lerp, _lerp, TERNARY, [(-2.0, 2.0), (-2.0, 2.0), (-0.5, 1.5)],
+           torch=_t("lerp"), elementwise=True),
+    _binary("xlogy", jitgrad.xlogy, lambda x, y: np.where(x == 0, 0.0, x * np.log(y)),
+            domain=[(-2.0, 2.0), (0.25, 3.0)]),
+    OpInfo("xlog1py", jitgrad.special.xlog1py,
+           lambda x, y: np.where(x == 0, 0.0, x * np.log1p(y)), BINARY,
+           [(-2.0, 2.0), (-0.5, 2.0)], torch=_t("special.xlog1py"), elementwise=True,
+           binary=True),
+    _binary("copysign", jitgrad.copysign, np.copysign),
+    OpInfo("logit", jitgrad.logit, lambda x: np.log(x / (1 - x)), UNARY, (0.05, 0.95),
+           torch=_t("logit"),
+           notes="not in the special-values table: torch's own gradient at x = -0.0 is +inf in "
+                 "float32 and -inf in (vectorised) float64; jitgrad gives -inf (IEEE g / -0)"),
+    _unary("sinc", np.sinc, (-2.5, 2.5)),
+    _unary("lgamma", lambda x: _sp().gammaln(x), (0.2, 4.0)),
+    OpInfo("digamma", jitgrad.digamma, lambda x: _sp().digamma(x), UNARY, (0.2, 4.0),
+           torch=_t("digamma"), rtol=_TRIGAMMA_RTOL,
+           notes="not in the special-values table, rtol 1e-9: its gradient is trigamma, which "
+                 "torch computes to ~5e-10 (jitgrad's agrees with SciPy to ~1e-15)"),
+    OpInfo("polygamma", lambda n, x: jitgrad.polygamma(int(n), x),
+           lambda n, x: _sp().polygamma(n.astype(np.int64), x),
+           [((), (3, 4)), ((), ()), ((), (0, 3))], [(1.0, 3.0), (0.3, 4.0)],
+           kinds=("discrete", "float"), values=(1.0, 2.0, 3.0), diff=(False, True),
+           torch=lambda T: lambda n, x: T.polygamma(int(n), x), rtol=_TRIGAMMA_RTOL,
+           notes="the order n is an integer operand of the row (read as given)"),
+    _unary("erfinv", lambda x: _sp().erfinv(x), (-0.95, 0.95)),
+    _bitwise("bitwise_and", np.bitwise_and),
+    _bitwise("bitwise_or", np.bitwise_or),
+    _bitwise("bitwise_xor", np.bitwise_xor),
+    # (counts < 0 and >= 64 included; no wrap-around here: the CUDA simulator's Python ints
+    # do not wrap. Wrapping: tests/test_elementwise_division_special.py)
+    _bitwise("bitwise_left_shift", _lshift, values=(-5.0, -1.0, 0.0, 1.0, 3.0, 64.0, 70.0)),
+    _bitwise("bitwise_right_shift", _rshift, values=(-5.0, -1.0, 0.0, 1.0, 3.0, 63.0, 64.0)),
+    _bitwise("bitwise_not", np.invert, unary=True),
     # --- comparisons / logical (forward only) --------------------------------------------------
     _compare("eq", np.equal),
     _compare("ne", np.not_equal),
@@ -419,6 +501,12 @@ _ROWS = [
     _compare("ge", np.greater_equal),
     OpInfo("logical_and", jitgrad.logical_and, np.logical_and, BINARY[:3],
            kinds=("discrete", "discrete"), grad_order=0, torch=_t("logical_and"),
+           out_dtype="bool", elementwise=True, f32_samples=1),
+    OpInfo("logical_or", jitgrad.logical_or, np.logical_or, BINARY[:3],
+           kinds=("discrete", "discrete"), grad_order=0, torch=_t("logical_or"),
+           out_dtype="bool", elementwise=True, f32_samples=1),
+    OpInfo("logical_xor", jitgrad.logical_xor, np.logical_xor, BINARY[:3],
+           kinds=("discrete", "discrete"), grad_order=0, torch=_t("logical_xor"),
            out_dtype="bool", elementwise=True, f32_samples=1),
     # --- losses that are elementwise rows (reduced inside the node) -----------------------------
     OpInfo("bce_with_logits", F.binary_cross_entropy_with_logits,
@@ -577,6 +665,27 @@ VARIANTS: list[OpInfo] = [
                                                             ((3, 4), (), ())],
        domain=[(-2.0, 2.0), (0.25, 1.0), (-1.0, -0.25)], torch=_t("clamp"),
        notes="torch: where min > max, every element is max"),
+    _v("remainder_negative_divisor", "remainder", jitgrad.remainder, np.mod, BINARY[:2],
+       domain=[(-3.0, 3.0), (-2.0, -0.4)], torch=_t("remainder")),
+    _v("floor_divide_negative_divisor", "floor_divide", jitgrad.floor_divide, np.floor_divide,
+       BINARY[:2], domain=[(-3.0, 3.0), (-2.0, -0.4)],
+       torch=lambda T: lambda x, y: T.div(x, y, rounding_mode="floor")),
+    _v("fmod_negative_divisor", "fmod", jitgrad.fmod, np.fmod, BINARY[:2],
+       domain=[(-3.0, 3.0), (-2.0, -0.4)], torch=_t("fmod")),
+    _v("lerp_scalar_weight", "lerp", lambda x, e: jitgrad.lerp(x, e, 0.75),
+       lambda x, e: e - (e - x) * 0.25, BINARY[:2], torch=lambda T: lambda x, e: T.lerp(x, e, 0.75)),
+    _v("logit_eps", "logit", lambda x: jitgrad.logit(x, 0.2),
+       lambda x: np.log(np.clip(x, 0.2, 0.8) / (1 - np.clip(x, 0.2, 0.8))), UNARY[:2],
+       domain=(0.02, 0.98), torch=lambda T: lambda x: T.logit(x, 0.2)),
+    _v("digamma_negative", "digamma", jitgrad.digamma, lambda x: _sp().digamma(x), UNARY[:2],
+       domain=(-1.8, -1.2), torch=_t("digamma"), rtol=_TRIGAMMA_RTOL),
+    _v("lgamma_negative", "lgamma", jitgrad.lgamma, lambda x: _sp().gammaln(x), UNARY[:2],
+       domain=(-1.8, -1.2), torch=_t("lgamma")),
+    _v("polygamma_negative", "polygamma", lambda n, x: jitgrad.polygamma(int(n), x),
+       lambda n, x: _sp().polygamma(n.astype(np.int64), x), [((), (3, 4))],
+       domain=[(1.0, 3.0), (-2.8, -2.2)], kinds=("discrete", "float"), values=(1.0, 2.0, 4.0),
+       diff=(False, True), torch=lambda T: lambda n, x: T.polygamma(int(n), x),
+       rtol=_TRIGAMMA_RTOL),
     _v("clamp_min_only", "clamp", lambda x: x.clamp(min=-0.5), lambda x: np.maximum(x, -0.5),
        UNARY[:2], torch=SAME),
     _v("where_scalar_other", "where", lambda c, x: jitgrad.where(c, x, 0.0),
