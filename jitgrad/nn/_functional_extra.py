@@ -6,12 +6,14 @@ double backward, GPU execution and batching from the ops it is made of:
 
 * sliding windows (conv, unfold, max/avg/adaptive pooling) are one *gather* of the input,
   flattened over its spatial dims, with an int64 index map built on the host: ``(K, L)``, the
-  flat input position of kernel offset ``k`` at output position ``l``. Positions that fall in
-  the padding point at one extra *sentinel* slot appended to the input (0 for conv/avg, -inf for
-  max), so there is no padded copy; the gather's gradient is a scatter-add (``getitem`` record);
+  flat input position of kernel offset ``k`` at output position ``l``, -1 in the padding. On
+  CPU tensors (outside vmap) the gather is the ``im2col`` record (one njit pass, ``fill`` in
+  the padding: 0 for conv/avg, -inf for max) and its adjoint the ``col2im`` record (each is
+  the other's VJP, so double backward works); elsewhere (GPU, vmap) the same gather is the
+  composite getitem of the input with one *sentinel* slot appended, its adjoint the
+  ``index_backward`` record;
 * a convolution is that gather (im2col) and one batched BLAS matmul with the weight, per group;
-  ``fold`` / ``conv_transpose`` are the gather's adjoint (the ``index_backward`` record:
-  scatter-add into the output, the sentinel slot dropped);
+  ``fold`` / ``conv_transpose`` are the gather's adjoint (col2im);
 * max pooling is ``max`` over the window axis; its ``return_indices`` map the argmax back
   through the index map (flat positions in the unpadded input, as torch);
 * ``interpolate`` is separable: per spatial dim, one or a few gathers along that dim and a
@@ -25,10 +27,13 @@ import numbers
 
 import numpy as np
 
+from .. import batching as _batching
 from .. import functional_ops as F
 from .._state import no_grad
 from .._tensor import Tensor, apply_fn, full
+from ..backends import cpu_conv
 from ..creation import _gen, default_generator
+from ..ops import structural
 from ..ops_api import linalg as _linalg
 
 # ============================================================================================
@@ -114,7 +119,7 @@ def _adaptive_coords(size, out):
 
 def _window_map(sizes, coords):
     """Combine per-dim (K_d, O_d) coordinates into the (prod K, prod O) flat index map; invalid
-    positions get the sentinel prod(sizes). Returns (idx, uses_sentinel)."""
+    (padding) positions get -1. Returns (idx, uses_padding)."""
     n = len(sizes)
     flat = np.zeros((1,) * (2 * n), np.int64)
     valid = np.ones((1,) * (2 * n), np.bool_)
@@ -123,11 +128,81 @@ def _window_map(sizes, coords):
         shp[d], shp[n + d] = c.shape
         flat = flat * sizes[d] + c.reshape(shp)
         valid = valid & v.reshape(shp)
-    total = int(np.prod(sizes, dtype=np.int64))
     k = int(np.prod([c.shape[0] for c, _ in coords], dtype=np.int64))
     o = int(np.prod([c.shape[1] for c, _ in coords], dtype=np.int64))
-    flat = np.where(valid, flat, total)
+    flat = np.where(valid, flat, -1)
     return np.ascontiguousarray(flat).reshape(k, o), not bool(valid.all())
+
+
+def _lead_batch(p, B, shapes):
+    """Batch rule of the window records: they act on the trailing axis (axes), so a leading
+    batch axis needs no change."""
+    return p
+
+
+@structural("im2col", "Im2ColBackward0", linear="all", batch=_lead_batch)
+class _Im2Col:
+    """x (..., S) -> (..., K, L): x[..., idx[k, l]], ``fill`` where idx < 0 (padding); with
+    ``lck`` x (..., C, S) -> (..., L, C, K), the layout whose (L, C * K) rows feed one 2-D GEMM
+    in conv. One njit pass writing a C-contiguous block (NumPy's x[..., idx] writes the index
+    dims first: a transposed layout that later reshapes and matmuls copy or run slowly on)."""
+
+    def forward(ctx, x, idx, fill, lck=False):
+        x = np.ascontiguousarray(x)
+        if lck:
+            c = x.shape[-2]
+            x3 = x.reshape(-1, c, x.shape[-1])
+            out = np.empty((x3.shape[0], idx.shape[1], c, idx.shape[0]), x.dtype)
+            if out.size:
+                cpu_conv.im2col_lck(x3, idx, x.dtype.type(fill), out)
+            return out.reshape(x.shape[:-2] + out.shape[1:])
+        x2 = x.reshape(-1, x.shape[-1])
+        out = np.empty((x2.shape[0],) + idx.shape, x.dtype)
+        if out.size:
+            cpu_conv.im2col(x2, idx, x.dtype.type(fill), out)
+        return out.reshape(x.shape[:-1] + idx.shape)
+
+    def vjp(V, ctx, g):
+        return (V.apply(_Col2Im, g, idx=ctx.idx, size=ctx.shapes[0][-1], lck=ctx.lck),)
+
+
+@structural("col2im", "Col2ImBackward0", linear="all", batch=_lead_batch)
+class _Col2Im:
+    """g (..., K, L) -> (..., S): each g[..., k, l] added at idx[k, l] (idx < 0: dropped); the
+    adjoint of im2col (fold, conv_transpose, the im2col gradient); ``lck``: g (..., L, C, K)
+    -> (..., C, S)."""
+
+    def forward(ctx, g, idx, size, lck=False):
+        g = np.ascontiguousarray(g)
+        if lck:
+            g4 = g.reshape((-1,) + g.shape[-3:])
+            out = np.zeros((g4.shape[0], g4.shape[2], size), g.dtype)
+            if g4.size:
+                cpu_conv.col2im_lck(g4, idx, out)
+            return out.reshape(g.shape[:-3] + out.shape[1:])
+        g3 = g.reshape((-1,) + idx.shape)
+        out = np.zeros((g3.shape[0], size), g.dtype)
+        if g3.size:
+            cpu_conv.col2im(g3, idx, out)
+        return out.reshape(g.shape[:-2] + (size,))
+
+    def vjp(V, ctx, gg):
+        return (V.apply(_Im2Col, gg, idx=ctx.idx, fill=0, lck=ctx.lck),)
+
+
+def _records_ok(*ts):
+    """The njit window records apply: CPU operands outside vmap (elsewhere the composite
+    gather / index_backward path runs: GPU forward, batching rules)."""
+    if _batching.is_batched(*ts):
+        return False
+    for t in ts:
+        a = t._arr
+        if a is None:
+            if t._lazy.device != "cpu":
+                return False
+        elif type(a) is not np.ndarray:
+            return False
+    return True
 
 
 def _gather_windows(x, nsp, idx, sentinel_used, fill):
@@ -136,8 +211,11 @@ def _gather_windows(x, nsp, idx, sentinel_used, fill):
     lead, sp = shape[:-nsp], shape[-nsp:]
     s = int(np.prod(sp, dtype=np.int64))
     xf = x.reshape(lead + (s,))
-    if sentinel_used:
+    if _records_ok(x):
+        return apply_fn(_Im2Col, (xf,), "Im2ColBackward0", idx=idx, fill=fill, lck=False)
+    if sentinel_used:  # composite: one sentinel slot appended, a gather (getitem record)
         xf = F.cat([xf, full(lead + (1,), fill, dtype=x.dtype, device=x.device)], -1)
+        idx = np.where(idx < 0, s, idx)
     return xf[(Ellipsis, idx)]
 
 
@@ -146,6 +224,11 @@ def _scatter_windows(cols, sizes, idx, sentinel_used, grad_fn):
     adjoint: fold, col2im)."""
     lead = tuple(cols.shape[:-2])
     s = int(np.prod(sizes, dtype=np.int64))
+    if _records_ok(cols):
+        out = apply_fn(_Col2Im, (cols,), grad_fn, idx=idx, size=s, lck=False)
+        return out.reshape(lead + tuple(sizes))
+    if sentinel_used:
+        idx = np.where(idx < 0, s, idx)
     out = apply_fn(F._IndexBackward, (cols,), grad_fn, shape=lead + (s + int(sentinel_used),),
                    idx=(Ellipsis, idx))
     if sentinel_used:
@@ -229,7 +312,19 @@ def _conv(name, nsp, input, weight, bias, stride, padding, dilation, groups):
                            f"{list(d)}, stride {list(s)})")
     kk = int(np.prod(k, dtype=np.int64))
     L = int(np.prod(out, dtype=np.int64))
-    if kk == 1 and all(v == 1 for v in s) and not any(lo) and not any(hi):
+    one = kk == 1 and all(v == 1 for v in s) and not any(lo) and not any(hi)
+    if groups == 1 and not one and _records_ok(x, weight):
+        # (N, L, C, K) windows: one 2-D GEMM (N L, C K) @ (C K, O), dX and dW 2-D GEMMs too
+        idx, _ = _window_map(sp, [_conv_coords(sp[i], k[i], s[i], lo[i], d[i], out[i])
+                                  for i in range(nsp)])
+        cols = apply_fn(_Im2Col, (x.reshape(n, c, -1),), "Im2ColBackward0", idx=idx, fill=0,
+                        lck=True)
+        y = F.matmul(cols.reshape(n * L, c * kk), weight.reshape(o, c * kk).t())
+        y = y.reshape(n, L, o).permute(0, 2, 1).reshape((n, o) + out)
+        if bias is not None:
+            y = y + bias.reshape((o,) + (1,) * nsp)
+        return y.squeeze(0) if unbatched else y
+    if one:
         cols = x.reshape(n, c, 1, L)  # 1x1 convolution: no gather
     else:
         idx, sent = _window_map(sp, [_conv_coords(sp[i], k[i], s[i], lo[i], d[i], out[i])
@@ -453,11 +548,10 @@ def _max_over(name, input, nsp, sp, out, idx, sent, return_indices):
     a = arg._host
     L = idx.shape[1]
     ind = idx[a, np.arange(L)]
-    if sent:  # a window whose maximum is -inf may pick the sentinel: torch reports its first
-        total = int(np.prod(sp, dtype=np.int64))  # in-input position then
-        bad = ind == total
+    if sent:  # a window whose maximum is -inf may pick a padding slot: torch reports its
+        bad = ind < 0  # first in-input position then
         if bad.any():
-            first = np.argmax(idx != total, axis=0)
+            first = np.argmax(idx >= 0, axis=0)
             ind = np.where(bad, idx[first, np.arange(L)], ind)
     return vals, _const(ind.reshape(lead + out).astype(np.int64), input)
 

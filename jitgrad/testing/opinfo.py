@@ -269,6 +269,35 @@ def _linear(x, w, b):
     return fn.linear(x, w, b)
 
 
+# --- nn.functional windows (issue 16): the im2col / col2im records --------------------------
+def _unfold(x):
+    _, fn = _lib(x)
+    return fn.unfold(x, 2, padding=1, stride=(1, 2))
+
+
+def _unfold_ref(x):
+    n, c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    oh, ow = h + 1, (w + 2 - 2) // 2 + 1
+    cols = [xp[:, :, i:i + oh, j:j + 2 * ow - 1:2] for i in range(2) for j in range(2)]
+    return np.stack(cols, 2).reshape(n, c * 4, oh * ow)
+
+
+def _fold(x):
+    _, fn = _lib(x)
+    return fn.fold(x, (2, 3), 2, padding=1, stride=(1, 2))
+
+
+def _fold_ref(x):
+    n, ck, _ = x.shape
+    out = np.zeros((n, ck // 4, 4, 6), x.dtype)  # padded (2 + 2, 3 + 2)... cropped below
+    cols = x.reshape(n, ck // 4, 2, 2, 3, 2)
+    for i in range(2):
+        for j in range(2):
+            out[:, :, i:i + 3, j:j + 3:2] += cols[:, :, i, j]
+    return out[:, :, 1:3, 1:4]
+
+
 def _setitem(x, v):
     y = x.clone()
     y[1:, :2] = v
@@ -570,6 +599,11 @@ _ROWS = [
            [((3, 4),)], torch=SAME, notes="(N, C) logits: one fused node"),
     OpInfo("linear", _linear, lambda x, w, b: x @ w.T + b, [((3, 4), (2, 4), (2,))],
            torch=SAME, rtol=1e-9, notes="2-D input, weight and bias: one fused addmm node"),
+    # --- nn.functional windows (issue 16) -------------------------------------------------------
+    OpInfo("im2col", _unfold, _unfold_ref, [((2, 3, 3, 4),), ((1, 1, 2, 2),)], torch=SAME,
+           notes="unfold: kernel 2, padding 1, stride (1, 2); conv/pooling gather the same way"),
+    OpInfo("col2im", _fold, _fold_ref, [((2, 8, 6),), ((1, 4, 6),)], torch=SAME,
+           notes="fold, the adjoint of im2col (conv_transpose, im2col's gradient)"),
     # --- casts and copies ----------------------------------------------------------------------
     OpInfo("to_copy", _cast_round_trip, lambda x: x.astype(np.float32).astype(np.float64),
            [((3, 4),), ((),)], torch=SAME, numeric_grad=False, rtol=0, atol=0, rtol32=0,
