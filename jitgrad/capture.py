@@ -57,7 +57,10 @@ as in eager (a caller keeping last step's loss or gradient sees it unchanged; to
 CUDA graphs instead reuse output memory and warn when an overwritten output is read -- with
 host memory allocation as cheap as it is, freshness costs little and removes that trap). A
 ``.grad`` copy of a gradient nothing reads afterwards is elided, and constants made in the step
-that are neither written nor returned are shared between calls. ``compiled.memory`` and
+that are neither written nor returned are shared between calls; a pure op (a kernel, a
+structural forward, a VJP) reading only such constants is folded into constants (the backward
+seed's ``1 / n`` and its expand, say), and a kernel operand transformed from a constant is
+transformed once. A structural forward whose ctx no VJP reads reuses one ctx object. ``compiled.memory`` and
 ``jitgrad.explain`` report the pool, the bytes allocated per call, and the replay's peak with
 and without the plan (the pool stays allocated between calls, so the planned peak can exceed
 the unplanned one by up to the pool). A program with a pool is replayed by one thread at a time.
@@ -93,6 +96,7 @@ arrays exactly, else the recording stops (a replay never computes something eage
 """
 from __future__ import annotations
 
+import ast
 import builtins
 import contextlib
 import functools
@@ -124,6 +128,8 @@ _CONST_VALIDATE = {}    # structural op name -> replay validator (integer params
 _ENV = {"_e": np.empty, "_z": np.zeros, "_lk": lazy._leaf_kind, "_red": lazy._reduced,
         "_sta": _sum_to_array, "np": np, "_nd": np.ndarray, "_rsum": cpu.reduce_sum}
 _ALLOC = re.compile(r"__alloc_(\d+)__")
+_CONST_ARG = re.compile(r"_lk\(S\[(\d+)\], (\(.*?\)), (\d+)\)\[2\]|"
+                        r"S\[(?=\d+\]\[_i_)(\d+)\]\[(_i_\d+)\](?:\.reshape\((\(.*?\))\))?")
 
 
 def _compile_lines(lines, env, allocs, pool, name="_replay", args="S"):
@@ -392,6 +398,9 @@ class Recorder:
         self.defs = {}          # slot -> index of the op that makes it
         self.copies = []        # (op index, slot, source slot): a new .grad copied
         self.escapes = set()    # slots an opaque op may keep (an optimizer's gradients)
+        self.outs_of = []       # per op: the slots it makes
+        self.pure = []          # per op: see _add_code
+        self.alt = {}           # op index -> (ctx slot, lines without that ctx)
         self.broken = None      # (reason, (file, line, source) | None)
         self.written = set()    # slots written in place
         self.ctxs = {}          # id(eager ctx) -> (ctx slot, trial ctx)
@@ -497,9 +506,17 @@ class Recorder:
         """An opaque op: the closure ``op(S{args})`` called from the replay function."""
         self._add_code([f"{self._name(op, 'f')}(S{args})"], text, reads)
 
-    def _add_code(self, lines, text, reads=()):
+    def _add_code(self, lines, text, reads=(), outs=(), pure=False, alt=None):
+        """An op: its replay lines, the slots it reads and makes; ``pure``: its outputs are a
+        function of what it reads (no write elsewhere, nothing kept): with constant inputs it
+        is folded into constants (_MemoryPlan). ``alt``: (ctx slot, lines to use when nothing
+        reads that ctx)."""
+        if alt is not None:
+            self.alt[len(self.ops)] = alt
         self.ops.append(lines)
         self.reads.append(tuple(reads))
+        self.outs_of.append(tuple(outs))
+        self.pure.append(pure)
         self.descr.append((text, _user_line()))
 
     def _alloc(self, k, shape, dtype) -> str:
@@ -653,7 +670,7 @@ class Recorder:
             lines += [f"S[{k}] = _o{i}" for i, k in enumerate(oks) if k != ik]
             if ik is None:
                 self._try_code(lines, list(zip(oks, outs)))
-            self._add_code(lines, text + " [bound]", reads)
+            self._add_code(lines, text + " [bound]", reads, oks, ik is None)
             return
         run = lazy.run_now
 
@@ -663,7 +680,7 @@ class Recorder:
                       None if ik is None else S[ik])
             for k, a in zip(oks, res):
                 S[k] = a
-        self._add(op, text, reads)
+        self._add_code([f"{self._name(op, 'f')}(S)"], text, reads, oks, ik is None)
 
     def fused(self, plan, kern, lzs, outs, into):
         """lazy._run_group launched one fused kernel (CPU) computing the records ``lzs``:
@@ -719,7 +736,8 @@ class Recorder:
             self._try_code(lines, check, "a fused kernel does not give eager's values again")
         names = "+".join(lz.row.name for lz, _ in plan.nodes)
         self._add_code(lines, f"fused kernel [{names}] {space} -> slots {[k for k, _ in check]}"
-                              + (f" (into slot {ik})" if ik is not None else ""), reads)
+                              + (f" (into slot {ik})" if ik is not None else ""), reads,
+                       [k for k, _ in check], into is None)
 
     def reduced(self, src, lz):
         """lazy computed the pending sum ``lz`` of a concrete array (no kernel): replayed as
@@ -735,7 +753,7 @@ class Recorder:
         lines = [f"S[{k}] = _red(_rsum(S[{j}], {lz.axes!r}, {self._name(acc_t, 'd')}), "
                  f"{self._name(lz.dtype, 'd')}, {lz.shape!r}, {self._name(lz.scale, 'c')})"]
         self._try_code(lines, [(k, final)])
-        self._add_code(lines, f"sum {lz.axes} of slot {j} -> slot {k}", (j,))
+        self._add_code(lines, f"sum {lz.axes} of slot {j} -> slot {k}", (j,), (k,), True)
 
     def settle(self, result):
         """The call returned: compute (recorded) its pending outputs and the pending .grads of
@@ -857,8 +875,13 @@ class Recorder:
         self.ctxs[id(ctx)] = (kc, trial[kc])
         reads = list(ins) + [k for _, k in pslots]
         self.holds[kc] = tuple(reads)
+        # (without a reader of the ctx: one Ctx made now serves every call)
+        shared = Ctx()
+        alt = [f"_c = {self._name(shared, 'x')}"] + [
+            ln for ln in lines[1:] if not ln.startswith(("_d['needs_input_grad']",
+                                                          "_d['saved_tensors']", f"S[{kc}] ="))]
         self._add_code(lines, f"{fn.name} {tuple(out.shape)} {out.dtype} <- slots {list(ins)} "
-                              f"-> slot {ok}", reads)
+                              f"-> slot {ok}", reads, (ok, kc), True, (kc, alt))
 
     def sweep(self, create_graph, capture, accumulate):
         """A backward sweep starts; returns the recorder to pass each node to, or None."""
@@ -915,7 +938,8 @@ class Recorder:
         self._try_code(lines, [(k, a) for k, a in zip(oks, outs) if a is not None],
                        f"{n.name()}: its recorded backward does not give eager's values")
         self._add_code(lines, f"backward {n.name()} <- slot {gk} -> slots "
-                              f"{[k for k in oks if k is not None]}", reads)
+                              f"{[k for k in oks if k is not None]}", reads,
+                       [k for k in oks if k is not None], True)
 
     def _ew_vjp(self, n, gk, oks):
         rows, xs, reads_out = _vjp_rows(n.row, n.need)
@@ -1403,13 +1427,32 @@ class _MemoryPlan:
                     escape.add(g)
         self.shared = {k for k, src in enumerate(rec.src) if src[0] == "const" and
                        group.get(k) not in escape and group.get(k) not in written}
+        # constant folding: a pure op reading only constants makes constants (its values are
+        # the recorded ones, which its record-time trial reproduced) unless they are handed out
+        # or written
+        self.const = set(self.shared) | {k for k, src in enumerate(rec.src) if src[0] == "obj"}
+        self.folded = set()
+        for i in range(n_ops):
+            outs = rec.outs_of[i]
+            if rec.pure[i] and outs and all(k in self.const for k in rec.reads[i]) and \
+                    not any(group.get(k) in escape or group.get(k) in written for k in outs):
+                self.folded.add(i)
+                self.const.update(outs)
+        read = set()
+        for i, rs in enumerate(rec.reads):
+            if i not in self.folded:
+                read.update(rs)
+        self.no_ctx = {i for i, (kc, _) in rec.alt.items() if kc not in read}
+        read.update(v for kind, v in out_slots if kind == "s")
+        read.update(f[2] for f in finals if f[2] not in (None, "keep"))
+        self.read = read        # the slots something in the replay reads
         self.pool = {}          # slot -> the name of its planned buffer's view
         self.buffers = []
         active, free = [], []   # (last op, raw buffer), raw buffers
         for i, k in sorted((rec.defs[k], k) for k in rec.allocs if k in rec.defs):
             g = group.get(k)
             a = keep[k]
-            if g not in made or g in escape or roots[g] is not a:
+            if g not in made or g in escape or roots[g] is not a or i in self.folded:
                 continue
             free += [raw for end, raw in active if end < i]
             active = [x for x in active if x[0] >= i]
@@ -1424,6 +1467,7 @@ class _MemoryPlan:
             active.append((last.get(g, i), raw))
         pooled = {group[k] for k in self.pool}
         self.pool_bytes = sum(b.nbytes for b in self.buffers)
+        made -= {group[k] for k in self.const if k in group}
         size = {g: roots[g].nbytes for g in made}
         end = {g: (n_ops if g in escape else last.get(g, first.get(g, 0))) for g in made}
         self.fresh = sum(n for g, n in size.items() if g not in pooled) + sum(
@@ -1448,7 +1492,7 @@ class _MemoryPlan:
         return {"pool_bytes": self.pool_bytes, "fresh_bytes": self.fresh,
                 "peak_bytes": self.peak, "unplanned_peak_bytes": self.unplanned_peak,
                 "planned_buffers": len(self.pool), "grads_stolen": len(self.stolen),
-                "constants_shared": len(self.shared)}
+                "constants_shared": len(self.shared), "ops_folded": len(self.folded)}
 
 
 class Program:
@@ -1495,8 +1539,9 @@ class Program:
         for k, src in enumerate(rec.src):
             if src[0] == "const":
                 consts.append((k, src[1]))
-                body.append(f"S[{k}] = {name(src[1], 'x')}" +
-                            ("" if k in plan.shared else ".copy()"))
+                if k in plan.read or k not in plan.shared:
+                    body.append(f"S[{k}] = {name(src[1], 'x')}" +
+                                ("" if k in plan.shared else ".copy()"))
             elif src[0] == "obj":
                 body.append(f"S[{k}] = {name(src[1], 'x')}")
             elif src[0] == "ext":
@@ -1505,10 +1550,29 @@ class Program:
                 body.append(f"S[{k}] = {x}._arr" if field == "arr" else
                             f"S[{k}] = {x}.grad._arr")
         self.consts = tuple(consts)
+        keep = rec.keep
+
+        def const_arg(m):  # (a kernel operand transformed from a constant: done now)
+            k = int(m.group(1) or m.group(4))
+            if k not in plan.const:
+                return m.group(0)
+            if m.group(1) is not None:  # _lk(S[k], space, nd)[2]
+                v = lazy._leaf_kind(keep[k], ast.literal_eval(m.group(2)), int(m.group(3)))[2]
+            else:                       # S[k][first index](.reshape(shape))
+                v = keep[k][env[m.group(5)]]
+                if m.group(6) is not None:
+                    v = v.reshape(ast.literal_eval(m.group(6)))
+            return name(v, "x")
         for i, lines in enumerate(rec.ops):
+            if i in plan.folded:
+                body += [f"S[{k}] = {name(keep[k], 'x')}" for k in rec.outs_of[i]
+                         if k in plan.read]
+                continue
             if i in plan.stolen:  # (a .grad copy: the gradient itself)
                 lines = [line.replace(".copy()", "") for line in lines]
-            body += lines
+            if i in plan.no_ctx:
+                lines = rec.alt[i][1]
+            body += [_CONST_ARG.sub(const_arg, line) for line in lines]
         for t, path, gk, bump in finals:
             x = local(path)
             if gk is None:
@@ -1533,8 +1597,8 @@ class Program:
         env.update(_MISS=_MISS, _GE=_GUARD_ERRORS, _mk=Tensor._make, _rr=_resolve_root)
         self.lines = head + body
         self.run = _compile_lines(self.lines, env, rec.allocs, plan.pool, args="args")
-        # a planned buffer is this program's: one replay at a time uses it
-        self.lock = threading.Lock() if plan.pool else None
+        # planned buffers and shared ctxs are this program's: one replay at a time uses them
+        self.lock = threading.Lock() if plan.pool or plan.no_ctx else None
 
 
 def _finish(rec: Recorder, fn, args, key, result):

@@ -55,6 +55,8 @@ def test_tutorial_step_replays_eager_values():
     assert comp.stats["replayed"] >= 3
     assert jitgrad.explain(comp).reason is None
     assert "matmul" in str(jitgrad.explain(comp))
+    # the backward's seed (ones) / 3 and its expand are folded into constants
+    assert comp.memory["ops_folded"] >= 2 and comp.memory["constants_shared"] >= 3
 
 
 def _mlp(opt_cls, **kw):
