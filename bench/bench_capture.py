@@ -8,7 +8,8 @@ and parameters after a few steps are checked against its eager twin before timin
   ones/zeros, matmul, add, BCE-with-logits, backward;
 * ``w2``      -- the W2 MLP step of bench_mlp (F.linear, tanh, cross_entropy, backward, SGD
   ``p -= lr * p.grad`` under no_grad: its 200k-element updates are fused kernels written into
-  the weights, recorded like any fused group);
+  the weights, recorded like any fused group), beside bench_mlp's NumPy step by hand and
+  ``gemm_floor`` (the step's 8 matrix products alone, into preallocated outputs);
 * ``w2_nn``   -- the same step with nn.Sequential, CrossEntropyLoss and optim.SGD
   (``zero_grad``, forward, ``backward``, ``step``);
 * ``w1_N``    -- W1 forward + backward (bench.workloads.w1: 13 elementwise ops and a sum, grads
@@ -124,6 +125,10 @@ def peers():
     first["w2"] = time.perf_counter() - t
     out["w2"]["jitgrad"]()
     out["w2"]["jitgrad_compiled"] = c
+    np_step = bench_mlp._numpy_step()[0]
+    out["w2"]["numpy"] = lambda: _Loss(np_step())
+    floor = bench_mlp._gemm_floor_step()[0]
+    out["w2"]["gemm_floor"] = lambda: (floor(), _Loss(0.0))[1]
     out["w2_nn"] = {"jitgrad": bench_mlp._module_step(jitgrad)[0]}
     t = time.perf_counter()
     c = jitgrad.compile(bench_mlp._module_step(jitgrad)[0])
