@@ -133,7 +133,8 @@ def test_conv2d_vmap_per_sample_grad():
 # ------------------------------------------------------------------------------ pooling
 
 @pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
-                                dict(kernel_size=(2, 3), ceil_mode=True, stride=2, dilation=(2, 1))])
+                                dict(kernel_size=(2, 3), ceil_mode=True, stride=2,
+                                     dilation=(2, 1))])
 def test_max_pool2d_with_indices(kw):
     x = rn(2, 3, 7, 8)
     _check(lambda x: JF.max_pool2d(x, return_indices=True, **kw),
@@ -449,3 +450,41 @@ def test_loss_and_activation_modules():
                x * 3, rtol=1e-7)
     _module_check(jitgrad.nn.PReLU(4, dtype=jitgrad.float64),
                   torch.nn.PReLU(4, dtype=torch.float64), rn(2, 4, 3))
+
+
+def test_windows_on_cuda_match_cpu():
+    """GPU tensors (Numba's simulator without a GPU) take the composite gather path (sentinel
+    slot + getitem, index_backward for the gradient): conv2d and max_pool2d give the CPU's
+    values and gradients. (Small: each simulated launch costs ~0.1 s.)"""
+    if not jitgrad.cuda.is_available():
+        pytest.skip("no GPU and no CUDA simulator")
+    x, w = rn(1, 2, 4, 4), rn(2, 2, 3, 3)
+
+    def run(dev):
+        ts = [jitgrad.tensor(a) for a in (x, w)]
+        ts = [(t.cuda() if dev == "cuda" else t).requires_grad_(True) for t in ts]
+        y = JF.conv2d(ts[0], ts[1], padding=1, stride=2)
+        loss = (JF.max_pool2d(y, 2, 1, padding=1) * y.sum()).sum()
+        loss.backward()
+        return [loss.detach().cpu().numpy()] + [t.grad.cpu().numpy() for t in ts]
+    for a, b_ in zip(run("cpu"), run("cuda")):
+        np.testing.assert_allclose(a, b_, rtol=1e-10, atol=1e-10)
+
+
+def test_window_records_jacobians():
+    """jacrev / jacfwd through the im2col / col2im records (batched VJP and JVP) vs torch."""
+    x, w = rn(1, 2, 4, 3), rn(3, 2, 2, 2)
+    wj, wt = jitgrad.tensor(w), torch.tensor(w)
+
+    def jf(x):
+        return JF.max_pool2d(JF.conv2d(x, wj, padding=1), 2, 1) + JF.fold(
+            JF.unfold(x, 2), (4, 3), 2).sum()
+
+    def tf(x):
+        return TF.max_pool2d(TF.conv2d(x, wt, padding=1), 2, 1) + TF.fold(
+            TF.unfold(x, 2), (4, 3), 2).sum()
+    want = torch.func.jacrev(tf)(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(jitgrad.func.jacrev(jf)(jitgrad.tensor(x)).numpy(), want,
+                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(jitgrad.func.jacfwd(jf)(jitgrad.tensor(x)).numpy(), want,
+                               rtol=1e-10, atol=1e-12)

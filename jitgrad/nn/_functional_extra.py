@@ -1373,7 +1373,7 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     torch the clamp is invisible to autograd (the gradient reaches var as if unclamped)."""
     _check_reduction(reduction)
     if not isinstance(var, Tensor):
-        var = full_like_scalar(input, float(var))
+        var = _full_scalar(input, float(var))
     vs, isz = tuple(var.shape), tuple(input.shape)
     if vs != isz:
         if isz[:-1] == vs:
@@ -1393,7 +1393,7 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     return _reduce(loss, reduction)
 
 
-def full_like_scalar(x, value):
+def _full_scalar(x, value):
     return full((), value, dtype=x.dtype, device=x.device)
 
 
@@ -1805,4 +1805,4 @@ def _repeat_heads(t, rep):
 
 __all__ = [n for n in dir() if not n.startswith("_") and n not in (
     "annotations", "math", "numbers", "np", "F", "Tensor", "apply_fn", "full", "no_grad",
-    "default_generator", "full_like_scalar")]
+    "default_generator", "structural", "cpu_conv")]
