@@ -650,9 +650,10 @@ def _amax_amin(x, dim, keepdim, fn):
                 return v.clone()
             return v if keepdim else v.reshape(
                 tuple(s for k, s in enumerate(x._meta[0]) if k not in axes))
-        mask = eq(x, v).to(x.dtype)
-        count = sum(mask, axes, keepdim=keepdim)
-    return sum(x * mask, axes, keepdim=keepdim) / count
+        hit = eq(x, v)
+        count = sum(hit.to(x.dtype), axes, keepdim=keepdim)
+    # where, not x * mask: an infinite non-extreme element times 0 would make the sum NaN
+    return sum(where(hit, x, 0.0), axes, keepdim=keepdim) / count
 
 
 def amax(x, dim=None, keepdim=False):

@@ -530,3 +530,19 @@ def test_circular_pad_with_negative_widths_like_torch(shape, pad, torch):
     j.backward(jitgrad.tensor(c))
     t.backward(torch.tensor(c))
     np.testing.assert_allclose(jx.grad.numpy(), tx.grad.numpy())
+
+
+@pytest.mark.parametrize("fn", ["amax", "amin"])
+def test_amax_amin_dim_with_infinite_non_extremes(fn):
+    """amax/amin over a dim with +-inf next to a finite extreme: the value was NaN (the tie
+    mask multiplied -inf by 0). Values and gradients vs torch."""
+    torch = pytest.importorskip("torch")
+    inf = float("inf")
+    data = [[1.0, -inf, 1.0], [inf, 2.0, -inf], [-inf, -inf, 3.0]]
+    x = jitgrad.tensor(data, dtype=jitgrad.float64, requires_grad=True)
+    t = torch.tensor(data, dtype=torch.float64, requires_grad=True)
+    y, u = getattr(jitgrad, fn)(x, 1), getattr(torch, fn)(t, 1)
+    np.testing.assert_array_equal(y.detach().numpy(), u.detach().numpy())
+    y.sum().backward()
+    u.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), t.grad.numpy())
