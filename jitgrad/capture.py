@@ -15,16 +15,23 @@ array-level choke points, each behind one ``if STATE.recorder is not None`` test
                               run_now, ``FunctionNode`` through ``fn.vjp(structural.ARRAYS, ..)``)
                               and ``AccumulateGrad`` (a new ``.grad``, stolen or copied, or an
                               in-place add into the existing one);
-* ``Optimizer.step``          one opaque op: at replay the real ``step()`` runs on the replayed
-                              gradients (its scalars, step counts and lr are read live);
+* ``Optimizer.step``          the optimizer's fused CPU kernel per bucket, called directly on
+                              prebound parameter/state views and the replayed gradients, its
+                              scalar table from the rule's ``_prepare`` each call (lr, step
+                              counts read live); when the groups, flags or state buffers are
+                              not the bound ones, the real ``step()`` runs instead;
+                              ``zero_grad()`` tells the recorder the ``.grad`` s become None;
 * ``_tensor._filled``         zeros/ones/full (and backward's implicit ones seed): constants;
 * ``lazy._run_group``         each fused kernel launch of lazy fusion (a pending group computed,
                               ``realize_into``'s in-place update of a parameter included): one
                               op reading its leaves' slots (bound kernel, laid-out leaves, call
                               form), writing its full values and finished sums; a sum of an
                               already computed array (``_realize_reduce_of_concrete``) likewise.
-                              The kernels are eager's: replay computes exactly what eager did,
-                              in the same groups. Pending values the function returns, and
+                              While recording, the thread's fusion switch is ``lazy.FUSE_ALL``
+                              by default (``compile(fusion=...)``): every elementwise op is
+                              recorded lazily whatever its size, so small chains fuse too (eager
+                              runs them one kernel each because planning costs every call; a
+                              replay plans nothing). Pending values the function returns, and
                               pending ``.grad`` s, are computed (recorded) before it returns.
 
 Every array the step touches gets a *slot*: an input (a Tensor argument), an external tensor
@@ -42,12 +49,12 @@ The program is one generated Python function ``run(args)``: it resolves and chec
 of the external tensors, fills ``S`` from the arguments and the external tensors, runs every
 op's lines in order -- no Tensor objects, no graph, no planning, no per-op dispatch -- and
 finishes (pending values the caller made before the call are computed first: the replay
-may write parameters they read). Then, as eager would leave
-them: each external tensor's ``.grad`` is set (None or a Tensor on its slot), in-place writes
-are already in the external arrays (the ops wrote them), version counters are bumped by what
-the recorded call bumped; the outputs come back as new Tensors on their slots (detached: the
-graph is not replayed -- a function whose output requires grad without having run backward
-inside is not captured, it runs eagerly).
+may write parameters they read). Then, as eager would leave them: each external tensor's
+``.grad`` is set (None or a Tensor on its slot), in-place writes are already in the external
+arrays (the ops wrote them), version counters are bumped by what the recorded call bumped;
+the outputs come back as new Tensors on their slots (detached: the graph is not replayed -- a
+function whose output requires grad without having run backward inside is not captured, it
+runs eagerly).
 
 Memory (``_MemoryPlan``): every buffer a replayed kernel allocates for an intermediate is
 planned at record time -- buffers whose lifetimes (first write to last read, views included)
@@ -60,10 +67,11 @@ host memory allocation as cheap as it is, freshness costs little and removes tha
 that are neither written nor returned are shared between calls; a pure op (a kernel, a
 structural forward, a VJP) reading only such constants is folded into constants (the backward
 seed's ``1 / n`` and its expand, say), and a kernel operand transformed from a constant is
-transformed once. A structural forward whose ctx no VJP reads reuses one ctx object. ``compiled.memory`` and
-``jitgrad.explain`` report the pool, the bytes allocated per call, and the replay's peak with
-and without the plan (the pool stays allocated between calls, so the planned peak can exceed
-the unplanned one by up to the pool). A program with a pool is replayed by one thread at a time.
+transformed once. A structural forward whose ctx no VJP reads reuses one ctx object.
+``compiled.memory`` and ``jitgrad.explain`` report the pool, the bytes allocated per call, and
+the replay's peak with and without the plan (the pool stays allocated between calls, so the
+planned peak can exceed the unplanned one by up to the pool). A program with a pool or shared
+ctxs is replayed by one thread at a time.
 
 Guards (checked on every call, in order; a miss records again, up to ``CACHE_SIZE`` (8) entries
 per function, then the function runs eagerly with one warning):
@@ -75,9 +83,10 @@ per function, then the function runs eagerly with one warning):
   same object (identity: a rebound parameter records again), its array is the same object, and
   whether ``.grad`` is None -- unless the recorded call assigned its ``.grad`` before reading
   it (``p.grad = None``, ``zero_grad()``; seen through ``Tensor.grad`` watched while recording),
-  so that the typical step is recorded once, not again when its first backward set ``.grad``. Version counters are not guarded: nothing an external tensor holds
-  is folded into the program (its array is read by reference on every call), so in-place
-  updates between calls are seen;
+  so that the typical step is recorded once, not again when its first backward set ``.grad``.
+  Version counters are not guarded: nothing an external tensor holds is folded into the
+  program (its array is read by reference on every call), so in-place updates between calls
+  are seen;
 * grad mode, the default dtype and the fusion switch.
 
 Graph breaks: anything the recorder cannot replay faithfully stops the recording (the call
@@ -86,13 +95,15 @@ itself finishes eagerly, so its results are right) and the function runs eagerly
 (``item()``, ``bool()``, ``tolist()``, ``numpy()``/``__array__``, printing), random draws, an
 array made outside the recorded operations (``tensor(data)``, ``randn``, NumPy code), CUDA
 tensors (they run eagerly: replaying numba.cuda launches is not written yet), a pending value
-computed inside an opaque op (a node's saved output, say), in-place writes outside the vocabulary (``setitem``,
-``copy_``, ``fill_``, writes recorded into the graph under grad mode), tensor hooks,
+computed inside an opaque op (a node's saved output, say), in-place writes outside the
+vocabulary (``setitem``, ``copy_``, ``fill_``, writes recorded into the graph under grad mode),
+tensor hooks,
 ``autograd.grad``/``create_graph``, custom Functions, an optimizer closure.
 
-Safety net: each structural forward is run a second time at record time to build the replay's
-ctx, and each VJP closure is run once on the recorded arrays; both must reproduce eager's
-arrays exactly, else the recording stops (a replay never computes something eager did not).
+Safety net: every op's replay code (bound kernels, fused groups, structural forwards -- whose
+run builds the replay's ctx --, VJPs) is run once at record time on the recorded arrays and must
+reproduce eager's arrays exactly, else the recording stops (a replay never computes something
+eager did not); an op writing into its target (an in-place update) is not run twice.
 """
 from __future__ import annotations
 
@@ -259,20 +270,6 @@ def _walk(fn, args):
                         nxt.append((path + (("attr", k),), v, depth + 1))
         queue = nxt
     return tensors, objects
-
-
-def _resolve(fn, args, path):
-    """The object at ``path`` now (raises LookupError/AttributeError when it is gone)."""
-    kind = path[0]
-    o = _resolve_root(fn, args, kind)
-    for step in path[1:]:
-        if step[0] == "attr":
-            o = o.__dict__[step[1]]
-        elif step[0] == "item":
-            o = o[step[1]]
-        else:  # ('fn', rootkind...): a root of a function met on the way
-            o = _resolve_root(o, None, step[1:])
-    return o
 
 
 def _resolve_root(fn, args, kind):
@@ -1535,10 +1532,8 @@ class Program:
         for path, o in self.obj_guards:
             checks.append(f"if {local(path)} is not {name(o, 'x')}: return _MISS")
         body = []
-        consts = []
         for k, src in enumerate(rec.src):
             if src[0] == "const":
-                consts.append((k, src[1]))
                 if k in plan.read or k not in plan.shared:
                     body.append(f"S[{k}] = {name(src[1], 'x')}" +
                                 ("" if k in plan.shared else ".copy()"))
@@ -1549,7 +1544,6 @@ class Program:
                 x = local(e.path)
                 body.append(f"S[{k}] = {x}._arr" if field == "arr" else
                             f"S[{k}] = {x}.grad._arr")
-        self.consts = tuple(consts)
         keep = rec.keep
 
         def const_arg(m):  # (a kernel operand transformed from a constant: done now)
