@@ -7,7 +7,8 @@ memory and on disk (see jitgrad.backends.cpu).
 from . import dtypes as _dtypes
 from .dtypes import (bool_ as bool, float32, float64, int32, int64, get_default_dtype,
                      set_default_dtype)
-from ._tensor import Size, Tensor, device, full, tensor, zeros
+from ._tensor import (Size, Tensor, device, full, get_default_device, set_default_device, tensor,
+                      zeros)
 from .creation import (arange, as_tensor, empty, empty_like, eye, from_dlpack, from_numpy,
                        full_like,
                        linspace, manual_seed, ones, ones_like, rand, rand_like, randint, randn,

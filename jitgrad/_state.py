@@ -23,6 +23,7 @@ class _State(threading.local):
     claim = None
     draws = 0      # random draws made by this thread (the tracer notices them)
     recorder = None  # the capture.Recorder logging this thread's array ops (jitgrad.compile)
+    default_device = None  # set_default_device: where factories put tensors (None: the CPU)
 
 
 STATE = _State()

@@ -92,7 +92,9 @@ def check_device(dev) -> str:
     """Validate a ``device=`` argument (None: the CPU); its key in ``backends.BACKENDS``. The
     device must be usable (the backend's ``require`` raises a clear error otherwise)."""
     if dev is None:
-        return "cpu"
+        dev = _STATE.default_device  # (set_default_device; thread-local, like torch's)
+        if dev is None:
+            return "cpu"
     key = device(dev).type
     BACKENDS[key].require()
     return key
@@ -1345,9 +1347,23 @@ def _sum_to_array(a: np.ndarray, shape) -> np.ndarray:
 # Creation (needed by the rules above; the public set is in creation.py)
 
 
+def set_default_device(dev) -> None:
+    """torch.set_default_device: factories (zeros, randn, tensor, ...) called without
+    ``device=`` put their tensors on ``dev`` (None: back to the CPU). Per thread, like torch."""
+    if dev is not None:
+        dev = _DEVICES[device(dev).type]  # (cuda -> cuda:0, as torch reports it)
+        BACKENDS[dev.type].require()
+    _STATE.default_device = dev
+
+
+def get_default_device() -> device:
+    """torch.get_default_device: where factories without ``device=`` put tensors."""
+    return _STATE.default_device or device("cpu")
+
+
 def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
-    dev = check_device(device) if device is not None else \
-        (device_key(data) if isinstance(data, Tensor) else "cpu")  # a copy stays there
+    dev = check_device(device) if device is not None or not isinstance(data, Tensor) else \
+        device_key(data)  # a copy of a tensor stays on its device
     if isinstance(data, Tensor):
         arr = data._host.copy()
     else:
