@@ -1036,6 +1036,15 @@ class Recorder:
         t = n.variable
         before = t.grad
         before_arr = before._arr if before is not None else None
+        if before is not None and g._arr is None and not create_graph and \
+                not before.requires_grad:
+            # a pending gradient into an existing .grad: eager defers ``.grad += g`` to the
+            # sweep's end (_engine._add_in_place, plain NumPy the recorder does not see); here
+            # g and every pending value (one may read the old .grad) are computed now,
+            # recorded, so that the add is recorded in order below (a second backward with
+            # retain_graph, an accumulating step)
+            pend = lazy.STATE.pending
+            self._realize([g] + ([r() for r in pend.refs] if pend is not None else []))
         st = STATE
         st.recorder = None
         try:

@@ -49,7 +49,13 @@ def _tt(x):
     """Coerce anything (scalars too) to Tensor."""
     if isinstance(x, Tensor):
         return x
-    return tensor(x)
+    t = tensor(x)
+    rec = grad_mode.STATE.recorder
+    if rec is not None and isinstance(x, (bool, int, float)):
+        # (jitgrad.compile: a Python number -- a VJP rule's `y == 0`, say -- is a constant of
+        # the recorded program, as a scalar operand of a kernel is)
+        rec.const(t._arr)
+    return t
 
 
 # ============================================================================================

@@ -567,3 +567,125 @@ def test_fusion_modes_small_tensors():
     assert "fused kernel" not in texts[False]
     with pytest.raises(ValueError, match="fusion"):
         jitgrad.compile(lambda x: x, fusion="all")
+
+
+# =============================================================================================
+# Random DAG steps (the fusion tests' strategy): forward, backward, in-place update, replayed
+
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+
+from test_fusion import (_PHASES, _evaluate, _leaf_values,  # noqa: E402
+                         _reject_ill_conditioned, _weights, dags)
+
+
+def _dag_step(dag, values, w):
+    """The DAG's forward on parameters, a weighted sum, backward, then ``p -= 0.01 * p.grad``
+    under no_grad; returns the step and its parameters."""
+    params = [jitgrad.tensor(v, requires_grad=True) for v in values]
+
+    def step():
+        for p in params:
+            p.grad = None
+        _, out = _evaluate(dag, params, jitgrad)
+        loss = (out * w).sum()
+        loss.backward()
+        with jitgrad.no_grad():
+            for p in params:
+                if p.grad is not None:  # (None: a leaf only compared, as in where's c > u)
+                    p -= 0.01 * p.grad
+        return loss, out.detach()
+    return step, params
+
+
+@settings(max_examples=20, deadline=None, derandomize=True, phases=_PHASES,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                                 HealthCheck.data_too_large])
+@given(dags())
+def test_random_dag_steps_replay_eager_values(dag):
+    """20 random elementwise DAGs (broadcasts, scalars, mixed dtypes) as whole training steps:
+    three compiled calls (record, then replays of fused kernels) against the same step run
+    eagerly on copies -- loss, output, every .grad and every updated parameter."""
+    values = _leaf_values(dag)
+    _reject_ill_conditioned(dag, values)
+    out_shape = np.broadcast_shapes(*[np.shape(v) for v in values])
+    wv = _weights(dag, out_shape)
+    all64 = all(dt == "float64" for _, dt in dag["leaves"])
+    rtol = 1e-11 if all64 else 2e-5
+    w = jitgrad.tensor(wv, dtype=jitgrad.float64 if all64 else jitgrad.float32)
+    (eager, pe), (comp, pc) = _dag_step(dag, values, w), _dag_step(dag, values, w)
+    comp = jitgrad.compile(comp)
+    for _ in range(3):
+        (le, oe), (lc, oc) = eager(), comp()
+        assert lc.dtype == le.dtype and oc.dtype == oe.dtype and oc.shape == oe.shape
+        np.testing.assert_allclose(lc.item(), le.item(), rtol=rtol, atol=rtol)
+        np.testing.assert_allclose(oc.numpy(), oe.numpy(), rtol=rtol, atol=rtol)
+        for k, (p, q) in enumerate(zip(pe, pc)):
+            np.testing.assert_allclose(_arr(q), _arr(p), rtol=rtol, atol=rtol,
+                                       err_msg=f"parameter {k}")
+            assert q._version == p._version
+            assert (q.grad is None) == (p.grad is None), k
+            if p.grad is not None:
+                assert q.grad.dtype == p.grad.dtype == p.dtype == q.dtype, k
+                np.testing.assert_allclose(q.grad.numpy(), p.grad.numpy(), rtol=rtol,
+                                           atol=rtol * (1 + np.abs(p.grad.numpy()).max()),
+                                           err_msg=f"grad of parameter {k}")
+    assert comp.stats == {"recorded": 1, "replayed": 2, "eager": 0}, jitgrad.explain(comp)
+
+
+@pytest.mark.parametrize("f", [lambda p: p ** 3, lambda p: 2.0 ** p, lambda p: p ** 0.5])
+def test_pow_with_a_scalar_replays(f):
+    """pow's VJP rules compare a Python number (``y == 0``) and wrap the bool as a tensor
+    (functional_ops._tt): a constant of the program, not a graph break."""
+    def make():
+        p = jitgrad.tensor(np.array([0.25, 1.5, 2.0], np.float32), requires_grad=True)
+
+        def step():
+            p.grad = None
+            loss = f(p).sum()
+            loss.backward()
+            return loss
+        return step, p
+    (e, pe), (c, pc) = make(), make()
+    c = jitgrad.compile(c)
+    for _ in range(3):
+        np.testing.assert_allclose(c().item(), e().item(), rtol=1e-6)
+        np.testing.assert_allclose(pc.grad.numpy(), pe.grad.numpy(), rtol=1e-6)
+    assert c.stats == {"recorded": 1, "replayed": 2, "eager": 0}, jitgrad.explain(c)
+
+
+@pytest.mark.parametrize("fusion", [None, False])
+def test_retain_graph_backward_twice(fusion):
+    """backward(retain_graph=True) then a second backward through the same graph (the loss
+    again, then another head sharing it): the .grads accumulate as eager's do, then the
+    update; every replay gives eager's loss, .grad and parameters."""
+    x = jitgrad.tensor(np.linspace(-1, 1, 10, dtype=np.float32).reshape(2, 5))
+
+    def make(w, b):
+        def step():
+            w.grad = None
+            b.grad = None
+            z = (x @ w + b).tanh()
+            loss = F.binary_cross_entropy_with_logits(z, jitgrad.zeros(2, 3))
+            loss.backward(retain_graph=True)
+            g1 = w.grad.detach() * 1  # (the first backward's gradient, a new array)
+            loss.backward(retain_graph=True)
+            (z * z).sum().backward()
+            with jitgrad.no_grad():
+                w.sub_(0.1 * w.grad)
+                b.sub_(0.1 * b.grad)
+            return loss, g1
+        return step
+    we, be = _wb(3)
+    wc, bc = _wb(3)
+    eager, comp = make(we, be), jitgrad.compile(make(wc, bc), fusion=fusion)
+    for _ in range(4):
+        (le, ge), (lc, gc) = eager(), comp()
+        np.testing.assert_allclose(lc.item(), le.item(), rtol=1e-6)
+        np.testing.assert_allclose(gc.numpy(), ge.numpy(), rtol=1e-6, atol=1e-7)
+        for p, q in ((we, wc), (be, bc)):
+            np.testing.assert_allclose(q.grad.numpy(), p.grad.numpy(), rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(_arr(q), _arr(p), rtol=1e-6, atol=1e-7)
+            assert q._version == p._version
+    # the second backward's .grad is the sum of both (checked against the first alone)
+    assert not np.allclose(wc.grad.numpy(), 2 * gc.numpy())
+    assert comp.stats == {"recorded": 1, "replayed": 3, "eager": 0}, jitgrad.explain(comp)
