@@ -566,11 +566,29 @@ def _class_onehot(target, C, dim, nd):
     return F.eq(target.unsqueeze(dim), classes)
 
 
-def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+def _check_targets(target, C, ignore_index, op):
+    """Range-check class targets on their physical values (all samples at once) before the
+    one-hot: a check that only raises feeds no value back into the computation, so it is no
+    data-dependent control flow; torch's vmap raises here too, where the one-hot would silently
+    give an out-of-range target weight 0."""
+    t = target
+    while isinstance(t, BatchedTensor):
+        t = t._bval
+    if t._meta[1].kind not in "iu":
+        return  # _class_onehot names the dtype
+    v = t._host
+    bad = (v < 0) | (v >= C)
+    if ignore_index is not None:
+        bad &= v != ignore_index
+    if bad.any():
+        raise IndexError(f"{op}: target {int(v[bad][0])} is out of bounds for {C} classes "
+                         f"(under vmap; target of per-sample shape {list(target.shape)})")
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", _op="nll_loss"):
     """nll_loss of batched operands as elementwise ops and sums: ``-where(onehot, input, 0)``
     summed over the class dim, weighted, reduced like torch (``mean``: by the total weight of
-    the counted rows). Targets cannot be range-checked without reading them: a target outside
-    [0, C) (and not ignore_index) counts as weight 0."""
+    the counted rows). Targets are range-checked first (:func:`_check_targets`)."""
     x = input
     if not isinstance(target, Tensor):
         target = F.tensor(np.asarray(target))
@@ -583,6 +601,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
         raise ValueError(f"nll_loss: expected target of shape {list(want)} for input "
                          f"{list(x.shape)}, got {list(target.shape)}")
     C = x.shape[dim]
+    _check_targets(target, C, ignore_index, _op)
     hot = _class_onehot(target, C, dim, x.dim())
     if ignore_index is not None:
         hot = F.logical_and(hot, F.ne(target, ignore_index).unsqueeze(dim))
@@ -631,7 +650,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
             return losses.sum()
         n = 1 if input.dim() == 1 else losses.numel()
         return losses.sum() / n
-    loss = nll_loss(lsm, target, weight, ignore_index, reduction)
+    loss = nll_loss(lsm, target, weight, ignore_index, reduction, _op="cross_entropy")
     if not label_smoothing:
         return loss
     # torch: (1 - eps) * nll + eps * smooth, smooth = -sum_c w_c lsm_c / C per counted row

@@ -153,6 +153,9 @@ def empty(*size, dtype=None, device=None, requires_grad=False):
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    for name, v in (("n", n), ("m", m)):
+        if v is not None and v < 0:  # NumPy's message names neither eye nor the argument
+            raise RuntimeError(f"{name} must be greater or equal to 0, got {v}")
     return _finish(np.eye(n, m if m is not None else n), dtype, requires_grad, device)
 
 
@@ -243,6 +246,8 @@ def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
     start, end = float(start), float(end)
     if not d.is_floating_point and d is not dtypes.bool_:
         start, end = float(math.trunc(start)), float(math.trunc(end))
+    if steps < 0:
+        raise RuntimeError(f"linspace: number of steps must be non-negative, got {steps}")
     return _finish(np.linspace(start, end, int(steps)), d, requires_grad, device)
 
 
@@ -334,6 +339,8 @@ def randint(low=None, high=None, size=None, *, generator=None, dtype=None, devic
 
 
 def randperm(n, dtype=None, device=None, *, generator=None, requires_grad=False):
+    if n < 0:  # NumPy's permutation(-1) is an empty array
+        raise RuntimeError(f"Trying to create tensor with negative dimension {n}: [{n}]")
     g = _gen(generator)
     return _finish(g._draw("permutation", int(n)), dtype or dtypes.int64, requires_grad, device)
 
@@ -452,14 +459,18 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, out=None, dtype=None
     if mt or st:
         if size is not None:
             raise TypeError("normal(): size= is only accepted with float mean and std")
-        shapes = [t.shape for t in (mean, std) if isinstance(t, Tensor)]
-        shape = tuple(np.broadcast_shapes(*[tuple(x) for x in shapes]))
+        shapes = [tuple(t.shape) for t in (mean, std) if isinstance(t, Tensor)]
+        try:
+            shape = tuple(np.broadcast_shapes(*shapes))
+        except ValueError:
+            raise RuntimeError(f"normal: mean of shape {list(shapes[0])} and std of shape "
+                               f"{list(shapes[-1])} cannot be broadcast together") from None
         d = mean.dtype if mt else std.dtype
         if mt and st and mean.dtype != std.dtype:
             d = dtypes.from_numpy(np.promote_types(mean._meta[1], std._meta[1]))
         if not d.is_floating_point:
             raise RuntimeError(f"normal expects floating point mean and std, got {d}")
-        if st and STATE.tracer is None and bool((std.detach() < 0).any()):
+        if st and STATE.tracer is None and not bool((std.detach() >= 0).all()):  # NaN too
             raise RuntimeError("normal expects all elements of std >= 0.0")
         z = randn(shape, generator=generator, dtype=d, device=_result_device(mean, std))
         m = mean.detach() if mt else mean
@@ -469,7 +480,7 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, out=None, dtype=None
     else:
         if size is None:
             raise TypeError("normal() with float mean and std needs size= (a tuple of ints)")
-        if std < 0:
+        if not std >= 0:  # NaN too
             raise RuntimeError(f"normal expects std >= 0.0, but found std {std}")
         r = randn(size, generator=generator, dtype=dtype, device=device) * float(std) + \
             float(mean)
@@ -560,6 +571,9 @@ def bernoulli(input, p=None, *, generator=None, out=None):
     """torch.bernoulli: 1 with probability ``input`` (or the float ``p``) per element, in the
     input's dtype."""
     x = input if isinstance(input, Tensor) else tensor(input)
+    if p is None and not x.dtype.is_floating_point:  # torch has no integer/bool probabilities
+        raise NotImplementedError(f"bernoulli: probabilities of dtype {x.dtype} are not "
+                                  "supported (a floating point input is required)")
     probs = _probabilities(x if p is None else p, "bernoulli")
     u = _gen(generator)._draw("random", tuple(x.shape))
     r = _finish(u < probs, x.dtype, False, x.device)
@@ -586,6 +600,9 @@ def multinomial(input, num_samples, replacement=False, *, generator=None, out=No
     if not x.dtype.is_floating_point:
         raise RuntimeError(f"multinomial only supports floating-point dtypes for input, got: "
                            f"{x.dtype}")
+    if not isinstance(num_samples, (int, np.integer)) or isinstance(num_samples, bool):
+        raise TypeError(f"multinomial(): argument 'num_samples' must be int, not "
+                        f"{type(num_samples).__name__}")
     n = int(num_samples)
     if n <= 0:
         raise RuntimeError("cannot sample n_sample <= 0 samples")
@@ -678,6 +695,9 @@ def empty_strided(size, stride, *, dtype=None, layout=None, device=None,
     if len(stride) != len(size):
         raise RuntimeError(f"mismatch in length of strides and shape ({len(stride)} vs "
                            f"{len(size)})")
+    if any(s < 0 for s in stride):
+        raise RuntimeError(f"Storage size calculation overflowed with sizes={list(size)} and "
+                           f"strides={list(stride)} (negative strides are not supported)")
     return empty(tuple(size), dtype=dtype, device=device, requires_grad=requires_grad)
 
 

@@ -789,6 +789,9 @@ def _correction(unbiased, correction):
 
 def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
     x = _tt(x)
+    if x._meta[1].kind not in "fc":  # torch: no integer variance (it would come out float64)
+        raise RuntimeError(f"std and var only support floating point and complex dtypes, got "
+                           f"{x.dtype}")
     if isinstance(dim, bool):
         unbiased, dim = dim, None
     axes = _dims(dim, x.ndim)
@@ -1199,6 +1202,9 @@ def split(x, split_size_or_sections, dim=0):
         name = "SplitBackward0"
     else:
         sizes = list(split_size_or_sections)
+        if any(v < 0 for v in sizes):  # a negative size would slice backwards silently
+            raise RuntimeError("split_with_sizes expects split_sizes have only non-negative "
+                               f"entries, but got split_sizes={sizes}")
         if builtins_sum(sizes) != n:
             raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} "
                                f"(input tensor's size at dimension {axis}), but got "

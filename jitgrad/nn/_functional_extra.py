@@ -285,6 +285,9 @@ def _conv(name, nsp, input, weight, bias, stride, padding, dilation, groups):
     o, cg = weight.shape[0], weight.shape[1]
     if groups <= 0:
         raise RuntimeError("non-positive groups is not supported")
+    if o == 0:
+        raise RuntimeError(f"Given groups={groups}, expected weight to be at least 1 at dimension "
+                           f"0, but got weight of size {list(weight.shape)} instead")
     if cg * groups != c:
         raise RuntimeError(f"Given groups={groups}, weight of size {list(weight.shape)}, "
                            f"expected input{list(x.shape)} to have {cg * groups} channels, but "
@@ -317,7 +320,8 @@ def _conv(name, nsp, input, weight, bias, stride, padding, dilation, groups):
         # (N, L, C, K) windows: one 2-D GEMM (N L, C K) @ (C K, O), dX and dW 2-D GEMMs too
         idx, _ = _window_map(sp, [_conv_coords(sp[i], k[i], s[i], lo[i], d[i], out[i])
                                   for i in range(nsp)])
-        cols = apply_fn(_Im2Col, (x.reshape(n, c, -1),), "Im2ColBackward0", idx=idx, fill=0,
+        cols = apply_fn(_Im2Col, (x.reshape(n, c, int(np.prod(sp, dtype=np.int64))),),
+                        "Im2ColBackward0", idx=idx, fill=0,
                         lck=True)
         y = F.matmul(cols.reshape(n * L, c * kk), weight.reshape(o, c * kk).t())
         y = y.reshape(n, L, o).permute(0, 2, 1).reshape((n, o) + out)
@@ -392,6 +396,9 @@ def _conv_transpose(name, nsp, input, weight, bias, stride, padding, output_padd
         raise RuntimeError("non-positive stride is not supported")
     if any(v <= 0 for v in d):
         raise RuntimeError("dilation should be greater than zero")
+    if any(v < 0 for v in p) or any(v < 0 for v in op):
+        raise RuntimeError(f"{name}: negative padding is not supported (padding={list(p)}, "
+                           f"output_padding={list(op)})")
     for i in range(nsp):
         if op[i] >= s[i] and op[i] >= d[i]:
             raise RuntimeError("output padding must be smaller than either stride or dilation,"
@@ -767,6 +774,10 @@ def _max_unpool(name, nsp, input, indices, kernel_size, stride, padding, output_
         if len(out) != nsp:
             raise ValueError(f"output_size should be a sequence containing {nsp} or {nsp + 2}"
                              f" elements, but it has a length of '{len(output_size)}'")
+        for i in range(nsp):  # torch: within a stride of the default size, exclusive
+            if not default[i] - s[i] < out[i] < default[i] + s[i]:
+                raise ValueError(f'invalid output_size "{tuple(out)}" (dim {i} must be between '
+                                 f"{default[i] - s[i]} and {default[i] + s[i]})")
     if tuple(indices.shape) != tuple(input.shape):
         raise RuntimeError(f"{name}: Expected shape of indices to be same as that of the input"
                            f" tensor ({list(input.shape)}) but got indices tensor with shape: "
@@ -778,7 +789,7 @@ def _max_unpool(name, nsp, input, indices, kernel_size, stride, padding, output_
     if ind.size and (ind.min() < 0 or ind.max() >= total):
         bad = ind[(ind < 0) | (ind >= total)][0]
         raise RuntimeError(f"Found an invalid max index: {int(bad)} (output volumes are of size "
-                           f"{'x'.join(str(v) for v in out)}")
+                           f"{'x'.join(str(v) for v in out)})")
     lead = tuple(input.shape[:-nsp])
     m = int(np.prod(lead, dtype=np.int64))
     L = int(np.prod(sp, dtype=np.int64))
@@ -1146,6 +1157,9 @@ def prelu(input, weight):
 def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
     """Leaky ReLU with slope (lower + upper) / 2 in eval; in training each negative element
     gets its own slope ~ U(lower, upper), drawn from jitgrad's generator."""
+    if lower > upper:
+        raise RuntimeError(f"rrelu: Lower bound should be less than or equal to the upper bound "
+                           f"(got lower={lower}, upper={upper})")
     if not training:
         slope = (lower + upper) / 2.0
         return _inplace(input, F.where(input >= 0, input, input * slope), inplace)
@@ -1208,6 +1222,7 @@ def glu(input, dim=-1):
     """a * sigmoid(b) for the two halves (a, b) of ``dim``."""
     if input.dim() == 0:
         raise RuntimeError("glu does not support scalars because halving size must be even")
+    dim = F._norm_dim(dim, input.dim())
     n = input.shape[dim]
     if n % 2:
         raise RuntimeError(f"Halving dimension must be even, but dimension "

@@ -269,17 +269,17 @@ def take(input, index):
 
 def take_along_dim(input, indices, dim=None, *, out=None):
     """torch.take_along_dim: gather after broadcasting input and indices (except along dim);
-    negative indices count from the end."""
+    negative indices count from the end (with a dim; without one, as torch, they raise)."""
     x = _tt(input)
     idx = _index(indices, "take_along_dim", int32=False,
                  msg=None if not isinstance(indices, Tensor) or indices._meta[1] != np.int32
                  else "torch.take_along_dim(): dtype of indices should be Long but got Int")
-    if dim is None:
+    if dim is None:  # torch: a gather of the flattened input, which takes no negative index
         n = x.numel()
-        _bounds(idx, n, negative=True, exc=RuntimeError,
-                msg="index {bad} is out of bounds for dimension 0 with size {size}")
-        return _out(gather(x.reshape(-1), 0, Tensor._make(np.where(idx < 0, idx + n, idx)
-                                                          .reshape(-1))), out)
+        _bounds(idx, n, exc=RuntimeError,
+                msg="take_along_dim(): index {bad} is out of bounds for dimension 0 with size "
+                    "{size} (the flattened input)")
+        return _out(gather(x.reshape(-1), 0, Tensor._make(idx.reshape(-1))), out)
     if x.dim() != idx.ndim:
         raise RuntimeError("torch.take_along_dim(): input and indices should have the same "
                            f"number of dimensions, but got {x.dim()} dimensions for input, and "

@@ -584,6 +584,9 @@ def diagonal(A, *, offset=0, dim1=-2, dim2=-1):
 
 def _cross(name, a, b, dim):
     a, b = _tt(a), _tt(b)
+    if a.ndim != b.ndim:  # torch broadcasts sizes, not ranks, here
+        raise RuntimeError(f"{name}: inputs must have the same number of dimensions (got shapes "
+                           f"{list(_shape(a))} and {list(_shape(b))})")
     shape = broadcast_shapes(_shape(a), _shape(b))
     if dim is None:  # torch.cross without dim: the first dim of size 3 (deprecated there)
         dim = next((d for d, s in enumerate(shape) if s == 3), None)
@@ -941,7 +944,7 @@ def _lapack(name, fn, *arrays, why=""):
         with np.errstate(all="ignore"):
             return fn(*arrays)
     except np.linalg.LinAlgError as e:
-        shapes = " and ".join(str(list(a.shape)) for a in arrays)
+        shapes = " and ".join(str(list(a.shape)) for a in arrays if hasattr(a, "shape"))
         raise LinAlgError(f"{name}: {why or e} (input of shape {shapes})") from None
 
 
@@ -1187,9 +1190,13 @@ class _Cholesky:
     sym(L^-T Phi(L^T g) L^-1)."""
 
     def forward(ctx, a):
-        ctx.out = _lapack("linalg.cholesky", np.linalg.cholesky, a,
-                          why="The factorization could not be completed because the input is "
-                              "not positive-definite")
+        why = "The factorization could not be completed because the input is not " \
+              "positive-definite"
+        ctx.out = _lapack("linalg.cholesky", np.linalg.cholesky, a, why=why)
+        if np.isnan(np.diagonal(ctx.out, axis1=-2, axis2=-1)).any():
+            # NumPy lets a NaN through; LAPACK's potrf (torch) stops at a NaN pivot
+            raise LinAlgError(f"linalg.cholesky: {why} (a NaN pivot; input of shape "
+                              f"{list(a.shape)})")
         return ctx.out
 
     cuda_forward = _host(forward)
@@ -1485,6 +1492,9 @@ def pinv(A, *, atol=None, rtol=None, hermitian=False, out=None):
     are dropped (default rtol: eps * max(m, n)); differentiable where the SVD is."""
     A = _tt(A)
     _float_input("linalg.pinv", A)
+    if A.ndim < 2:
+        raise RuntimeError(f"linalg.pinv: expected a tensor with 2 or more dimensions, got shape "
+                           f"{list(_shape(A))}")
     m, n = _shape(A)[-2:]
     U, S, Vh = linalg_svd(A, full_matrices=False)
     if rtol is None:

@@ -143,6 +143,17 @@ def rot90(input, k=1, dims=(0, 1)):
 # repeats
 
 
+def _check_numel(shape, op):
+    """Raise for a result of more than 2**63 - 1 elements (NumPy says only 'iterator is too
+    large', naming neither the op nor the sizes)."""
+    n = 1
+    for v in shape:
+        n *= int(v)
+    if n > 2 ** 63 - 1:
+        raise RuntimeError(f"{op}: the result of shape {list(shape)} has more elements than int64 "
+                           "can count (Storage size calculation overflowed)")
+
+
 def _repeat(input, *sizes):
     """Tensor.repeat: every dim of size s repeated r times is (r, s) expanded from (1, s) and
     merged, so the gradient is expand's (a sum over the repeats)."""
@@ -156,6 +167,7 @@ def _repeat(input, *sizes):
         if r < 0:
             raise RuntimeError(f"Trying to create tensor with negative dimension {r * s}: "
                                f"{[a * b for a, b in zip(reps, shp)]}")
+    _check_numel([r * s for r, s in zip(reps, shp)], "repeat")
     if all(r == 1 for r in reps):
         return reshape(x, shp).clone()
     inter = tuple(v for s in shp for v in (1, s))
@@ -208,6 +220,7 @@ def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
     r = _int(repeats, "repeats")
     if r < 0:
         raise RuntimeError("repeats can not be negative")
+    _check_numel(list(x._meta[0]) + [r], "repeat_interleave")
     if output_size is not None and output_size != r * n:
         raise RuntimeError("allocated size does not match required size")
     shp = x._meta[0]
