@@ -689,3 +689,85 @@ def test_retain_graph_backward_twice(fusion):
     # the second backward's .grad is the sum of both (checked against the first alone)
     assert not np.allclose(wc.grad.numpy(), 2 * gc.numpy())
     assert comp.stats == {"recorded": 1, "replayed": 3, "eager": 0}, jitgrad.explain(comp)
+
+
+def _w2_small(seed=0):
+    """A W2-style step (bench: MLP, tanh, cross-entropy, backward, ``p -= lr * p.grad;
+    p.grad = None`` under no_grad) on small sizes: 32-64-64-8, batch 64."""
+    rng = np.random.default_rng(seed)
+    ps = [jitgrad.tensor((rng.standard_normal(s) * 0.3).astype(np.float32), requires_grad=True)
+          for s in ((32, 64), (64,), (64, 64), (64,), (64, 8), (8,))]
+    W1, b1, W2, b2, W3, b3 = ps
+
+    def step(x, y):
+        h = (x @ W1 + b1).tanh()
+        h = (h @ W2 + b2).tanh()
+        loss = F.cross_entropy(h @ W3 + b3, y)
+        loss.backward()
+        with jitgrad.no_grad():
+            for p in ps:
+                p -= 0.1 * p.grad
+                p.grad = None
+        return loss
+    return step, ps
+
+
+def test_w2_replay_dispatches_nothing_and_allocates_no_kernel_buffers():
+    """After warm-up a replayed W2-style step: no Tensor-level dispatch, no backward sweep, no
+    lazy planning or run_now call; every kernel's intermediate output is a buffer of the static
+    plan (no ``np.empty``/``np.zeros`` through the replay's allocation names); the pool is the
+    same buffers every call; what a replay allocates is at most the plan's fresh bytes (the
+    structural ops' NumPy results and the loss) and the same on every call. Values are eager's."""
+    import tracemalloc
+    from jitgrad import lazy
+    rng = np.random.default_rng(4)
+    x = jitgrad.tensor(rng.standard_normal((64, 32)).astype(np.float32))
+    y = jitgrad.tensor(rng.integers(0, 8, 64))
+    (eager, pe), (comp, pc) = _w2_small(), _w2_small()
+    comp = jitgrad.compile(comp)
+    for _ in range(3):  # record, then warm replays
+        assert comp(x, y).item() == eager(x, y).item()
+    prog = comp.programs[0]
+    pool = [id(b) for b in prog.memory.buffers]
+    assert prog.memory.pool and pool
+    env = prog.run.__globals__
+    allocs = []
+    real_e, real_z = env["_e"], env["_z"]
+    env["_e"] = lambda *a: allocs.append(("empty", a)) or real_e(*a)
+    env["_z"] = lambda *a: allocs.append(("zeros", a)) or real_z(*a)
+    watched = {f.__code__ for f in (
+        _tensor.apply_elementwise, _tensor.apply_fn, _tensor._filled, _engine.run_backward,
+        _engine.accumulate_into_grad, lazy.run_now, lazy.realize_many, lazy._run_group,
+        lazy.make_lazy)}
+    hits = []
+
+    def prof(frame, event, arg):
+        if event == "call" and frame.f_code in watched:
+            hits.append(frame.f_code.co_name)
+    grew = []
+    tracemalloc.start()
+    try:
+        for i in range(4):
+            le = eager(x, y)
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            sys.setprofile(prof)
+            try:
+                lc = comp(x, y)
+            finally:
+                sys.setprofile(None)
+                grew.append(tracemalloc.get_traced_memory()[1] - base)
+            assert lc.item() == le.item()
+            for p, q in zip(pe, pc):
+                np.testing.assert_array_equal(_arr(q), _arr(p))
+                assert q.grad is None and p.grad is None and q._version == p._version
+    finally:
+        tracemalloc.stop()
+        env["_e"], env["_z"] = real_e, real_z
+    assert hits == [] and allocs == []
+    assert [id(b) for b in prog.memory.buffers] == pool
+    assert comp.stats == {"recorded": 1, "replayed": 6, "eager": 0}
+    m = comp.memory
+    grew = grew[1:]  # (the first traced call also allocates tracemalloc's own first-time state)
+    # (the slack: the replay's Python objects -- the slot list, ctxs, the loss Tensor)
+    assert max(grew) - min(grew) < 1024 and max(grew) <= m["fresh_bytes"] + 16384, (grew, m)
