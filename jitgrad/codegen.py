@@ -312,10 +312,52 @@ class Load:
 
 
 MAX_NESTED_LOOPS = 16  # deeper N-d loops are rendered as one loop (see render_fused)
+STAGE_MIN_CHAIN = 3  # stage a flat body whose longest chain of vmath calls is at least this
+
+
+def stage_split(body_lines, result_vars, known):
+    """Where to cut a flat loop body into stages (line indices, each the end of a stage), or
+    None. A body whose vmath calls form a long dependency chain (sin(sin(...)) with a few rows
+    between, W5) runs at the latency of that chain: the vector loop's body is too long for the
+    CPU to overlap iterations, so each call waits for the one before (W5 k=100's forward:
+    36 ns/element against its rows' standalone 13). Cut after each vmath call, where every
+    value live across the cut has a known dtype (``known``: name -> dtype name) to be kept in
+    a stack array for the block; each stage is then a short loop over the block whose
+    iterations are independent."""
+    defs, last, chain = {}, {}, {}
+    for j, line in enumerate(body_lines):
+        tgt, _, expr = line.partition(" = ")
+        names = _NAME.findall(expr)
+        for n in names:
+            if n in defs:
+                last[n] = j
+        if _NAME.fullmatch(tgt):
+            defs[tgt] = j
+            chain[tgt] = max([chain.get(n, 0) for n in names] or [0]) + ("vm_" in expr)
+    if max(chain.values(), default=0) < STAGE_MIN_CHAIN:
+        return None
+    n = len(body_lines)
+    for v in result_vars:
+        if v in defs:
+            last[v] = n
+    dies = {}
+    for v, j in last.items():
+        dies.setdefault(j, []).append(v)
+    live, ends = set(), []
+    for j, line in enumerate(body_lines):
+        tgt = line.partition(" = ")[0]
+        if defs.get(tgt) == j and last.get(tgt, -1) > j:
+            live.add(tgt)
+        for v in dies.get(j, ()):
+            live.discard(v)
+        if "vm_" in line and j < n - 1 and all(v in known for v in live):
+            ends.append(j + 1)
+    return ends + [n] if ends else None
 
 
 def render_fused(name: str, loads: list, body_lines: list, results: list,
-                 ndim: int | None, parallel: bool = False, alias: dict | None = None) -> str:
+                 ndim: int | None, parallel: bool = False, alias: dict | None = None,
+                 var_dtypes: dict | None = None) -> str:
     """Source of ``def name(<load params>, o0, o1, ...)`` computing ``body_lines`` per element
     in a flat loop (ndim None: every 'a' operand C-contiguous with the iteration space's size)
     or an ndim-deep loop with broadcast masks, with results ``(kind, var, axes[, dtype
@@ -336,7 +378,12 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
     itself (an in-place update), which is then not a parameter of its own. Said inside the
     kernel, LLVM sees one pointer and vectorises the loop; passed as a second argument, its
     runtime overlap check fails (the arrays are the same) and the scalar loop runs instead,
-    2-3x slower."""
+    2-3x slower.
+
+    ``var_dtypes`` {body variable: dtype name} (CPU kernels): a flat body with a long chain
+    of vmath calls is staged (``stage_split``): per SUM_BLOCK block, one loop per stage, the
+    values crossing a stage kept in stack arrays. Same operations on the same values (and
+    the same blocks for the sums): the results are bitwise those of the unstaged loop."""
     results = [r if len(r) == 4 else (*r, "float64") for r in results]
     alias = alias or {}
     outs = [f"o{j}" for j in range(len(results))]
@@ -374,6 +421,11 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
         any(r[0] == "full" for r in results) else None
     blocked = ndim is None and accs
     row_sums = []  # N-d: the sums over the last axis (blocked below)
+    stages = None
+    if ndim is None and var_dtypes is not None:
+        stages = stage_split(split_invariant(body_lines, [ld.var for ld in loads if ld.kind ==
+                                                          "a"] + ["i", "j_blk", "i_all"])[1],
+                             [r[1] for r in results], var_dtypes)
     if ndim is None:
         array_loads = [ld for ld in loads if ld.kind == "a"]
         size = f"{first}.size" if first else \
@@ -390,15 +442,16 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
         else:
             lo, hi = "0", "n_all"
         pad0 = ind * depth
-        if blocked:
+        if blocked or stages:
             # sums: values go to a block buffer (the loop stays vectorisable), each block is
             # added with several float64 lanes (block_sum) — no loop-carried dependency
             for j in accs:
                 lines.append(f"{pad0}buf{j} = stack_empty(SUM_BLOCK, np.{results[j][3]})")
             lines.append(f"{pad0}for i_blk in range({lo}, {hi}, SUM_BLOCK):")
             lines.append(f"{pad0}{ind}m_blk = min(SUM_BLOCK, {hi} - i_blk)")
-            lines.append(f"{pad0}{ind}for j_blk in range(m_blk):")
-            lines.append(f"{pad0}{ind * 2}i = i_blk + j_blk")
+            if not stages:  # (staged: one such loop per stage, below)
+                lines.append(f"{pad0}{ind}for j_blk in range(m_blk):")
+                lines.append(f"{pad0}{ind * 2}i = i_blk + j_blk")
             depth, oix = depth + 2, "i"
         else:
             lines.append(f"{pad0}for i in range({lo}, {hi}):")
@@ -441,18 +494,24 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
         if invariant:  # before the outermost loop
             at = next(k for k, x in enumerate(lines) if x.startswith(f"{ind}for "))
             lines[at:at] = [ind + x for x in invariant]
-    lines += [pad + x for x in inner]
-    lines += [pad + x for x in body_lines]
+    tail = []
     for j, (kind, var, axes, _) in enumerate(results):
         if kind == "full":
-            lines.append(pad + f"{outs[j]}[{oix}] = {var}")
+            tail.append(f"{outs[j]}[{oix}] = {var}")
         elif j in row_sums or (j in accs and blocked):
-            lines.append(pad + f"buf{j}[j_blk] = {var}")
+            tail.append(f"buf{j}[j_blk] = {var}")
         elif j in accs:
-            lines.append(pad + f"acc{j} += {var}")
+            tail.append(f"acc{j} += {var}")
         else:
             rix = ", ".join("0" if d in axes else f"i{d}" for d in range(ndim))
-            lines.append(pad + f"{outs[j]}[{rix}] += {var}")
+            tail.append(f"{outs[j]}[{rix}] += {var}")
+    if stages:
+        lines += _staged(inner, body_lines, tail, stages, var_dtypes, pad[:-2 * len(ind)],
+                         ind, lines)
+    else:
+        lines += [pad + x for x in inner]
+        lines += [pad + x for x in body_lines]
+        lines += [pad + x for x in tail]
     for j in row_sums:  # after each block of the last axis
         fn = "lane_sum" if results[j][3] in ("float32", "float64") else "block_sum"
         tgt = f"acc{j}" if j in accs else \
@@ -476,6 +535,38 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
     if parallel and ndim is None:
         lines[0] = lines[0][:-2] + ", p_lo, p_hi):"
     return "\n".join(lines) + "\n"
+
+
+def _staged(inner, body, tail, ends, var_dtypes, pad, ind, lines):
+    """The stage loops of a staged flat body (see render_fused), at ``pad`` (the block loop's
+    body); the stack arrays of the values crossing stages go before the first loop of
+    ``lines``."""
+    stages, start = [], 0
+    for e in ends:
+        stages.append(body[start:e])
+        start = e
+    stages[-1] = stages[-1] + tail
+    defined = {}
+    for s, st in enumerate(stages):
+        for line in st:
+            tgt = line.partition(" = ")[0]
+            if _NAME.fullmatch(tgt):
+                defined[tgt] = s
+    uses = [set().union(*(_NAME.findall(line) for line in st)) for st in stages]
+    cross = sorted({v for s, u in enumerate(uses) for v in u
+                    if v in defined and defined[v] < s}, key=lambda v: defined[v])
+    at = next(k for k, x in enumerate(lines) if x.startswith(f"{ind}for "))
+    lines[at:at] = [f"{ind}sb_{v} = stack_empty(SUM_BLOCK, np.{var_dtypes[v]})" for v in cross]
+    out = []
+    p2 = pad + ind * 2
+    for s, st in enumerate(stages):
+        out += [f"{pad}{ind}for j_blk in range(m_blk):", f"{p2}i = i_blk + j_blk"]
+        out += [p2 + x for x in inner if x.partition(" = ")[0] in uses[s]]
+        out += [f"{p2}{v} = sb_{v}[j_blk]" for v in cross if v in uses[s] and defined[v] < s]
+        out += [p2 + x for x in st]
+        out += [f"{p2}sb_{v}[j_blk] = {v}" for v in cross
+                if defined[v] == s and any(v in u for u in uses[s + 1:])]
+    return out
 
 
 def render_cuda(name: str, loads: list, body_lines: list, results: list,

@@ -1198,14 +1198,16 @@ def _render(plan) -> str:
         loads, lines, results = _render_parts(plan, codegen.FUNC_SRC_CUDA)
         return codegen.render_cuda("fused_fwd", loads, lines, results,
                                    None if plan.flat else len(plan.space))
-    loads, lines, results = _render_parts(plan, codegen.FUNC_SRC)
+    dtypes = {}
+    loads, lines, results = _render_parts(plan, codegen.FUNC_SRC, dtypes)
     return codegen.render_fused("fused_fwd", loads, lines, results,
                                 None if plan.flat else len(plan.space), parallel=plan.par,
-                                alias=plan.alias)
+                                alias=plan.alias, var_dtypes=dtypes)
 
 
-def _render_parts(plan, funcs):
-    """(loads, body lines, results) of a laid-out plan, for either target's renderer."""
+def _render_parts(plan, funcs, dtypes=None):
+    """(loads, body lines, results) of a laid-out plan, for either target's renderer;
+    ``dtypes`` (a dict) gets each row's result variable -> its dtype name."""
     kinds, masks, leaves, nd = plan.kinds, plan.masks, plan.args, len(plan.space)
     em = codegen.Emitter(funcs)
     loads = []
@@ -1236,6 +1238,8 @@ def _render_parts(plan, funcs):
             res = em.let(em.operand(res))
         if lz.dtype != lz.cdt:  # comparisons: bool out
             res = em.let(f"np.{lz.dtype.name}({res.name})")
+        if dtypes is not None and res.name not in dtypes:
+            dtypes[res.name] = lz.dtype.name
         node_vals.append(res)
     em.T = "T"
     results = []

@@ -133,3 +133,56 @@ def test_kernel_families_vectorise(fresh_kernels, dtype):
             assert fam[name]["pd"] == 0, f"{name} float32 computes in float64 ({fam[name]})"
     for name in ("flat_sum", "row_sum", "bcast_sum", "col_sum"):  # float64 accumulation
         assert fam[name]["pd"] > 0, f"{name}: the sum is not vectorised ({fam[name]})"
+
+
+def _chain_step(dtype):
+    """A body whose vmath calls chain (staged), with a bool crossing a stage, a full value, a
+    folded sum and the backward (recomputing the chain) in one or two kernels."""
+    x = jg.tensor(np.linspace(-3, 3, 3000).astype(dtype), requires_grad=True)
+    y = jg.sin(x * 1.3)
+    y = jg.sin(y * 1.1 + 0.5)
+    m = y > 0.1
+    y = jg.where(m, jg.sin(y * 2.0), jg.cos(y))
+    y = jg.tanh(jg.exp(y) - 1.0)
+    s = (y * y).sum()
+    s.backward()
+    return y.detach().numpy().copy(), s.item(), x.grad.numpy().copy()
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_staged_chains(fresh_kernels, monkeypatch, dtype, parallel):
+    """A long chain of vmath calls is rendered as one loop per stage over a block (its rows
+    would otherwise run at the chain's latency, W5): the same values, bit for bit, as the
+    unstaged loop (the serial and the parallel chunk form), with vectorised stages."""
+    from jitgrad import codegen
+    if parallel:  # the chunk form on a small array
+        monkeypatch.setattr(lazy, "PAR_MIN", 0)
+        monkeypatch.setattr(lazy, "PAR_MIN_WORK", 0)
+    srcs = []
+    render = lazy._render
+
+    def spy(plan):
+        srcs.append((plan.key, render(plan)))
+        return srcs[-1][1]
+    monkeypatch.setattr(lazy, "_render", spy)
+    staged = _chain_step(dtype)
+    keys = [k for k, s in srcs if s.count("for j_blk in range(m_blk):") >= 3 and "sb_" in s]
+    assert keys, [s for _, s in srcs]
+    for k in keys:  # each stage loop vectorised (no scalar-only kernel)
+        disp = cpu._kernels[k]
+        disp = getattr(disp, "dispatcher", disp)
+        (asm,) = disp.inspect_asm().values()
+        assert _packed(_kernel_body(asm))["ps" if dtype == np.float32 else "pd"] > 0
+    monkeypatch.setattr(codegen, "STAGE_MIN_CHAIN", 10 ** 9)
+    monkeypatch.setattr(cpu, "_kernels", cpu.KernelCache(0))
+    srcs.clear()
+    plain = _chain_step(dtype)
+    assert not any("sb_" in s for _, s in srcs)
+    for a, b in zip(staged, plain):
+        np.testing.assert_array_equal(a, b)
+    xd = np.linspace(-3, 3, 3000)
+    y = np.sin(np.sin(xd * 1.3) * 1.1 + 0.5)
+    y = np.tanh(np.exp(np.where(y > 0.1, np.sin(y * 2.0), np.cos(y))) - 1.0)
+    np.testing.assert_allclose(staged[0], y, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-6 if dtype == np.float32 else 1e-13)
