@@ -87,6 +87,11 @@ per function, then the function runs eagerly with one warning):
   Version counters are not guarded: nothing an external tensor holds is folded into the
   program (its array is read by reference on every call), so in-place updates between calls
   are seen;
+* each Python number the function reaches through its closure cells, the globals its code
+  names, its defaults and the attributes / items of the objects met on the way (``lr``,
+  ``self.scale``; class attributes are not walked): type and value, since recorded kernels
+  hold them as constants -- a changed one records again. Not those an optimizer or LR
+  scheduler holds: the bound optimizer step reads its hyperparameters live;
 * grad mode, the default dtype and the fusion switch.
 
 Graph breaks: anything the recorder cannot replay faithfully stops the recording (the call
@@ -230,21 +235,37 @@ def _fn_roots(fn, prefix):
     return out
 
 
+_SCALAR_TYPES = (bool, int, float, complex)
 _SKIP_TYPES = (types.ModuleType, type, str, bytes, int, float, bool, complex, type(None),
                np.ndarray, np.generic, types.BuiltinFunctionType)
 
 
-def _walk(fn, args):
+def _walk(fn, args, scalars=None):
     """Breadth-first walk from the function's roots: {id(tensor): (tensor, path)} and
-    {id(object): (object, path)} for the non-tensor objects met (optimizers, modules)."""
-    tensors, objects, seen = {}, {}, set()
+    {id(object): (object, path)} for the non-tensor objects met (optimizers, modules).
+    ``scalars`` (a dict): filled with path -> value for the Python numbers met (not the
+    arguments themselves, guarded by their key, nor what optimizers and LR schedulers hold --
+    the bound optimizer step reads its hyperparameters live --, nor what jitgrad's own
+    functions and objects other than nn.Modules hold: its tables and thread state)."""
+    from .nn import Module
+    from .optim import Optimizer
+    from .optim.lr_scheduler import LRScheduler
+    tensors, objects, seen, live = {}, {}, set(), set()
     queue = [(p, o, 0) for p, o in _roots(fn, args)]
     n = 0
     while queue and n < _WALK_MAX:
         nxt = []
         for path, o, depth in queue:
+            if scalars is not None and type(o) in _SCALAR_TYPES and len(path) + \
+                    (path[0][0] != "arg") > 1 and not any(p in live for p in _prefixes(path)):
+                scalars[path] = o
             if id(o) in seen:
                 continue
+            if isinstance(o, (Optimizer, LRScheduler)) or (
+                    getattr(o if isinstance(o, (types.FunctionType, types.MethodType))
+                            else type(o), "__module__", None) or "").startswith("jitgrad") \
+                    and not isinstance(o, Module):
+                live.add(path)
             seen.add(id(o))
             n += 1
             if isinstance(o, Tensor):
@@ -270,6 +291,10 @@ def _walk(fn, args):
                         nxt.append((path + (("attr", k),), v, depth + 1))
         queue = nxt
     return tensors, objects
+
+
+def _prefixes(path):
+    return [path[:i] for i in range(1, len(path))]
 
 
 def _resolve_root(fn, args, kind):
@@ -403,7 +428,8 @@ class Recorder:
         self.ctxs = {}          # id(eager ctx) -> (ctx slot, trial ctx)
         self.backward_ran = False
         self.objects_used = {}  # id(obj) -> (obj, path): optimizers whose step is replayed
-        tensors, objects = _walk(fn, args)
+        self.scalars = {}       # path -> a Python number a closure cell / global holds
+        tensors, objects = _walk(fn, args, self.scalars)
         self.walk_objects = objects
         self.exts = {id(t): _Ext(t, path) for t, path in tensors.values()}
         self.ext_arrays = {}    # id(array) -> (ext, field)
@@ -1540,6 +1566,15 @@ class Program:
                              f" or ({x}.grad is None) is not {grad_none}") + ": return _MISS")
         for path, o in self.obj_guards:
             checks.append(f"if {local(path)} is not {name(o, 'x')}: return _MISS")
+        # Python numbers in closure cells, globals and defaults: the recorded kernels hold
+        # them as constants (``x * lr``), so each is guarded by type and value (a changed
+        # global lr records again, never a stale replay)
+        self.scalar_guards = tuple(rec.scalars.items())
+        for path, v in self.scalar_guards:
+            x = local(path)
+            checks.append(f"if type({x}) is not {type(v).__name__} or " +
+                          (f"{x} != {name(v, 'x')}" if v == v else f"{x} == {x}") +
+                          ": return _MISS")
         body = []
         for k, src in enumerate(rec.src):
             if src[0] == "const":
@@ -1801,7 +1836,8 @@ class Explanation:
                          "shared")
             lines.append(f"  guards: arguments {p.key[0]}, grad mode {p.key[1]}, "
                          f"external tensors {[_path_str(g[0]) for g in p.ext_guards]}, "
-                         f"objects {[_path_str(g[0]) for g in p.obj_guards]}")
+                         f"objects {[_path_str(g[0]) for g in p.obj_guards]}, "
+                         f"numbers {[_path_str(g[0]) for g in p.scalar_guards]}")
             for text, where in p.descr:
                 loc = f"  [{os.path.basename(where[0])}:{where[1]}]" if where else ""
                 lines.append(f"  {text}{loc}")

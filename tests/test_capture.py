@@ -771,3 +771,54 @@ def test_w2_replay_dispatches_nothing_and_allocates_no_kernel_buffers():
     grew = grew[1:]  # (the first traced call also allocates tracemalloc's own first-time state)
     # (the slack: the replay's Python objects -- the slot list, ctxs, the loss Tensor)
     assert max(grew) - min(grew) < 1024 and max(grew) <= m["fresh_bytes"] + 16384, (grew, m)
+
+
+_LR = 0.1
+
+
+class _Cfg:
+    def __init__(self):
+        self.scale = 2.0  # (an instance attribute: class attributes are not walked)
+
+
+def test_python_numbers_the_step_reads_are_guarded():
+    """A Python number from a global, a closure cell or an object's attribute is a constant of
+    the recorded kernels (``x * lr``): changing it records again instead of replaying the old
+    value. An optimizer's hyperparameters are read live (no new recording)."""
+    global _LR
+    cfg = _Cfg()
+    shift = 1.0
+    x = jitgrad.tensor(np.arange(3, dtype=np.float32))
+
+    def f():
+        return (x * _LR + shift) * cfg.scale
+
+    c = jitgrad.compile(f)
+
+    def check():
+        for _ in range(2):
+            np.testing.assert_allclose(c().numpy(), (x.numpy() * _LR + shift) * cfg.scale,
+                                       rtol=1e-6)
+    try:
+        check()
+        assert c.stats == {"recorded": 1, "replayed": 1, "eager": 0}
+        _LR = 0.5
+        check()
+        shift = -2.0  # noqa: F841 (the closure cell f reads)
+        check()
+        cfg.scale = 3.0
+        check()
+        _LR = 0.1     # (back to the first program's values but for shift and scale)
+        check()
+        assert c.stats == {"recorded": 5, "replayed": 5, "eager": 0}
+        assert "numbers ['<cell 1>', '<global _LR>', '<cell 0>.scale']" in str(jitgrad.explain(c))
+    finally:
+        _LR = 0.1
+    # an nn.Module's number (a library class: its attributes are guarded too)
+    act = nn.LeakyReLU(0.1)
+    g = jitgrad.compile(lambda x: act(x - 1))
+    for slope in (0.1, 0.1, 0.3, 0.3):
+        act.negative_slope = slope
+        np.testing.assert_allclose(g(x).numpy(), np.where(x.numpy() > 1, x.numpy() - 1,
+                                                          slope * (x.numpy() - 1)), rtol=1e-6)
+    assert g.stats == {"recorded": 2, "replayed": 2, "eager": 0}
