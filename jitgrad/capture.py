@@ -1444,15 +1444,19 @@ class _MemoryPlan:
         written = {group[k] for k in rec.written if k in group}
         self.stolen = set()
         for i, k, gk in rec.copies:
-            g = group.get(gk)
-            if g in made and g not in escape and last.get(g) == i and keep[gk] is roots[g]:
-                # the .grad becomes the gradient: its group joins the gradient's
+            g, h = group.get(gk), group.get(k)
+            if g is None or h is None or g == h:
+                continue
+            if (g in made and g not in escape and last.get(g) == i and keep[gk] is roots[g]) \
+                    or (h not in escape and h not in written and g not in written):
+                # the .grad becomes the gradient: its group joins the gradient's (the
+                # gradient is not read afterwards, or the .grad is never handed out -- the
+                # step sets it to None -- and nothing writes either: the copy changes nothing)
                 self.stolen.add(i)
-                h = group[k]
                 for m in members.pop(h):
                     group[m] = g
                     members[g].append(m)
-                last[g] = max(last[g], last.get(h, i))
+                last[g] = max(last.get(g, i), last.get(h, i))
                 made.discard(h)
                 if h in escape:
                     escape.discard(h)

@@ -1,6 +1,7 @@
 """jitgrad.compile (issue 18): recorded steps replayed as flat programs give eager's values,
 gradients, parameter updates and version counters; guards re-record; graph breaks run eagerly
 and jitgrad.explain names them. Every comparison is against the same code run eagerly."""
+import re
 import sys
 import warnings
 
@@ -768,6 +769,10 @@ def test_w2_replay_dispatches_nothing_and_allocates_no_kernel_buffers():
     assert [id(b) for b in prog.memory.buffers] == pool
     assert comp.stats == {"recorded": 1, "replayed": 6, "eager": 0}
     m = comp.memory
+    # the .grads are set to None in the step (never handed out) and nothing writes them or
+    # their gradients: no .grad copy is made (each .grad is its gradient's array)
+    assert m["grads_stolen"] >= 4
+    assert not [ln for ln in prog.lines if re.fullmatch(r"S\[\d+\] = S\[\d+\]\.copy\(\)", ln)]
     grew = grew[1:]  # (the first traced call also allocates tracemalloc's own first-time state)
     # (the slack: the replay's Python objects -- the slot list, ctxs, the loss Tensor)
     assert max(grew) - min(grew) < 1024 and max(grew) <= m["fresh_bytes"] + 16384, (grew, m)
