@@ -29,6 +29,8 @@ NO_RULE = {
     # read on the host)
     "setitem": "needs the values", "getitem_mask": "needs the values",
     "nll_loss_weighted_ignore": "needs the values",
+    # the row reads the order n (a tensor input of the table) as a Python int
+    "polygamma": "needs the values", "polygamma_negative": "needs the values",
 }
 
 
