@@ -808,6 +808,13 @@ class Recorder:
             ctx = Ctx()
         if fn.lazy_forward is None or not lazy.is_fusion_enabled():
             self._realize(inputs)  # (else apply_fn would compute them unrecorded)
+        else:
+            # what a lazy forward computes itself (functional_ops._lazy_reduce: a sum of a
+            # pending sum, of a non-float value, with a dtype cast) is computed here, recorded
+            self._realize([t for t in inputs if isinstance(t, Tensor) and t._arr is None and
+                           t._lazy is not None and (t._lazy.row is None or
+                                                    t._meta[1].kind != "f" or
+                                                    params.get("dtype") is not None)])
         st = STATE
         st.recorder = None
         try:
