@@ -262,9 +262,8 @@ def _walk(fn, args, scalars=None):
             if id(o) in seen:
                 continue
             if isinstance(o, (Optimizer, LRScheduler)) or (
-                    getattr(o if isinstance(o, (types.FunctionType, types.MethodType))
-                            else type(o), "__module__", None) or "").startswith("jitgrad") \
-                    and not isinstance(o, Module):
+                    _in_pkg(o if isinstance(o, (types.FunctionType, types.MethodType))
+                            else type(o)) and not isinstance(o, Module)):
                 live.add(path)
             seen.add(id(o))
             n += 1
@@ -291,6 +290,12 @@ def _walk(fn, args, scalars=None):
                         nxt.append((path + (("attr", k),), v, depth + 1))
         queue = nxt
     return tensors, objects
+
+
+def _in_pkg(o) -> bool:
+    """Whether a function or class is jitgrad's own."""
+    m = getattr(o, "__module__", None) or ""
+    return m == "jitgrad" or m.startswith("jitgrad.")
 
 
 def _prefixes(path):
