@@ -1142,3 +1142,68 @@ class TensorMethods:
 
     def adjoint(self):
         return IMPL._mT(self)
+
+    # -- ops_api.misc (implementations in jitgrad/ops_api/misc.py) --
+
+    def logaddexp2(self, other):
+        return IMPL.logaddexp2(self, other)
+
+    def ldexp(self, other):
+        return IMPL.ldexp(self, other)
+
+    def ldexp_(self, other):
+        return IMPL.ldexp_(self, other)
+
+    def nextafter(self, other):
+        return IMPL.nextafter(self, other)
+
+    def nextafter_(self, other):
+        return IMPL.nextafter_(self, other)
+
+    def angle(self):
+        return IMPL.angle(self)
+
+    def frexp(self):
+        return IMPL.frexp(self)
+
+    def mvlgamma(self, p):
+        return IMPL.mvlgamma(self, p)
+
+    def mvlgamma_(self, p):
+        return IMPL.mvlgamma_(self, p)
+
+    def isclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+        return IMPL.isclose(self, other, rtol, atol, equal_nan)
+
+    def diff(self, n=1, dim=-1, prepend=None, append=None):
+        return IMPL.diff(self, n, dim, prepend, append)
+
+    def cov(self, *, correction=1, fweights=None, aweights=None):
+        return IMPL.cov(self, correction=correction, fweights=fweights, aweights=aweights)
+
+    def corrcoef(self):
+        return IMPL.corrcoef(self)
+
+    def bincount(self, weights=None, minlength=0):
+        return IMPL.bincount(self, weights, minlength)
+
+    def histc(self, bins=100, min=0, max=0):
+        return IMPL.histc(self, bins, min, max)
+
+    def gcd(self, other):
+        return IMPL.gcd(self, other)
+
+    def gcd_(self, other):
+        return IMPL.gcd_(self, other)
+
+    def lcm(self, other):
+        return IMPL.lcm(self, other)
+
+    def lcm_(self, other):
+        return IMPL.lcm_(self, other)
+
+    def put(self, index, source, accumulate=False):
+        return IMPL.put(self, index, source, accumulate)
+
+    def put_(self, index, source, accumulate=False):
+        return IMPL.put_(self, index, source, accumulate)
