@@ -15,6 +15,7 @@ array-level choke points, each behind one ``if STATE.recorder is not None`` test
                               run_now, ``FunctionNode`` through ``fn.vjp(structural.ARRAYS, ..)``)
                               and ``AccumulateGrad`` (a new ``.grad``, stolen or copied, or an
                               in-place add into the existing one);
+* ``LRScheduler.step``        called again by the replay, in order (it sets the groups' lr);
 * ``Optimizer.step``          the optimizer's fused CPU kernel per bucket, called directly on
                               prebound parameter/state views and the replayed gradients, its
                               scalar table from the rule's ``_prepare`` each call (lr, step
@@ -1131,6 +1132,17 @@ class Recorder:
         self.written.add(ak)
         self._add_code([f"_a = S[{ak}]", f"_a += S[{gk}]"],
                        f"grad of {_path_str(e.path)} += slot {gk} (slot {ak})", (gk, ak))
+
+    def scheduler_step(self, sched, epoch):
+        """An LR scheduler's step() (Python changing the groups' lr, which the bound optimizer
+        step reads live): the replay calls it again, in order."""
+        o = self.walk_objects.get(id(sched))
+        if epoch is not None or o is None:
+            self.stop("an LR scheduler step with an epoch, or one the function reaches in a "
+                      "way the recorder does not follow")
+            return
+        self.objects_used[id(sched)] = o
+        self._add(lambda S, s=sched: s.step(), f"{type(sched).__name__}.step()")
 
     def optimizer_step(self, opt, closure):
         st = STATE

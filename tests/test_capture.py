@@ -860,3 +860,35 @@ def test_sum_of_a_pending_sum_is_recorded(fuse_all):
         np.testing.assert_allclose(c(x).item(), e(x).item(), rtol=1e-6)
         np.testing.assert_allclose(wc.grad.numpy(), we.grad.numpy(), rtol=1e-6)
     assert c.stats == {"recorded": 1, "replayed": 2, "eager": 0}, jitgrad.explain(c)
+
+
+def test_lr_scheduler_step_inside_the_step_is_replayed():
+    """scheduler.step() inside a compiled step is Python changing the groups' lr: the replay
+    calls it again in order (it was silently skipped: lr stayed at its recorded value), and
+    the bound optimizer step reads the new lr."""
+    rng = np.random.default_rng(5)
+    x = jitgrad.tensor(rng.standard_normal((8, 12)).astype(np.float32))
+    y = jitgrad.tensor(rng.integers(0, 4, 8))
+
+    def make():
+        m, o = _mlp(jitgrad.optim.SGD, lr=0.1, momentum=0.9)
+        s = jitgrad.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5)
+
+        def step(x, y):
+            o.zero_grad()
+            loss = F.cross_entropy(m(x), y)
+            loss.backward()
+            o.step()
+            s.step()
+            return loss
+        return step, m, o, s
+    (e, me, oe, se), (c, mc, oc, sc) = make(), make()
+    c = jitgrad.compile(c)
+    for _ in range(6):
+        assert c(x, y).item() == e(x, y).item()
+        assert oc.param_groups[0]["lr"] == oe.param_groups[0]["lr"]
+        assert sc.last_epoch == se.last_epoch
+        for p, q in zip(me.parameters(), mc.parameters()):
+            np.testing.assert_array_equal(_arr(q), _arr(p))
+    assert oc.param_groups[0]["lr"] == 0.1 * 0.5 ** 3
+    assert c.stats == {"recorded": 1, "replayed": 5, "eager": 0}, jitgrad.explain(c)

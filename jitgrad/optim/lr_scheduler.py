@@ -7,6 +7,7 @@ import math
 import types
 import warnings
 
+from .._state import STATE as _STATE
 from .optimizer import Optimizer
 
 __all__ = ["LRScheduler", "StepLR", "ExponentialLR", "CosineAnnealingLR", "LambdaLR"]
@@ -42,6 +43,8 @@ class LRScheduler:
         return self._last_lr
 
     def step(self, epoch=None) -> None:
+        if _STATE.recorder is not None:  # (jitgrad.compile: the replay calls step() again)
+            _STATE.recorder.scheduler_step(self, epoch)
         self._step_count += 1
         if epoch is None:
             self.last_epoch += 1
