@@ -106,6 +106,13 @@ vocabulary (``setitem``, ``copy_``, ``fill_``, writes recorded into the graph un
 tensor hooks,
 ``autograd.grad``/``create_graph``, custom Functions, an optimizer closure.
 
+Not replayed: the function's own Python (a replay runs the recorded array operations, the
+optimizer and LR scheduler steps, and nothing else): appending to a list, counting calls or
+changing an attribute inside the step happens on the recording call only, as under JAX's jit.
+Python numbers are guarded where the walk finds them (above), not those read from an
+optimizer's param_groups by hand (``p -= g["lr"] * p.grad`` bakes the recorded lr: use
+``opt.step()``) nor class attributes.
+
 Safety net: every op's replay code (bound kernels, fused groups, structural forwards -- whose
 run builds the replay's ctx --, VJPs) is run once at record time on the recorded arrays and must
 reproduce eager's arrays exactly, else the recording stops (a replay never computes something
