@@ -143,8 +143,10 @@ def frexp(input):
         raise RuntimeError("torch.frexp() only supports floating-point dtypes")
     _, e = np.frexp(x._host)
     e = e.astype(np.int32)
-    scale = np.ldexp(np.ones((), x.dtype.np), -e).astype(x.dtype.np)
-    m = x * _result(x, scale)
+    # 2**-e in two exact power-of-two factors (2**148 alone overflows float32 for subnormals)
+    h = e // 2
+    one = np.ones((), x.dtype.np)
+    m = x * _result(x, np.ldexp(one, -h)) * _result(x, np.ldexp(one, h - e))
     return _frexp_t(m, _result(x, e))
 
 
