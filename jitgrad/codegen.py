@@ -313,6 +313,10 @@ class Load:
 
 MAX_NESTED_LOOPS = 16  # deeper N-d loops are rendered as one loop (see render_fused)
 STAGE_MIN_CHAIN = 3  # stage a flat body whose longest chain of vmath calls is at least this
+# ... and that holds at least this many calls: a shorter body fits the CPU's reorder window
+# often enough to overlap iterations anyway (W5 k=100's 7-call tail kernel ran 3.8 -> 4.3
+# ns/element staged; k=10's 10-call kernel 6.4 -> 4.8)
+STAGE_MIN_CALLS = 8
 # ... into at most this many stages (evenly spaced cuts). Each stage is a loop LLVM vectorises
 # on its own, ~0.045 s of compile time per stage: W5 k=100's three kernels (8, 32 and 95
 # stages) take 17.5 s cold instead of 3.6 (once: the disk cache keeps them). Grouping calls
@@ -341,7 +345,8 @@ def stage_split(body_lines, result_vars, known):
         if _NAME.fullmatch(tgt):
             defs[tgt] = j
             chain[tgt] = max([chain.get(n, 0) for n in names] or [0]) + ("vm_" in expr)
-    if max(chain.values(), default=0) < STAGE_MIN_CHAIN:
+    if max(chain.values(), default=0) < STAGE_MIN_CHAIN or \
+            sum("vm_" in line for line in body_lines) < STAGE_MIN_CALLS:
         return None
     n = len(body_lines)
     for v in result_vars:
