@@ -135,6 +135,9 @@ import warnings
 import numpy as np
 
 from . import _engine, dtypes, lazy, structural
+from .nn import Module
+from .optim import Optimizer
+from .optim.lr_scheduler import LRScheduler
 from ._state import STATE, is_grad_enabled
 from .backends import cpu, cpu_nn
 from ._tensor import (Ctx, ElementwiseNode, FunctionNode, Tensor, _sum_to_array, _vjp_rows,
@@ -255,9 +258,6 @@ def _walk(fn, args, scalars=None):
     arguments themselves, guarded by their key, nor what optimizers and LR schedulers hold --
     the bound optimizer step reads its hyperparameters live --, nor what jitgrad's own
     functions and objects other than nn.Modules hold: its tables and thread state)."""
-    from .nn import Module
-    from .optim import Optimizer
-    from .optim.lr_scheduler import LRScheduler
     tensors, objects, seen, live = {}, {}, set(), set()
     queue = [(p, o, 0) for p, o in _roots(fn, args)]
     n = 0

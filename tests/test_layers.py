@@ -32,8 +32,9 @@ LAYERS = [
     ["jitgrad.functional_ops"],                       # the public ops (fills IMPL)
     ["jitgrad.ops_api", "jitgrad.linalg"],            # later public ops, by family; linalg.*
     ["jitgrad.autograd"],                             # backward/grad, Function, transforms
-    ["jitgrad.explain", "jitgrad.batching", "jitgrad.func", "jitgrad.cuda", "jitgrad.capture"],
+    ["jitgrad.explain", "jitgrad.batching", "jitgrad.func", "jitgrad.cuda"],
     ["jitgrad.nn", "jitgrad.optim", "jitgrad.utils.data", "jitgrad.serialization"],
+    ["jitgrad.capture"],                              # whole-step capture (walks modules, optimizers)
     ["jitgrad"],                                      # the root package: the public namespace
     ["jitgrad.testing"],                              # imported by nothing above it
 ]
