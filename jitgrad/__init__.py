@@ -83,3 +83,42 @@ def explain_kernels():
 
 
 __version__ = "0.1.0"
+
+
+def _accept_torch_keywords():
+    """torch's keyword names for the functions whose own parameters are named ``x, y`` or
+    ``a, b`` (``jitgrad.matmul(input=a, other=b)``, ``jitgrad.add(x, other=y)``, ``jitgrad.
+    sum(input=x, dim=1)``): the public functions of the jitgrad namespace are wrapped so that
+    ``input`` fills the first parameter and ``other``/``mat2``/``vec``/``vec2``/``tensor``/
+    ``exponent`` the second. Tensor methods call the functions directly (no wrapper)."""
+    import functools
+    import inspect
+    second = ("other", "mat2", "vec", "vec2", "tensor", "exponent")
+    g = globals()
+    for name, f in list(g.items()):
+        if name.startswith("_") or not inspect.isfunction(f) or \
+                not f.__module__.startswith("jitgrad."):
+            continue
+        params = list(inspect.signature(f).parameters.values())
+        if not params or params[0].name not in ("x", "a") or \
+                params[0].kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            continue
+        p1 = params[1].name if len(params) > 1 and params[1].name in ("y", "b") else None
+
+        def make(f, p1):
+            @functools.wraps(f)
+            def call(*args, **kw):
+                if kw:
+                    if "input" in kw and not args:
+                        args = (kw.pop("input"),)
+                    if p1 is not None and len(args) == 1:
+                        for k in second:
+                            if k in kw:
+                                args = args + (kw.pop(k),)
+                                break
+                return f(*args, **kw)
+            return call
+        g[name] = make(f, p1)
+
+
+_accept_torch_keywords()

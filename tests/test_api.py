@@ -823,3 +823,20 @@ def test_clone_keeps_a_dense_layout_like_torch(torch):
         assert not y.is_contiguous()
         np.testing.assert_array_equal(np.asarray(z.numpy()), np.arange(6.0).reshape(2, 3) + 10)
         assert x.t().contiguous().is_contiguous()
+
+
+def test_torch_keyword_names_on_functions():
+    """torch's keyword names reach the functions whose own parameters are x/y or a/b
+    (issue 16: jitgrad.matmul(input=..., other=...)); values vs the positional call."""
+    import numpy as np
+    a = jitgrad.tensor(np.arange(6.0).reshape(2, 3))
+    b = jitgrad.tensor(np.arange(6.0).reshape(3, 2))
+    np.testing.assert_array_equal(jitgrad.matmul(input=a, other=b).numpy(),
+                                  jitgrad.matmul(a, b).numpy())
+    np.testing.assert_array_equal(jitgrad.mm(a, mat2=b).numpy(), (a @ b).numpy())
+    np.testing.assert_array_equal(jitgrad.add(a, other=a, alpha=2).numpy(), (a * 3).numpy())
+    np.testing.assert_array_equal(jitgrad.sum(input=a, dim=1).numpy(), [3.0, 12.0])
+    np.testing.assert_array_equal(jitgrad.pow(a, exponent=2).numpy(), (a * a).numpy())
+    import pytest
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        jitgrad.matmul(a, bogus=b)
