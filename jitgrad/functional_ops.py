@@ -2073,15 +2073,26 @@ def polygamma(n, input):
     return apply_elementwise(_E["polygamma"], (int(n), x))
 
 
+_BITWISE_KERNELS: dict = {}  # name -> (torch's kernel name for the message, is a shift)
+
+
+def _check_bitwise(name, x, y) -> None:
+    """torch's operand checks of a bitwise op (an integer or bool result; shifts: integer)."""
+    if not isinstance(x, Tensor) and not isinstance(y, Tensor):
+        raise TypeError(f"{name}(): expected a Tensor operand")
+    kernel_name, shift = _BITWISE_KERNELS[name]
+    cdt = _result_dtype(_E[name], (x, y))
+    if cdt.is_floating_point or (shift and cdt is dtypes.bool_):
+        raise RuntimeError(f'"{kernel_name}_cpu" not implemented for '
+                           f"'{_kind_name(cdt)}'")
+
+
 def _bitwise(name, kernel_name, shift=False):
+    _BITWISE_KERNELS[name] = (kernel_name, shift)
+
     def f(input, other):
         x, y = _t(input), _t(other)
-        if not isinstance(x, Tensor) and not isinstance(y, Tensor):
-            raise TypeError(f"{name}(): expected a Tensor operand")
-        cdt = _result_dtype(_E[name], (x, y))
-        if cdt.is_floating_point or (shift and cdt is dtypes.bool_):
-            raise RuntimeError(f'"{kernel_name}_cpu" not implemented for '
-                               f"'{_kind_name(cdt)}'")
+        _check_bitwise(name, x, y)
         return ew(name, x, y)
     f.__name__ = name
     f.__doc__ = f"Elementwise {name} of integer or bool tensors (not differentiable)."
@@ -2223,11 +2234,10 @@ def polygamma_(x, n):
 
 
 def _inplace_bitwise(name):
-    fn = globals()[name]
-
     def f(x, other):
-        fn(x, other)  # torch's dtype checks
-        return _inplace_ew(x, name, _t(other))
+        other = _t(other)
+        _check_bitwise(name, x, other)  # (the checks only: not the op out of place as well)
+        return _inplace_ew(x, name, other)
     f.__name__ = name + "_"
     f.__doc__ = f"In-place {name}."
     return f
