@@ -1588,7 +1588,13 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
                              "use_input_stats is false")
         mu = running_mean.reshape(cshape)
         var = running_var.reshape(cshape)
-    y = (input - mu) * F.rsqrt(var + eps)
+    return _normalize_affine(input, mu, var, eps, weight, bias, cshape)
+
+
+def _normalize_affine(input, mean, var, eps, weight, bias, cshape):
+    """(input - mean) / sqrt(var + eps), then the per-channel affine (weight, bias reshaped to
+    ``cshape``): the tail of batch_norm and instance_norm."""
+    y = (input - mean) * F.rsqrt(var + eps)
     if weight is not None:
         y = y * weight.reshape(cshape)
     if bias is not None:

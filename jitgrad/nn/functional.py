@@ -652,12 +652,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                                "evaluation mode")
         mean = running_mean.reshape(bshape)
         var = running_var.reshape(bshape)
-    y = (input - mean) * F.rsqrt(var + eps)
-    if weight is not None:
-        y = y * weight.reshape(bshape)
-    if bias is not None:
-        y = y + bias.reshape(bshape)
-    return y
+    return _normalize_affine(input, mean, var, eps, weight, bias, bshape)
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
@@ -804,3 +799,4 @@ def pad(input, pad, mode="constant", value=None):
 # normalisations and dropout variants live in _functional_extra (composed from jitgrad ops)
 from ._functional_extra import *  # noqa: E402,F401,F403
 from ._functional_extra import __all__ as _extra_all  # noqa: E402,F401
+from ._functional_extra import _normalize_affine  # noqa: E402  (batch_norm's tail)
