@@ -7,9 +7,14 @@ for jitgrad and torch.compile, torch on one thread. Each round times every step 
 batches, the peers of a case back to back; printed: medians over rounds, jitgrad / torch.compile,
 and W5's time per op; where the tree has ``jitgrad.compile`` (issue 18), the same W1 float32 (x without
 gradient, as here) and W5 steps recorded once and replayed, as a third peer. To compare two jitgrad trees run it once per tree (``PYTHONPATH=<tree>``)
-and compare the ratios, not the absolute times. Nothing asserts on time."""
+and compare the ratios, not the absolute times. Nothing asserts on time.
+
+torch runs on one thread by default (as in bench_capture: OPENBLAS_NUM_THREADS=1 for the NumPy
+peers); jitgrad's large fused kernels use every core (cpu.POOL). ``TORCH_THREADS=2`` gives
+torch.compile's generated kernels the same cores, for the like-for-like ratio."""
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -54,7 +59,7 @@ def _steps(case):
 
 def main(rounds=3, cases=None):
     import torch
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "1")))
     import jitgrad
     steps = {c: _steps(c) for c in cases or CASES}
     for ps in steps.values():  # compile everything before timing (dynamo resets per step)
@@ -65,7 +70,7 @@ def main(rounds=3, cases=None):
         for c, ps in steps.items():
             for p, f in ps.items():
                 res[c][p].append(_best(f))
-    print(f"jitgrad from {jitgrad.__file__}")
+    print(f"jitgrad from {jitgrad.__file__}; torch on {torch.get_num_threads()} thread(s)")
     for c, r in res.items():
         j, t = (statistics.median(r[p]) * 1e6 for p in ("jitgrad", "torch_compile"))
         k = int(c.split("k")[-1]) if c.startswith("w5") else 0

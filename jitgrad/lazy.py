@@ -64,13 +64,16 @@ MAX_DEPTH_BACKWARD = 2 * MAX_DEPTH
 depth_limit = MAX_DEPTH
 
 # Large flat kernels run on all cores (chunks of PAR_BLOCK = 16384 elements on cpu.POOL; at least
-# eight chunks) ...
+# four chunks) ...
 PARALLEL = os.environ.get("JITGRAD_PARALLEL", "1") != "0"
-PAR_MIN = int(os.environ.get("JITGRAD_PAR_MIN", 1 << 17))
+PAR_MIN = int(os.environ.get("JITGRAD_PAR_MIN", 1 << 16))
 # ... and only when the kernel has enough work (elements x rows, a transcendental row counting
 # HEAVY_ROW): waking the thread pool costs up to milliseconds on a loaded 2-core machine, so an
 # SGD update of 200k weights (two arithmetic rows) ran 10x slower in parallel than serially.
-PAR_MIN_WORK = 1 << 24
+# A worker joins a launch ~50 us after it is posted (the caller takes chunks meanwhile, so a
+# late worker costs nothing); at 1 << 22 a kernel's serial time is ~0.2 ms and up: W1 at 1e5
+# (f32 / f64) went 476 -> 423 / 777 -> 564 us per step when it began to run in parallel.
+PAR_MIN_WORK = 1 << 22
 HEAVY_ROW = 8
 _HEAVY = frozenset(("exp", "log", "log1p", "expm1", "sin", "cos", "tan", "tanh", "sigmoid",
                     "gelu", "silu", "erf", "pow", "bce_with_logits", "bce", "erfc",
