@@ -200,7 +200,8 @@ class _Box:
         self._data = a
 
 
-_ENV.update(_Ctx=Ctx, _Box=_Box)
+_ENV.update(_Ctx=Ctx, _Box=_Box, _mm=np.matmul, _bto=np.broadcast_to, _V=structural.ARRAYS,
+            _arr=np.array, _dot=np.ndarray.dot)
 
 
 # ============================================================================================
@@ -654,9 +655,28 @@ class Recorder:
         if size:
             lines.append(f"{kern}({', '.join(call)})")
         if reduce is not None and not (ent.outs is lazy._ONE_FULL):
-            lines.append(f"_o{n - 1} = _red(_o{n - 1}, {dt}, (), "
-                         f"{size if reduce == 'mean' else None})")
+            lines.append(f"_o{n - 1} = " + self._red_code(
+                f"_o{n - 1}", ent.outs[n - 1], dtype, (), size if reduce == "mean" else None))
         return lines
+
+    def _red_code(self, acc, acc_dtype, dtype, shape, scale) -> str:
+        """``lazy._reduced(acc, dtype, shape, scale)`` as replay code with its tests done now
+        (the divide, cast and reshape it would do; the helper call cost ~1.5 us of W3's
+        replay). ``acc``: the accumulator's expression, ``acc_dtype`` its dtype."""
+        if tuple(shape) == () and np.dtype(acc_dtype) == np.float64 and \
+                np.dtype(dtype).kind == "f" and (scale is None or scale):
+            # a full float sum: one Python float, rounded once to the dtype (what the
+            # array divide and astype give, for ~1/6 of their time)
+            v = f"{acc}.item()" if scale is None else f"({acc}.item() / {int(scale)})"
+            return f"_arr({v}, {self._name(np.dtype(dtype), 'd')})"
+        if scale is not None:
+            if not scale:  # (the mean of nothing: NaN, left to the helper)
+                return (f"_red({acc}, {self._name(np.dtype(dtype), 'd')}, {shape!r}, "
+                        f"{self._name(scale, 'c')})")
+            acc, acc_dtype = f"({acc} / {self._name(scale, 'c')})", np.float64
+        if np.dtype(acc_dtype) != np.dtype(dtype):
+            acc = f"{acc}.astype({self._name(np.dtype(dtype), 'd')})"
+        return f"{acc}.reshape({tuple(shape)!r})"
 
     def _guarded(self, analyse, *a):
         """Run an analysis; a _Break stops the recording."""
@@ -755,8 +775,8 @@ class Recorder:
             else:
                 k = self.out_slot(final)
                 lines.append(f"_o{i} = _z({o.shape!r}, {self._name(o.dtype, 'd')})")
-                stores.append(f"S[{k}] = _red(_o{i}, {self._name(final.dtype, 'd')}, "
-                              f"{final.shape!r}, {self._name(lz.scale, 'c')})")
+                stores.append(f"S[{k}] = " + self._red_code(f"_o{i}", o.dtype, final.dtype,
+                                                            final.shape, lz.scale))
             check.append((k, final))
         form = lazy._call_form(plan)
         os_ = [f"_o{i}" for i in range(len(outs))]
@@ -786,8 +806,9 @@ class Recorder:
         j = self.slot_of(src)
         k = self.out_slot(final)
         acc_t = np.float64 if src.dtype.kind == "f" else np.int64
-        lines = [f"S[{k}] = _red(_rsum(S[{j}], {lz.axes!r}, {self._name(acc_t, 'd')}), "
-                 f"{self._name(lz.dtype, 'd')}, {lz.shape!r}, {self._name(lz.scale, 'c')})"]
+        lines = [f"S[{k}] = " + self._red_code(
+            f"_rsum(S[{j}], {lz.axes!r}, {self._name(acc_t, 'd')})", acc_t, lz.dtype,
+            lz.shape, lz.scale)]
         self._try_code(lines, [(k, final)])
         self._add_code(lines, f"sum {lz.axes} of slot {j} -> slot {k}", (j,), (k,), True)
 
@@ -923,6 +944,14 @@ class Recorder:
         alt = [f"_c = {self._name(shared, 'x')}"] + [
             ln for ln in lines[1:] if not ln.startswith(("_d['needs_input_grad']",
                                                           "_d['saved_tensors']", f"S[{kc}] ="))]
+        if fn.name == "matmul" and not params and len(ins) == 2 and \
+                _same(np.matmul(*[self.keep[k] for k in ins]), out):
+            # its forward is NumPy's matmul: called directly (ndarray.dot, the same product
+            # for operands of rank <= 2, costs a third as much on small ones)
+            a, b = (self.keep[k] for k in ins)
+            mm = "_dot" if a.ndim <= 2 and b.ndim <= 2 and type(a) is np.ndarray and \
+                _same(np.ndarray.dot(a, b), out) else "_mm"
+            alt = [f"S[{ok}] = {mm}({xs})"]
         self._add_code(lines, f"{fn.name} {tuple(out.shape)} {out.dtype} <- slots {list(ins)} "
                               f"-> slot {ok}", reads, (ok, kc), True, (kc, alt))
 
@@ -1044,6 +1073,10 @@ class Recorder:
         rec = self.ctxs.get(id(n.ctx))
         if rec is None or not fn.arrays:
             raise _Break(f"{n.name()}: a backward whose forward was not recorded")
+        if fn.name in _TRACED_VJPS:
+            traced = _VjpTrace(self).run(n, gk, oks)
+            if traced is not None:
+                return traced
         kc, trial_ctx = rec
         vjp, V = fn.vjp, structural.ARRAYS
         reads = [gk, kc] + list(self.holds.get(kc, ()))
@@ -1309,6 +1342,110 @@ class Recorder:
                          + f"_nparr(_h{b}, _f64).reshape({len(items)}, -1))")
             lines += [f"{name(p, 'x')}._vc[0] += 1" for p, _, _ in items]
         return " and ".join(cond), lines
+
+
+# Structural rules whose array VJP is replayed as its own NumPy calls (_VjpTrace) rather than
+# by calling the rule: each reads only static values from ctx besides its saved arrays, and
+# passes every array through V (checked: a rule whose trace meets an array it did not hand
+# out falls back to the call).
+_TRACED_VJPS = frozenset(("matmul", "linear"))
+
+
+class _VjpTrace:
+    """``structural.ARRAYS`` for one run of a VJP rule at record time that also writes the
+    replay's lines: every array it hands out or is given has a name (a slot ``S[k]`` or a local
+    ``_vN``), each call becomes one line of NumPy with its static arguments (shapes, axes, the
+    layout choice of ``matmul_as``) decided now. The matmul backward of the seed tutorial's step
+    went from 4.4 to ~1 us of replay, and its forward no longer needs a ctx per call."""
+
+    _DIRECT = {"reshape": "{0}.reshape({1!r})", "mT": "{0}.swapaxes(-1, -2)",
+               "matmul": "_mm({0}, {1})", "transpose": "{0}.transpose({1!r})",
+               "broadcast_to": "_bto({0}, {1!r})"}
+
+    def __init__(self, rec):
+        self.rec = rec
+        self.names = {}     # id(array) -> its expression in the replay code
+        self.held = []      # (keeps every named array alive: ids stay unique)
+        self.lines = []
+        self.reads = []
+        self.nb = structural.ARRAYS.nb
+
+    def _expr(self, a):
+        e = self.names.get(id(a))
+        if e is None:
+            k = self.rec.slot_of(a)  # (an array made outside V: a _Break, caught by run)
+            self.reads.append(k)
+            e = self.names[id(a)] = f"S[{k}]"
+            self.held.append(a)
+        return e
+
+    def _out(self, a, text):
+        if id(a) in self.names:  # (an operand handed back unchanged)
+            return a
+        v = f"_v{len(self.names)}"
+        self.lines.append(f"{v} = {text}")
+        self.names[id(a)] = v
+        self.held.append(a)
+        return a
+
+    def __getattr__(self, name):
+        impl = getattr(structural.ARRAYS, name)
+
+        def call(*args):
+            res = impl(*args)
+            if not isinstance(res, np.ndarray):
+                if any(isinstance(a, np.ndarray) for a in args) and \
+                        name not in ("shape", "dtype"):
+                    raise _Break(f"V.{name} returned a {type(res).__name__}")
+                return res
+            xs = [self._expr(a) if isinstance(a, np.ndarray) else a for a in args]
+            form = self._DIRECT.get(name)
+            if (name == "sum_to" and res is args[0]) or \
+                    (name == "reshape" and res.shape == args[0].shape):
+                return args[0]  # (no line: the operand itself)
+            if name == "matmul" and args[0].ndim <= 2 and args[1].ndim <= 2 and \
+                    _same(np.ndarray.dot(args[0], args[1]), res):
+                form = "_dot({0}, {1})"  # (as the forward: the same product, cheaper)
+            if name == "matmul_as":
+                like = args[2]
+                form = ("_mm({1}.swapaxes(-1, -2), {0}.swapaxes(-1, -2)).T"
+                        if like.flags.f_contiguous and not like.flags.c_contiguous
+                        else "_mm({0}, {1})")
+            if form is None:
+                form = f"_V.{name}(" + ", ".join(
+                    "{%d}" % i if isinstance(a, np.ndarray) else "{%d!r}" % i
+                    for i, a in enumerate(args)) + ")"
+                xs = [x if isinstance(a, np.ndarray) else self.rec._name(a, "c")
+                      for x, a in zip(xs, args)]
+                form = form.replace("!r}", "}")
+            return self._out(res, form.format(*xs))
+        return call
+
+    def saved(self, ctx):
+        arrs = structural.ARRAYS.saved(ctx)
+        for a in arrs:
+            if isinstance(a, np.ndarray):
+                self._expr(a)
+        return arrs
+
+    def run(self, n, gk, oks):
+        """(lines, reads) replaying ``n``'s VJP, or None to replay it by calling the rule."""
+        g = self.rec.keep[gk]
+        self.names[id(g)] = f"S[{gk}]"
+        self.held.append(g)
+        self.reads.append(gk)
+        try:
+            res = n.fn.vjp(self, n.ctx, g)
+            if not isinstance(res, tuple):
+                res = (res,)
+            for k, a in zip(oks, res):
+                if k is not None:
+                    if type(a) is not np.ndarray or id(a) not in self.names:
+                        return None
+                    self.lines.append(f"S[{k}] = {self.names[id(a)]}")
+        except _Break:
+            return None
+        return self.lines, self.reads
 
 
 def _fused_node(n, g) -> bool:
@@ -1750,27 +1887,37 @@ class Compiled:
                 st.tracer is not None:
             self.stats["eager"] += 1
             return self.fn(*args, **kwargs)
-        key = self._key(args)
-        if key is None:
-            self.stats["eager"] += 1
-            return self.fn(*args)
+        # (the replay's fixed cost is this function's: _key inlined, no try when the
+        # program has no lock and the fusion switch stays)
+        if args:
+            ks = tuple([_arg_key(a) for a in args])
+            if None in ks:
+                self.stats["eager"] += 1
+                return self.fn(*args)
+        else:
+            ks = ()
+        f = st.fusion
+        key = (ks, st.enabled, dtypes.get_default_dtype(), lazy.ENABLED if f is None else f)
         pend = lazy.STATE.pending
         if pend is not None and pend.refs:
             lazy.flush()  # (pending values made before the call read the old parameters)
         for p in self.programs:
             if p.key == key:
                 lock = p.lock
-                if lock is not None:
-                    lock.acquire()
-                prev = st.fusion
-                if self.fusion is False:
-                    st.fusion = False
-                try:
+                if lock is None and self.fusion is not False:
                     r = p.run(args)
-                finally:
-                    st.fusion = prev
+                else:
                     if lock is not None:
-                        lock.release()
+                        lock.acquire()
+                    prev = st.fusion
+                    if self.fusion is False:
+                        st.fusion = False
+                    try:
+                        r = p.run(args)
+                    finally:
+                        st.fusion = prev
+                        if lock is not None:
+                            lock.release()
                 if r is not _MISS:
                     self.stats["replayed"] += 1
                     return r

@@ -892,3 +892,60 @@ def test_lr_scheduler_step_inside_the_step_is_replayed():
             np.testing.assert_array_equal(_arr(q), _arr(p))
     assert oc.param_groups[0]["lr"] == 0.1 * 0.5 ** 3
     assert c.stats == {"recorded": 1, "replayed": 5, "eager": 0}, jitgrad.explain(c)
+
+
+@pytest.mark.parametrize("shapes,wT", [
+    (((5,), (5, 3)), False),        # the tutorial's vector @ matrix
+    (((4, 5), (5,)), False),        # matrix @ vector
+    (((4, 5), (5, 3)), False),
+    (((2, 4, 5), (5, 3)), False),   # batched @ matrix: the weight's grad sums the batch
+    (((4, 5), (5, 3)), True),       # a transposed-view weight (matmul_as keeps its layout)
+    (((6, 1), (1, 3)), False),      # an outer product (k = 1)
+])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_matmul_and_linear_backward_replay_as_numpy_lines(shapes, wT, dtype, monkeypatch):
+    """The matmul and linear VJPs are replayed as their own NumPy calls (_VjpTrace), the rule
+    itself not called, with eager's gradients and means (the Python-float finish of a full
+    mean) on every call, with new values each call."""
+    from jitgrad.functional_ops import _Matmul
+    rng = np.random.default_rng(3)
+    (sa, sb) = shapes
+
+    def make():
+        a = jitgrad.tensor(rng.standard_normal(sa).astype(dtype), requires_grad=True)
+        bv = rng.standard_normal(sb[::-1] if wT else sb).astype(dtype)
+        b = jitgrad.tensor(bv, requires_grad=True)
+        return a, b
+
+    def step_of(a, b):
+        def step():
+            a.grad = None
+            b.grad = None
+            w = b.T if wT else b
+            loss = (jitgrad.tanh(jitgrad.matmul(a, w)) * 1.5).mean()
+            if a.dim() == 2 and w.dim() == 2:
+                loss = loss + F.linear(a, w.T, None).sum() * 0.25
+            loss.backward()
+            return loss
+        return step
+    ae, be = make()
+    ac = jitgrad.tensor(ae.detach().numpy().copy(), requires_grad=True)
+    bc = jitgrad.tensor(be.detach().numpy().copy(), requires_grad=True)
+    # (fusion="eager": the replay fuses what eager fuses, so values are equal bit for bit)
+    eager, comp = step_of(ae, be), jitgrad.compile(step_of(ac, bc), fusion="eager")
+    comp()
+    calls = []
+    orig = _Matmul.vjp
+    monkeypatch.setattr(_Matmul, "vjp", lambda *a: (calls.append(1), orig(*a))[1])
+    for k in range(4):
+        new_a = rng.standard_normal(sa).astype(dtype)  # (new values: the same arrays)
+        ae.detach().numpy()[...] = new_a
+        ac.detach().numpy()[...] = new_a
+        le = eager()
+        n_eager = len(calls)
+        lc = comp()
+        assert len(calls) == n_eager > 0  # (the eager twin calls the rule, the replay not)
+        assert lc.item() == le.item() and lc.dtype == le.dtype
+        for p, q in ((ae, ac), (be, bc)):
+            np.testing.assert_array_equal(q.grad.numpy(), p.grad.numpy())
+    assert comp.stats["replayed"] >= 4 and jitgrad.explain(comp).reason is None
