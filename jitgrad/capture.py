@@ -1390,6 +1390,8 @@ class _VjpTrace:
 
     def __getattr__(self, name):
         impl = getattr(structural.ARRAYS, name)
+        if not callable(impl):
+            return impl
 
         def call(*args):
             res = impl(*args)
@@ -1443,7 +1445,7 @@ class _VjpTrace:
                     if type(a) is not np.ndarray or id(a) not in self.names:
                         return None
                     self.lines.append(f"S[{k}] = {self.names[id(a)]}")
-        except _Break:
+        except Exception:  # (a _Break, or a rule doing what the trace does not follow)
             return None
         return self.lines, self.reads
 
