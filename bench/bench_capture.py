@@ -75,9 +75,9 @@ class _Loss:
         return float(self.v)
 
 
-def _w1(lib, n):
-    """W1 forward + backward on n float32 elements (grads of the scalars a and b)."""
-    xv, av, bv = W.w1_inputs("float32", n)
+def _w1(lib, n, dtype="float32"):
+    """W1 forward + backward on n elements (grads of the scalars a and b)."""
+    xv, av, bv = W.w1_inputs(dtype, n)
     x = lib.tensor(xv)
     a = lib.tensor(av, requires_grad=True)
     b = lib.tensor(bv, requires_grad=True)

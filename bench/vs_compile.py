@@ -5,7 +5,7 @@ w1_f64_1e6, w5_k10, w5_k100). The steps are bench_fusion's (``_w1_step``: W1 for
 with gradients of a and b; ``_w5_step``: the chain of k ops on 1e5 float32, ``sum().backward()``)
 for jitgrad and torch.compile, torch on one thread. Each round times every step as the best of 5
 batches, the peers of a case back to back; printed: medians over rounds, jitgrad / torch.compile,
-and W5's time per op; where the tree has ``jitgrad.compile`` (issue 18), the same W1 float32 (x without
+and W5's time per op; where the tree has ``jitgrad.compile`` (issue 18), the same W1 (x without
 gradient, as here) and W5 steps recorded once and replayed, as a third peer. To compare two jitgrad trees run it once per tree (``PYTHONPATH=<tree>``)
 and compare the ratios, not the absolute times. Nothing asserts on time.
 
@@ -49,9 +49,9 @@ def _steps(case):
         k = int(case.split("k")[-1])
         out = {p: BF._w5_step(p, k)[0] for p in ("jitgrad", "torch_compile")}
     from bench import bench_capture as BC
-    if hasattr(BC, "_w1") and not case.startswith("w1_f64"):
+    if hasattr(BC, "_w1"):
         # whole-step capture (issue 18): the same step recorded once and replayed
-        c = jitgrad.compile(BC._w1(jitgrad, int(float(case.split("_")[-1]))) if
+        c = jitgrad.compile(BC._w1(jitgrad, int(float(case.split("_")[-1])), dtype) if
                             case.startswith("w1") else BC._w5(jitgrad, int(case.split("k")[-1])))
         out["jitgrad_compiled"] = c
     return out

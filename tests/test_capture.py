@@ -949,3 +949,32 @@ def test_matmul_and_linear_backward_replay_as_numpy_lines(shapes, wT, dtype, mon
         for p, q in ((ae, ac), (be, bc)):
             np.testing.assert_array_equal(q.grad.numpy(), p.grad.numpy())
     assert comp.stats["replayed"] >= 4 and jitgrad.explain(comp).reason is None
+
+
+def test_module_zero_grad_at_the_start_records_once():
+    """nn.Module.zero_grad() (set_to_none) at the top of a step assigns every .grad whatever it
+    was: the step records once (not again after its first backward set the .grads) and every
+    replay gives the eager twin's loss and parameters."""
+    def build():
+        jitgrad.manual_seed(0)
+        m = nn.Sequential(nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 4))
+        o = jitgrad.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+
+        def step(x, y):
+            m.zero_grad()
+            loss = F.cross_entropy(m(x), y)
+            loss.backward()
+            o.step()
+            return loss
+        return m, step
+    x = jitgrad.tensor(np.random.default_rng(0).standard_normal((8, 12)).astype(np.float32))
+    y = jitgrad.tensor(np.arange(8) % 4)
+    me, eager = build()
+    mc, step = build()
+    comp = jitgrad.compile(step, fusion="eager")
+    for _ in range(5):
+        assert comp(x, y).item() == eager(x, y).item()
+    for p, q in zip(me.parameters(), mc.parameters()):
+        np.testing.assert_array_equal(_arr(q), _arr(p))
+        np.testing.assert_array_equal(q.grad.numpy(), p.grad.numpy())
+    assert comp.stats["recorded"] == 1 and comp.stats["replayed"] == 4

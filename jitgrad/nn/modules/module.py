@@ -10,7 +10,7 @@ import itertools
 from collections import OrderedDict, namedtuple
 
 from ... import dtypes
-from ..._state import no_grad
+from ..._state import STATE as _STATE, no_grad
 from ..._tensor import Tensor
 from ...utils.hooks import RemovableHandle  # noqa: F401 (also exported from nn.modules)
 from ..parameter import Parameter
@@ -391,7 +391,11 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none=True):
-        for p in self.parameters():
+        rec = _STATE.recorder
+        if set_to_none and rec is not None:  # (jitgrad.compile: every .grad becomes None,
+            for p in self.parameters():      # whatever it was at entry: no guard on it, so
+                rec.grad_event(p, True)      # the step records once, not again after its
+        for p in self.parameters():          # first backward set the .grads)
             g = p.grad
             if g is None:
                 continue
