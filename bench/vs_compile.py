@@ -1,7 +1,7 @@
 """W1 and W5 against torch.compile, interleaved in one process (issue 17's same-run ratios).
 
-``python -m bench.vs_compile [rounds] [case,...]`` (cases: w1_f32_1e5, w1_f32_1e6, w1_f64_1e5,
-w1_f64_1e6, w5_k10, w5_k100). The steps are bench_fusion's (``_w1_step``: W1 forward+backward
+``python -m bench.vs_compile [rounds] [case,...]`` (cases: w1_{f32,f64}_{1e5,1e6,1e7}, w5_k10,
+w5_k100). The steps are bench_fusion's (``_w1_step``: W1 forward+backward
 with gradients of a and b; ``_w5_step``: the chain of k ops on 1e5 float32, ``sum().backward()``)
 for jitgrad and torch.compile, torch on one thread. Each round times every step as the best of 5
 batches, the peers of a case back to back; printed: medians over rounds, jitgrad / torch.compile,
@@ -19,7 +19,8 @@ import statistics
 import sys
 import time
 
-CASES = ["w1_f32_1e5", "w1_f32_1e6", "w1_f64_1e5", "w1_f64_1e6", "w5_k10", "w5_k100"]
+CASES = ["w1_f32_1e5", "w1_f32_1e6", "w1_f32_1e7", "w1_f64_1e5", "w1_f64_1e6", "w1_f64_1e7",
+         "w5_k10", "w5_k100"]
 
 
 def _best(f, budget=0.25):
