@@ -99,12 +99,24 @@ Graph breaks: anything the recorder cannot replay faithfully stops the recording
 itself finishes eagerly, so its results are right) and the function runs eagerly from then on;
 ``jitgrad.explain(step)`` names the reason and the source line. Breaks: reading a value in Python
 (``item()``, ``bool()``, ``tolist()``, ``numpy()``/``__array__``, printing), random draws, an
-array made outside the recorded operations (``tensor(data)``, ``randn``, NumPy code), CUDA
-tensors (they run eagerly: replaying numba.cuda launches is not written yet), a pending value
+array made outside the recorded operations (``tensor(data)``, ``randn``, NumPy code), an
+optimizer ``step()`` over CUDA parameters (its per-step scalars are bound for the CPU kernel
+only), a device reduction of a computed array, a pending value
 computed inside an opaque op (a node's saved output, say), in-place writes outside the
 vocabulary (``setitem``, ``copy_``, ``fill_``, writes recorded into the graph under grad mode),
 tensor hooks,
 ``autograd.grad``/``create_graph``, custom Functions, an optimizer closure.
+
+CUDA steps: every elementwise op on a device is lazy, so a device step is fused groups plus
+structural ops. A group launch (``lazy._run_plan_cuda``) is recorded as one call of its
+``lazy.CudaLaunch`` -- the kernel, grid, launch configuration (numba's ``kernel[grid, block]``
+object, made once) and output specs bound at record time -- on the replayed leaves: no planning,
+no kernel lookup, no launch-configuration object per call. Structural forwards take device
+arrays as they are; a structural VJP on a device runs on Tensors (``FunctionNode.apply``), so
+the ops it runs record themselves. The static memory plan covers host buffers only (device
+buffers come from the caching allocator per call); device constants are copied per call.
+Without a GPU this runs on Numba's simulator (tests/test_capture.py), where it is checked for
+values, not speed.
 
 Not replayed: the function's own Python (a replay runs the recorded array operations, the
 optimizer and LR scheduler steps, and nothing else): appending to a list, counting calls or
@@ -140,6 +152,7 @@ from .optim import Optimizer
 from .optim.lr_scheduler import LRScheduler
 from ._state import STATE, is_grad_enabled
 from .backends import cpu, cpu_nn
+from .backends.cuda import DeviceArray
 from ._tensor import (Ctx, ElementwiseNode, FunctionNode, Tensor, _sum_to_array, _vjp_rows,
                       apply_fn)
 
@@ -152,7 +165,7 @@ _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _CONST_VALIDATE = {}    # structural op name -> replay validator (integer params from the step)
 
 
-_ENV = {"_e": np.empty, "_z": np.zeros, "_lk": lazy._leaf_kind, "_red": lazy._reduced,
+_ENV = {"_AT": (np.ndarray, DeviceArray), "_e": np.empty, "_z": np.zeros, "_lk": lazy._leaf_kind, "_red": lazy._reduced,
         "_sta": _sum_to_array, "np": np, "_nd": np.ndarray, "_rsum": cpu.reduce_sum}
 _ALLOC = re.compile(r"__alloc_(\d+)__")
 _CONST_ARG = re.compile(r"_lk\(S\[(\d+)\], (\(.*?\)), (\d+)\)\[2\]|"
@@ -448,9 +461,9 @@ class Recorder:
         self.exts = {id(t): _Ext(t, path) for t, path in tensors.values()}
         self.ext_arrays = {}    # id(array) -> (ext, field)
         for e in self.exts.values():
-            if type(e.arr) is np.ndarray:
+            if type(e.arr) in _ARRAY_TYPES:
                 self.ext_arrays[id(e.arr)] = (e, "arr")
-            if e.grad_arr is not None and type(e.grad_arr) is np.ndarray:
+            if e.grad_arr is not None and type(e.grad_arr) in _ARRAY_TYPES:
                 self.ext_arrays.setdefault(id(e.grad_arr), (e, "grad"))
         self.draws = STATE.draws
 
@@ -475,9 +488,8 @@ class Recorder:
         k = self.slots.get(id(a))
         if k is not None and self.keep[k] is a:
             return k
-        if type(a) is not np.ndarray:
-            raise _Break(f"a {type(a).__name__} array (CUDA tensors run eagerly: their replay "
-                         "is not written yet)")
+        if type(a) not in _ARRAY_TYPES:
+            raise _Break(f"a {type(a).__name__} array")
         e = self.ext_arrays.get(id(a))
         if e is not None:
             ext, field = e
@@ -506,7 +518,7 @@ class Recorder:
 
     def const(self, a) -> None:
         """A constant made in the step (zeros/ones/full): copied anew on each replay."""
-        if type(a) is np.ndarray and id(a) not in self.slots:
+        if type(a) in _ARRAY_TYPES and id(a) not in self.slots:
             self._new(a, ("const", a.copy()))
 
     def _operand(self, o):
@@ -516,7 +528,7 @@ class Recorder:
             if a is None:
                 raise _Break("a pending (fused) value")
             return ("s", self.slot_of(a))
-        if isinstance(o, np.ndarray):
+        if isinstance(o, np.ndarray) or type(o) is DeviceArray:
             return ("s", self.slot_of(o))
         if isinstance(o, (np.generic, int, float, bool)):
             return ("c", o)
@@ -795,6 +807,38 @@ class Recorder:
                               + (f" (into slot {ik})" if ik is not None else ""), reads,
                        [k for k, _ in check], into is None)
 
+    def fused_device(self, plan, launch, values, into):
+        """lazy._run_plan_cuda launched one fused kernel on a device: replayed as one call of
+        its lazy.CudaLaunch (kernel, grid and output specs bound) on the replayed leaves."""
+        self._guarded(self._rec_fused_device, plan, launch, values, into)
+
+    def _rec_fused_device(self, plan, launch, values, into):
+        space, nd = plan.space, len(plan.space)
+        exprs, reads = [], []
+        for lv, arg, kind in zip(plan.leaves, plan.args, plan.kinds):
+            if kind == "c":
+                exprs.append(self._name(arg, "c"))
+                continue
+            k = self.slot_of(lv)
+            reads.append(k)
+            exprs.append(f"S[{k}]" if arg is lv else f"_lk(S[{k}], {space!r}, {nd})[2]")
+        ik = None
+        if into is not None:
+            ik = self.slot_of(into)
+            self.written.add(ik)
+            reads.append(ik)
+        outs = [self.out_slot(v) for v in values]
+        lines = [f"_v = {self._name(launch, 'L')}([{', '.join(exprs)}]"
+                 + (f", S[{ik}])" if ik is not None else ")")]
+        lines += [f"S[{k}] = _v[{i}]" for i, k in enumerate(outs) if k != ik]
+        if into is None:
+            self._try_code(lines, list(zip(outs, values)),
+                           "a fused device kernel does not give eager's values again")
+        names = "+".join(lz.row.name for lz, _ in plan.nodes)
+        self._add_code(lines, f"fused {plan.device} kernel [{names}] {space} -> slots {outs}"
+                              + (f" (into slot {ik})" if ik is not None else ""), reads,
+                       [k for k in outs if k != ik], into is None)
+
     def reduced(self, src, lz):
         """lazy computed the pending sum ``lz`` of a concrete array (no kernel): replayed as
         one op."""
@@ -871,7 +915,7 @@ class Recorder:
             if isinstance(v, (Tensor, np.ndarray)):
                 raise _Break(f"{fn.name}: a ctx carrying arrays")
         out = res._arr
-        if out is None and res._lazy is not None and res._lazy.device == "cpu":
+        if out is None and res._lazy is not None:
             # a lazy forward (a sum of a pending value): its kernel is recorded when its
             # group is computed; its backward reads a ctx without arrays, kept as it is now
             static = Ctx()
@@ -902,8 +946,8 @@ class Recorder:
                 raise _Break(f"{fn.name}: arrays inside a parameter")
             else:
                 pstat[name] = v
-        if type(out) is not np.ndarray:
-            raise _Break(f"{fn.name}: a pending or device result")
+        if type(out) not in _ARRAY_TYPES:
+            raise _Break(f"{fn.name}: a pending result")
         init = dict(pre)
         init.update(pstat)
         init["shapes"] = ctx.shapes
@@ -924,7 +968,7 @@ class Recorder:
         if validate is not None:
             lines.append(f"{self._name(validate, 'f')}([{xs}], {P})")
         lines.append(f"_r = {self._name(fn.forward, 'f')}(_c{', ' if xs else ''}{xs}, **{P})")
-        lines.append("if type(_r) is not _nd: _r = np.asarray(_r)")
+        lines.append("if type(_r) not in _AT: _r = np.asarray(_r)")
         if needs is not None:
             lines.append(f"_d['needs_input_grad'] = {self._name(needs, 'p')}")
         if save:
@@ -945,11 +989,12 @@ class Recorder:
             ln for ln in lines[1:] if not ln.startswith(("_d['needs_input_grad']",
                                                           "_d['saved_tensors']", f"S[{kc}] ="))]
         if fn.name == "matmul" and not params and len(ins) == 2 and \
+                all(type(self.keep[k]) is np.ndarray for k in ins) and \
                 _same(np.matmul(*[self.keep[k] for k in ins]), out):
             # its forward is NumPy's matmul: called directly (ndarray.dot, the same product
             # for operands of rank <= 2, costs a third as much on small ones)
             a, b = (self.keep[k] for k in ins)
-            mm = "_dot" if a.ndim <= 2 and b.ndim <= 2 and type(a) is np.ndarray and \
+            mm = "_dot" if a.ndim <= 2 and b.ndim <= 2 and \
                 _same(np.ndarray.dot(a, b), out) else "_mm"
             alt = [f"S[{ok}] = {mm}({xs})"]
         self._add_code(lines, f"{fn.name} {tuple(out.shape)} {out.dtype} <- slots {list(ins)} "
@@ -968,7 +1013,8 @@ class Recorder:
         return self
 
     def node_apply(self, n, g, create_graph):
-        if isinstance(n, ElementwiseNode) and _fused_node(n, g):
+        if isinstance(n, ElementwiseNode) and (_fused_node(n, g) or
+                                               _engine.device_key(g) != "cpu"):
             # its rules run on (lazy) Tensors: each op they run records itself (small eager
             # kernels, views, and the fused groups when they are computed)
             if n.retained is not None:
@@ -976,6 +1022,12 @@ class Recorder:
             return n.apply(g, create_graph)
         if isinstance(n, FunctionNode):
             self._realize((g,))
+            if type(g._arr) is DeviceArray:
+                # on a device the rule runs on Tensors (FunctionNode.apply): each op it runs
+                # records itself (structural forwards, fused groups)
+                if n.retained is not None:
+                    self.stop(f"{n.name()}: tensor hooks or retain_grad")
+                return n.apply(g, create_graph)
         st = STATE
         st.recorder = None
         try:
@@ -1147,7 +1199,7 @@ class Recorder:
         if lz is not None:
             # a pending new .grad (the fused backward): the kernel computing it is recorded
             # when the sweep computes it; _finish reads the slot of its array then
-            if before is not None or lz._lazy is None or lz._lazy.device != "cpu":
+            if before is not None or lz._lazy is None:
                 raise _Break("a pending gradient")
             return
         gk = self._operand(g)[1]
@@ -1158,7 +1210,7 @@ class Recorder:
                 self.out_slot(a)
                 self._add_code([], f"grad of {_path_str(e.path)} = slot {gk}")
                 return
-            if type(a) is not np.ndarray or a.dtype != g._arr.dtype:
+            if type(a) not in _ARRAY_TYPES or a.dtype != g._arr.dtype:
                 raise _Break("a gradient cast to its leaf's dtype")
             k = self.out_slot(a)
             self.copies.append((len(self.ops), k, gk))
@@ -1459,6 +1511,8 @@ def _fused_node(n, g) -> bool:
 
 def _same(a, b) -> bool:
     """Whether two arrays hold the same values (NaNs equal), shape and dtype."""
+    if type(a) is DeviceArray and type(b) is DeviceArray:
+        a, b = a.copy_to_host(), b.copy_to_host()
     if not isinstance(a, np.ndarray) or a.shape != b.shape or a.dtype != b.dtype:
         return False
     return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
@@ -1499,9 +1553,9 @@ def _arg_key(a):
     """The guard of one argument: Tensors by metadata, scalars by value, others by identity."""
     if isinstance(a, Tensor):
         arr = a._arr
-        if type(arr) is not np.ndarray:
+        if type(arr) not in _ARRAY_TYPES:
             return None
-        return ("T", arr.shape, arr.dtype, arr.strides, a._rg, a.grad is None)
+        return ("T", type(arr), arr.shape, arr.dtype, arr.strides, a._rg, a.grad is None)
     if a is None or isinstance(a, (bool, int, float, str)):
         return ("v", type(a), a)
     if isinstance(a, (tuple, list)) and all(not isinstance(x, (tuple, list)) for x in a):
@@ -1511,6 +1565,7 @@ def _arg_key(a):
 
 
 _MISS = object()     # what a program's run returns when its guards do not hold
+_ARRAY_TYPES = (np.ndarray, DeviceArray)  # (what a slot may hold: host or device arrays)
 _GUARD_ERRORS = (LookupError, AttributeError, TypeError, ValueError)
 
 
@@ -1632,7 +1687,7 @@ class _MemoryPlan:
                     escape.discard(h)
                     escape.add(g)
         self.shared = {k for k, src in enumerate(rec.src) if src[0] == "const" and
-                       group.get(k) not in escape and group.get(k) not in written}
+                       k in group and group[k] not in escape and group[k] not in written}
         # constant folding: a pure op reading only constants makes constants (its values are
         # the recorded ones, which its record-time trial reproduced) unless they are handed out
         # or written
@@ -1828,8 +1883,8 @@ def _finish(rec: Recorder, fn, args, key, result):
         if t._rg and not rec.backward_ran:
             raise _Break("an output requires grad (the autograd graph is not replayed; call "
                          "it under no_grad or run backward inside the function)")
-        if type(t._arr) is not np.ndarray:
-            raise _Break("a pending or device output")
+        if type(t._arr) not in _ARRAY_TYPES:
+            raise _Break("a pending output")
         outs.append(("s", rec.slot_of(t._arr)))
     finals = []
     for e in rec.exts.values():
@@ -1844,7 +1899,7 @@ def _finish(rec: Recorder, fn, args, key, result):
         elif g is None:
             gk = None
         else:
-            if g.requires_grad or type(g._arr) is not np.ndarray:
+            if g.requires_grad or type(g._arr) not in _ARRAY_TYPES:
                 raise _Break(f"{_path_str(e.path)}: a .grad that requires grad")
             gk = rec.slot_of(g._arr)
         bump = t._vc[0] - e.vc - e.bumps

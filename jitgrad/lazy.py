@@ -229,8 +229,6 @@ class Lazy:
 
 
 def make_lazy(tensor_cls, lazy: Lazy):
-    if STATE.recorder is not None and lazy.device != "cpu":  # (jitgrad.compile: CPU only)
-        STATE.recorder.stop("lazy fusion on a device (fused CUDA groups are not replayed yet)")
     t = tensor_cls._make(None)
     t._lazy = lazy
     ref = weakref.ref(t)
@@ -1255,56 +1253,94 @@ def _render_parts(plan, funcs, dtypes=None):
 def _run_plan_cuda(plan, roots, into=None):
     """Launch a laid-out plan as one numba.cuda kernel (codegen.render_cuda) and store its
     results; full sums come back as per-block partials and finish in a second small kernel."""
-    space, nd, flat = plan.space, len(plan.space), plan.flat  # (a 0-d space is always flat)
     kern = cb._kernels.get(plan.key)
     if kern is None:
         kern = cb.compile_source(plan.key, _render(plan), "fused_fwd", "float64")
-    size = plan.size
-    red = {d for kind, _, axes in plan.outs if kind == "sum" and len(axes) != nd for d in axes}
-    n_loop = size if flat else prod(s for d, s in enumerate(space) if d not in red)
-    nblocks = cb.blocks_for(n_loop)
-    args = []
-    for kind, a in zip(plan.kinds, plan.args):
-        if kind == "c":
-            args.append(a)
-        elif kind == "s":
-            args.append(a.reshape(1).dev)
-        else:
-            args.append(a.reshape(a.size).dev if flat else a.dev)
-    outs = []
-    for (kind, ref, axes), r in zip(plan.outs, roots):
-        acc_t = np.float64 if r._lazy.dtype.kind == "f" else np.int64
-        if kind == "full":
-            outs.append(into if into is not None and r is roots[0] else
-                        cb.empty(space, r._lazy.dtype))
-        elif len(axes) == nd:
-            outs.append(cb.empty((nblocks,), acc_t))
-        else:
-            outs.append(cb.full(tuple(1 if d in axes else s for d, s in enumerate(space)), 0,
-                                acc_t))
-    if size:
-        # flat: full outputs as 1-D; N-d: full and partial-sum outputs keep their shapes;
-        # per-block partials are 1-D anyway
-        kargs = [o.reshape(o.size).dev if flat and k == "full" else o.dev
-                 for o, (k, _, _) in zip(outs, plan.outs)]
-        extent = (size,) if flat else space
-        _debug.COUNTERS["kernel_launches"] += 1
-        kern[nblocks, cb.threads()](*args, *kargs, *extent)
-    full_sums = []  # float ones: finished together (an int64 sum has its own finish kernel)
-    for (kind, _, axes), r, o in zip(plan.outs, roots, outs):
-        if kind == "full":
-            _give_value(r, o)
-        elif len(axes) == nd:
-            if not size:
-                o = cb.full((1,), 0, o.dtype)
-            if o.dtype.kind == "f":
-                full_sums.append((r, o))
+    launch = CudaLaunch(plan, kern, [r._lazy for r in roots])
+    values = launch(plan.args, into)
+    for r, v in zip(roots, values):
+        _give_value(r, v)
+    rec = STATE.recorder
+    if rec is not None:  # (jitgrad.compile: this launch is one replayed op)
+        rec.fused_device(plan, launch, values, into)
+
+
+class CudaLaunch:
+    """Everything static about one laid-out CUDA plan (kernel, grid, operand kinds, output
+    specs): called with the plan's leaves it launches the kernel, finishes its sums and returns
+    each root's value. The eager runner calls it once; jitgrad.compile's replay calls the same
+    object with the replayed leaves (no planning, no kernel lookup)."""
+
+    __slots__ = ("kern", "kinds", "flat", "space", "size", "outs", "nblocks", "specs", "launch")
+
+    def __init__(self, plan, kern, lzs):
+        space, nd, flat = plan.space, len(plan.space), plan.flat  # (a 0-d space is flat)
+        self.kern, self.kinds, self.flat, self.space, self.size = \
+            kern, tuple(plan.kinds), flat, space, plan.size
+        self.outs = tuple(plan.outs)
+        red = {d for kind, _, axes in plan.outs if kind == "sum" and len(axes) != nd
+               for d in axes}
+        n_loop = plan.size if flat else prod(s for d, s in enumerate(space) if d not in red)
+        self.nblocks = cb.blocks_for(n_loop)
+        # the launch configuration, made once (numba's kernel[grid, block] object: a replay
+        # calls it directly)
+        self.launch = kern[self.nblocks, cb.threads()]
+        # per root: (result shape, dtype, mean's scale)
+        self.specs = tuple((lz.shape, lz.dtype, lz.scale) for lz in lzs)
+
+    def __call__(self, leaves, into=None):
+        space, nd, flat, size, nblocks = self.space, len(self.space), self.flat, self.size, \
+            self.nblocks
+        args = []
+        for kind, a in zip(self.kinds, leaves):
+            if kind == "c":
+                args.append(a)
+            elif kind == "s":
+                args.append(a.reshape(1).dev)
             else:
-                _finish_reduce(r, o, nblocks if size else 1)
-        else:
-            _finish_reduce(r, o)
-    if full_sums:
-        _finish_sums_cuda(full_sums, nblocks if size else 1)
+                args.append(a.reshape(a.size).dev if flat else a.dev)
+        outs = []
+        for (kind, ref, axes), (_, dtype, _) in zip(self.outs, self.specs):
+            acc_t = np.float64 if dtype.kind == "f" else np.int64
+            if kind == "full":
+                outs.append(into if into is not None and not outs else cb.empty(space, dtype))
+            elif len(axes) == nd:
+                outs.append(cb.empty((nblocks,), acc_t))
+            else:
+                outs.append(cb.full(tuple(1 if d in axes else s for d, s in enumerate(space)),
+                                    0, acc_t))
+        if size:
+            # flat: full outputs as 1-D; N-d: full and partial-sum outputs keep their shapes;
+            # per-block partials are 1-D anyway
+            kargs = [o.reshape(o.size).dev if flat and k == "full" else o.dev
+                     for o, (k, _, _) in zip(outs, self.outs)]
+            extent = (size,) if flat else space
+            _debug.COUNTERS["kernel_launches"] += 1
+            self.launch(*args, *kargs, *extent)
+        values = [None] * len(outs)
+        full_sums = []  # float ones: finished together (an int64 sum has its own kernel)
+        for i, ((kind, _, axes), (shape, dtype, scale), o) in enumerate(
+                zip(self.outs, self.specs, outs)):
+            if kind == "full":
+                values[i] = o
+                continue
+            if len(axes) == nd and not size:
+                o = outs[i] = cb.full((1,), 0, o.dtype)
+            if len(axes) == nd and o.dtype.kind == "f":
+                full_sums.append(i)
+                continue
+            v = values[i] = cb.empty(shape, dtype)
+            if len(axes) == nd:
+                cb.finish_sums([o], nblocks if size else 1, [v], [scale])
+            else:
+                cb.scale_cast(o, v, scale)
+        if full_sums:
+            vs = [cb.empty(self.specs[i][0], self.specs[i][1]) for i in full_sums]
+            cb.finish_sums([outs[i] for i in full_sums], nblocks if size else 1, vs,
+                           [self.specs[i][2] for i in full_sums])
+            for i, v in zip(full_sums, vs):
+                values[i] = v
+        return values
 
 
 # device key -> the runner of a laid-out plan on that device (the CPU's is _run_group's body);

@@ -978,3 +978,105 @@ def test_module_zero_grad_at_the_start_records_once():
         np.testing.assert_array_equal(_arr(q), _arr(p))
         np.testing.assert_array_equal(q.grad.numpy(), p.grad.numpy())
     assert comp.stats["recorded"] == 1 and comp.stats["replayed"] == 4
+
+
+# --- CUDA steps (Numba's simulator without a GPU: tiny tensors) ------------------------------
+
+_cuda = pytest.mark.skipif(not jitgrad.cuda.is_available(),
+                           reason="numba.cuda is not available (no GPU, no NUMBA_ENABLE_CUDASIM)")
+
+
+def _dev(a, rg=False):
+    return jitgrad.tensor(np.asarray(a), device="cuda", requires_grad=rg)
+
+
+def _host(t):
+    return t.detach().cpu().numpy()
+
+
+@_cuda
+def test_cuda_w1_step_replays_fused_device_kernels():
+    """W1 forward+backward on CUDA tensors: recorded once (the forward+backward is one fused
+    device kernel, the backward seed's expand a structural op), replayed with the eager twin's
+    loss and gradients; a new input shape records again."""
+    from bench import workloads as W
+
+    def make(n):
+        xv, av, bv = W.w1_inputs("float32", n)
+        x, a, b = _dev(xv), _dev(av, True), _dev(bv, True)
+
+        def step(x):
+            a.grad = None
+            b.grad = None
+            loss = W.w1(jitgrad, x, a, b)
+            loss.backward()
+            return loss
+        return step, x, a, b
+    se, xe, ae, be = make(40)
+    sc, xc, ac, bc = make(40)
+    comp = jitgrad.compile(sc)
+    for k in range(3):
+        xv = np.random.default_rng(k).uniform(-3, 3, 40).astype(np.float32)
+        le, lc = se(_dev(xv)), comp(_dev(xv))  # (new values in each call)
+        assert lc.device.type == "cuda" and lc.item() == le.item()
+        for p, q in ((ae, ac), (be, bc)):
+            np.testing.assert_array_equal(_host(q.grad), _host(p.grad))
+    assert comp.stats == {"recorded": 1, "replayed": 2, "eager": 0}
+    assert "fused cuda kernel" in str(jitgrad.explain(comp))
+    xv = np.linspace(-2, 2, 24).astype(np.float32)  # a guard miss: records again
+    assert comp(_dev(xv)).item() == se(_dev(xv)).item()
+    assert comp.stats["recorded"] == 2
+
+
+@_cuda
+def test_cuda_sgd_step_with_matmul_updates_parameters_in_place():
+    """A linear model on CUDA: matmul forward and backward (structural ops on device arrays),
+    a mean loss, and ``w.sub_(lr * w.grad)`` computed straight into the parameter (the device
+    kernel writing its target): the parameters after every replay equal the eager twin's."""
+    rng = np.random.default_rng(1)
+    xv = rng.standard_normal((6, 4)).astype(np.float32)
+    yv = rng.standard_normal((6, 3)).astype(np.float32)
+    wv = rng.standard_normal((4, 3)).astype(np.float32)
+
+    def make():
+        x, y, w = _dev(xv), _dev(yv), _dev(wv, True)
+
+        def step():
+            w.grad = None
+            loss = ((jitgrad.matmul(x, w) - y) ** 2).mean()
+            loss.backward()
+            with jitgrad.no_grad():
+                w.sub_(0.1 * w.grad)
+            return loss
+        return step, w
+    (se, we), (sc, wc) = make(), make()
+    comp = jitgrad.compile(sc, fusion="eager")
+    for _ in range(4):
+        assert comp().item() == se().item()
+        np.testing.assert_array_equal(_host(wc), _host(we))
+        np.testing.assert_array_equal(_host(wc.grad), _host(we.grad))
+    assert comp.stats["replayed"] == 3, str(jitgrad.explain(comp))
+    assert wc._version == we._version
+
+
+@_cuda
+def test_cuda_optimizer_step_is_a_graph_break_with_eager_values():
+    """optim.SGD over CUDA parameters: not replayed (its per-step scalars are bound for the CPU
+    kernel only), so the function runs eagerly, with eager's values, and explain says why."""
+    def make():
+        w = _dev(np.linspace(-1, 1, 5).astype(np.float32), True)
+        opt = jitgrad.optim.SGD([w], lr=0.1, momentum=0.9)
+
+        def step():
+            opt.zero_grad()
+            loss = (w * w).sum()
+            loss.backward()
+            opt.step()
+            return loss
+        return step, w
+    (se, we), (sc, wc) = make(), make()
+    comp = jitgrad.compile(sc)
+    for _ in range(3):
+        assert comp().item() == se().item()
+        np.testing.assert_array_equal(_host(wc), _host(we))
+    assert "optimizer parameter on a device" in jitgrad.explain(comp).reason
