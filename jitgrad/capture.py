@@ -99,9 +99,8 @@ Graph breaks: anything the recorder cannot replay faithfully stops the recording
 itself finishes eagerly, so its results are right) and the function runs eagerly from then on;
 ``jitgrad.explain(step)`` names the reason and the source line. Breaks: reading a value in Python
 (``item()``, ``bool()``, ``tolist()``, ``numpy()``/``__array__``, printing), random draws, an
-array made outside the recorded operations (``tensor(data)``, ``randn``, NumPy code), an
-optimizer ``step()`` over CUDA parameters (its per-step scalars are bound for the CPU kernel
-only), a device reduction of a computed array, a pending value
+array made outside the recorded operations (``tensor(data)``, ``randn``, NumPy code), a device
+reduction of a computed array, a pending value
 computed inside an opaque op (a node's saved output, say), in-place writes outside the
 vocabulary (``setitem``, ``copy_``, ``fill_``, writes recorded into the graph under grad mode),
 tensor hooks,
@@ -113,7 +112,9 @@ structural ops. A group launch (``lazy._run_plan_cuda``) is recorded as one call
 object, made once) and output specs bound at record time -- on the replayed leaves: no planning,
 no kernel lookup, no launch-configuration object per call. Structural forwards take device
 arrays as they are; a structural VJP on a device runs on Tensors (``FunctionNode.apply``), so
-the ops it runs record themselves. The static memory plan covers host buffers only (device
+the ops it runs record themselves. An optimizer over CUDA parameters replays as a call of its
+real ``step()`` on the replayed gradients (its per-step scalars computed live; the bound fused
+kernel is the CPU's). The static memory plan covers host buffers only (device
 buffers come from the caching allocator per call); device constants are copied per call.
 Without a GPU this runs on Numba's simulator (tests/test_capture.py), where it is checked for
 values, not speed.
@@ -1270,8 +1271,6 @@ class Recorder:
                 e = self.exts.get(id(p))
                 if e is None:
                     raise _Break("an optimizer parameter the function does not reach")
-                if type(p._arr) is not np.ndarray:
-                    raise _Break("an optimizer parameter on a device")
                 gt = p.grad
                 gk = None
                 if gt is not None:

@@ -1060,23 +1060,28 @@ def test_cuda_sgd_step_with_matmul_updates_parameters_in_place():
 
 
 @_cuda
-def test_cuda_optimizer_step_is_a_graph_break_with_eager_values():
-    """optim.SGD over CUDA parameters: not replayed (its per-step scalars are bound for the CPU
-    kernel only), so the function runs eagerly, with eager's values, and explain says why."""
+def test_cuda_optimizer_step_replays_the_real_step():
+    """optim.SGD (momentum) over CUDA parameters after zero_grad(): replayed as a call of the
+    real step() on the replayed gradients (per-step scalars live), so parameters, gradients
+    and momentum follow the eager twin's on every call."""
     def make():
         w = _dev(np.linspace(-1, 1, 5).astype(np.float32), True)
         opt = jitgrad.optim.SGD([w], lr=0.1, momentum=0.9)
 
         def step():
             opt.zero_grad()
-            loss = (w * w).sum()
+            loss = (jitgrad.sin(w) * w).sum()
             loss.backward()
             opt.step()
             return loss
-        return step, w
-    (se, we), (sc, wc) = make(), make()
+        return step, w, opt
+    (se, we, oe), (sc, wc, oc) = make(), make()
     comp = jitgrad.compile(sc)
-    for _ in range(3):
+    for _ in range(4):
         assert comp().item() == se().item()
         np.testing.assert_array_equal(_host(wc), _host(we))
-    assert "optimizer parameter on a device" in jitgrad.explain(comp).reason
+        np.testing.assert_array_equal(_host(wc.grad), _host(we.grad))
+    np.testing.assert_array_equal(_host(oc.state[wc]["momentum_buffer"]),
+                                  _host(oe.state[we]["momentum_buffer"]))
+    assert comp.stats["replayed"] == 3, str(jitgrad.explain(comp))
+    assert "SGD.step()" in str(jitgrad.explain(comp))
