@@ -110,7 +110,9 @@ CUDA steps: every elementwise op on a device is lazy, so a device step is fused 
 structural ops. A group launch (``lazy._run_plan_cuda``) is recorded as one call of its
 ``lazy.CudaLaunch`` -- the kernel, grid, launch configuration (numba's ``kernel[grid, block]``
 object, made once) and output specs bound at record time -- on the replayed leaves: no planning,
-no kernel lookup, no launch-configuration object per call. Structural forwards take device
+no kernel lookup, no launch-configuration object per call; on a GPU its first replayed launch
+binds numba's kernel specialised to the argument types (``Dispatcher.specialize``: later
+launches skip numba's per-call type dispatch; the guards fix those types). Structural forwards take device
 arrays as they are; a structural VJP on a device runs on Tensors (``FunctionNode.apply``), so
 the ops it runs record themselves. An optimizer over CUDA parameters replays as a call of its
 real ``step()`` on the replayed gradients (its per-step scalars computed live; the bound fused
@@ -829,6 +831,7 @@ class Recorder:
             self.written.add(ik)
             reads.append(ik)
         outs = [self.out_slot(v) for v in values]
+        launch.specialize = True  # (its next launch binds numba's specialised kernel)
         lines = [f"_v = {self._name(launch, 'L')}([{', '.join(exprs)}]"
                  + (f", S[{ik}])" if ik is not None else ")")]
         lines += [f"S[{k}] = _v[{i}]" for i, k in enumerate(outs) if k != ik]

@@ -1265,13 +1265,19 @@ def _run_plan_cuda(plan, roots, into=None):
         rec.fused_device(plan, launch, values, into)
 
 
+def _can_specialize() -> bool:
+    """Whether numba can specialise a CUDA kernel to argument types here (not the simulator)."""
+    return not cb.simulated()
+
+
 class CudaLaunch:
     """Everything static about one laid-out CUDA plan (kernel, grid, operand kinds, output
     specs): called with the plan's leaves it launches the kernel, finishes its sums and returns
     each root's value. The eager runner calls it once; jitgrad.compile's replay calls the same
     object with the replayed leaves (no planning, no kernel lookup)."""
 
-    __slots__ = ("kern", "kinds", "flat", "space", "size", "outs", "nblocks", "specs", "launch")
+    __slots__ = ("kern", "kinds", "flat", "space", "size", "outs", "nblocks", "specs", "launch",
+                 "specialize")
 
     def __init__(self, plan, kern, lzs):
         space, nd, flat = plan.space, len(plan.space), plan.flat  # (a 0-d space is flat)
@@ -1285,6 +1291,7 @@ class CudaLaunch:
         # the launch configuration, made once (numba's kernel[grid, block] object: a replay
         # calls it directly)
         self.launch = kern[self.nblocks, cb.threads()]
+        self.specialize = False  # (set by jitgrad.compile's recorder: see __call__)
         # per root: (result shape, dtype, mean's scale)
         self.specs = tuple((lz.shape, lz.dtype, lz.scale) for lz in lzs)
 
@@ -1316,6 +1323,17 @@ class CudaLaunch:
                      for o, (k, _, _) in zip(outs, self.outs)]
             extent = (size,) if flat else space
             _debug.COUNTERS["kernel_launches"] += 1
+            if self.specialize:
+                # a replayed launch: numba's kernel specialised to these argument types once
+                # (the program's guards fix them), so later calls skip its per-call type
+                # dispatch; where numba cannot (the simulator) the plain launch stays
+                self.specialize = False
+                spec = getattr(self.kern, "specialize", None)
+                if spec is not None and _can_specialize():
+                    try:
+                        self.launch = spec(*args, *kargs, *extent)[nblocks, cb.threads()]
+                    except Exception:  # noqa: BLE001 (keep the launch that works)
+                        pass
             self.launch(*args, *kargs, *extent)
         values = [None] * len(outs)
         full_sums = []  # float ones: finished together (an int64 sum has its own kernel)

@@ -1085,3 +1085,46 @@ def test_cuda_optimizer_step_replays_the_real_step():
                                   _host(oe.state[we]["momentum_buffer"]))
     assert comp.stats["replayed"] == 3, str(jitgrad.explain(comp))
     assert "SGD.step()" in str(jitgrad.explain(comp))
+
+
+@_cuda
+def test_cuda_replay_specialises_the_kernel_once(monkeypatch):
+    """On a GPU a replayed group launch binds numba's kernel specialised to its argument types
+    once (later launches skip the per-call type dispatch). The simulator has no
+    specialisation, so it is stood in for here: the control flow runs, the values stay."""
+    from jitgrad import lazy
+    calls = []
+
+    class Spec:  # (numba's Dispatcher.specialize stand-in: the same kernel, counted)
+        def __init__(self, k):
+            self.k = k
+
+        def specialize(self, *args):
+            calls.append(len(args))
+            return self.k
+
+        def __getitem__(self, cfg):
+            return self.k[cfg]
+    made = []
+    orig = lazy.CudaLaunch.__init__
+
+    def init(self, plan, kern, lzs):
+        orig(self, plan, Spec(kern), lzs)
+        made.append(self)
+    monkeypatch.setattr(lazy.CudaLaunch, "__init__", init)
+    monkeypatch.setattr(lazy, "_can_specialize", lambda: True)
+    x = _dev(np.linspace(-1, 2, 12).astype(np.float32), True)
+
+    def step():
+        x.grad = None
+        loss = (jitgrad.tanh(x) * 3.0).sum()
+        loss.backward()
+        return loss
+    comp = jitgrad.compile(step)
+    want = float(np.sum(np.tanh(np.linspace(-1, 2, 12)) * 3.0))
+    for _ in range(4):
+        assert comp().item() == pytest.approx(want, rel=1e-6)
+    np.testing.assert_allclose(_host(x.grad), 3.0 * (1 - np.tanh(np.linspace(-1, 2, 12)) ** 2),
+                               rtol=1e-5)
+    assert comp.stats["replayed"] == 3
+    assert len(calls) == 1  # (one recorded group: specialised at its first replayed launch)
