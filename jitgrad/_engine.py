@@ -33,7 +33,10 @@ def device_key(t) -> str:
     computed) on: "cpu" or "cuda"."""
     a = t._arr
     if a is None:
-        return t._lazy.device
+        lz = t._lazy
+        if lz is not None:
+            return lz.device
+        a = t._arr  # (another thread settled t just now: it sets _arr before clearing _lazy)
     return "cpu" if type(a) is np.ndarray else _DEVICE_OF_TYPE.get(type(a), "cpu")
 
 

@@ -173,7 +173,10 @@ class Tensor(TensorMethods):
         """(shape, numpy dtype) without computing anything."""
         a = self._arr
         if a is None:
-            return self._lazy.shape, self._lazy.dtype
+            lz = self._lazy
+            if lz is not None:
+                return lz.shape, lz.dtype
+            a = self._arr  # (settled by another thread just now: _arr is set before _lazy goes)
         return a.shape, a.dtype
 
     @property
@@ -408,8 +411,9 @@ class Tensor(TensorMethods):
         return (_rebuild, (self._host, self._rg, str(self.device)))
 
     def detach(self) -> "Tensor":
-        if self._arr is None and self._lazy.value is None:  # stays pending, same record
-            t = lazy.make_lazy(Tensor, self._lazy)
+        lz = self._lazy  # (read first: another thread may settle self meanwhile)
+        if lz is not None and lz.value is None and self._arr is None:  # stays pending
+            t = lazy.make_lazy(Tensor, lz)
             t._vc, t._base = self._vc, self if self._base is None else self._base
             return t
         return Tensor._make(self._data, base=self)

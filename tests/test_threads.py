@@ -411,3 +411,34 @@ def test_draws_from_threads_are_whole_chunks_of_one_stream():
     assert not errs, errs
     got = sorted(tuple(c) for r in res for c in r)
     assert got == sorted(tuple(c) for c in ref)
+
+
+# ---------------------------------------------------------------------------------------------
+# settling seen half-way: another thread sets ``_arr`` and then clears ``_lazy`` between a
+# reader's two attribute reads (the interleaving, made deterministic)
+
+
+class _SettledBetweenReads:
+    """A tensor as a reader sees it when another thread settles it between the reader's
+    ``_arr`` read (None: still pending) and its ``_lazy`` read (None: already settled)."""
+
+    def __init__(self, arr):
+        self.arr, self.reads = arr, 0
+
+    @property
+    def _arr(self):
+        self.reads += 1
+        return None if self.reads == 1 else self.arr
+
+    _lazy = None
+
+
+def test_metadata_reads_survive_a_concurrent_settle():
+    """device_key and Tensor._meta read ``_arr`` then ``_lazy``; a settle in between (which
+    sets ``_arr`` before clearing ``_lazy``) must give the settled array's metadata, not an
+    AttributeError on None (seen as a failed thread in test_two_threads_read_one_pending_value
+    under load)."""
+    from jitgrad._engine import device_key
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert device_key(_SettledBetweenReads(a)) == "cpu"
+    assert jg.Tensor._meta.fget(_SettledBetweenReads(a)) == ((2, 3), np.dtype(np.float32))
