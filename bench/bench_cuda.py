@@ -14,6 +14,9 @@ Groups
   float32[16] then ``.item()`` (``ops=10``): jitgrad fused (one kernel), jitgrad with fusion
   off (one kernel per op, like torch), torch eager.
 
+``jitgrad_compiled`` (W1 and cuda-launch): the same step under ``jitgrad.compile`` -- the CUDA
+replay of issue 18 (prebound, specialised launches; no planning per call).
+
 Everything here needs a real GPU: without one (or under NUMBA_ENABLE_CUDASIM) every benchmark
 is skipped with that reason. Values of every peer are checked against jitgrad's outside the
 timed part; no benchmark asserts on time.
@@ -59,18 +62,23 @@ def _nid(n):
 
 def _w1_step(peer, n):
     xv, av, bv = W.w1_inputs("float32", n)
-    if peer in ("jitgrad", "torch"):
-        lib = _gpu_or_skip() if peer == "jitgrad" else _torch_cuda_or_skip()
+    if peer in ("jitgrad", "jitgrad_compiled", "torch"):
+        lib = _gpu_or_skip() if peer.startswith("jitgrad") else _torch_cuda_or_skip()
         dev = "cuda"
         x = lib.tensor(xv, device=dev)
         a = lib.tensor(av, device=dev, requires_grad=True)
         b = lib.tensor(bv, device=dev, requires_grad=True)
 
-        def step():
+        def fwd_bwd():
             a.grad = b.grad = None
             loss = W.w1(lib, x, a, b)
             loss.backward()
-            return loss.item()  # observes the value: waits for the GPU
+            return loss
+        # jitgrad_compiled: the same step under jitgrad.compile (CUDA replay, issue 18)
+        run = lib.compile(fwd_bwd) if peer == "jitgrad_compiled" else fwd_bwd
+
+        def step():
+            return run().item()  # observes the value: waits for the GPU
 
         def result():
             loss = step()
@@ -95,7 +103,7 @@ def _w1_step(peer, n):
 
 
 @pytest.mark.parametrize("n", W1_SIZES, ids=_nid)
-@pytest.mark.parametrize("peer", ["jitgrad", "torch", "jax"])
+@pytest.mark.parametrize("peer", ["jitgrad", "jitgrad_compiled", "torch", "jax"])
 def bench_cuda_w1(benchmark, peer, n, quick, assert_close):
     if quick and n > 10**6:
         pytest.skip("N > 1e6 runs only without --quick")
@@ -133,7 +141,7 @@ def bench_cuda_copy_floor(benchmark, n, quick):
     benchmark(step)
 
 
-@pytest.mark.parametrize("peer", ["jitgrad", "jitgrad_eager", "torch"])
+@pytest.mark.parametrize("peer", ["jitgrad", "jitgrad_compiled", "jitgrad_eager", "torch"])
 def bench_cuda_launch(benchmark, peer):
     _gpu_or_skip()
     benchmark.group = "cuda-launch"
@@ -142,11 +150,15 @@ def bench_cuda_launch(benchmark, peer):
     lib = W.import_jitgrad() if peer.startswith("jitgrad") else _torch_cuda_or_skip()
     x = lib.tensor(np.linspace(-1, 1, 16).astype(np.float32), device="cuda")
 
-    def step():
+    def chain():
         y = x
         for _ in range(CHAIN):
             y = y * 1.01
-        return y.sum().item()
+        return y.sum()
+    run = lib.compile(chain) if peer == "jitgrad_compiled" else chain  # (CUDA replay)
+
+    def step():
+        return run().item()
     with W.fusion(peer != "jitgrad_eager") if peer.startswith("jitgrad") else \
             contextlib.nullcontext():
         got = step()
