@@ -6,8 +6,9 @@ with gradients of a and b; ``_w5_step``: the chain of k ops on 1e5 float32, ``su
 for jitgrad and torch.compile, torch on one thread. Each round times every step as the best of 5
 batches, the peers of a case back to back; printed: medians over rounds, jitgrad / torch.compile,
 and W5's time per op; where the tree has ``jitgrad.compile`` (issue 18), the same W1 (x without
-gradient, as here) and W5 steps recorded once and replayed, as a third peer. To compare two jitgrad trees run it once per tree (``PYTHONPATH=<tree>``)
-and compare the ratios, not the absolute times. Nothing asserts on time.
+gradient, as here) and W5 steps recorded once and replayed, as a third peer. To compare two
+jitgrad trees run it once per tree (``PYTHONPATH=<tree>``) and compare the ratios, not the
+absolute times. Nothing asserts on time.
 
 torch runs on one thread by default (as in bench_capture: OPENBLAS_NUM_THREADS=1 for the NumPy
 peers); jitgrad's large fused kernels use every core (cpu.POOL). ``TORCH_THREADS=2`` gives

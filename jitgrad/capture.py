@@ -112,12 +112,13 @@ structural ops. A group launch (``lazy._run_plan_cuda``) is recorded as one call
 object, made once) and output specs bound at record time -- on the replayed leaves: no planning,
 no kernel lookup, no launch-configuration object per call; on a GPU its first replayed launch
 binds numba's kernel specialised to the argument types (``Dispatcher.specialize``: later
-launches skip numba's per-call type dispatch; the guards fix those types). Structural forwards take device
-arrays as they are; a structural VJP on a device runs on Tensors (``FunctionNode.apply``), so
-the ops it runs record themselves. An optimizer over CUDA parameters replays as a call of its
-real ``step()`` on the replayed gradients (its per-step scalars computed live; the bound fused
-kernel is the CPU's). The static memory plan covers host buffers only (device
-buffers come from the caching allocator per call); device constants are copied per call.
+launches skip numba's per-call type dispatch; the guards fix those types). Structural forwards
+take device arrays as they are; a structural VJP on a device runs on Tensors
+(``FunctionNode.apply``), so the ops it runs record themselves. An optimizer over CUDA
+parameters replays as a call of its real ``step()`` on the replayed gradients (its per-step
+scalars computed live; the bound fused kernel is the CPU's). The static memory plan covers
+host buffers only (device buffers come from the caching allocator per call); device constants
+are copied per call.
 Without a GPU this runs on Numba's simulator (tests/test_capture.py), where it is checked for
 values, not speed.
 
@@ -168,7 +169,8 @@ _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _CONST_VALIDATE = {}    # structural op name -> replay validator (integer params from the step)
 
 
-_ENV = {"_AT": (np.ndarray, DeviceArray), "_e": np.empty, "_z": np.zeros, "_lk": lazy._leaf_kind, "_red": lazy._reduced,
+_ENV = {"_AT": (np.ndarray, DeviceArray), "_e": np.empty, "_z": np.zeros,
+        "_lk": lazy._leaf_kind, "_red": lazy._reduced,
         "_sta": _sum_to_array, "np": np, "_nd": np.ndarray, "_rsum": cpu.reduce_sum}
 _ALLOC = re.compile(r"__alloc_(\d+)__")
 _CONST_ARG = re.compile(r"_lk\(S\[(\d+)\], (\(.*?\)), (\d+)\)\[2\]|"
