@@ -81,15 +81,20 @@ def _tutorial_floor_step():
 
 
 @pytest.mark.benchmark(group="tutorial")
-@pytest.mark.parametrize("peer", ["jitgrad", "torch", "jax", "njit_floor"])
+@pytest.mark.parametrize("peer", ["jitgrad", "jitgrad_compiled", "torch", "jax", "njit_floor"])
 def bench_tutorial(benchmark, peer, assert_close):
     benchmark.extra_info.update(peer=peer, case="bce fwd+bwd 5x3")
     _note_threads(benchmark, peer)
-    if peer in ("jitgrad", "torch"):
-        lib = _lib(peer)
+    if peer in ("jitgrad", "jitgrad_compiled", "torch"):
+        lib = _lib("torch" if peer == "torch" else "jitgrad")
         _, _, w, b = W.tutorial_inputs()
-        step, result = W.tutorial_eager_step(
-            lib, lib.tensor(w, requires_grad=True), lib.tensor(b, requires_grad=True))
+        wt, bt = lib.tensor(w, requires_grad=True), lib.tensor(b, requires_grad=True)
+        step, result = W.tutorial_eager_step(lib, wt, bt)
+        if peer == "jitgrad_compiled":  # (jitgrad.compile: recorded once, replayed)
+            step = lib.compile(step)
+
+            def result():
+                return step().item(), W.to_numpy(wt.grad), W.to_numpy(bt.grad)
     elif peer == "jax":
         step, result = W.tutorial_jax_step(W.import_jax())
     else:

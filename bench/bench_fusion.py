@@ -52,8 +52,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 W1_SIZES = [10**3, 10**5, 10**6, 10**7]
 W5_N = 10**5
 W5_KS = [1, 10, 100, 1000]
-W1_PEERS = ["jitgrad", "jitgrad_eager", "torch", "torch_compile", "jax", "numpy"]
-W5_PEERS = ["jitgrad", "jitgrad_eager", "torch", "torch_compile"]
+# jitgrad_compiled: the same step under jitgrad.compile (recorded once, replayed; issue 18)
+W1_PEERS = ["jitgrad", "jitgrad_compiled", "jitgrad_eager", "torch", "torch_compile", "jax",
+            "numpy"]
+W5_PEERS = ["jitgrad", "jitgrad_compiled", "jitgrad_eager", "torch", "torch_compile"]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -85,7 +87,7 @@ def _peer_context(peer, benchmark, dtype=None):
     """Global state a peer runs under: fusion on/off, torch threads, jax x64."""
     with contextlib.ExitStack() as st:
         if peer.startswith("jitgrad"):
-            st.enter_context(_fusion(peer == "jitgrad"))
+            st.enter_context(_fusion(peer != "jitgrad_eager"))
         elif peer.startswith("torch"):
             st.enter_context(_torch_threads(benchmark))
         elif peer == "jax":
@@ -135,7 +137,7 @@ _w1_numpy = W.w1_numpy
 def _w1_step(peer, dtype, n):
     """(step, result): step() runs one forward+backward; result() -> (loss, ga, gb)."""
     xv, av, bv = _w1_inputs(dtype, n)
-    if peer in ("jitgrad", "jitgrad_eager", "torch", "torch_compile"):
+    if peer in ("jitgrad", "jitgrad_compiled", "jitgrad_eager", "torch", "torch_compile"):
         lib = _jitgrad() if peer.startswith("jitgrad") else _torch()
         x = lib.tensor(xv)
         a = lib.tensor(av, requires_grad=True)
@@ -147,12 +149,16 @@ def _w1_step(peer, dtype, n):
         else:
             f = functools.partial(_w1, lib)
 
-        def step():
+        def fwd_bwd():
             a.grad = None
             b.grad = None
             loss = f(x, a, b)
             loss.backward()
-            return loss.item()
+            return loss
+        run = lib.compile(fwd_bwd) if peer == "jitgrad_compiled" else fwd_bwd
+
+        def step():
+            return run().item()
 
         def result():
             return step(), _np(a.grad), _np(b.grad)
@@ -234,11 +240,15 @@ def _w5_step(peer, k):
         torch._dynamo.reset()
         f = lib.compile(f)
 
-    def step():
+    def fwd_bwd():
         x.grad = None
         loss = f(x)
         loss.backward()
-        return loss.item()
+        return loss
+    run = lib.compile(fwd_bwd) if peer == "jitgrad_compiled" else fwd_bwd
+
+    def step():
+        return run().item()
 
     def result():
         return step(), _np(x.grad)

@@ -48,7 +48,9 @@ from bench import workloads as W
 LAYERS = (784, 256, 256, 10)
 BATCH = 128
 LR = 0.1
-PEERS = ["jitgrad", "jitgrad_nn", "torch", "torch_nn", "jax", "numpy", "gemm_floor"]
+# jitgrad_compiled: the jitgrad step under jitgrad.compile (recorded once, replayed; issue 18)
+PEERS = ["jitgrad", "jitgrad_compiled", "jitgrad_nn", "torch", "torch_nn", "jax", "numpy",
+         "gemm_floor"]
 
 
 def _gemm_shapes():
@@ -248,6 +250,11 @@ def _gemm_floor_step():
 def _peer_step(peer):
     if peer == "jitgrad":
         return _eager_step(W.import_jitgrad())
+    if peer == "jitgrad_compiled":
+        jg = W.import_jitgrad()
+        step, _, state = _eager_step(jg)
+        step = jg.compile(step)
+        return step, lambda: float(step().item()), state
     if peer == "torch":
         return _eager_step(W.import_torch())
     if peer == "jitgrad_nn":
@@ -264,7 +271,7 @@ def _threads(benchmark, peer):
     """Apply JITGRAD_BENCH_BLAS_THREADS (when set) and record the thread counts."""
     n = os.environ.get("JITGRAD_BENCH_BLAS_THREADS")
     with contextlib.ExitStack() as st:
-        if n and peer in ("jitgrad", "jitgrad_nn", "numpy", "gemm_floor"):
+        if n and peer in ("jitgrad", "jitgrad_compiled", "jitgrad_nn", "numpy", "gemm_floor"):
             from threadpoolctl import threadpool_limits
             st.enter_context(threadpool_limits(int(n), user_api="blas"))
         if peer in ("torch", "torch_nn"):
@@ -328,7 +335,7 @@ def bench_mlp_step(benchmark, peer, assert_close):
             for i, (p, q, d) in enumerate(zip(state(), p0, ref["deltas"])):
                 assert_close(f"{peer} param {i} update", p - q, d,
                              rtol=1e-3, atol=1e-4 * np.abs(d).max())
-            if peer in ("jitgrad", "jitgrad_nn", "numpy"):
+            if peer in ("jitgrad", "jitgrad_compiled", "jitgrad_nn", "numpy"):
                 benchmark.extra_info["peak_bytes"] = W.traced_peak_bytes(step)
         for _ in range(3):
             step()  # warm
