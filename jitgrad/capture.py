@@ -154,7 +154,7 @@ from . import _engine, dtypes, lazy, structural
 from .nn import Module
 from .optim import Optimizer
 from .optim.lr_scheduler import LRScheduler
-from ._state import STATE, is_grad_enabled
+from ._state import STATE
 from .backends import cpu, cpu_nn
 from .backends.cuda import DeviceArray
 from ._tensor import (Ctx, ElementwiseNode, FunctionNode, Tensor, _sum_to_array, _vjp_rows,
@@ -755,12 +755,10 @@ class Recorder:
                 S[k] = a
         self._add_code([f"{self._name(op, 'f')}(S)"], text, reads, oks, ik is None)
 
-    def fused(self, plan, kern, lzs, outs, into):
-        """lazy._run_group launched one fused kernel (CPU) computing the records ``lzs``:
-        replayed as one op."""
-        self._guarded(self._rec_fused, plan, kern, lzs, outs, into)
-
-    def _rec_fused(self, plan, kern, lzs, outs, into):
+    def _group_operands(self, plan, into):
+        """(leaf expressions, slots read, slot of ``into`` or None) of a laid-out fused group,
+        CPU or device: each leaf as the kernel got it (a constant, its slot, or its slot's
+        laid-out view); ``into`` (an in-place target) is read and written."""
         space, nd = plan.space, len(plan.space)
         exprs, reads = [], []
         for lv, arg, kind in zip(plan.leaves, plan.args, plan.kinds):
@@ -775,6 +773,16 @@ class Recorder:
             ik = self.slot_of(into)
             self.written.add(ik)
             reads.append(ik)
+        return exprs, reads, ik
+
+    def fused(self, plan, kern, lzs, outs, into):
+        """lazy._run_group launched one fused kernel (CPU) computing the records ``lzs``:
+        replayed as one op."""
+        self._guarded(self._rec_fused, plan, kern, lzs, outs, into)
+
+    def _rec_fused(self, plan, kern, lzs, outs, into):
+        space = plan.space
+        exprs, reads, ik = self._group_operands(plan, into)
         lines, stores, check = [], [], []
         for i, ((kind, _, _), lz, o) in enumerate(zip(plan.outs, lzs, outs)):
             final = lz.value
@@ -818,20 +826,8 @@ class Recorder:
         self._guarded(self._rec_fused_device, plan, launch, values, into)
 
     def _rec_fused_device(self, plan, launch, values, into):
-        space, nd = plan.space, len(plan.space)
-        exprs, reads = [], []
-        for lv, arg, kind in zip(plan.leaves, plan.args, plan.kinds):
-            if kind == "c":
-                exprs.append(self._name(arg, "c"))
-                continue
-            k = self.slot_of(lv)
-            reads.append(k)
-            exprs.append(f"S[{k}]" if arg is lv else f"_lk(S[{k}], {space!r}, {nd})[2]")
-        ik = None
-        if into is not None:
-            ik = self.slot_of(into)
-            self.written.add(ik)
-            reads.append(ik)
+        space = plan.space
+        exprs, reads, ik = self._group_operands(plan, into)
         outs = [self.out_slot(v) for v in values]
         launch.specialize = True  # (its next launch binds numba's specialised kernel)
         lines = [f"_v = {self._name(launch, 'L')}([{', '.join(exprs)}]"
@@ -1568,6 +1564,18 @@ def _arg_key(a):
     return ("id", id(a))
 
 
+def _call_key(args):
+    """The guard key of a call (None: an argument that cannot be guarded): the arguments'
+    keys, grad mode, the default dtype and this thread's fusion switch. (Every replay starts
+    here: a module function, with no generator.)"""
+    ks = tuple([_arg_key(a) for a in args]) if args else ()
+    if None in ks:
+        return None
+    st = STATE
+    f = st.fusion
+    return (ks, st.enabled, dtypes.get_default_dtype(), lazy.ENABLED if f is None else f)
+
+
 _MISS = object()     # what a program's run returns when its guards do not hold
 _ARRAY_TYPES = (np.ndarray, DeviceArray)  # (what a slot may hold: host or device arrays)
 _GUARD_ERRORS = (LookupError, AttributeError, TypeError, ValueError)
@@ -1936,29 +1944,18 @@ class Compiled:
             return self
         return types.MethodType(self, obj)
 
-    def _key(self, args):
-        ks = tuple(_arg_key(a) for a in args)
-        if None in ks:
-            return None
-        return (ks, is_grad_enabled(), dtypes.get_default_dtype(), lazy.is_fusion_enabled())
-
     def __call__(self, *args, **kwargs):
         st = STATE
         if kwargs or self.broken is not None or st.recorder is not None or \
                 st.tracer is not None:
             self.stats["eager"] += 1
             return self.fn(*args, **kwargs)
-        # (the replay's fixed cost is this function's: _key inlined, no try when the
-        # program has no lock and the fusion switch stays)
-        if args:
-            ks = tuple([_arg_key(a) for a in args])
-            if None in ks:
-                self.stats["eager"] += 1
-                return self.fn(*args)
-        else:
-            ks = ()
-        f = st.fusion
-        key = (ks, st.enabled, dtypes.get_default_dtype(), lazy.ENABLED if f is None else f)
+        key = _call_key(args)
+        if key is None:
+            self.stats["eager"] += 1
+            return self.fn(*args)
+        # (no try when the program has no lock and the fusion switch stays: the replay's
+        # fixed cost is this function's)
         pend = lazy.STATE.pending
         if pend is not None and pend.refs:
             lazy.flush()  # (pending values made before the call read the old parameters)
