@@ -1465,13 +1465,10 @@ class _VjpTrace:
                 form = ("_mm({1}.swapaxes(-1, -2), {0}.swapaxes(-1, -2)).T"
                         if like.flags.f_contiguous and not like.flags.c_contiguous
                         else "_mm({0}, {1})")
-            if form is None:
-                form = f"_V.{name}(" + ", ".join(
-                    "{%d}" % i if isinstance(a, np.ndarray) else "{%d!r}" % i
-                    for i, a in enumerate(args)) + ")"
+            if form is None:  # any other V method: called by name, static arguments bound
                 xs = [x if isinstance(a, np.ndarray) else self.rec._name(a, "c")
                       for x, a in zip(xs, args)]
-                form = form.replace("!r}", "}")
+                form = f"_V.{name}(" + ", ".join("{%d}" % i for i in range(len(args))) + ")"
             return self._out(res, form.format(*xs))
         return call
 

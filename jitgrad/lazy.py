@@ -627,14 +627,12 @@ def _give_value(t, value):
     t._lazy = None
 
 
-def _finish_reduce(t, acc, nblocks=None):
+def _finish_reduce(t, acc):
     """Store a reduction's float64/int64 accumulator as the record's value (divided by the
-    mean's count, cast and shaped); on CUDA ``nblocks`` says ``acc`` holds per-block partials."""
+    mean's count, cast and shaped). (A fused CUDA group finishes its per-block partial sums
+    itself: CudaLaunch.)"""
     lz = t._lazy
     if type(acc) is DeviceArray:
-        if nblocks is not None:
-            _finish_sums_cuda([(t, acc)], nblocks)
-            return
         out = cb.empty(lz.shape, lz.dtype)
         cb.scale_cast(acc, out, lz.scale)
         _give_value(t, out)
@@ -648,15 +646,6 @@ def _reduced(acc, dtype, shape, scale):
     if scale is not None:
         acc = acc / scale if scale else np.full(acc.shape, np.nan)
     return np.asarray(acc).astype(dtype, copy=False).reshape(shape)
-
-
-def _finish_sums_cuda(pairs, nblocks):
-    """(tensor, per-block partials) pairs of full sums, from one CUDA kernel: finish them (in
-    one launch when there are several, cb.finish_sums) and store each as its tensor's value."""
-    outs = [cb.empty(t._lazy.shape, t._lazy.dtype) for t, _ in pairs]
-    cb.finish_sums([p for _, p in pairs], nblocks, outs, [t._lazy.scale for t, _ in pairs])
-    for (t, _), out in zip(pairs, outs):
-        _give_value(t, out)
 
 
 def _leaf_kind(a, space, nd):
