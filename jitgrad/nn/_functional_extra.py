@@ -271,20 +271,29 @@ def _batchify(input, nsp, name, what="input"):
     return input, False
 
 
-def _conv(name, nsp, input, weight, bias, stride, padding, dilation, groups):
+def _conv_checks(name, nsp, input, weight, groups, weight_layout):
+    """(batched input, whether it was unbatched, groups as an int) after the checks a
+    convolution and a transposed one share (ranks, dtypes, groups > 0); ``weight_layout``
+    names the weight's leading axes in the rank error."""
     x, unbatched = _batchify(input, nsp, name)
     if weight.dim() != nsp + 2:
-        raise RuntimeError(f"{name}: expected a {nsp + 2}-D weight (out_channels, "
-                           f"in_channels/groups, *kernel), got {list(weight.shape)}")
+        raise RuntimeError(f"{name}: expected a {nsp + 2}-D weight ({weight_layout}, "
+                           f"*kernel), got {list(weight.shape)}")
     if x._meta[1] != weight._meta[1]:
         raise RuntimeError(f"Input type ({x.dtype}) and weight type ({weight.dtype}) should "
                            "be the same")
     _float_dtype(x, name)
     groups = int(groups)
-    n, c = x.shape[0], x.shape[1]
-    o, cg = weight.shape[0], weight.shape[1]
     if groups <= 0:
         raise RuntimeError("non-positive groups is not supported")
+    return x, unbatched, groups
+
+
+def _conv(name, nsp, input, weight, bias, stride, padding, dilation, groups):
+    x, unbatched, groups = _conv_checks(name, nsp, input, weight, groups,
+                                        "out_channels, in_channels/groups")
+    n, c = x.shape[0], x.shape[1]
+    o, cg = weight.shape[0], weight.shape[1]
     if o == 0:
         raise RuntimeError(f"Given groups={groups}, expected weight to be at least 1 at dimension "
                            f"0, but got weight of size {list(weight.shape)} instead")
@@ -362,18 +371,9 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 def _conv_transpose(name, nsp, input, weight, bias, stride, padding, output_padding, groups,
                     dilation):
-    x, unbatched = _batchify(input, nsp, name)
-    if weight.dim() != nsp + 2:
-        raise RuntimeError(f"{name}: expected a {nsp + 2}-D weight (in_channels, "
-                           f"out_channels/groups, *kernel), got {list(weight.shape)}")
-    if x._meta[1] != weight._meta[1]:
-        raise RuntimeError(f"Input type ({x.dtype}) and weight type ({weight.dtype}) should "
-                           "be the same")
-    _float_dtype(x, name)
-    groups = int(groups)
+    x, unbatched, groups = _conv_checks(name, nsp, input, weight, groups,
+                                        "in_channels, out_channels/groups")
     n, cin = x.shape[0], x.shape[1]
-    if groups <= 0:
-        raise RuntimeError("non-positive groups is not supported")
     if weight.shape[0] != cin or cin % groups:
         raise RuntimeError(f"Given transposed=1, weight of size {list(weight.shape)}, expected "
                            f"input{list(x.shape)} to have {weight.shape[0]} channels, but got "
