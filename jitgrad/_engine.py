@@ -40,6 +40,15 @@ def device_key(t) -> str:
     return "cpu" if type(a) is np.ndarray else _DEVICE_OF_TYPE.get(type(a), "cpu")
 
 
+def all_on_cpu(*ts) -> bool:
+    """Whether every Tensor in ``ts`` lives (or will be computed) on the CPU: the condition of
+    the CPU-only fused nodes and njit records (GPU tensors take their composed paths)."""
+    for t in ts:
+        if device_key(t) != "cpu":
+            return False
+    return True
+
+
 def _is_cuda(t) -> bool:
     """Whether a Tensor's value lives (or will be computed) on the GPU."""
     return device_key(t) == "cuda"

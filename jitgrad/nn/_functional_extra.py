@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import batching as _batching
 from .. import functional_ops as F
+from .._engine import all_on_cpu
 from .._state import no_grad
 from .._tensor import Tensor, apply_fn, full
 from ..backends import cpu_conv
@@ -193,16 +194,7 @@ class _Col2Im:
 def _records_ok(*ts):
     """The njit window records apply: CPU operands outside vmap (elsewhere the composite
     gather / index_backward path runs: GPU forward, batching rules)."""
-    if _batching.is_batched(*ts):
-        return False
-    for t in ts:
-        a = t._arr
-        if a is None:
-            if t._lazy.device != "cpu":
-                return False
-        elif type(a) is not np.ndarray:
-            return False
-    return True
+    return not _batching.is_batched(*ts) and all_on_cpu(*ts)
 
 
 def _gather_windows(x, nsp, idx, sentinel_used, fill):

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import batching as _batching
 from .. import functional_ops as F
+from .._engine import all_on_cpu
 from .._state import no_grad
 from .._tensor import Ctx, Tensor, apply_elementwise, apply_fn, broadcast_shapes, full
 from ..backends import cpu_nn
@@ -110,19 +111,6 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean"):
     return _weighted(loss, 1, reduction)
 
 
-def _on_cpu(*ts) -> bool:
-    """All operands are concrete or pending CPU tensors (the fused nodes have no GPU forward;
-    GPU tensors take the composed path)."""
-    for t in ts:
-        a = t._arr
-        if a is None:
-            if t._lazy.device != "cpu":
-                return False
-        elif type(a) is not np.ndarray:
-            return False
-    return True
-
-
 _SCALAR_NAMES = {"float64": "Double", "float32": "Float", "float16": "Half", "int64": "Long",
                  "int32": "Int", "bool": "Bool"}
 
@@ -164,7 +152,7 @@ def _linear_fused(input, weight, bias):
     if _batching.is_batched(bias, input, weight):  # inside vmap: matmul + add batch (and JVP)
         return None
     (xs, xd), (ws, wd), (bs, bd) = input._meta, weight._meta, bias._meta
-    if len(xs) != 2 or len(ws) != 2 or xd.kind != "f" or not _on_cpu(input, weight, bias):
+    if len(xs) != 2 or len(ws) != 2 or xd.kind != "f" or not all_on_cpu(input, weight, bias):
         return None
     if xd != wd:
         raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got {_dt(xd)} and "
@@ -328,7 +316,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         return _cross_entropy_smoothed(input, target, t, weight, ignore_index, reduction,
                                        label_smoothing)
     if isinstance(input, Tensor) and input.dim() == 2 and input._meta[1].kind == "f" and \
-            _on_cpu(input) and (weight is None or _on_cpu(weight)):
+            all_on_cpu(input) and (weight is None or all_on_cpu(weight)):
         return _cross_entropy_fused(input, t, weight, ignore_index, reduction)
     dim = 0 if input.dim() == 1 else 1
     return nll_loss(F.log_softmax(input, dim), target, weight, ignore_index=ignore_index,
