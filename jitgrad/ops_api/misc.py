@@ -261,19 +261,26 @@ def _trap_terms(y, x, dx, dim):
     return s * (dx / 2)
 
 
-def trapezoid(y, x=None, *, dx=None, dim=-1):
-    """Trapezoidal rule along dim: sum((x[i+1]-x[i]) * (y[i+1]+y[i]) / 2) (or spacing dx)."""
+def _trap_args(name, y, x, dx, dim):
+    """(y as a Tensor, dim normalised, the spacing dx) of trapezoid / cumulative_trapezoid."""
     y = _tt(y)
     if x is not None and dx is not None:
-        raise RuntimeError("trapezoid: cannot pass both x and dx")
-    dim = _norm_dim(dim, y.ndim)
-    dx = 1 if dx is None else dx
+        raise RuntimeError(f"{name}: cannot pass both x and dx")
+    return y, _norm_dim(dim, y.ndim), 1 if dx is None else dx
+
+
+def _trap_float_terms(y, x, dx, dim):
+    """The trapezoids' areas along dim, in a float dtype."""
+    t = _trap_terms(y, x, dx, dim)
+    return t if t.dtype.is_floating_point else _float(t)
+
+
+def trapezoid(y, x=None, *, dx=None, dim=-1):
+    """Trapezoidal rule along dim: sum((x[i+1]-x[i]) * (y[i+1]+y[i]) / 2) (or spacing dx)."""
+    y, dim, dx = _trap_args("trapezoid", y, x, dx, dim)
     if y.shape[dim] == 0:
         return _jg.sum(_float(y), dim)  # zeros, as torch's empty integral
-    t = _trap_terms(y, x, dx, dim)
-    if not t.dtype.is_floating_point:
-        t = _float(t)
-    return _jg.sum(t, dim)
+    return _jg.sum(_trap_float_terms(y, x, dx, dim), dim)
 
 
 def trapz(y, x=None, *, dx=1, dim=-1):
@@ -283,17 +290,10 @@ def trapz(y, x=None, *, dx=1, dim=-1):
 
 def cumulative_trapezoid(y, x=None, *, dx=None, dim=-1):
     """Running trapezoidal integral along dim (one element fewer than y along dim)."""
-    y = _tt(y)
-    if x is not None and dx is not None:
-        raise RuntimeError("cumulative_trapezoid: cannot pass both x and dx")
-    dim = _norm_dim(dim, y.ndim)
-    dx = 1 if dx is None else dx
+    y, dim, dx = _trap_args("cumulative_trapezoid", y, x, dx, dim)
     if y.shape[dim] == 0:
         return _float(y)
-    t = _trap_terms(y, x, dx, dim)
-    if not t.dtype.is_floating_point:
-        t = _float(t)
-    return _jg.cumsum(t, dim)
+    return _jg.cumsum(_trap_float_terms(y, x, dx, dim), dim)
 
 
 def _grad_one(f, dim, h, edge_order):
