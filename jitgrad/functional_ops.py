@@ -1772,9 +1772,14 @@ def _inplace_unary(name, rounding=False):
     return f
 
 
-def _inplace_binary(name):
+def _inplace_binary(name, check=None):
+    """The in-place form of a binary registry row; ``check(name, x, other)``: the operand
+    checks the out-of-place op runs (only the checks: not the op out of place as well)."""
     def f(x, other):
-        return _inplace_ew(x, name, _t(other))
+        other = _t(other)
+        if check is not None:
+            check(name, x, other)
+        return _inplace_ew(x, name, other)
     f.__name__ = name + "_"
     f.__doc__ = f"In-place {name} (registry row ops.ELEMENTWISE[{name!r}])."
     return f
@@ -2233,21 +2238,11 @@ def polygamma_(x, n):
     return x.copy_(polygamma(n, x))
 
 
-def _inplace_bitwise(name):
-    def f(x, other):
-        other = _t(other)
-        _check_bitwise(name, x, other)  # (the checks only: not the op out of place as well)
-        return _inplace_ew(x, name, other)
-    f.__name__ = name + "_"
-    f.__doc__ = f"In-place {name}."
-    return f
-
-
-bitwise_and_ = _inplace_bitwise("bitwise_and")
-bitwise_or_ = _inplace_bitwise("bitwise_or")
-bitwise_xor_ = _inplace_bitwise("bitwise_xor")
-bitwise_left_shift_ = _inplace_bitwise("bitwise_left_shift")
-bitwise_right_shift_ = _inplace_bitwise("bitwise_right_shift")
+bitwise_and_ = _inplace_binary("bitwise_and", _check_bitwise)
+bitwise_or_ = _inplace_binary("bitwise_or", _check_bitwise)
+bitwise_xor_ = _inplace_binary("bitwise_xor", _check_bitwise)
+bitwise_left_shift_ = _inplace_binary("bitwise_left_shift", _check_bitwise)
+bitwise_right_shift_ = _inplace_binary("bitwise_right_shift", _check_bitwise)
 
 
 def bitwise_not_(x):
