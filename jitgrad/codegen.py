@@ -561,15 +561,16 @@ def _staged(inner, body, tail, ends, var_dtypes, pad, ind, lines):
         stages.append(body[start:e])
         start = e
     stages[-1] = stages[-1] + tail
-    defined = {}
+    defined = {}  # (insertion order: the body's order of definition)
     for s, st in enumerate(stages):
         for line in st:
             tgt = line.partition(" = ")[0]
             if _NAME.fullmatch(tgt):
                 defined[tgt] = s
     uses = [set().union(*(_NAME.findall(line) for line in st)) for st in stages]
-    cross = sorted({v for s, u in enumerate(uses) for v in u
-                    if v in defined and defined[v] < s}, key=lambda v: defined[v])
+    # (in definition order, never a set's: the source must be the same in every process, or
+    # its hash -- the disk cache's key -- differs and each process compiles it again)
+    cross = [v for v in defined if any(v in u for u in uses[defined[v] + 1:])]
     at = next(k for k, x in enumerate(lines) if x.startswith(f"{ind}for "))
     lines[at:at] = [f"{ind}sb_{v} = stack_empty(SUM_BLOCK, np.{var_dtypes[v]})" for v in cross]
     out = []

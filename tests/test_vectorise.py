@@ -9,6 +9,7 @@ arithmetic on ymm/zmm registers; the float32 elementwise kernels none in double.
 x86-64 with AVX2 only (the assertions read x86 assembly). Nine small kernels per dtype: flat,
 broadcast (N-d), vmath calls, constants, and sums over all, the last and a leading axis.
 """
+import os
 import re
 
 import numpy as np
@@ -186,3 +187,34 @@ def test_staged_chains(fresh_kernels, monkeypatch, dtype, parallel):
     y = np.tanh(np.exp(np.where(y > 0.1, np.sin(y * 2.0), np.cos(y))) - 1.0)
     np.testing.assert_allclose(staged[0], y, rtol=1e-5 if dtype == np.float32 else 1e-12,
                                atol=1e-6 if dtype == np.float32 else 1e-13)
+
+
+_RENDER_STAGED = """
+import hashlib
+from jitgrad import codegen
+body = [f"a{j} = x0 * {j}.0" for j in range(1, 9)] + ["c0 = vm_sin(a1)"]
+body += [f"c{j} = vm_sin(c{j - 1})" for j in range(1, 10)]
+body += ["r = c9 + " + " + ".join(f"a{j}" for j in range(2, 9))]
+dts = {line.partition(" = ")[0]: "float64" for line in body}
+src = codegen.render_fused("k", [codegen.Load("a0", "x0", "a")], body,
+                           [("full", "r", None, "float64")], None, var_dtypes=dts)
+print(src.count("sb_a"), hashlib.sha256(src.encode()).hexdigest())
+"""
+
+
+def test_staged_source_is_the_same_in_every_process():
+    """A staged body whose values crossing a stage were defined in the same stage (a2..a8, all
+    read by the last one) renders the same source whatever the string hash seed: the source's
+    hash keys the disk cache, so a set-ordered rendering made every new process compile its
+    staged kernels again (W5 k=100: 7 s per process)."""
+    import subprocess
+    import sys
+    outs = set()
+    for seed in ("1", "2", "3"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        r = subprocess.run([sys.executable, "-c", _RENDER_STAGED], env=env, capture_output=True,
+                           text=True, check=True)
+        n, digest = r.stdout.split()
+        assert int(n) >= 7 * 2, r.stdout  # (each crossing value: its stack array and its reads)
+        outs.add(digest)
+    assert len(outs) == 1, outs
