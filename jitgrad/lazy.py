@@ -545,7 +545,10 @@ def realize_many(tensors, settle: bool = True) -> None:
         if not wait:
             return
         _wait_for(wait)
-        tensors = [t for t in tensors if _pending_node(t) is not None]
+        # (not "still pending": a record that got its value while this thread waited must be
+        # settled by the next round here -- its computing thread may not have settled the
+        # shared tensor yet, and ``realize`` returns ``t._arr``)
+        tensors = [t for t in tensors if t._arr is None]
 
 
 def _realize_claimed(tensors) -> list:

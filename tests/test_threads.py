@@ -442,3 +442,51 @@ def test_metadata_reads_survive_a_concurrent_settle():
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     assert device_key(_SettledBetweenReads(a)) == "cpu"
     assert jg.Tensor._meta.fget(_SettledBetweenReads(a)) == ((2, 3), np.dtype(np.float32))
+
+
+def test_waiting_reader_gets_the_value_before_the_computing_thread_settles(monkeypatch):
+    """Thread A computes a pending value that thread B is waiting for; B wakes when A's record
+    has its value, before A has settled the shared tensor. B must take the value itself: it
+    used to drop the tensor from its list as no longer pending and return its ``_arr``, still
+    None (``y.numpy()`` gave None: the "value differs" failure seen once in CI)."""
+    prev, prev_min = lazy.is_fusion_enabled(), lazy.FUSE_MIN
+    lazy.set_fusion(True, 0)
+    try:
+        x = jg.tensor(_x(1 << 12))
+        y = (x * 1.5 + 0.25).tanh()
+        assert y._arr is None
+        ref = np.tanh(_x(1 << 12) * np.float32(1.5) + np.float32(0.25))
+        a_claimed, b_done = threading.Event(), threading.Event()
+        a_id = []
+        run_group, settle = lazy._run_group, lazy._settle
+
+        def slow_group(*args):  # A holds the claim until B is waiting for it
+            a_id.append(threading.get_ident())
+            a_claimed.set()
+            while not lazy._waiters:
+                threading.Event().wait(1e-3)
+            return run_group(*args)
+
+        def late_settle(t):  # A settles only after B has returned (or 2 s)
+            if a_id and threading.get_ident() == a_id[0]:
+                b_done.wait(2.0)
+            return settle(t)
+        monkeypatch.setattr(lazy, "_run_group", slow_group)
+        monkeypatch.setattr(lazy, "_settle", late_settle)
+        got = {}
+
+        def b():
+            a_claimed.wait(5.0)
+            try:
+                got["b"] = y.numpy()
+            finally:
+                b_done.set()
+        tb = threading.Thread(target=b)
+        tb.start()
+        got["a"] = y.numpy()
+        tb.join(10)
+        assert got["b"] is not None, "the waiting thread got None"
+        np.testing.assert_array_equal(got["b"], got["a"])
+        np.testing.assert_allclose(got["a"], ref, rtol=2e-6, atol=1e-7)
+    finally:
+        lazy.set_fusion(prev, prev_min)
