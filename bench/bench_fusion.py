@@ -8,9 +8,9 @@ Groups
   ids ``N1e3`` ... ``N1e7``, so ``-k "not N1e7"`` leaves it out).
 * ``fusion-w5`` -- a chain of k = 1, 10, 100, 1000 ops alternating ``y * 1.01`` and ``sin(y)``
   on x float32 (1e5,), then ``.sum().backward()`` (``ops=k``: the summary prints time per op).
-* ``fusion-compile`` -- W1 float32[1e3] first call (trace + compile + run) in a fresh process:
-  jitgrad with an empty kernel cache, jitgrad with a warm disk cache, torch.compile with its
-  caches disabled, jax.jit. The timed quantity is the whole subprocess (imports included); the
+* ``fusion-compile`` -- W1 float32[1e3] and W5 k = 24 (staged kernels) first call (trace +
+  compile + run) in a fresh process: jitgrad with an empty kernel cache, jitgrad with a warm
+  disk cache, torch.compile with its caches disabled, jax.jit. The timed quantity is the whole subprocess (imports included); the
   first call alone is ``extra_info["in_process_s"]`` (printed by the summary).
 
 W1 records ``extra_info["n"]``, ``["bytes"]`` (the least traffic possible: one read of x) and,
@@ -297,9 +297,12 @@ def bench_w5_chain(benchmark, k, peer, quick, pedantic_kwargs, assert_close):
 _COMPILE_CHILD = textwrap.dedent("""
     import sys, time, json
     import numpy as np
-    peer = sys.argv[1]
+    peer, case = sys.argv[1], sys.argv[2]
     x = np.random.default_rng(0).uniform(-3, 3, 1000).astype(np.float32)
     av, bv = np.float32(0.7), np.float32(-0.3)
+    if case != "w1":  # W5: a chain of k ops on 1e5 elements (staged kernels)
+        k = int(case[3:])
+        x = np.linspace(-1, 1, 10 ** 5).astype(np.float32)
     if peer.startswith("jitgrad"):
         import jitgrad as L
         L.lazy.set_fusion(True)
@@ -314,7 +317,24 @@ _COMPILE_CHILD = textwrap.dedent("""
                                     sigmoid=jax.nn.sigmoid)
     from bench.workloads import w1
     t0 = time.perf_counter()
-    if peer == "jax":
+    if case != "w1":
+        def chain(lib, y):
+            for i in range(k):
+                y = y * 1.01 if i % 2 == 0 else lib.sin(y)
+            return y.sum()
+        if peer == "jax":
+            vg = jax.jit(jax.value_and_grad(lambda x: chain(jnp, x)))
+            loss, gx = jax.block_until_ready(vg(jnp.asarray(x)))
+            res = [float(loss), float(gx[0]), float(gx[-1]), float(np.asarray(gx).sum())]
+        else:
+            f = (lambda y: chain(L, y)) if peer.startswith("jitgrad") else L.compile(
+                lambda y: chain(L, y))
+            xt = L.tensor(x, requires_grad=True)
+            loss = f(xt)
+            loss.backward()
+            g = xt.grad
+            res = [loss.item(), g[0].item(), g[-1].item(), g.sum().item()]
+    elif peer == "jax":
         vg = jax.jit(jax.value_and_grad(lambda x, a, b: w1(jns, x, a, b), argnums=(1, 2)))
         loss, (ga, gb) = jax.block_until_ready(vg(jnp.asarray(x), jnp.asarray(av),
                                                   jnp.asarray(bv)))
@@ -339,33 +359,52 @@ def _compile_env(cache_dir):
     return env
 
 
-def _run_compile_child(peer, cache_dir):
-    out = subprocess.run([sys.executable, "-c", _COMPILE_CHILD, peer], cwd=REPO_ROOT,
+def _run_compile_child(peer, cache_dir, case="w1"):
+    out = subprocess.run([sys.executable, "-c", _COMPILE_CHILD, peer, case], cwd=REPO_ROOT,
                          env=_compile_env(cache_dir), capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _w5_numpy_reference(k):
+    """W5's loss and x.grad (first, last, sum) in float64 NumPy."""
+    y = np.linspace(-1, 1, W5_N).astype(np.float32).astype(np.float64)
+    g = np.ones_like(y)
+    for i in range(k):
+        if i % 2 == 0:
+            y, g = y * 1.01, g * 1.01
+        else:
+            y, g = np.sin(y), g * np.cos(y)
+    return [y.sum(), g[0], g[-1], g.sum()]
+
+
+# W1 float32[1e3]; W5 k = 24 on 1e5 (its kernels are staged, see codegen.stage_split: the
+# case that shows a warm disk cache reaching a staged kernel in a new process)
+COMPILE_CASES = {"w1": "W1 f32[1e3] first call, fresh process",
+                 "w5_24": "W5 k=24 f32[1e5] first call, fresh process"}
+
+
 @pytest.mark.benchmark(group="fusion-compile")
 @pytest.mark.parametrize("peer", ["jitgrad", "jitgrad_diskcache", "torch_compile", "jax"])
-def bench_compile_first_call(benchmark, peer, quick, tmp_path, assert_close):
-    """First call of W1 float32[1e3] in a fresh process (compile + run)."""
-    benchmark.extra_info.update(peer=peer, case="W1 f32[1e3] first call, fresh process")
+@pytest.mark.parametrize("case", list(COMPILE_CASES))
+def bench_compile_first_call(benchmark, case, peer, quick, tmp_path, assert_close):
+    """First call (compile + run) of W1 float32[1e3] or W5 k = 24 in a fresh process."""
+    benchmark.extra_info.update(peer=peer, case=COMPILE_CASES[case])
     if peer == "torch_compile":
         _torch()
     elif peer == "jax":
         _jax()
     warm = str(tmp_path / "warm")
     if peer == "jitgrad_diskcache":
-        _run_compile_child(peer, warm)  # fill the cache (untimed)
+        _run_compile_child(peer, warm, case)  # fill the cache (untimed)
     firsts, results = [], []
 
     def run():
         # jitgrad: a new empty kernel cache each round; diskcache: the warm one
         d = warm if peer == "jitgrad_diskcache" else tempfile.mkdtemp(dir=tmp_path)
         try:
-            r = _run_compile_child(peer, d)
+            r = _run_compile_child(peer, d, case)
         except RuntimeError as e:
             if peer == "torch_compile":
                 pytest.skip(f"torch.compile failed in a fresh process: {e}"[:500])
@@ -375,6 +414,11 @@ def bench_compile_first_call(benchmark, peer, quick, tmp_path, assert_close):
 
     benchmark.pedantic(run, rounds=1 if quick else 3, iterations=1, warmup_rounds=0)
     benchmark.extra_info["in_process_s"] = min(firsts)
-    want = [float(np.asarray(v)) for v in _w1_reference("float32", 1000)]
-    for r in results:
-        assert_close(f"{peer} loss/ga/gb", r, want, rtol=1e-4, atol=1e-3)
+    if case == "w1":
+        want = [float(np.asarray(v)) for v in _w1_reference("float32", 1000)]
+        for r in results:
+            assert_close(f"{peer} loss/ga/gb", r, want, rtol=1e-4, atol=1e-3)
+        return
+    want = _w5_numpy_reference(int(case[3:]))
+    for r in results:  # (float32 sums of 1e5 terms)
+        assert_close(f"{peer} loss/grad", r, want, rtol=1e-4, atol=10 * 1.2e-7 * W5_N)
