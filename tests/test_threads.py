@@ -10,6 +10,7 @@ left fusion off for the whole process, two threads importing one new kernel modu
 """
 import sys
 import threading
+import time
 import traceback
 
 import numpy as np
@@ -460,11 +461,12 @@ def test_waiting_reader_gets_the_value_before_the_computing_thread_settles(monke
         a_id = []
         run_group, settle = lazy._run_group, lazy._settle
 
-        def slow_group(*args):  # A holds the claim until B is waiting for it
+        def slow_group(*args):  # A holds the claim until B is waiting for it (or 10 s)
             a_id.append(threading.get_ident())
             a_claimed.set()
-            while not lazy._waiters:
-                threading.Event().wait(1e-3)
+            deadline = time.monotonic() + 10.0
+            while not lazy._waiters and time.monotonic() < deadline:
+                time.sleep(1e-3)
             return run_group(*args)
 
         def late_settle(t):  # A settles only after B has returned (or 2 s)
