@@ -1700,6 +1700,11 @@ def _inplace_ew(x, name, *others, grad_fn=None):
         src = Tensor._make(x._data.copy(), x._rg, x.grad_fn)
         res = apply_elementwise(row, (src,) + others, grad_fn)
     else:
+        if x._arr is not None and x._arr.size < lazy.INPLACE_NOW_MAX and \
+                _STATE.fusion is not lazy.FUSE_ALL:  # (jitgrad.compile records the fused group)
+            for o in others:  # (p -= lr * g: lr * g now, then one eager kernel into p)
+                if isinstance(o, Tensor) and o._arr is None:
+                    lazy.realize_now(o)
         into = _writable_target(x, others)
         if into is not None:  # pending values that read x see its old contents
             lazy.realize_readers(into)

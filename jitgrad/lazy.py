@@ -829,6 +829,44 @@ def realize_into(t, out) -> bool:
     return True
 
 
+# An in-place update below this many elements whose pending operand is one elementwise record
+# over computed operands (``p -= lr * g``) computes that operand as one eager kernel
+# (realize_now) and then runs the update eagerly into its target, instead of planning the two
+# rows as a fused group: planning costs ~25 us, more than the temporary saves below ~2^18
+# float32 elements (p -= 0.01 * g: 65,536 elements 34 -> 16 us; 200,704: 44 -> 40 us; at
+# 2^20 the fused kernel wins, 105 against 148 us).
+INPLACE_NOW_MAX = 1 << 18
+
+
+def realize_now(t) -> bool:
+    """Compute the pending ``t`` now with one eager kernel (``run_now``) when it is a single
+    elementwise CPU record whose operands are all computed and nobody else is computing it;
+    False (nothing done) otherwise."""
+    lz = _pending_node(t)
+    if lz is None or lz.row is None or lz.device != "cpu":
+        return False
+    ops = lz.operands
+    for o in ops:
+        if _pending_node(o) is not None:
+            return False
+    claim = _Claim()
+    with _CLAIM_LOCK:
+        if lz.value is not None or lz.claim is not None:  # computed, or being computed
+            return False
+        lz.claim = claim
+        claim.records.append(lz)
+        _ACTIVE.add(claim)
+    outer, STATE.claim = STATE.claim, claim
+    try:
+        (v,) = run_now((lz.row,), ops, lz.shape, prod(lz.shape), lz.dtype, lz.cdt)
+        _give_value(_private(t, lz), v)
+    finally:
+        STATE.claim = outer
+        _release(claim)
+    _settle(t)
+    return True
+
+
 def realize_readers(arr, skip=None) -> None:
     """Compute every pending value (but ``skip``) that reads memory ``arr`` overlaps, from its
     current contents: ``arr`` is about to be overwritten in place."""

@@ -957,9 +957,12 @@ def test_chunked_dag_computes_each_row_once(monkeypatch):
     np.testing.assert_allclose(_np(B), want, rtol=1e-12)
 
 
-def test_inplace_update_computes_into_its_target():
+def test_inplace_update_computes_into_its_target(monkeypatch):
     """``p -= lr * g`` under no_grad is one fused kernel that writes p (no temporary, no copy);
-    pending values that read p still see its old contents."""
+    pending values that read p still see its old contents. (Below lazy.INPLACE_NOW_MAX
+    elements ``lr * g`` is computed eagerly first instead: set to 0 here, so that the fused
+    path runs on these small arrays.)"""
+    monkeypatch.setattr(lazy, "INPLACE_NOW_MAX", 0)
     with _fusion(True):
         p = jg.tensor(np.arange(6.0))
         g = jg.tensor(np.ones(6))
@@ -1196,8 +1199,10 @@ def test_scalar_chain_of_transcendentals_compiles(torch):
 def test_inplace_over_computed_operands_runs_now_without_planning(monkeypatch):
     """An in-place op whose operands are all computed (``p -= g``, ``p.mul_(0.5)``) is computed
     at once whatever happens, so it runs as one eager kernel into its target instead of being
-    recorded and planned as a fused group (65,536 floats: 8 us against 24). An operand still
-    pending (``p -= 0.01 * g``) keeps the fused path: one kernel reads g and writes p."""
+    recorded and planned as a fused group (65,536 floats: 8 us against 24). Below
+    INPLACE_NOW_MAX a pending operand that is one record over computed operands (``0.01 * g``)
+    is computed by an eager kernel first (planning costs more than the temporary saves);
+    above it, or deeper, the fused path stays: one kernel reads g and writes p."""
     prev, prev_min = lazy.is_fusion_enabled(), lazy.FUSE_MIN
     lazy.set_fusion(True, 1 << 10)
     try:
@@ -1214,14 +1219,19 @@ def test_inplace_over_computed_operands_runs_now_without_planning(monkeypatch):
         want -= gv
         p.mul_(0.5)
         want *= np.float32(0.5)
-        p.add_(g * g)  # (g * g: pending; the fused path)
-        want += gv * gv
-        assert len(into_calls) == 1 and p._arr is storage
         launches = _debug.COUNTERS["kernel_launches"]
-        p -= 0.01 * g
+        p -= 0.01 * g       # one record over computed operands: two eager kernels
+        want -= np.float32(0.01) * gv
+        assert not into_calls and _debug.COUNTERS["kernel_launches"] - launches == 2
+        p.add_(jg.exp(g) * g)  # a deeper pending operand: the fused path
+        want += np.exp(gv) * gv
+        assert len(into_calls) == 1
+        monkeypatch.setattr(lazy, "INPLACE_NOW_MAX", 0)
+        launches = _debug.COUNTERS["kernel_launches"]
+        p -= 0.01 * g       # above INPLACE_NOW_MAX: fused, one kernel
         want -= np.float32(0.01) * gv
         assert len(into_calls) == 2 and _debug.COUNTERS["kernel_launches"] - launches == 1
-        np.testing.assert_array_equal(p.numpy(), want)
+        np.testing.assert_allclose(p.numpy(), want, rtol=1e-6, atol=1e-6)
         assert p._arr is storage
         with pytest.raises(RuntimeError, match="can't be cast"):  # checked, nothing written
             q = jg.tensor(np.arange(1 << 12))

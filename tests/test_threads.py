@@ -323,6 +323,36 @@ def test_threads_train_their_own_models_on_one_shared_input(mode):
             np.testing.assert_allclose(g, rg, rtol=1e-6)
 
 
+def test_inplace_updates_while_another_thread_reads_the_shared_step(mode):
+    """Thread A reads a pending ``u = g * 0.5`` while threads B and C each do ``p -= u`` on
+    their own p (in fused mode, below INPLACE_NOW_MAX: u is computed by whichever thread
+    claims it first, by an eager kernel or by A's realisation): every thread sees u's one value
+    and each p ends at p0 - u."""
+    gs = _x(1 << 16, seed=5)
+    p0 = _x(1 << 16, seed=6)
+    want_u = gs * np.float32(0.5)
+    failures = []
+    for trial in range(TRIALS):
+        g = jg.tensor(gs)
+        u = g * 0.5
+        ps = [jg.tensor(p0.copy()) for _ in range(2)]
+
+        def update(p):
+            with jg.no_grad():
+                p -= u
+            return p.numpy()
+        res, errs = run_threads([u.numpy, lambda: update(ps[0]), lambda: update(ps[1])])
+        if errs:
+            failures.append((trial, errs))
+            continue
+        if not np.array_equal(res[0], want_u):
+            failures.append((trial, "u differs"))
+        for r in res[1:]:
+            if not np.array_equal(r, p0 - want_u):
+                failures.append((trial, "an update differs"))
+    assert not failures, _report(failures, TRIALS)
+
+
 # ---------------------------------------------------------------------------------------------
 # per-thread switches
 
