@@ -785,6 +785,19 @@ def _finish_plan(plan, roots):
     return roots
 
 
+def _claim_one(lz):
+    """A new _Claim holding the one record ``lz`` (registered as active), or None when ``lz`` is
+    computed already or another realisation is computing it."""
+    claim = _Claim()
+    with _CLAIM_LOCK:
+        if lz.value is not None or lz.claim is not None:
+            return None
+        lz.claim = claim
+        claim.records.append(lz)
+        _ACTIVE.add(claim)
+    return claim
+
+
 def realize_into(t, out) -> bool:
     """Compute the pending elementwise value ``t`` straight into the array ``out`` (an ndarray,
     or a DeviceArray for a GPU value), the target of an in-place op (``p -= lr * p.grad``
@@ -799,13 +812,9 @@ def realize_into(t, out) -> bool:
         return False
     realize_readers(out, skip=t)
     st = STATE
-    claim = _Claim()
-    with _CLAIM_LOCK:
-        if lz.value is not None or lz.claim is not None:  # computed, or being computed
-            return False
-        lz.claim = claim
-        claim.records.append(lz)
-        _ACTIVE.add(claim)
+    claim = _claim_one(lz)
+    if claim is None:
+        return False
     outer, st.claim = st.claim, claim
     try:
         p = _private(t, lz)
@@ -849,13 +858,9 @@ def realize_now(t) -> bool:
     for o in ops:
         if _pending_node(o) is not None:
             return False
-    claim = _Claim()
-    with _CLAIM_LOCK:
-        if lz.value is not None or lz.claim is not None:  # computed, or being computed
-            return False
-        lz.claim = claim
-        claim.records.append(lz)
-        _ACTIVE.add(claim)
+    claim = _claim_one(lz)
+    if claim is None:
+        return False
     outer, STATE.claim = STATE.claim, claim
     try:
         (v,) = run_now((lz.row,), ops, lz.shape, prod(lz.shape), lz.dtype, lz.cdt)
