@@ -169,7 +169,8 @@ _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _CONST_VALIDATE = {}    # structural op name -> replay validator (integer params from the step)
 
 
-_ENV = {"_AT": (np.ndarray, DeviceArray), "_e": np.empty, "_z": np.zeros,
+_ARRAY_TYPES = (np.ndarray, DeviceArray)  # (what a slot may hold: host or device arrays)
+_ENV = {"_AT": _ARRAY_TYPES, "_e": np.empty, "_z": np.zeros,
         "_lk": lazy._leaf_kind, "_red": lazy._reduced,
         "_sta": _sum_to_array, "np": np, "_nd": np.ndarray, "_rsum": cpu.reduce_sum}
 _ALLOC = re.compile(r"__alloc_(\d+)__")
@@ -533,7 +534,7 @@ class Recorder:
             if a is None:
                 raise _Break("a pending (fused) value")
             return ("s", self.slot_of(a))
-        if isinstance(o, np.ndarray) or type(o) is DeviceArray:
+        if isinstance(o, _ARRAY_TYPES):
             return ("s", self.slot_of(o))
         if isinstance(o, (np.generic, int, float, bool)):
             return ("c", o)
@@ -1574,7 +1575,6 @@ def _call_key(args):
 
 
 _MISS = object()     # what a program's run returns when its guards do not hold
-_ARRAY_TYPES = (np.ndarray, DeviceArray)  # (what a slot may hold: host or device arrays)
 _GUARD_ERRORS = (LookupError, AttributeError, TypeError, ValueError)
 
 

@@ -801,8 +801,8 @@ def _claim_one(lz):
 def realize_into(t, out) -> bool:
     """Compute the pending elementwise value ``t`` straight into the array ``out`` (an ndarray,
     or a DeviceArray for a GPU value), the target of an in-place op (``p -= lr * p.grad``
-    becomes one kernel that reads p and writes p, with no temporary and no copy). Every other pending value that reads ``out``'s memory is
-    computed first, from the old contents. Returns False, computing nothing, when that is not
+    becomes one kernel that reads p and writes p, with no temporary and no copy). Every other
+    pending value that reads ``out``'s memory is computed first, from the old contents. Returns False, computing nothing, when that is not
     safe: another array the kernel reads overlaps ``out`` (a view of it), or the layout or
     dtype differ."""
     lz = _pending_node(t)

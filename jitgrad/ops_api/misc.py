@@ -254,11 +254,11 @@ def _dx_along(x, y, dim):
 
 
 def _trap_terms(y, x, dx, dim):
+    """The trapezoids' areas along dim, in a float dtype."""
     m = y.shape[dim]
     s = _slice(y, dim, 1, m) + _slice(y, dim, 0, m - 1)
-    if x is not None:
-        return _dx_along(x, y, dim) * s / 2
-    return s * (dx / 2)
+    t = _dx_along(x, y, dim) * s / 2 if x is not None else s * (dx / 2)
+    return t if t.dtype.is_floating_point else _float(t)
 
 
 def _trap_args(name, y, x, dx, dim):
@@ -269,18 +269,12 @@ def _trap_args(name, y, x, dx, dim):
     return y, _norm_dim(dim, y.ndim), 1 if dx is None else dx
 
 
-def _trap_float_terms(y, x, dx, dim):
-    """The trapezoids' areas along dim, in a float dtype."""
-    t = _trap_terms(y, x, dx, dim)
-    return t if t.dtype.is_floating_point else _float(t)
-
-
 def trapezoid(y, x=None, *, dx=None, dim=-1):
     """Trapezoidal rule along dim: sum((x[i+1]-x[i]) * (y[i+1]+y[i]) / 2) (or spacing dx)."""
     y, dim, dx = _trap_args("trapezoid", y, x, dx, dim)
     if y.shape[dim] == 0:
         return _jg.sum(_float(y), dim)  # zeros, as torch's empty integral
-    return _jg.sum(_trap_float_terms(y, x, dx, dim), dim)
+    return _jg.sum(_trap_terms(y, x, dx, dim), dim)
 
 
 def trapz(y, x=None, *, dx=1, dim=-1):
@@ -293,7 +287,7 @@ def cumulative_trapezoid(y, x=None, *, dx=None, dim=-1):
     y, dim, dx = _trap_args("cumulative_trapezoid", y, x, dx, dim)
     if y.shape[dim] == 0:
         return _float(y)
-    return _jg.cumsum(_trap_float_terms(y, x, dx, dim), dim)
+    return _jg.cumsum(_trap_terms(y, x, dx, dim), dim)
 
 
 def _grad_one(f, dim, h, edge_order):

@@ -392,10 +392,12 @@ class Module:
 
     def zero_grad(self, set_to_none=True):
         rec = _STATE.recorder
-        if set_to_none and rec is not None:  # (jitgrad.compile: every .grad becomes None,
-            for p in self.parameters():      # whatever it was at entry: no guard on it, so
-                rec.grad_event(p, True)      # the step records once, not again after its
-        for p in self.parameters():          # first backward set the .grads)
+        # (jitgrad.compile: every .grad becomes None whatever it was at entry, so it is not
+        # guarded: the step records once, not again after its first backward set the .grads)
+        if set_to_none and rec is not None:
+            for p in self.parameters():
+                rec.grad_event(p, True)
+        for p in self.parameters():
             g = p.grad
             if g is None:
                 continue
