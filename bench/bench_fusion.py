@@ -223,18 +223,11 @@ def bench_w1(benchmark, dtype, n, peer, quick, assert_close):
 
 # --------------------------------------------------------------------------- W5
 
-def _chain(lib, x, k):
-    y = x
-    for i in range(k):
-        y = y * 1.01 if i % 2 == 0 else lib.sin(y)
-    return y.sum()
-
-
 def _w5_step(peer, k):
     xv = np.linspace(-1, 1, W5_N).astype(np.float32)
     lib = _jitgrad() if peer.startswith("jitgrad") else _torch()
     x = lib.tensor(xv, requires_grad=True)
-    f = functools.partial(_chain, lib, k=k)
+    f = functools.partial(W.w5, lib, k=k)
     if peer == "torch_compile":
         import torch._dynamo
         torch._dynamo.reset()
@@ -315,13 +308,11 @@ _COMPILE_CHILD = textwrap.dedent("""
         import types, jax, jax.numpy as jnp
         jns = types.SimpleNamespace(tanh=jnp.tanh, exp=jnp.exp, sin=jnp.sin,
                                     sigmoid=jax.nn.sigmoid)
-    from bench.workloads import w1
+    from bench.workloads import w1, w5
     t0 = time.perf_counter()
     if case != "w1":
         def chain(lib, y):
-            for i in range(k):
-                y = y * 1.01 if i % 2 == 0 else lib.sin(y)
-            return y.sum()
+            return w5(lib, y, k)
         if peer == "jax":
             vg = jax.jit(jax.value_and_grad(lambda x: chain(jnp, x)))
             loss, gx = jax.block_until_ready(vg(jnp.asarray(x)))

@@ -106,6 +106,16 @@ def w1_numpy(x, a, b):
     return y.sum(), (du * x).sum(), du.sum()
 
 
+# --------------------------------------------------------------------------- W5
+
+def w5(lib, x, k):
+    """W5 loss: a chain of k ops on x alternating ``y * 1.01`` and ``sin(y)``, summed."""
+    y = x
+    for i in range(k):
+        y = y * 1.01 if i % 2 == 0 else lib.sin(y)
+    return y.sum()
+
+
 # --------------------------------------------------------------------------- W3
 
 TUTORIAL_IN, TUTORIAL_OUT = 5, 3
