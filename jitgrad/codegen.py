@@ -393,9 +393,11 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
     N-d sums over the last axis (partial, or over all axes) block that axis's loop the same
     way, one lane sum per block and row, so their loops vectorise as well.
     ``parallel`` (flat loops only) renders the chunk form run by backends/cpu.ChunkedKernel:
-    two more parameters ``p_lo, p_hi`` select the PAR_BLOCK-element chunks to compute, and each
-    'sum' output is an array with one slot per chunk (``o[p] = `` that chunk's sum), which the
-    launcher adds up in a fixed order (deterministic whichever thread ran which chunk).
+    three more parameters ``ctl, pool, lead``; every thread of a launch calls the kernel, which
+    claims PAR_BLOCK-element chunks from ``ctl`` atomically until none is left (the launching
+    thread, ``lead``, then waits for the others' last chunks). Each 'sum' output is an array
+    with one slot per chunk (``o[p] = `` that chunk's sum), which the launcher adds up in a
+    fixed order (deterministic whichever thread ran which chunk).
 
     ``alias`` {result index: load param}: that full result is written into the operand array
     itself (an in-place update), which is then not a parameter of its own. Said inside the
@@ -455,8 +457,13 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
             (f"{array_loads[0].param}.size" if array_loads else "n_iter")
         lines.append(f"{ind}n_all = {size}")
         depth = 1
-        if parallel:
-            lines.append(f"{ind}for p_blk in range(p_lo, p_hi):")
+        if parallel:  # (claims: see backends/_prelude.chunk_enter and cpu.ChunkedKernel)
+            lines.append(f"{ind}n_par = (n_all + PAR_BLOCK - 1) // PAR_BLOCK")
+            lines.append(f"{ind}chunk_enter(ctl, pool, lead)")
+            lines.append(f"{ind}for p_seq in range(n_par):")
+            lines.append(f"{ind * 2}p_blk = atomic_add(ctl, 0, 1)")
+            lines.append(f"{ind * 2}if p_blk >= n_par:")
+            lines.append(f"{ind * 3}break")
             lines.append(f"{ind * 2}lo = p_blk * PAR_BLOCK")
             lines.append(f"{ind * 2}hi = min(lo + PAR_BLOCK, n_all)")
             lo, hi, depth = "lo", "hi", 2
@@ -560,7 +567,9 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
     elif ndim is None and "n_iter" in "\n".join(lines):  # only scalars: pass the loop length
         lines[0] = lines[0][:-2] + ", n_iter):"
     if parallel and ndim is None:
-        lines[0] = lines[0][:-2] + ", p_lo, p_hi):"
+        lines.append(f"{ind * 2}atomic_add(ctl, 1, 1)")
+        lines.append(f"{ind}chunk_finish(ctl, n_par, lead)")
+        lines[0] = lines[0][:-2] + ", ctl, pool, lead):"
     return "\n".join(lines) + "\n"
 
 

@@ -63,8 +63,7 @@ MAX_DEPTH = 64
 MAX_DEPTH_BACKWARD = 2 * MAX_DEPTH
 depth_limit = MAX_DEPTH
 
-# Large flat kernels run on all cores (chunks of PAR_BLOCK = 16384 elements on cpu.POOL; at least
-# four chunks) ...
+# Large flat kernels run on all cores (chunks of PAR_BLOCK = 4096 elements on cpu.POOL) ...
 PARALLEL = os.environ.get("JITGRAD_PARALLEL", "1") != "0"
 PAR_MIN = int(os.environ.get("JITGRAD_PAR_MIN", 1 << 16))
 # ... and only when the kernel has enough work (elements x rows, a transcendental row counting

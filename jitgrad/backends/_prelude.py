@@ -36,7 +36,10 @@ vm_polygamma = _wrap(polygamma_py)
 
 
 SUM_BLOCK = 512
-PAR_BLOCK = 16384  # elements per prange chunk in parallel kernels
+PAR_BLOCK = 4096  # elements per chunk of the chunk form (backends/cpu.ChunkedKernel)
+
+
+from jitgrad.backends._atomics import atomic_add, chunk_enter, chunk_finish  # noqa: E402,F401
 
 
 @numba.njit(**_inline)
@@ -71,5 +74,6 @@ for _name, _fn in _VM.items():
     # rather than Numba's cache=True in the package's __pycache__
     globals()["vm_" + _name] = _use_disk_cache(_fn)
 
-__all__ = ["math", "np", "numba", "SUM_BLOCK", "PAR_BLOCK", "block_sum"] + \
+__all__ = ["math", "np", "numba", "SUM_BLOCK", "PAR_BLOCK", "block_sum", "atomic_add",
+           "chunk_enter", "chunk_finish"] + \
     [n for n in dict(globals()) if n.startswith("vm_")]

@@ -1,0 +1,65 @@
+"""Atomics for the chunk form of generated kernels (codegen.render_fused ``parallel``; the
+launch protocol is described in backends/cpu above ``_pool_size``). Defining them compiles
+nothing; they are part of every kernel's cache identity (cpu._prelude_hash)."""
+import platform
+
+import numba
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+
+_inline = dict(inline="always", error_model="numpy")
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+# ``ctl`` is one launch's int64[4]: [0] the next chunk to claim, [1] chunks done, [2] workers
+# inside the launch (a worker enters in its kernel and leaves in cpu._idle_wait, back in native
+# code); ``pool`` is cpu.POOL.state: [0] counts launches whose leading kernel has started.
+
+@intrinsic
+def atomic_add(typingctx, arr, idx, val):
+    """``arr[idx] += val`` as one sequentially consistent atomic; returns the old value."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+        return None
+    sig = types.int64(arr, idx, types.int64)
+
+    def codegen(context, builder, sig, args):
+        aty = sig.args[0]
+        a = context.make_array(aty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aty, a, [args[1]], wraparound=False)
+        val = context.cast(builder, args[2], sig.args[2], types.int64)
+        return builder.atomic_rmw("add", ptr, val, "seq_cst")
+    return sig, codegen
+
+
+@intrinsic
+def spin_pause(typingctx):
+    """The x86 ``pause`` hint of a spin-wait loop (a no-op elsewhere)."""
+    def codegen(context, builder, sig, args):
+        if _X86:
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                "llvm.x86.sse2.pause")
+            builder.call(fn, [])
+        return context.get_dummy_value()
+    return types.void(), codegen
+
+
+SPIN_LEAD = 1 << 16  # pauses (~1.5 ms here) the launching thread waits for workers natively
+
+
+@numba.njit(**_inline)
+def chunk_enter(ctl, pool, lead):
+    if lead:
+        atomic_add(pool, 0, 1)  # (wakes the workers spinning in cpu._idle_wait)
+    else:
+        atomic_add(ctl, 2, 1)
+
+
+@numba.njit(**_inline)
+def chunk_finish(ctl, n_par, lead):
+    """The launching thread waits (natively, bounded) until every chunk is done and every
+    worker has left, so that it takes the GIL back without waiting for a worker's Python."""
+    if lead:
+        k = 0
+        while (atomic_add(ctl, 1, 0) < n_par or atomic_add(ctl, 2, 0) > 0) and k < SPIN_LEAD:
+            spin_pause()
+            k += 1

@@ -1,0 +1,156 @@
+"""Chunked launches (backends/cpu: ``_Pool``, ``ChunkedKernel``; the claims in backends/_atomics).
+
+Every thread of a launch calls the same chunk-form kernel, which claims chunks atomically; the
+launching thread ("lead") then waits natively for the workers, boundedly. These tests drive the
+protocol's pieces one at a time from one thread, so that each outcome is deterministic."""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import jitgrad as jg
+from jitgrad import lazy
+from jitgrad.backends import cpu
+from jitgrad.backends._atomics import SPIN_LEAD
+
+
+@pytest.fixture
+def chunked_call(monkeypatch):
+    """Runs ``f`` with every flat kernel in chunk form; returns (result, [(kernel, args)])."""
+    monkeypatch.setattr(lazy, "PAR_MIN", 0)
+    monkeypatch.setattr(lazy, "PAR_MIN_WORK", 0)
+    monkeypatch.setattr(lazy, "FUSE_MIN", 0)  # (one fused kernel per loss)
+    calls = []
+    orig = cpu.ChunkedKernel.__call__
+
+    def spy(self, *args):
+        calls.append((self, args))
+        return orig(self, *args)
+    monkeypatch.setattr(cpu.ChunkedKernel, "__call__", spy)
+
+    def run(f):
+        calls.clear()
+        return f(), list(calls)
+    return run
+
+
+def _loss(x):
+    return (jg.sin(x) * x + 1).sum()
+
+
+def test_a_worker_call_claims_every_chunk_and_the_lead_then_finds_none(chunked_call):
+    xv = np.random.default_rng(0).uniform(-2, 2, 5 * cpu.PAR_BLOCK + 123)
+    want = np.sum(np.sin(xv) * xv + 1)
+    got, calls = chunked_call(lambda: _loss(jg.tensor(xv)).item())
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    (kern, args), = calls
+    (at,) = kern.sums
+    n_par = -(-xv.size // cpu.PAR_BLOCK)
+    args = list(args)
+    args[at] = part = np.full(n_par, np.nan)
+    state = np.zeros(1, np.int64)
+    ctl = np.zeros(4, np.int64)
+    kern.dispatcher(*args, ctl, state, 0)      # a worker alone: takes every chunk
+    assert ctl[0] >= n_par and ctl[1] == n_par and ctl[2] == 1 and state[0] == 0
+    np.testing.assert_allclose(part.sum(), want, rtol=1e-12)
+    assert not cpu._idle_wait(state, 0, ctl, 0)  # it leaves: no longer inside
+    assert ctl[2] == 0
+    part[:] = np.nan
+    kern.dispatcher(*args, ctl, state, 1)      # the lead: nothing left to claim or wait for
+    assert state[0] == 1 and ctl[1] == n_par and np.isnan(part).all()
+    assert cpu._idle_wait(state, 0, cpu._NO_LAUNCH.copy(), 10)  # a launch started: wakes
+
+
+def test_the_lead_stops_waiting_for_a_worker_that_never_leaves(chunked_call):
+    """A worker counted inside but not scheduled cannot hold the launching thread forever:
+    ``chunk_finish`` gives up after SPIN_LEAD pauses (the Python side then waits on the
+    launch's event only if chunks are missing)."""
+    xv = np.linspace(-1, 1, 3 * cpu.PAR_BLOCK)
+    _, calls = chunked_call(lambda: _loss(jg.tensor(xv)).item())
+    (kern, args), = calls
+    args = list(args)
+    args[kern.sums[0]] = np.zeros(3)
+    ctl = np.array([3, 3, 1, 0], np.int64)   # all done, one worker "inside"
+    t0 = time.perf_counter()
+    kern.dispatcher(*args, ctl, np.zeros(1, np.int64), 1)
+    took = time.perf_counter() - t0
+    assert took < 5.0 and ctl[2] == 1, (took, ctl)
+    assert SPIN_LEAD >= 1 << 10  # (long enough to cover a worker's last chunk)
+
+
+def test_a_failing_worker_leaves_its_chunks_to_the_caller_and_its_error_is_raised():
+    pool = cpu._Pool()
+    pool.size = 2
+    n_par = 5
+    done_by = []
+
+    def call(ctl, state, lead):
+        if not lead:
+            raise RuntimeError("the worker's dispatch failed")
+        t0 = time.perf_counter()  # wait until the worker has failed (it closes the launch)
+        while ctl[0] < n_par and time.perf_counter() - t0 < 10:
+            time.sleep(1e-3)
+        done_by.append("lead")
+        ctl[1] = n_par
+    with pytest.raises(RuntimeError, match="worker's dispatch failed"):
+        pool.launch(call, n_par)
+    assert done_by == ["lead"]
+    assert not any(j.ctl[0] < j.n_par for j in pool.jobs)  # nothing left for a worker to take
+
+
+def test_a_worker_joins_a_launch_and_finishes_the_chunks_it_took():
+    """A Python ``call`` standing in for a kernel: the worker takes chunk 0 and holds it
+    until the lead has taken the rest, so both threads must have worked."""
+    pool = cpu._Pool()
+    pool.size = 2
+    n_par = 4
+    who = [None] * n_par
+    lock = threading.Lock()
+    worker_has_one = threading.Event()
+
+    def claim(ctl):
+        with lock:
+            c = ctl[0]
+            ctl[0] += 1
+        return c
+
+    def call(ctl, state, lead):
+        name = "lead" if lead else threading.current_thread().name
+        if lead:
+            assert worker_has_one.wait(10), "no worker joined the launch"
+        while True:
+            c = claim(ctl)
+            if c >= n_par:
+                break
+            who[c] = name
+            if not lead:
+                worker_has_one.set()
+                while ctl[0] < n_par:  # hold chunk 0 until the lead has claimed the rest
+                    time.sleep(1e-4)
+            with lock:
+                ctl[1] += 1
+    pool.launch(call, n_par)
+    assert who[0].startswith("jitgrad-worker") and who[1:] == ["lead"] * 3
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sums_do_not_depend_on_the_number_of_threads(chunked_call, monkeypatch, dtype):
+    xv = np.random.default_rng(1).uniform(-3, 3, 40 * cpu.PAR_BLOCK + 7).astype(dtype)
+    res = []
+    for size in (1, 2, 3):
+        pool = cpu._Pool()
+        pool.size = size
+        monkeypatch.setattr(cpu, "POOL", pool)
+        x = jg.tensor(xv, requires_grad=True)
+        (loss, g), calls = chunked_call(lambda: (lambda l: (l.backward(), l.item(),
+                                                            x.grad.numpy())[1:])(_loss(x)))
+        assert calls
+        res.append((loss, g))
+    assert res[0][0] == res[1][0] == res[2][0]   # bitwise: per-chunk sums in chunk order
+    np.testing.assert_array_equal(res[0][1], res[1][1])
+    ref = xv.astype(np.float64)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(res[0][0], np.sum(np.sin(ref) * ref + 1), rtol=rtol)
+    np.testing.assert_allclose(res[0][1], np.sin(ref) + ref * np.cos(ref), rtol=rtol * 10,
+                               atol=rtol)
