@@ -54,32 +54,36 @@ def test_a_worker_call_claims_every_chunk_and_the_lead_then_finds_none(chunked_c
     kern.dispatcher(*args, ctl, state, 0)      # a worker alone: takes every chunk
     assert ctl[0] >= n_par and ctl[1] == n_par and ctl[2] == 1 and state[0] == 0
     np.testing.assert_allclose(part.sum(), want, rtol=1e-12)
-    assert not cpu._idle_wait(state, 0, ctl, 0)  # it leaves: no longer inside
+    assert ctl[3] == 0
+    assert not cpu._idle_wait(state, 0, ctl, True, 0)  # it leaves: no longer inside
     assert ctl[2] == 0
     part[:] = np.nan
     kern.dispatcher(*args, ctl, state, 1)      # the lead: nothing left to claim or wait for
-    assert state[0] == 1 and ctl[1] == n_par and np.isnan(part).all()
-    assert cpu._idle_wait(state, 0, cpu._NO_LAUNCH.copy(), 10)  # a launch started: wakes
+    assert state[0] == 1 and ctl[1] == n_par and ctl[3] == 1 and np.isnan(part).all()
+    assert cpu._idle_wait(state, 0, cpu._NO_LAUNCH, False, 10)  # a launch started: wakes
+    assert (cpu._NO_LAUNCH == 0).all()
 
 
-def test_the_lead_stops_waiting_for_a_worker_that_never_leaves(chunked_call):
-    """A worker counted inside but not scheduled cannot hold the launching thread forever:
-    ``chunk_finish`` gives up after SPIN_LEAD pauses (the Python side then waits on the
-    launch's event only if chunks are missing)."""
+@pytest.mark.parametrize("done", [3, 2])
+def test_the_lead_stops_waiting_for_a_worker_that_is_not_scheduled(chunked_call, done):
+    """A worker counted inside (done == 3: after its last chunk; done == 2: holding one) but
+    not scheduled cannot hold the launching thread forever: ``chunk_finish`` gives up after
+    SPIN_LEAVE / SPIN_LEAD pauses; ``ctl[3]`` says whether it saw every chunk done (if not,
+    the Python side waits on the launch's event, which that worker sets)."""
     xv = np.linspace(-1, 1, 3 * cpu.PAR_BLOCK)
     _, calls = chunked_call(lambda: _loss(jg.tensor(xv)).item())
     (kern, args), = calls
     args = list(args)
     args[kern.sums[0]] = np.zeros(3)
-    ctl = np.array([3, 3, 1, 0], np.int64)   # all done, one worker "inside"
+    ctl = np.array([3, done, 1, 0], np.int64)
     t0 = time.perf_counter()
     kern.dispatcher(*args, ctl, np.zeros(1, np.int64), 1)
     took = time.perf_counter() - t0
-    assert took < 5.0 and ctl[2] == 1, (took, ctl)
+    assert took < 5.0 and ctl[2] == 1 and ctl[3] == (1 if done == 3 else 0), (took, ctl)
     assert SPIN_LEAD >= 1 << 10  # (long enough to cover a worker's last chunk)
 
 
-def test_a_failing_worker_leaves_its_chunks_to_the_caller_and_its_error_is_raised():
+def test_a_failing_worker_leaves_its_launch_to_the_caller_which_raises_its_error():
     pool = cpu._Pool()
     pool.size = 2
     n_par = 5
@@ -88,15 +92,68 @@ def test_a_failing_worker_leaves_its_chunks_to_the_caller_and_its_error_is_raise
     def call(ctl, state, lead):
         if not lead:
             raise RuntimeError("the worker's dispatch failed")
-        t0 = time.perf_counter()  # wait until the worker has failed (it closes the launch)
-        while ctl[0] < n_par and time.perf_counter() - t0 < 10:
+        t0 = time.perf_counter()  # wait until the worker has failed
+        while not (pool.jobs and pool.jobs[0].error) and time.perf_counter() - t0 < 10:
             time.sleep(1e-3)
-        done_by.append("lead")
-        ctl[1] = n_par
+        while ctl[0] < n_par:  # then take every chunk: the launch stayed open
+            done_by.append(int(ctl[0]))
+            ctl[0] += 1
+            ctl[1] += 1
     with pytest.raises(RuntimeError, match="worker's dispatch failed"):
         pool.launch(call, n_par)
-    assert done_by == ["lead"]
-    assert not any(j.ctl[0] < j.n_par for j in pool.jobs)  # nothing left for a worker to take
+    assert done_by == list(range(n_par))
+
+
+def test_a_failing_worker_with_a_real_kernel_leaves_every_chunk_written_and_its_error(
+        chunked_call, monkeypatch):
+    xv = np.random.default_rng(2).uniform(-2, 2, 9 * cpu.PAR_BLOCK)
+    x = jg.tensor(xv)
+    _, calls = chunked_call(lambda: (jg.sin(x) * x + 1).numpy())  # (a full output)
+    (kern, args), = calls
+    assert not kern.sums
+    pool = cpu._Pool()
+    pool.size = 2
+    monkeypatch.setattr(cpu, "POOL", pool)
+    disp = kern.dispatcher
+
+    def flaky(*a):
+        if not a[-1]:
+            raise RuntimeError("worker failed")
+        t0 = time.perf_counter()
+        while not (pool.jobs and pool.jobs[0].error) and time.perf_counter() - t0 < 10:
+            time.sleep(1e-3)
+        return disp(*a)
+    (out,) = [a for a in args if isinstance(a, np.ndarray) and a.shape == xv.shape
+              and not np.shares_memory(a, x.numpy())]
+    out[:] = np.nan
+    with pytest.raises(RuntimeError, match="worker failed"):
+        cpu.ChunkedKernel(flaky, kern.sums, kern.size_at)(*args)
+    np.testing.assert_allclose(out, np.sin(xv) * xv + 1, rtol=1e-12)  # every chunk
+
+
+def test_a_failing_caller_waits_for_the_chunks_workers_took_before_it_raises():
+    pool = cpu._Pool()
+    pool.size = 2
+    n_par = 6
+    events = []
+    worker_took_one = threading.Event()
+
+    def call(ctl, state, lead):
+        if lead:
+            assert worker_took_one.wait(10)
+            raise ValueError("the caller's dispatch failed")
+        c = int(ctl[0])
+        ctl[0] += 1
+        worker_took_one.set()
+        while ctl[0] < n_par:  # holds its chunk until the caller has closed the launch
+            time.sleep(1e-4)
+        time.sleep(0.05)
+        events.append(f"chunk {c} written")
+        ctl[1] += 1
+    with pytest.raises(ValueError, match="caller's dispatch failed"):
+        pool.launch(call, n_par)
+    events.append("raised")
+    assert events == ["chunk 0 written", "raised"]
 
 
 def test_a_worker_joins_a_launch_and_finishes_the_chunks_it_took():

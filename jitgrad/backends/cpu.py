@@ -25,6 +25,7 @@ import pickle
 import sys
 import tempfile
 import threading
+import time
 import types
 import warnings
 
@@ -34,7 +35,7 @@ from numba.core.serialize import dumps as _nb_dumps
 import numpy as np
 
 from .. import _debug
-from ._atomics import atomic_add, spin_pause
+from ._atomics import atomic_add, atomic_load, spin_pause
 
 # =============================================================================================
 # Disk cache
@@ -562,8 +563,13 @@ class ParallelKernel:
 # started 18-25 us later). So workers wait for the next launch natively (``_idle_wait``, up to
 # SPIN_IDLE pauses, ~0.2 ms, then they sleep on the condition), a launch wakes them by a
 # counter its leading kernel bumps once it has released the GIL, and the leading kernel waits
-# natively until the workers are back in ``_idle_wait`` (``chunk_finish``), so no thread waits
-# for another's Python. W1 float32 replayed at 1e5 on 2 threads: 139 -> 107 us (1 thread: 176).
+# natively for the chunks workers hold and then, briefly, until they are back in
+# ``_idle_wait`` (``chunk_finish``), so that normally neither thread sleeps on the other's
+# Python (when another Python thread holds the GIL, the brief wait runs out and the launching
+# thread goes on). W1 float32 replayed at 1e5 on 2 threads: 139 -> 107 us (1 thread: 176).
+# A worker whose call fails leaves its launch open: the launching thread computes the chunks
+# still unclaimed and raises the worker's error; a launching thread whose call fails closes
+# its launch and waits for the chunks already claimed before it raises.
 
 
 def _pool_size() -> int:
@@ -580,15 +586,23 @@ SPIN_IDLE = 1 << 13  # pauses (~0.2 ms here) a worker waits natively for the nex
 
 
 @njit_cached(nogil=True)
-def _idle_wait(state, seen, left, spins):
-    """A worker leaves its last launch (``left``: that launch's ctl, see _prelude) and waits
-    up to ``spins`` pauses for ``state[0]`` (launches started) to move past ``seen``."""
-    atomic_add(left, 2, -1)
+def _idle_wait(state, seen, left, leave, spins):
+    """A worker leaves its last launch (if ``leave``: ``left`` is that launch's ctl, see
+    _atomics) and waits up to ``spins`` pauses for ``state[0]`` (launches started) to move
+    past ``seen``."""
+    if leave:
+        atomic_add(left, 2, -1)
     for _ in range(spins):
-        if atomic_add(state, 0, 0) != seen:
+        if atomic_load(state, 0) != seen:
             return True
         spin_pause()
     return False
+
+
+@njit_cached(nogil=True)
+def _close_launch(ctl, n_par):
+    """No chunk can be claimed after this; returns how many were claimed before."""
+    return min(atomic_add(ctl, 0, n_par), n_par)
 
 
 class _Launch:
@@ -601,16 +615,16 @@ class _Launch:
         self.done = threading.Event()
 
     def work(self, state) -> bool:
-        """A worker's part; False when the kernel could not be called (nothing entered)."""
+        """A worker's part; False when the call raised (the error is kept for the launching
+        thread, which computes the chunks still unclaimed)."""
         try:
             self.call(self.ctl, state, 0)
-        except BaseException as e:  # re-raised by the launching thread
+        except BaseException as e:
             self.error = e
-            self.ctl[0] = self.n_par  # (no worker takes it again; the caller does the rest)
+            self.done.set()
             return False
-        finally:
-            if self.ctl[1] >= self.n_par:
-                self.done.set()
+        if self.ctl[1] >= self.n_par:  # (the worker that did the last chunk sees it)
+            self.done.set()
         return True
 
 
@@ -650,10 +664,10 @@ class _Pool:
                 job = jobs[0] if jobs else None
             if job is not None:
                 if left is not _NO_LAUNCH:
-                    _idle_wait(state, seen, left, 0)
+                    _idle_wait(state, seen, left, True, 0)
                 left = job.ctl if job.work(state) else _NO_LAUNCH
                 continue
-            if _idle_wait(state, seen, left, SPIN_IDLE):
+            if _idle_wait(state, seen, left, left is not _NO_LAUNCH, SPIN_IDLE):
                 left = _NO_LAUNCH
                 continue
             left = _NO_LAUNCH
@@ -681,9 +695,11 @@ class _Pool:
         try:
             call(job.ctl, self.state, 1)
         except BaseException:
-            job.ctl[0] = n_par
+            claimed = _close_launch(job.ctl, n_par)
+            while job.ctl[1] < claimed and job.error is None:  # (workers finish theirs)
+                time.sleep(1e-4)
             raise
-        if job.ctl[1] < n_par:  # a worker still holds a chunk (chunk_finish gave up waiting)
+        if job.ctl[3] != 1:  # a worker still held a chunk when chunk_finish stopped waiting
             job.done.wait()
         if job.error is not None:
             raise job.error
