@@ -12,7 +12,10 @@ rows' standalone vectorised rates and against the copy bandwidth, all measured i
 * ``mem`` -- the bytes the kernel must move (its array operands read once, its full outputs
   written once) at ``np.copyto``'s bandwidth (bench.machine.copy_bandwidth);
 * ``eff`` -- max(parts, mem) / ns/el: 100% = at the rate of its parts (fusion saves the
-  loads and stores between rows, so a kernel can exceed it).
+  loads and stores between rows, so a kernel can exceed it);
+* ``1 thr`` -- ns/el of the same launches on the calling thread alone (cpu.POOL.size = 1:
+  the chunk form, serially), ``scale`` -- 1 thr / ns/el (the parallel speed-up) and
+  ``/core`` -- max(parts, mem) / 1 thr (the efficiency of one core).
 
 Nothing asserts on time. Run it alone on the machine (other processes skew every rate).
 """
@@ -133,26 +136,38 @@ def run(quick=False, steps=None):
         return render(plan)
     lazy._render = capture
     rows_out = []
+    reps = steps or (3 if quick else 10)
+
+    def launch_times(step):
+        """{plan key: each launch's wall time} over ``reps`` steps."""
+        timed = {}
+        for key in plans:
+            k = cpu._kernels.get(key)
+            if k is not None and not isinstance(k, _Timed):
+                timed[key] = cpu._kernels[key] = _Timed(k)
+        try:
+            for _ in range(reps):
+                step()
+        finally:
+            for key, t in timed.items():
+                cpu._kernels[key] = t.kern
+        return {key: t.times for key, t in timed.items() if t.times}
     try:
         for name, make in _workloads(quick):
             step = make()
             step()  # compile (plans captured), then time every kernel's launches
             step()
-            timed = {}
-            for key in plans:
-                k = cpu._kernels.get(key)
-                if k is not None and not isinstance(k, _Timed):
-                    timed[key] = cpu._kernels[key] = _Timed(k)
-            reps = steps or (3 if quick else 10)
-            for _ in range(reps):
-                step()
-            for key, t in timed.items():
-                cpu._kernels[key] = t.kern
-                if not t.times:
-                    continue
+            times = launch_times(step)
+            threads, cpu.POOL.size = cpu.POOL.size, 1  # the same launches on this thread only
+            try:
+                times_one = launch_times(step)
+            finally:
+                cpu.POOL.size = threads
+            for key, t in times.items():
                 plan = plans[key]
                 n = plan.size
-                ns = statistics.median(t.times) / n * 1e9
+                ns = statistics.median(t) / n * 1e9
+                ns_one = statistics.median(times_one.get(key, t)) / n * 1e9
                 parts = sum(_part_rate(r, d, c) for r, d, c in _rows_of(plan))
                 nbytes = sum(a.nbytes for a, kind in zip(plan.args, plan.kinds) if kind == "a")
                 nbytes += sum(n * np.dtype(lz.dtype).itemsize for (kind, ref, _), lz in
@@ -160,7 +175,7 @@ def run(quick=False, steps=None):
                                               else None for o in plan.outs])
                               if kind == "full" and lz is not None)
                 mem = nbytes / n / gbps  # GB/s = bytes/ns
-                rows_out.append((name, len(plan.nodes), len(t.times) // reps, ns, parts, mem,
+                rows_out.append((name, len(plan.nodes), len(t) // reps, ns, ns_one, parts, mem,
                                  "par" if plan.par else "ser"))
             plans.clear()
     finally:
@@ -174,11 +189,13 @@ def main(argv=None):
     args = ap.parse_args(argv)
     gbps, rows = run(args.quick)
     print(f"copy bandwidth {gbps:.1f} GB/s (read+write)")
-    print(f"{'workload':24} {'rows':>4} {'calls':>5} {'ns/el':>7} {'parts':>7} {'mem':>6} "
-          f"{'eff':>5}  loop")
-    for name, nrows, calls, ns, parts, mem, par in rows:
-        print(f"{name:24} {nrows:4d} {calls:5d} {ns:7.2f} {parts:7.2f} {mem:6.2f} "
-              f"{max(parts, mem) / ns:5.0%}  {par}")
+    from jitgrad.backends import cpu
+    print(f"{'workload':24} {'rows':>4} {'calls':>5} {'ns/el':>7} {'1 thr':>7} {'scale':>5} "
+          f"{'parts':>7} {'mem':>6} {'eff':>5} {'/core':>5}  loop ({cpu.POOL.size} threads)")
+    for name, nrows, calls, ns, ns_one, parts, mem, par in rows:
+        roof = max(parts, mem)
+        print(f"{name:24} {nrows:4d} {calls:5d} {ns:7.2f} {ns_one:7.2f} {ns_one / ns:5.2f} "
+              f"{parts:7.2f} {mem:6.2f} {roof / ns:5.0%} {roof / ns_one:5.0%}  {par}")
 
 
 if __name__ == "__main__":

@@ -648,6 +648,9 @@ class _Pool:
         self.jobs = []
         self.state = np.zeros(1, np.int64)
         self.sleeping = 0
+        # compiled (or loaded from the disk cache) here, once: a worker doing it holds the GIL
+        # for milliseconds, which the launching thread waits for after its kernel
+        _idle_wait(self.state, 0, _NO_LAUNCH, False, 0)
         for k in range(self.size - 1):
             threading.Thread(target=self._worker, name=f"jitgrad-worker-{k}",
                              daemon=True).start()
