@@ -633,10 +633,7 @@ class Recorder:
                 if w is not v:
                     expr = f"_lk({expr}, {space!r}, {nd})[2]"
             exprs.append(expr)
-        par = False
-        if flat and size >= lazy.PAR_MIN and lazy.PARALLEL:
-            par = size * sum(lazy.HEAVY_ROW if r.name in lazy._HEAVY else 1
-                             for r in rows) >= lazy.PAR_MIN_WORK
+        par = flat and lazy.runs_parallel(size, rows)
         ent = lazy._ONCE.get(tuple(sig) + (alias, par))
         if ent is None or len(ent.outs) != len(slots):
             return None

@@ -394,8 +394,10 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
     way, one lane sum per block and row, so their loops vectorise as well.
     ``parallel`` (flat loops only) renders the chunk form run by backends/cpu.ChunkedKernel:
     three more parameters ``ctl, pool, lead``; every thread of a launch calls the kernel, which
-    claims PAR_BLOCK-element chunks from ``ctl`` atomically until none is left (the launching
-    thread, ``lead``, then waits for the others' last chunks). Each 'sum' output is an array
+    claims runs of PAR_BLOCK-element chunks from ``ctl`` atomically until none is left (guided:
+    each run a share of the chunks left, so threads stream long contiguous ranges and finish
+    within a chunk of each other; the launching thread, ``lead``, then waits for the others'
+    last chunks). Each 'sum' output is an array
     with one slot per chunk (``o[p] = `` that chunk's sum), which the launcher adds up in a
     fixed order (deterministic whichever thread ran which chunk).
 
@@ -457,18 +459,19 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
             (f"{array_loads[0].param}.size" if array_loads else "n_iter")
         lines.append(f"{ind}n_all = {size}")
         depth = 1
-        if parallel:  # (claims: see backends/_prelude.chunk_enter and cpu.ChunkedKernel)
+        if parallel:  # (claims: see backends/_atomics and cpu.ChunkedKernel)
             lines.append(f"{ind}n_par = (n_all + PAR_BLOCK - 1) // PAR_BLOCK")
             lines.append(f"{ind}chunk_enter(ctl, pool, lead)")
             lines.append(f"{ind}for p_seq in range(n_par):")
-            lines.append(f"{ind * 2}p_blk = atomic_add(ctl, 0, 1)")
-            lines.append(f"{ind * 2}if p_blk >= n_par:")
+            lines.append(f"{ind * 2}p_lo, p_hi = chunk_claim(ctl, n_par)")
+            lines.append(f"{ind * 2}if p_lo >= n_par:")
             lines.append(f"{ind * 3}break")
-            lines.append(f"{ind * 2}lo = p_blk * PAR_BLOCK")
-            lines.append(f"{ind * 2}hi = min(lo + PAR_BLOCK, n_all)")
-            lo, hi, depth = "lo", "hi", 2
+            lines.append(f"{ind * 2}for p_blk in range(p_lo, p_hi):")
+            lines.append(f"{ind * 3}lo = p_blk * PAR_BLOCK")
+            lines.append(f"{ind * 3}hi = min(lo + PAR_BLOCK, n_all)")
+            lo, hi, depth = "lo", "hi", 3
             for j in accs:
-                lines.append(f"{ind * 2}s{j} = 0.0")
+                lines.append(f"{ind * 3}s{j} = 0.0")
         else:
             lo, hi = "0", "n_all"
         pad0 = ind * depth
@@ -552,13 +555,13 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
             f"{outs[j]}[{', '.join('0' if d in results[j][2] else f'i{d}' for d in range(ndim))}]"
         lines.append(ind * (ndim + 1) + f"{tgt} += {fn}(buf{j}, m_blk)")
     if blocked:
-        tgt, pad1 = ("s", ind * 3) if parallel else ("acc", ind * 2)
+        tgt, pad1 = ("s", ind * 4) if parallel else ("acc", ind * 2)
         for j in accs:  # (lane_sum: block_sum's lanes as one vector, floats only)
             fn = "lane_sum" if results[j][3] in ("float32", "float64") else "block_sum"
             lines.append(f"{pad1}{tgt}{j} += {fn}(buf{j}, m_blk)")
         if parallel:
             for j in accs:
-                lines.append(f"{ind * 2}{outs[j]}[p_blk] = s{j}")
+                lines.append(f"{ind * 3}{outs[j]}[p_blk] = s{j}")
     if not (parallel and ndim is None):
         for j in accs:
             lines.append(f"{ind}{outs[j]}[0] = acc{j}")
@@ -567,7 +570,7 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
     elif ndim is None and "n_iter" in "\n".join(lines):  # only scalars: pass the loop length
         lines[0] = lines[0][:-2] + ", n_iter):"
     if parallel and ndim is None:
-        lines.append(f"{ind * 2}atomic_add(ctl, 1, 1)")
+        lines.append(f"{ind * 2}atomic_add(ctl, 1, p_hi - p_lo)")
         lines.append(f"{ind}chunk_finish(ctl, n_par, lead)")
         lines[0] = lines[0][:-2] + ", ctl, pool, lead):"
     return "\n".join(lines) + "\n"

@@ -82,6 +82,12 @@ _HEAVY = frozenset(("exp", "log", "log1p", "expm1", "sin", "cos", "tan", "tanh",
                     "sinc", "lgamma", "digamma", "polygamma", "erfinv"))
 
 
+def runs_parallel(size: int, rows) -> bool:
+    """Whether a flat CPU kernel of ``rows`` over ``size`` elements takes the chunk form."""
+    return PARALLEL and size >= PAR_MIN and \
+        size * sum(HEAVY_ROW if r.name in _HEAVY else 1 for r in rows) >= PAR_MIN_WORK
+
+
 # --- per-thread state ----------------------------------------------------------------------
 # Each thread records into its own pending lists (grad_mode.STATE.pending, a _Pending): a
 # thread's kernels take only its own pending sums along (_add_free_riders), and flush/compaction
@@ -764,11 +770,8 @@ def _layout(plan):
         masks = [None] * len(masks)
         sig = [(k, None, d) for k, _, d in sig]
     plan.size = size = prod(space)
-    par = flat and plan.device == "cpu" and PARALLEL and size >= PAR_MIN
-    if par:
-        par = size * sum(HEAVY_ROW if lz.row.name in _HEAVY else 1
-                         for lz, _ in plan.nodes) >= PAR_MIN_WORK
-    plan.par = par
+    plan.par = par = flat and plan.device == "cpu" and \
+        runs_parallel(size, [lz.row for lz, _ in plan.nodes])
     plan.args, plan.kinds, plan.masks, plan.flat = leaves, kinds, masks, flat
     plan.key = ("fused" if plan.device == "cpu" else plan.device, nd, flat, par, tuple(sig),
                 tuple([(lz.row.name, lz.cdt, refs) for lz, refs in plan.nodes]),
@@ -1136,9 +1139,7 @@ def run_now(rows, ops, space, size, dtype, cdt, reduce=None, keep_full=True,
             if kind == "a" and (True in mask or not c):
                 flat = False
         args.append(v)
-    par = False
-    if flat and size >= PAR_MIN and PARALLEL:
-        par = size * sum(HEAVY_ROW if r.name in _HEAVY else 1 for r in rows) >= PAR_MIN_WORK
+    par = flat and runs_parallel(size, rows)
     sig += (alias, par)
     sig = tuple(sig)
     ent = _ONCE.get(sig)

@@ -50,7 +50,7 @@ def test_a_worker_call_claims_every_chunk_and_the_lead_then_finds_none(chunked_c
     args = list(args)
     args[at] = part = np.full(n_par, np.nan)
     state = np.zeros(1, np.int64)
-    ctl = np.zeros(4, np.int64)
+    ctl = np.array([0, 0, 0, 0, 4], np.int64)
     kern.dispatcher(*args, ctl, state, 0)      # a worker alone: takes every chunk
     assert ctl[0] >= n_par and ctl[1] == n_par and ctl[2] == 1 and state[0] == 0
     np.testing.assert_allclose(part.sum(), want, rtol=1e-12)
@@ -75,7 +75,7 @@ def test_the_lead_stops_waiting_for_a_worker_that_is_not_scheduled(chunked_call,
     (kern, args), = calls
     args = list(args)
     args[kern.sums[0]] = np.zeros(3)
-    ctl = np.array([3, done, 1, 0], np.int64)
+    ctl = np.array([3, done, 1, 0, 4], np.int64)
     t0 = time.perf_counter()
     kern.dispatcher(*args, ctl, np.zeros(1, np.int64), 1)
     took = time.perf_counter() - t0

@@ -39,7 +39,7 @@ SUM_BLOCK = 512
 PAR_BLOCK = 4096  # elements per chunk of the chunk form (backends/cpu.ChunkedKernel)
 
 
-from jitgrad.backends._atomics import atomic_add, chunk_enter, chunk_finish  # noqa: E402,F401
+from jitgrad.backends._atomics import atomic_add, chunk_claim, chunk_enter, chunk_finish  # noqa
 
 
 @numba.njit(**_inline)
@@ -75,5 +75,5 @@ for _name, _fn in _VM.items():
     globals()["vm_" + _name] = _use_disk_cache(_fn)
 
 __all__ = ["math", "np", "numba", "SUM_BLOCK", "PAR_BLOCK", "block_sum", "atomic_add",
-           "chunk_enter", "chunk_finish"] + \
+           "chunk_claim", "chunk_enter", "chunk_finish"] + \
     [n for n in dict(globals()) if n.startswith("vm_")]

@@ -609,9 +609,9 @@ class _Launch:
     """One chunked launch: ``call(ctl, state, lead)`` runs the kernel on the calling thread."""
     __slots__ = ("call", "ctl", "n_par", "done", "error")
 
-    def __init__(self, call, n_par):
+    def __init__(self, call, n_par, split):
         self.call, self.n_par, self.error = call, n_par, None
-        self.ctl = np.zeros(4, np.int64)
+        self.ctl = np.array([0, 0, 0, 0, split], np.int64)  # (see _atomics)
         self.done = threading.Event()
 
     def work(self, state) -> bool:
@@ -628,7 +628,7 @@ class _Launch:
         return True
 
 
-_NO_LAUNCH = np.zeros(4, np.int64)  # (_idle_wait's ``left`` when the worker left none)
+_NO_LAUNCH = np.zeros(5, np.int64)  # (_idle_wait's ``left`` when the worker left none)
 
 
 class _Pool:
@@ -684,13 +684,13 @@ class _Pool:
         """Run a chunk-form kernel ``call(ctl, state, lead)`` on this thread and the workers;
         returns when every chunk is done (re-raising a worker's error)."""
         if self.size == 1 or n_par < 2:
-            call(np.zeros(4, np.int64), self.state, 1)
+            call(np.array([0, 0, 0, 0, 1], np.int64), self.state, 1)  # (one run: all)
             return
         if self.pid != os.getpid():
             with COMPILE_LOCK:
                 if self.pid != os.getpid():
                     self._start()
-        job = _Launch(call, n_par)
+        job = _Launch(call, n_par, 2 * self.size)
         with self.cv:
             self.jobs.append(job)
             if self.sleeping:
