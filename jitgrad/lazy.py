@@ -1004,12 +1004,13 @@ def _cpu_kernel(plan):
             n_loads = len(plan.args)
             params = [j for j in range(len(plan.outs)) if not plan.alias or j not in plan.alias]
             sums = [n_loads + k for k, j in enumerate(params) if plan.outs[j][0] == "sum"]
-            full = [n_loads + k for k, j in enumerate(params) if plan.outs[j][0] == "full"]
+            outs = [n_loads + k for k, j in enumerate(params) if plan.outs[j][0] == "full"]
+            full = outs
             if plan.alias:  # (the aliased output is its leaf)
                 full = [int(plan.alias[0][1:])] + full
             arrays = [k for k, kind in enumerate(plan.kinds) if kind == "a"]
             size_at = (full or arrays or [n_loads + len(params)])[0]
-            wrap = lambda d: cpu.ChunkedKernel(d, sums, size_at)  # noqa: E731
+            wrap = lambda d: cpu.ChunkedKernel(d, sums, size_at, outs)  # noqa: E731
         kern = cpu.compile_source(plan.key, _render(plan), "fused_fwd", "float64",
                                   noalias=True, wrap=wrap)
     return kern

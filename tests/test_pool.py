@@ -211,3 +211,24 @@ def test_sums_do_not_depend_on_the_number_of_threads(chunked_call, monkeypatch, 
     np.testing.assert_allclose(res[0][0], np.sum(np.sin(ref) * ref + 1), rtol=rtol)
     np.testing.assert_allclose(res[0][1], np.sin(ref) + ref * np.cos(ref), rtol=rtol * 10,
                                atol=rtol)
+
+
+def test_large_outputs_are_populated_without_touching_operands(chunked_call, monkeypatch):
+    """Outputs of 2 MB and more get one write per huge page before the launch (cpu._populate);
+    a fresh output must still come back whole, and an in-place target (an operand) must not
+    be written by it: its old values feed the update."""
+    n = 3 << 19  # 6 MB of float32
+    xv = np.random.default_rng(3).uniform(-1, 1, n).astype(np.float32)
+    gv = np.random.default_rng(4).uniform(-1, 1, n).astype(np.float32)
+    written = []
+    populate = cpu._populate
+    monkeypatch.setattr(cpu, "_populate", lambda a: (written.append(a.nbytes), populate(a)))
+    x, g = jg.tensor(xv), jg.tensor(gv)
+    y, calls = chunked_call(lambda: (x * 2 + g).numpy())
+    assert calls and written == [n * 4]
+    np.testing.assert_array_equal(y, xv * np.float32(2) + gv)
+    written.clear()
+    with jg.no_grad():
+        _, calls = chunked_call(lambda: x.sub_(g * 0.5))
+    assert calls and written == []  # (the target is an operand: not populated)
+    np.testing.assert_allclose(x.numpy(), xv - gv * np.float32(0.5), rtol=1e-6)
