@@ -63,9 +63,10 @@ MAX_DEPTH = 64
 MAX_DEPTH_BACKWARD = 2 * MAX_DEPTH
 depth_limit = MAX_DEPTH
 
-# Large flat kernels run on all cores (chunks of PAR_BLOCK = 4096 elements on cpu.POOL) ...
+# Large flat kernels run on all cores (chunks of PAR_BLOCK = 4096 elements on cpu.POOL; at
+# least 8 chunks) ...
 PARALLEL = os.environ.get("JITGRAD_PARALLEL", "1") != "0"
-PAR_MIN = int(os.environ.get("JITGRAD_PAR_MIN", 1 << 16))
+PAR_MIN = int(os.environ.get("JITGRAD_PAR_MIN", 1 << 15))
 # ... and only when the kernel has enough work (elements x rows, a transcendental row counting
 # HEAVY_ROW): waking the thread pool costs up to milliseconds on a loaded 2-core machine, so an
 # SGD update of 200k weights (two arithmetic rows) ran 10x slower in parallel than serially.
@@ -73,6 +74,12 @@ PAR_MIN = int(os.environ.get("JITGRAD_PAR_MIN", 1 << 16))
 # late worker costs nothing); at 1 << 22 a kernel's serial time is ~0.2 ms and up: W1 at 1e5
 # (f32 / f64) went 476 -> 423 / 777 -> 564 us per step when it began to run in parallel.
 PAR_MIN_WORK = 1 << 22
+# A kernel with a transcendental row is compute-bound: two threads pay from half that work
+# (on 2 cores, 3 alternating processes: W1 replayed at 65,536 elements, weight 48, float32
+# 116 -> 69 us, float64 274 -> 153; exp over 2^18 float32 79 -> 54 us). Light kernels keep
+# PAR_MIN_WORK: memory-bound, they gain little or lose (an axpy over 2^20 float32 took
+# 128 us serially and 160 in parallel).
+PAR_MIN_WORK_HEAVY = 1 << 21
 HEAVY_ROW = 8
 _HEAVY = frozenset(("exp", "log", "log1p", "expm1", "sin", "cos", "tan", "tanh", "sigmoid",
                     "gelu", "silu", "erf", "pow", "bce_with_logits", "bce", "erfc",
@@ -84,8 +91,11 @@ _HEAVY = frozenset(("exp", "log", "log1p", "expm1", "sin", "cos", "tan", "tanh",
 
 def runs_parallel(size: int, rows) -> bool:
     """Whether a flat CPU kernel of ``rows`` over ``size`` elements takes the chunk form."""
-    return PARALLEL and size >= PAR_MIN and \
-        size * sum(HEAVY_ROW if r.name in _HEAVY else 1 for r in rows) >= PAR_MIN_WORK
+    if not PARALLEL or size < PAR_MIN:
+        return False
+    heavy = sum(r.name in _HEAVY for r in rows)
+    work = size * (len(rows) + (HEAVY_ROW - 1) * heavy)
+    return work >= PAR_MIN_WORK or (heavy > 0 and work >= PAR_MIN_WORK_HEAVY)
 
 
 # --- per-thread state ----------------------------------------------------------------------

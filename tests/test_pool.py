@@ -232,3 +232,14 @@ def test_large_outputs_are_populated_without_touching_operands(chunked_call, mon
         _, calls = chunked_call(lambda: x.sub_(g * 0.5))
     assert calls and written == []  # (the target is an operand: not populated)
     np.testing.assert_allclose(x.numpy(), xv - gv * np.float32(0.5), rtol=1e-6)
+
+
+def test_which_flat_kernels_run_in_parallel():
+    """Compute-bound kernels (a transcendental row) from half the work of light ones."""
+    from types import SimpleNamespace as R
+    exp, mul, add = R(name="exp"), R(name="mul"), R(name="add")
+    assert lazy.runs_parallel(1 << 18, [exp])             # 2^21 with a heavy row
+    assert not lazy.runs_parallel(1 << 17, [exp])         # 2^20
+    assert not lazy.runs_parallel(1 << 20, [mul, add])    # light: 2^21 < PAR_MIN_WORK
+    assert lazy.runs_parallel(1 << 21, [mul, add])        # light: 2^22
+    assert not lazy.runs_parallel(lazy.PAR_MIN - 1, [exp] * 100)  # too few chunks
