@@ -397,9 +397,9 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
     claims runs of PAR_BLOCK-element chunks from ``ctl`` atomically until none is left (guided:
     each run a share of the chunks left, so threads stream long contiguous ranges and finish
     within a chunk of each other; the launching thread, ``lead``, then waits for the others'
-    last chunks). Each 'sum' output is an array
-    with one slot per chunk (``o[p] = `` that chunk's sum), which the launcher adds up in a
-    fixed order (deterministic whichever thread ran which chunk).
+    last chunks). Each 'sum' output is an array with one slot per chunk (``o[p] = `` that
+    chunk's sum), which the launcher adds up in a fixed order (deterministic whichever thread
+    ran which chunk).
 
     ``alias`` {result index: load param}: that full result is written into the operand array
     itself (an in-place update), which is then not a parameter of its own. Said inside the

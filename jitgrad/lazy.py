@@ -70,9 +70,10 @@ PAR_MIN = int(os.environ.get("JITGRAD_PAR_MIN", 1 << 15))
 # ... and only when the kernel has enough work (elements x rows, a transcendental row counting
 # HEAVY_ROW): waking the thread pool costs up to milliseconds on a loaded 2-core machine, so an
 # SGD update of 200k weights (two arithmetic rows) ran 10x slower in parallel than serially.
-# A worker joins a launch ~50 us after it is posted (the caller takes chunks meanwhile, so a
-# late worker costs nothing); at 1 << 22 a kernel's serial time is ~0.2 ms and up: W1 at 1e5
-# (f32 / f64) went 476 -> 423 / 777 -> 564 us per step when it began to run in parallel.
+# (A sleeping worker joins a launch 18-100 us after it is posted, a spinning one at once; the
+# caller takes chunks meanwhile, so a late worker costs nothing.) At 1 << 22 a kernel's serial
+# time is ~0.2 ms and up: W1 at 1e5 (f32 / f64) went 476 -> 423 / 777 -> 564 us per step when
+# it began to run in parallel.
 PAR_MIN_WORK = 1 << 22
 # A kernel with a transcendental row is compute-bound: two threads pay from half that work
 # (on 2 cores, 3 alternating processes: W1 replayed at 65,536 elements, weight 48, float32
@@ -814,9 +815,9 @@ def realize_into(t, out) -> bool:
     """Compute the pending elementwise value ``t`` straight into the array ``out`` (an ndarray,
     or a DeviceArray for a GPU value), the target of an in-place op (``p -= lr * p.grad``
     becomes one kernel that reads p and writes p, with no temporary and no copy). Every other
-    pending value that reads ``out``'s memory is computed first, from the old contents. Returns False, computing nothing, when that is not
-    safe: another array the kernel reads overlaps ``out`` (a view of it), or the layout or
-    dtype differ."""
+    pending value that reads ``out``'s memory is computed first, from the old contents.
+    Returns False, computing nothing, when that is not safe: another array the kernel reads
+    overlaps ``out`` (a view of it), or the layout or dtype differ."""
     lz = _pending_node(t)
     if lz is None or lz.row is None or lz.device != device_of(out) or \
             not isinstance(out, _ARRAYS) or lz.shape != out.shape or lz.dtype != out.dtype or \

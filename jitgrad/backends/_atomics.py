@@ -60,6 +60,9 @@ def spin_pause(typingctx):
     return types.void(), codegen
 
 
+PAR_BLOCK = 4096  # elements per chunk (the kernel's chunk indices and cpu.ChunkedKernel's count)
+
+
 # Spin bounds, in pauses (~23 ns each on the EPYC here; longer on recent Intel cores).
 SPIN_LEAD = 1 << 16   # (~1.5 ms) the launching thread waits for chunks workers still hold
 RUN_MAX = 16         # chunks per run at most (W1 float32 at 1e7: 8.73 ms with runs of

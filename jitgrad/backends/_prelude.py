@@ -36,10 +36,9 @@ vm_polygamma = _wrap(polygamma_py)
 
 
 SUM_BLOCK = 512
-PAR_BLOCK = 4096  # elements per chunk of the chunk form (backends/cpu.ChunkedKernel)
 
-
-from jitgrad.backends._atomics import atomic_add, chunk_claim, chunk_enter, chunk_finish  # noqa
+from jitgrad.backends._atomics import (PAR_BLOCK, atomic_add, chunk_claim,  # noqa: E402,F401
+                                       chunk_enter, chunk_finish)
 
 
 @numba.njit(**_inline)

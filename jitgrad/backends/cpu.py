@@ -35,7 +35,7 @@ from numba.core.serialize import dumps as _nb_dumps
 import numpy as np
 
 from .. import _debug
-from ._atomics import atomic_add, atomic_load, spin_pause
+from ._atomics import PAR_BLOCK, atomic_add, atomic_load, spin_pause
 
 # =============================================================================================
 # Disk cache
@@ -709,7 +709,6 @@ class _Pool:
 
 
 POOL = _Pool()
-PAR_BLOCK = 4096  # = _prelude.PAR_BLOCK: elements per chunk of the chunk form
 
 
 _HUGE = 2 << 20  # bytes of a transparent huge page (x86-64)
