@@ -453,6 +453,11 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
         stages = stage_split(split_invariant(body_lines, [ld.var for ld in loads if ld.kind ==
                                                           "a"] + ["i", "j_blk", "i_all"])[1],
                              [r[1] for r in results], var_dtypes)
+    # a flat body with sin/cos/tan runs them without their large-argument call, per block, and
+    # runs the block again with it only where some lane was large (_guard_trig)
+    guard = GUARD_TRIG and ndim is None and not alias and any(
+        _trig_call(x) for x in split_invariant(body_lines, [ld.var for ld in loads if ld.kind ==
+                                                            "a"] + ["i", "j_blk", "i_all"])[1])
     if ndim is None:
         array_loads = [ld for ld in loads if ld.kind == "a"]
         size = f"{first}.size" if first else \
@@ -475,13 +480,15 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
         else:
             lo, hi = "0", "n_all"
         pad0 = ind * depth
-        if blocked or stages:
+        if blocked or stages or guard:
             # sums: values go to a block buffer (the loop stays vectorisable), each block is
             # added with several float64 lanes (block_sum) — no loop-carried dependency
             for j in accs:
                 lines.append(f"{pad0}buf{j} = stack_empty(SUM_BLOCK, np.{results[j][3]})")
             lines.append(f"{pad0}for i_blk in range({lo}, {hi}, SUM_BLOCK):")
             lines.append(f"{pad0}{ind}m_blk = min(SUM_BLOCK, {hi} - i_blk)")
+            if guard:  # (the block's loops follow it: _guard_trig)
+                lines.append(_GUARD_MARK)
             if not stages:  # (staged: one such loop per stage, below)
                 lines.append(f"{pad0}{ind}for j_blk in range(m_blk):")
                 lines.append(f"{pad0}{ind * 2}i = {_UIDX}(i_blk + j_blk)")
@@ -549,6 +556,11 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
         lines += [pad + x for x in inner]
         lines += [pad + x for x in body_lines]
         lines += [pad + x for x in tail]
+    if guard:  # (the rerun as one loop: it runs scalar, staging is for the vectoriser)
+        at = lines.index(_GUARD_MARK)
+        loop = [f"{pad0}{ind}for j_blk in range(m_blk):", f"{pad}i = {_UIDX}(i_blk + j_blk)"]
+        lines[at:] = _guard_trig(lines[at + 1:], loop + [pad + x for x in inner + body_lines +
+                                                         tail] if stages else None, pad0 + ind, ind)
     for j in row_sums:  # after each block of the last axis
         fn = "lane_sum" if results[j][3] in ("float32", "float64") else "block_sum"
         tgt = f"acc{j}" if j in accs else \
@@ -576,6 +588,63 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
     return "\n".join(lines) + "\n"
 
 
+GUARD_TRIG = True  # flat bodies run sin/cos/tan per guarded block (_guard_trig); off: as is
+_GUARD_MARK = "\0guard"
+_TRIG_CALL = re.compile(r"(\s*)(\w+) = vm_(sin|cos|tan)\((.*)\)")
+
+
+def _trig_call(line):
+    """(indent, target, function, argument) of a line that is one sin/cos/tan call, or None."""
+    m = _TRIG_CALL.fullmatch(line)
+    if m is None:
+        return None
+    depth = 0
+    for ch in m.group(4):  # (the argument's parentheses balance: one call, not two)
+        depth += (ch == "(") - (ch == ")")
+        if depth < 0:
+            return None
+    return m.groups() if depth == 0 else None
+
+
+def _guard_trig(loops, rerun_loops, pad, ind):
+    """A block's loops (at ``pad``) with sin/cos/tan run without their large-argument call.
+
+    In a long fused body the masked call of vmath's large-argument path cost more than its
+    compare: every vector register is live across it (W1 float64, one thread: 3.9 ns/element
+    against 3.1 call-free). So the block runs ``vm_<f>_fast`` -- the same arithmetic, valid up to
+    |x| = 1e5 float32 / 1e8 float64 -- ORs ``vm_trig_big`` of each argument, and where some
+    lane was beyond, runs the block again (``rerun_loops``, default ``loops``) with
+    ``vm_<f>_lane``: the same values bit for bit, one call each, so that loop stays scalar and
+    cheap to compile. The rerun must read what the first run read, so kernels writing in
+    place (``alias``) are not guarded."""
+    fast, rerun = [], []
+    for line in loops if rerun_loops is None else rerun_loops:
+        call = _trig_call(line)
+        rerun.append(ind + line if call is None else
+                     f"{ind}{call[0]}{call[1]} = vm_{call[2]}_lane({call[3]})")
+    for line in loops:
+        call = _trig_call(line)
+        if call is None:
+            fast.append(line)
+            continue
+        sp, tgt, fn, arg = call
+        if not _NAME.fullmatch(arg):
+            fast.append(f"{sp}u_{tgt} = {arg}")
+            arg = f"u_{tgt}"
+        fast += [f"{sp}{tgt} = vm_{fn}_fast({arg})", f"{sp}g_big = g_big | vm_trig_big({arg})"]
+    # the rerun's own names: Numba's SSA reconstruction of names defined in both copies took
+    # 9 s (of 20) to compile W5 k = 100's kernels
+    names = set()
+    for line in rerun:
+        st = line.strip()
+        tgt = st[4:].partition(" in ")[0] if st.startswith("for ") else st.partition(" = ")[0]
+        names.update(n for n in (x.strip() for x in tgt.split(",")) if _NAME.fullmatch(n))
+    if names:
+        own = re.compile(r"\b(%s)\b" % "|".join(sorted(names, key=len, reverse=True)))
+        rerun = [own.sub(r"\1_r", x) for x in rerun]
+    return [f"{pad}g_big = False", *fast, f"{pad}if g_big:", *rerun]
+
+
 def _staged(inner, body, tail, ends, var_dtypes, pad, ind, lines):
     """The stage loops of a staged flat body (see render_fused), at ``pad`` (the block loop's
     body); the stack arrays of the values crossing stages go before the first loop of
@@ -600,12 +669,20 @@ def _staged(inner, body, tail, ends, var_dtypes, pad, ind, lines):
     out = []
     p2 = pad + ind * 2
     for s, st in enumerate(stages):
-        out += [f"{pad}{ind}for j_blk in range(m_blk):", f"{p2}i = {_UIDX}(i_blk + j_blk)"]
-        out += [p2 + x for x in inner if x.partition(" = ")[0] in uses[s]]
-        out += [f"{p2}{v} = sb_{v}[j_blk]" for v in cross if v in uses[s] and defined[v] < s]
-        out += [p2 + x for x in st]
-        out += [f"{p2}sb_{v}[j_blk] = {v}" for v in cross
+        seg = [f"{pad}{ind}for j_blk in range(m_blk):", f"{p2}i = {_UIDX}(i_blk + j_blk)"]
+        loads = [x for x in inner if x.partition(" = ")[0] in uses[s]]
+        back = [v for v in cross if v in uses[s] and defined[v] < s]
+        seg += [p2 + x for x in loads]
+        seg += [f"{p2}{v} = sb_{v}[j_blk]" for v in back]
+        seg += [p2 + x for x in st]
+        seg += [f"{p2}sb_{v}[j_blk] = {v}" for v in cross
                 if defined[v] == s and any(v in u for u in uses[s + 1:])]
+        if s:  # names of its own: Numba's SSA reconstruction of a name defined in several
+            # loops costs (names x blocks): seconds for W5 k = 100's kernels
+            mine = ["j_blk", "i"] + [x.partition(" = ")[0] for x in loads] + back
+            own = re.compile(r"\b(%s)\b" % "|".join(sorted(mine, key=len, reverse=True)))
+            seg = [own.sub(r"\1_s%d" % s, x) for x in seg]
+        out += seg
     return out
 
 

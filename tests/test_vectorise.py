@@ -194,7 +194,8 @@ def test_staged_chains(fresh_kernels, monkeypatch, dtype, parallel):
         return srcs[-1][1]
     monkeypatch.setattr(lazy, "_render", spy)
     staged = _chain_step(dtype)
-    keys = [k for k, s in srcs if s.count("for j_blk in range(m_blk):") >= 3 and "sb_" in s]
+    keys = [k for k, s in srcs
+            if len(re.findall(r"for j_blk\w* in range\(m_blk\):", s)) >= 3 and "sb_" in s]
     assert keys, [s for _, s in srcs]
     for k in keys:  # each stage loop vectorised (no scalar-only kernel)
         disp = cpu._kernels[k]
@@ -244,3 +245,79 @@ def test_staged_source_is_the_same_in_every_process():
         assert int(n) >= 7 * 2, r.stdout  # (each crossing value: its stack array and its reads)
         outs.add(digest)
     assert len(outs) == 1, outs
+
+
+def _trig_step(x, dtype):
+    """sin/cos/tan in one flat body with a full value and a sum, forward and backward."""
+    t = jg.tensor(x, requires_grad=True)
+    y = jg.sin(t * 1.5) * jg.cos(t) + jg.tan(t * 0.25)
+    s = (y * jg.sin(y)).sum()
+    s.backward()
+    return y.detach().numpy().copy(), s.item(), t.grad.numpy().copy()
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_trig_blocks_rerun_where_large(fresh_kernels, monkeypatch, dtype, parallel):
+    """Flat bodies run sin/cos/tan without their large-argument call and run a block again
+    (with it) only where some argument was beyond its bound (codegen._guard_trig): the same
+    values, bit for bit, as the unguarded kernels, with large lanes, +-inf and NaN in a few
+    blocks among ordinary ones; no masked vector call left in the kernel."""
+    from jitgrad import codegen
+    n = 40000 if parallel else 3000
+    if parallel:
+        monkeypatch.setattr(lazy, "PAR_MIN", 0)
+        monkeypatch.setattr(lazy, "PAR_MIN_WORK", 0)
+    x = np.random.default_rng(3).uniform(-4, 4, n).astype(dtype)
+    big = {np.float32: 2e5, np.float64: 3e8}[dtype]  # beyond the fast bound (1e5 / 1e8)
+    for at, v in ((7, big), (8, -big * 1e3), (1500, np.inf), (1501, np.nan), (n - 1, -big)):
+        x[at] = v
+    srcs = []
+    render = lazy._render
+
+    def spy(plan):
+        srcs.append((plan.key, render(plan)))
+        return srcs[-1][1]
+    monkeypatch.setattr(lazy, "_render", spy)
+    guarded = _trig_step(x, dtype)
+    keys = [k for k, src in srcs if "if g_big:" in src]
+    assert keys and all("vm_sin_fast(" in src for k, src in srcs if k in keys), srcs
+    for k in keys:  # the rerun's calls are scalar: no masked vector variant in the kernel
+        disp = getattr(cpu._kernels[k], "dispatcher", cpu._kernels[k])
+        (asm,) = disp.inspect_asm().values()
+        body = _kernel_body(asm)
+        assert not re.search(r"jitgrad_vm_\w+_m\d+", body), "a masked vector call is left"
+        assert _packed(body)["ps" if dtype == np.float32 else "pd"] > 0
+    monkeypatch.setattr(codegen, "GUARD_TRIG", False)
+    monkeypatch.setattr(cpu, "_kernels", cpu.KernelCache(0))
+    srcs.clear()
+    plain = _trig_step(x, dtype)
+    assert srcs and not any("g_big" in src for _, src in srcs)
+    for a, b in zip(guarded, plain):
+        np.testing.assert_array_equal(a, b)
+    ok = np.isfinite(x) & (np.abs(x) < 10)  # and against NumPy where float64 libm is exact
+    xd = x.astype(np.float64)
+    with np.errstate(invalid="ignore"):  # (sin(inf))
+        y = np.sin(xd * 1.5) * np.cos(xd) + np.tan(xd * 0.25)
+    np.testing.assert_allclose(guarded[0][ok], y[ok], rtol=1e-4 if dtype == np.float32
+                               else 1e-12, atol=1e-5 if dtype == np.float32 else 1e-13)
+    assert np.isnan(guarded[0][1500]) and np.isnan(guarded[0][1501])
+
+
+def test_trig_in_place_is_not_guarded(fresh_kernels, monkeypatch):
+    """An in-place update (codegen ``alias``) reads what it writes: its block could not be run
+    twice, so its sin stays the checked call, and large lanes are right."""
+    x = np.array([0.5, 3e8, -2.0, 1e20, 7.0] * 100)
+    t, g = jg.tensor(x.copy()), jg.tensor(x[::-1].copy())
+    srcs = []
+    render = lazy._render
+
+    def spy(plan):
+        srcs.append(render(plan))
+        return srcs[-1]
+    monkeypatch.setattr(lazy, "_render", spy)
+    t -= jg.sin(g) * 2.0       # (t - 2 sin(g) written into t: one kernel, in place)
+    got = t.numpy()
+    assert len(srcs) == 1 and "g_big" not in srcs[0] and "vm_sin(" in srcs[0], srcs
+    assert "o0 = a" in srcs[0], srcs  # (the alias form)
+    np.testing.assert_allclose(got, x - np.sin(x[::-1]) * 2.0, rtol=1e-14)

@@ -23,6 +23,9 @@ vm_sin = _wrap(lambda x: math.sin(x))
 vm_cos = _wrap(lambda x: math.cos(x))
 vm_tan = _wrap(lambda x: math.tan(x))
 vm_tanh = _wrap(lambda x: math.tanh(x))
+vm_sin_fast, vm_cos_fast, vm_tan_fast = vm_sin, vm_cos, vm_tan
+vm_sin_lane, vm_cos_lane, vm_tan_lane = vm_sin, vm_cos, vm_tan
+vm_trig_big = _wrap(lambda x: False)
 
 
 @numba.njit(**_inline)
@@ -63,7 +66,8 @@ def block_sum(buf, n):
 
 
 try:  # prefer the vectorizable implementations when jitgrad.vmath provides them
-    from jitgrad.vmath import VMATH_FUNCS as _VM
+    from jitgrad.vmath import TRIG_FAST_FUNCS as _VMF, VMATH_FUNCS as _VM
+    _VM = {**_VM, **_VMF}
 except Exception:  # pragma: no cover - vmath is optional during development
     _VM = {}
 from jitgrad.backends.cpu import use_disk_cache as _use_disk_cache  # noqa: E402
