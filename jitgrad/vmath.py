@@ -68,21 +68,23 @@ log1p      0.88     0.87     all x
 tanh       0.94     1.67     all x (float32: every value checked)
 sigmoid    1.47     1.41     all x
 sin        0.93     0.78     all x (float32 beyond 1e5: 0.89)
-cos        0.90     0.77     all x (float32 beyond 1e5: 0.87)
-tan        1.23     2.20     all x (float32 beyond 1e5: 1.15)
+cos        0.90     0.76     all x (float32 beyond 1e5: 0.87)
+tan        1.23     2.07     all x (float32 beyond 1e5: 1.15)
 =========  =======  =======  ===========================================
 
 ``tests/test_vmath.py`` asserts slightly looser bounds (float32 <= 1-1.75,
 float64 <= 1-2.5 ulp per function).  sin/cos/tan reduce by pi/2 with
-Cody-Waite in float64, chunks short enough that k*chunk is exact: exact for
-|k| < 2**24 (float32 input, |x| < 2**24*pi/2 = 2.6e7) and, as a double-double,
-for |k| < 2**26 (float64, |x| < 1.05e8).  Lanes beyond 2.6e7 / 1e8 are
-recomputed by a call to a scalar function with a Payne-Hanek reduction (bits
-of 2/pi from a table row chosen by the exponent, ~8-17 ns per element),
-placed so that the loop still vectorises (see "Large arguments" below); the
-check costs sin/cos/tan 10-15% (float32 sin 0.61 -> 0.67 ns/element, float64
-1.11 -> 1.26, AMD EPYC Zen 5; float32 tan happened to get faster, 1.02 ->
-0.94).
+Cody-Waite in float64: float32 inputs with chunks short enough that k*chunk is
+exact, exact for |k| < 2**24 (|x| < 2**24*pi/2 = 2.6e7); float64 inputs with
+three full chunks and FMA, as a double-double, for |k| < 2**26 (|x| <
+1.05e8).  Lanes beyond 2.6e7 / 1e8 are recomputed by a call to a scalar
+function with a Payne-Hanek reduction (bits of 2/pi from a table row chosen by
+the exponent, ~8-17 ns per element), placed so that the loop still vectorises
+(see "Large arguments" below); the check costs sin/cos/tan 10-15% in a loop of
+their own (float32 sin 0.61 -> 0.67 ns/element, float64 1.11 -> 1.26, AMD EPYC
+Zen 5; float32 tan happened to get faster, 1.02 -> 0.94), and much more in a
+long fused body, so generated flat kernels use ``sin_fast`` & co. with a
+per-block check instead (``TRIG_FAST_FUNCS``, codegen._guard_trig).
 
 Exact error terms use ``llvm.fma`` (one instruction on any x86-64 with
 AVX2/AVX-512; a slow but exact libm call on CPUs without FMA); polynomials use
@@ -675,12 +677,18 @@ _SIN_P64 = (-1.66666666666666324348e-01, 8.33333333332248946124e-03,
 _COS_P64 = (4.16666666666666019037e-02, -1.38888888888741095749e-03,
             2.48015872894767294178e-05, -2.75573143513906633035e-07,
             2.08757232129817482790e-09, -1.13596475577881948265e-11)
-# pi/2 split for Cody-Waite.  Chunk 1 has 27 significant bits, chunk 2 28
-# (float32 inputs, k < 2**24) or 25 (float64 inputs, k < 2**26), so k*chunk is
-# exact; the rest are full doubles.
+# pi/2 split for Cody-Waite of float32 inputs (in float64).  Chunk 1 has 27
+# significant bits, chunk 2 28 (k < 2**24), so k*chunk is exact; chunk 3 is a
+# full double.
 _PIO2_F32 = (1.570796325802803, 9.920935808982456e-10, -1.2177051777973966e-18)
-_PIO2_F64 = (1.570796325802803, 9.920935739593517e-10, 5.721188726109832e-18,
-             4.3359050650618903e-35)
+# pi/2 as three full doubles, for float64 inputs.  With FMA, x - k*C1 is exact
+# (k*C1 and x are multiples of 2**-52 -- or 2**-53 below 1 -- and |x - k*C1| < 1),
+# k*C2 is split exactly by one FMA, and the chunks hold pi/2 to 2**-164: r + rlo
+# is exact to ~2**-100 relative even at the doubles nearest multiples of pi/2
+# (|r| ~ 2**-60).  Half the operations of the four-chunk Cody-Waite with short
+# leading chunks it replaced (njit loop over 4096 float64, 2-core Zen 4: sin
+# 1.19 -> 1.00 ns/element, its call-free sin_fast 0.84; max error unchanged).
+_PIO2_F64_FULL = (1.5707963267948966, 6.123233995736766e-17, -1.4973849048591698e-33)
 _TOPI = 0.6366197723675814
 _RMAX = 0.7855   # |r| clamp: only active beyond the exact range (lanes
                  # whose result the large-argument path replaces)
@@ -729,27 +737,22 @@ def _mk_reduce(ft):
             return r, k
         return red
 
-    c1, c2, c3, c4 = _PIO2_F64
+    c1, c2, c3 = _PIO2_F64_FULL
 
     @_jitable
     def red(x):
         """x -> (r, rlo, k): x = k*pi/2 + r + rlo, as a double-double,
-        exact to ~2**-100 relative for |k| < 2**26."""
+        exact to ~2**-100 relative for |k| < 2**26 (beyond: finite garbage or
+        NaN, which the large-argument path replaces)."""
         _ai()
         k = _rint(x * _TOPI)
-        t = _fmae(-k, c1, x)                # exact
-        y, ey = _two_sum(t, -(k * c2))      # k*c2 exact
-        p = k * c3
-        pl = _fmae(k, c3, -p)               # exact product error
-        r, er = _two_sum(y, -p)
-        lo = ((er + ey) - pl) - k * c4
+        t = _fmae(-k, c1, x)                # exact (see _PIO2_F64_FULL)
+        p = k * c2
+        pl = _fmae(k, c2, -p)               # exact product error
+        r, er = _two_sum(t, -p)             # exact
+        lo = _fmae(-k, c3, er - pl)
         rh = r + lo
-        rlo = lo - (rh - r)
-        big = _fabs(rh) > _RMAX
-        rh = _RMAX if rh > _RMAX else rh
-        rh = -_RMAX if rh < -_RMAX else rh
-        rlo = 0.0 if big else rlo
-        return rh, rlo, k
+        return rh, lo - (rh - r), k
     return red
 
 
