@@ -410,7 +410,11 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
     ``var_dtypes`` {body variable: dtype name} (CPU kernels): a flat body with a long chain
     of vmath calls is staged (``stage_split``): per SUM_BLOCK block, one loop per stage, the
     values crossing a stage kept in stack arrays. Same operations on the same values (and
-    the same blocks for the sums): the results are bitwise those of the unstaged loop."""
+    the same blocks for the sums): the results are bitwise those of the unstaged loop.
+
+    A flat body with sin/cos/tan (not in place) is blocked the same way and runs them without
+    their large-argument call, each block again with it where some argument was large
+    (``_guard_trig``; ``GUARD_TRIG`` off: as written). The same values, bit for bit."""
     results = [r if len(r) == 4 else (*r, "float64") for r in results]
     alias = alias or {}
     outs = [f"o{j}" for j in range(len(results))]
