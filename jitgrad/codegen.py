@@ -593,6 +593,7 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
 
 
 GUARD_TRIG = True  # flat bodies run sin/cos/tan per guarded block (_guard_trig); off: as is
+GUARD_VECTOR_RERUN_MAX = 8  # a body with at most this many sin/cos/tan reruns vectorised
 _GUARD_MARK = "\0guard"
 _TRIG_CALL = re.compile(r"(\s*)(\w+) = vm_(sin|cos|tan)\((.*)\)")
 
@@ -617,15 +618,20 @@ def _guard_trig(loops, rerun_loops, pad, ind):
     compare: every vector register is live across it (W1 float64, one thread: 3.9 ns/element
     against 3.1 call-free). So the block runs ``vm_<f>_fast`` -- the same arithmetic, valid up to
     |x| = 1e5 float32 / 1e8 float64 -- ORs ``vm_trig_big`` of each argument, and where some
-    lane was beyond, runs the block again (``rerun_loops``, default ``loops``) with
-    ``vm_<f>_lane``: the same values bit for bit, one call each, so that loop stays scalar and
-    cheap to compile. The rerun must read what the first run read, so kernels writing in
-    place (``alias``) are not guarded."""
+    lane was beyond, runs the block again (``rerun_loops``, default ``loops``) with the same
+    values bit for bit: with the checked calls, vectorised (float32 lanes in 1e5..2.6e7 take
+    a vector path there; a scalar rerun made W1 with such a lane in every block 9x slower),
+    or, in a body with more than GUARD_VECTOR_RERUN_MAX of them, with ``vm_<f>_lane``: one
+    call each, so that loop stays scalar, as a second vectorised copy of a long chain
+    doubled its compile time (W5 k = 100: 10 -> 21 s). The rerun must read what the first
+    run read, so kernels writing in place (``alias``) are not guarded."""
     fast, rerun = [], []
+    calls = [c for c in map(_trig_call, loops if rerun_loops is None else rerun_loops) if c]
+    lane = "_lane" if len(calls) > GUARD_VECTOR_RERUN_MAX else ""
     for line in loops if rerun_loops is None else rerun_loops:
         call = _trig_call(line)
         rerun.append(ind + line if call is None else
-                     f"{ind}{call[0]}{call[1]} = vm_{call[2]}_lane({call[3]})")
+                     f"{ind}{call[0]}{call[1]} = vm_{call[2]}{lane}({call[3]})")
     for line in loops:
         call = _trig_call(line)
         if call is None:

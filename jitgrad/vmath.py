@@ -684,14 +684,14 @@ _PIO2_F32 = (1.570796325802803, 9.920935808982456e-10, -1.2177051777973966e-18)
 # pi/2 as three full doubles, for float64 inputs.  With FMA, x - k*C1 is exact
 # (k*C1 and x are multiples of 2**-52 -- or 2**-53 below 1 -- and |x - k*C1| < 1),
 # k*C2 is split exactly by one FMA, and the chunks hold pi/2 to 2**-164: r + rlo
-# is exact to ~2**-100 relative even at the doubles nearest multiples of pi/2
-# (|r| ~ 2**-60).  Half the operations of the four-chunk Cody-Waite with short
+# is exact to ~2**-134 absolute, better than 2**-70 relative even at the doubles
+# nearest multiples of pi/2 (|r| ~ 2**-60 at large k).  Half the operations of the four-chunk Cody-Waite with short
 # leading chunks it replaced (njit loop over 4096 float64, 2-core Zen 4: sin
 # 1.19 -> 1.00 ns/element, its call-free sin_fast 0.84; max error unchanged).
 _PIO2_F64_FULL = (1.5707963267948966, 6.123233995736766e-17, -1.4973849048591698e-33)
 _TOPI = 0.6366197723675814
-_RMAX = 0.7855   # |r| clamp: only active beyond the exact range (lanes
-                 # whose result the large-argument path replaces)
+_RMAX = 0.7855   # float32 inputs' |r| clamp: only active beyond the exact
+                 # range (lanes whose result the large-argument path replaces)
 
 
 @_jitable
@@ -742,8 +742,8 @@ def _mk_reduce(ft):
     @_jitable
     def red(x):
         """x -> (r, rlo, k): x = k*pi/2 + r + rlo, as a double-double,
-        exact to ~2**-100 relative for |k| < 2**26 (beyond: finite garbage or
-        NaN, which the large-argument path replaces)."""
+        to better than 2**-70 relative for |k| < 2**26 (beyond: garbage, +-inf
+        or NaN, which the large-argument path replaces)."""
         _ai()
         k = _rint(x * _TOPI)
         t = _fmae(-k, c1, x)                # exact (see _PIO2_F64_FULL)
@@ -1429,7 +1429,7 @@ def _keep(mod, fns):
 def _mk_slow(name, vector=True):
     # built at import (registers overloads only). float32: the float64-width path
     # (Cody-Waite, Payne-Hanek beyond _TRIG_BIG) for lanes beyond _TRIG_F32.
-    # vector=False: a plain call, which keeps the loop around it scalar (trig_lane)
+    # vector=False: a plain call, which keeps the loop around it scalar (_mk_trig_lane)
     impls = {_F32: _mk_trig_value(name, np.float32, _mk_sincos(np.float32, _red32_any)),
              _F64: _mk_trig_value(name, np.float64, _mk_sincos(np.float64, _red64_big))}
     mid32 = _mk_trig_value(name, np.float32, _mk_sincos(np.float32, _red32_cw))
@@ -1500,7 +1500,7 @@ _mk_sin, _mk_cos, _mk_tan = (_mk_trig(n) for n in ("sin", "cos", "tan"))
 # masked call itself was the cost, not the compare: every vector register is
 # live across it, and W1's float64 kernel ran 3.9 ns/element with sin against
 # 3.1 with this pair (float32: 1.53 -> 1.27).  Beyond the bound the values
-# are finite garbage or NaN, never a trap.
+# are garbage (finite, +-inf or NaN), never a trap.
 # ----------------------------------------------------------------------------
 
 def _mk_trig_fast(name):

@@ -162,10 +162,11 @@ def test_kernel_families_vectorise(fresh_kernels, dtype):
         assert fam[name]["pd"] > 0, f"{name}: the sum is not vectorised ({fam[name]})"
 
 
-def _chain_step(dtype):
+def _chain_step(dtype, xv=None):
     """A body whose vmath calls chain (staged), with a bool crossing a stage, a full value, a
     folded sum and the backward (recomputing the chain) in one or two kernels."""
-    x = jg.tensor(np.linspace(-3, 3, 3000).astype(dtype), requires_grad=True)
+    xv = np.linspace(-3, 3, 3000) if xv is None else xv
+    x = jg.tensor(xv.astype(dtype), requires_grad=True)
     y = jg.sin(x * 1.3)
     y = jg.sin(y * 1.1 + 0.5)
     m = y > 0.1
@@ -202,12 +203,20 @@ def test_staged_chains(fresh_kernels, monkeypatch, dtype, parallel):
         disp = getattr(disp, "dispatcher", disp)
         (asm,) = disp.inspect_asm().values()
         assert _packed(_kernel_body(asm))["ps" if dtype == np.float32 else "pd"] > 0
+    # with large arguments in a few blocks: their (guarded) rerun gives the same values too
+    xl = np.linspace(-3, 3, 3000)
+    xl[[5, 1200, 2999]] = [1e20, -3e7, np.inf]  # (far beyond either fast path's bound)
+    staged_large = _chain_step(dtype, xl)
     monkeypatch.setattr(codegen, "STAGE_MIN_CHAIN", 10 ** 9)
     monkeypatch.setattr(cpu, "_kernels", cpu.KernelCache(0))
     srcs.clear()
     plain = _chain_step(dtype)
     assert not any("sb_" in s for _, s in srcs)
     for a, b in zip(staged, plain):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.setattr(codegen, "GUARD_TRIG", False)
+    monkeypatch.setattr(cpu, "_kernels", cpu.KernelCache(0))
+    for a, b in zip(staged_large, _chain_step(dtype, xl)):
         np.testing.assert_array_equal(a, b)
     xd = np.linspace(-3, 3, 3000)
     y = np.sin(np.sin(xd * 1.3) * 1.1 + 0.5)
@@ -256,14 +265,17 @@ def _trig_step(x, dtype):
     return y.detach().numpy().copy(), s.item(), t.grad.numpy().copy()
 
 
+@pytest.mark.parametrize("rerun", ["vector", "lane"])
 @pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_trig_blocks_rerun_where_large(fresh_kernels, monkeypatch, dtype, parallel):
+def test_trig_blocks_rerun_where_large(fresh_kernels, monkeypatch, dtype, parallel, rerun):
     """Flat bodies run sin/cos/tan without their large-argument call and run a block again
     (with it) only where some argument was beyond its bound (codegen._guard_trig): the same
     values, bit for bit, as the unguarded kernels, with large lanes, +-inf and NaN in a few
-    blocks among ordinary ones; no masked vector call left in the kernel."""
+    blocks among ordinary ones, whether the rerun is vectorised or scalar (``vm_<f>_lane``: no
+    masked vector call left in the kernel)."""
     from jitgrad import codegen
+    monkeypatch.setattr(codegen, "GUARD_VECTOR_RERUN_MAX", 100 if rerun == "vector" else 0)
     n = 40000 if parallel else 3000
     if parallel:
         monkeypatch.setattr(lazy, "PAR_MIN", 0)
@@ -281,12 +293,14 @@ def test_trig_blocks_rerun_where_large(fresh_kernels, monkeypatch, dtype, parall
     monkeypatch.setattr(lazy, "_render", spy)
     guarded = _trig_step(x, dtype)
     keys = [k for k, src in srcs if "if g_big:" in src]
-    assert keys and all("vm_sin_fast(" in src for k, src in srcs if k in keys), srcs
-    for k in keys:  # the rerun's calls are scalar: no masked vector variant in the kernel
+    assert keys and all("vm_sin_fast(" in src and ("vm_sin_lane(" in src) == (rerun == "lane")
+                        for k, src in srcs if k in keys), srcs
+    for k in keys:  # a scalar rerun: no masked vector variant in the kernel
         disp = getattr(cpu._kernels[k], "dispatcher", cpu._kernels[k])
         (asm,) = disp.inspect_asm().values()
         body = _kernel_body(asm)
-        assert not re.search(r"jitgrad_vm_\w+_m\d+", body), "a masked vector call is left"
+        masked = re.search(r"jitgrad_vm_\w+_m\d+", body)
+        assert (masked is None) == (rerun == "lane"), masked
         assert _packed(body)["ps" if dtype == np.float32 else "pd"] > 0
     monkeypatch.setattr(codegen, "GUARD_TRIG", False)
     monkeypatch.setattr(cpu, "_kernels", cpu.KernelCache(0))
