@@ -162,6 +162,18 @@ def test_kernel_families_vectorise(fresh_kernels, dtype):
         assert fam[name]["pd"] > 0, f"{name}: the sum is not vectorised ({fam[name]})"
 
 
+def _spy_renders(monkeypatch):
+    """[(plan key, kernel source)] of every CPU or GPU kernel rendered from now on."""
+    srcs = []
+    render = lazy._render
+
+    def spy(plan):
+        srcs.append((plan.key, render(plan)))
+        return srcs[-1][1]
+    monkeypatch.setattr(lazy, "_render", spy)
+    return srcs
+
+
 def _chain_step(dtype, xv=None):
     """A body whose vmath calls chain (staged), with a bool crossing a stage, a full value, a
     folded sum and the backward (recomputing the chain) in one or two kernels."""
@@ -187,13 +199,7 @@ def test_staged_chains(fresh_kernels, monkeypatch, dtype, parallel):
     if parallel:  # the chunk form on a small array
         monkeypatch.setattr(lazy, "PAR_MIN", 0)
         monkeypatch.setattr(lazy, "PAR_MIN_WORK", 0)
-    srcs = []
-    render = lazy._render
-
-    def spy(plan):
-        srcs.append((plan.key, render(plan)))
-        return srcs[-1][1]
-    monkeypatch.setattr(lazy, "_render", spy)
+    srcs = _spy_renders(monkeypatch)
     staged = _chain_step(dtype)
     keys = [k for k, s in srcs
             if len(re.findall(r"for j_blk\w* in range\(m_blk\):", s)) >= 3 and "sb_" in s]
@@ -284,13 +290,7 @@ def test_trig_blocks_rerun_where_large(fresh_kernels, monkeypatch, dtype, parall
     big = {np.float32: 2e5, np.float64: 3e8}[dtype]  # beyond the fast bound (1e5 / 1e8)
     for at, v in ((7, big), (8, -big * 1e3), (1500, np.inf), (1501, np.nan), (n - 1, -big)):
         x[at] = v
-    srcs = []
-    render = lazy._render
-
-    def spy(plan):
-        srcs.append((plan.key, render(plan)))
-        return srcs[-1][1]
-    monkeypatch.setattr(lazy, "_render", spy)
+    srcs = _spy_renders(monkeypatch)
     guarded = _trig_step(x, dtype)
     keys = [k for k, src in srcs if "if g_big:" in src]
     assert keys and all("vm_sin_fast(" in src and ("vm_sin_lane(" in src) == (rerun == "lane")
@@ -323,15 +323,10 @@ def test_trig_in_place_is_not_guarded(fresh_kernels, monkeypatch):
     twice, so its sin stays the checked call, and large lanes are right."""
     x = np.array([0.5, 3e8, -2.0, 1e20, 7.0] * 100)
     t, g = jg.tensor(x.copy()), jg.tensor(x[::-1].copy())
-    srcs = []
-    render = lazy._render
-
-    def spy(plan):
-        srcs.append(render(plan))
-        return srcs[-1]
-    monkeypatch.setattr(lazy, "_render", spy)
+    srcs = _spy_renders(monkeypatch)
     t -= jg.sin(g) * 2.0       # (t - 2 sin(g) written into t: one kernel, in place)
     got = t.numpy()
-    assert len(srcs) == 1 and "g_big" not in srcs[0] and "vm_sin(" in srcs[0], srcs
-    assert "o0 = a" in srcs[0], srcs  # (the alias form)
+    assert len(srcs) == 1, srcs
+    src = srcs[0][1]
+    assert "g_big" not in src and "vm_sin(" in src and "o0 = a" in src, src  # (alias form)
     np.testing.assert_allclose(got, x - np.sin(x[::-1]) * 2.0, rtol=1e-14)
