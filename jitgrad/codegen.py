@@ -453,16 +453,16 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
     blocked = ndim is None and accs
     row_sums = []  # N-d: the sums over the last axis (blocked below)
     stages = None
-    if ndim is None and var_dtypes is not None:
-        stages = stage_split(split_invariant(body_lines, [ld.var for ld in loads if ld.kind ==
-                                                          "a"] + ["i", "j_blk", "i_all"])[1],
-                             [r[1] for r in results], var_dtypes)
-    # a flat body with sin/cos/tan runs them without their large-argument call, per block, and
-    # runs the block again with it only where some lane was large (_guard_trig)
-    guard = GUARD_TRIG and ndim is None and not alias and any(
-        _trig_call(x) for x in split_invariant(body_lines, [ld.var for ld in loads if ld.kind ==
-                                                            "a"] + ["i", "j_blk", "i_all"])[1])
+    loop_vars = [ld.var for ld in loads if ld.kind == "a"] + ["i", "j_blk", "i_all"] + \
+        [f"i{d}" for d in range(ndim or 0)]  # (what a body line varies with)
+    guard = False
     if ndim is None:
+        variant = split_invariant(body_lines, loop_vars)[1]
+        if var_dtypes is not None:
+            stages = stage_split(variant, [r[1] for r in results], var_dtypes)
+        # a body with sin/cos/tan runs them without their large-argument call, per block, and
+        # runs the block again with it only where some lane was large (_guard_trig)
+        guard = GUARD_TRIG and not alias and any(map(_trig_call, variant))
         array_loads = [ld for ld in loads if ld.kind == "a"]
         size = f"{first}.size" if first else \
             (f"{array_loads[0].param}.size" if array_loads else "n_iter")
@@ -536,9 +536,7 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
         oix = ", ".join(f"i{d}" for d in range(ndim))
     pad = ind * depth
     if ndim != 0:
-        invariant, body_lines = split_invariant(
-            body_lines, [ld.var for ld in loads if ld.kind == "a"] +
-            ["i", "j_blk", "i_all"] + [f"i{d}" for d in range(ndim or 0)])
+        invariant, body_lines = split_invariant(body_lines, loop_vars)
         if invariant:  # before the outermost loop
             at = next(k for k, x in enumerate(lines) if x.startswith(f"{ind}for "))
             lines[at:at] = [ind + x for x in invariant]
@@ -560,11 +558,11 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
         lines += [pad + x for x in inner]
         lines += [pad + x for x in body_lines]
         lines += [pad + x for x in tail]
-    if guard:  # (the rerun as one loop: it runs scalar, staging is for the vectoriser)
+    if guard:  # (the rerun as one loop, whether or not the block is staged)
         at = lines.index(_GUARD_MARK)
         loop = [f"{pad0}{ind}for j_blk in range(m_blk):", f"{pad}i = {_UIDX}(i_blk + j_blk)"]
         lines[at:] = _guard_trig(lines[at + 1:], loop + [pad + x for x in inner + body_lines +
-                                                         tail] if stages else None, pad0 + ind, ind)
+                                                         tail], pad0 + ind, ind)
     for j in row_sums:  # after each block of the last axis
         fn = "lane_sum" if results[j][3] in ("float32", "float64") else "block_sum"
         tgt = f"acc{j}" if j in accs else \
@@ -618,20 +616,18 @@ def _guard_trig(loops, rerun_loops, pad, ind):
     compare: every vector register is live across it (W1 float64, one thread: 3.9 ns/element
     against 3.1 call-free). So the block runs ``vm_<f>_fast`` -- the same arithmetic, valid up to
     |x| = 1e5 float32 / 1e8 float64 -- ORs ``vm_trig_big`` of each argument, and where some
-    lane was beyond, runs the block again (``rerun_loops``, default ``loops``) with the same
-    values bit for bit: with the checked calls, vectorised (float32 lanes in 1e5..2.6e7 take
+    lane was beyond, runs the block again (``rerun_loops``: its one unstaged loop) with the
+    same values bit for bit: with the checked calls, vectorised (float32 lanes in 1e5..2.6e7 take
     a vector path there; a scalar rerun made W1 with such a lane in every block 9x slower),
     or, in a body with more than GUARD_VECTOR_RERUN_MAX of them, with ``vm_<f>_lane``: one
     call each, so that loop stays scalar, as a second vectorised copy of a long chain
     doubled its compile time (W5 k = 100: 10 -> 21 s). The rerun must read what the first
     run read, so kernels writing in place (``alias``) are not guarded."""
-    fast, rerun = [], []
-    calls = [c for c in map(_trig_call, loops if rerun_loops is None else rerun_loops) if c]
-    lane = "_lane" if len(calls) > GUARD_VECTOR_RERUN_MAX else ""
-    for line in loops if rerun_loops is None else rerun_loops:
-        call = _trig_call(line)
-        rerun.append(ind + line if call is None else
-                     f"{ind}{call[0]}{call[1]} = vm_{call[2]}{lane}({call[3]})")
+    parsed = [(line, _trig_call(line)) for line in rerun_loops]
+    lane = "_lane" if sum(c is not None for _, c in parsed) > GUARD_VECTOR_RERUN_MAX else ""
+    rerun = [ind + line if c is None else f"{ind}{c[0]}{c[1]} = vm_{c[2]}{lane}({c[3]})"
+             for line, c in parsed]
+    fast = []
     for line in loops:
         call = _trig_call(line)
         if call is None:
@@ -649,10 +645,15 @@ def _guard_trig(loops, rerun_loops, pad, ind):
         st = line.strip()
         tgt = st[4:].partition(" in ")[0] if st.startswith("for ") else st.partition(" = ")[0]
         names.update(n for n in (x.strip() for x in tgt.split(",")) if _NAME.fullmatch(n))
-    if names:
-        own = re.compile(r"\b(%s)\b" % "|".join(sorted(names, key=len, reverse=True)))
-        rerun = [own.sub(r"\1_r", x) for x in rerun]
-    return [f"{pad}g_big = False", *fast, f"{pad}if g_big:", *rerun]
+    return [f"{pad}g_big = False", *fast, f"{pad}if g_big:", *_renamed(rerun, names, "_r")]
+
+
+def _renamed(lines, names, suffix):
+    """``lines`` with every whole-word occurrence of ``names`` given ``suffix``."""
+    if not names:
+        return lines
+    own = re.compile(r"\b(%s)\b" % "|".join(sorted(names, key=len, reverse=True)))
+    return [own.sub(r"\1" + suffix, x) for x in lines]
 
 
 def _staged(inner, body, tail, ends, var_dtypes, pad, ind, lines):
@@ -689,9 +690,8 @@ def _staged(inner, body, tail, ends, var_dtypes, pad, ind, lines):
                 if defined[v] == s and any(v in u for u in uses[s + 1:])]
         if s:  # names of its own: Numba's SSA reconstruction of a name defined in several
             # loops costs (names x blocks): seconds for W5 k = 100's kernels
-            mine = ["j_blk", "i"] + [x.partition(" = ")[0] for x in loads] + back
-            own = re.compile(r"\b(%s)\b" % "|".join(sorted(mine, key=len, reverse=True)))
-            seg = [own.sub(r"\1_s%d" % s, x) for x in seg]
+            seg = _renamed(seg, ["j_blk", "i"] + [x.partition(" = ")[0] for x in loads] + back,
+                           "_s%d" % s)
         out += seg
     return out
 

@@ -685,9 +685,10 @@ _PIO2_F32 = (1.570796325802803, 9.920935808982456e-10, -1.2177051777973966e-18)
 # (k*C1 and x are multiples of 2**-52 -- or 2**-53 below 1 -- and |x - k*C1| < 1),
 # k*C2 is split exactly by one FMA, and the chunks hold pi/2 to 2**-164: r + rlo
 # is exact to ~2**-134 absolute, better than 2**-70 relative even at the doubles
-# nearest multiples of pi/2 (|r| ~ 2**-60 at large k).  Half the operations of the four-chunk Cody-Waite with short
-# leading chunks it replaced (njit loop over 4096 float64, 2-core Zen 4: sin
-# 1.19 -> 1.00 ns/element, its call-free sin_fast 0.84; max error unchanged).
+# nearest multiples of pi/2 (|r| ~ 2**-60 at large k).  Half the operations of
+# the four-chunk Cody-Waite with short leading chunks it replaced (njit loop over
+# 4096 float64, 2-core Zen 4: sin 1.19 -> 1.00 ns/element, its call-free
+# sin_fast 0.84; max error unchanged).
 _PIO2_F64_FULL = (1.5707963267948966, 6.123233995736766e-17, -1.4973849048591698e-33)
 _TOPI = 0.6366197723675814
 _RMAX = 0.7855   # float32 inputs' |r| clamp: only active beyond the exact
@@ -1468,15 +1469,28 @@ def _mk_slow(name, vector=True):
     return call
 
 
+# the vector code's bound: float32 reduces in float32 up to _TRIG_F32 (then the
+# masked call's float64-width path), float64 exactly up to _TRIG_BIG
+_TRIG_FAST_MAX = {np.float32: _TRIG_F32, np.float64: _TRIG_BIG[np.float64]}
+_FAST_TRIG = {}
+
+
+def _trig_fast(name, ft):
+    """name(x) for |x| <= _TRIG_FAST_MAX[ft], without the large-argument path: one
+    helper per function and dtype, shared by the checked function and sin_fast & co."""
+    f = _FAST_TRIG.get((name, ft))
+    if f is None:
+        f = _FAST_TRIG[name, ft] = (
+            _mk_trig32w(name) if ft is np.float32 else
+            _mk_trig_value(name, ft, _mk_sincos(ft, _mk_reduce(ft))))
+    return f
+
+
 def _mk_trig(name, vector=True):
     slow = _mk_slow(name, vector)
 
     def maker(ft):
-        if ft is np.float32:
-            fast, big = _mk_trig32w(name), _TRIG_F32
-        else:
-            fast = _mk_trig_value(name, ft, _mk_sincos(ft, _mk_reduce(ft)))
-            big = _TRIG_BIG[ft]
+        fast, big = _trig_fast(name, ft), _TRIG_FAST_MAX[ft]
 
         @_jitable
         def impl(x):
@@ -1504,11 +1518,7 @@ _mk_sin, _mk_cos, _mk_tan = (_mk_trig(n) for n in ("sin", "cos", "tan"))
 # ----------------------------------------------------------------------------
 
 def _mk_trig_fast(name):
-    def maker(ft):
-        if ft is np.float32:
-            return _mk_trig32w(name)
-        return _mk_trig_value(name, ft, _mk_sincos(ft, _mk_reduce(ft)))
-    return maker
+    return lambda ft: _trig_fast(name, ft)
 
 
 def _mk_trig_lane(name):
@@ -1540,7 +1550,7 @@ def _mk_trig_lane(name):
 
 
 def _mk_trig_big(ft):
-    big = _TRIG_F32 if ft is np.float32 else _TRIG_BIG[ft]
+    big = _TRIG_FAST_MAX[ft]
 
     @_jitable
     def impl(x):
