@@ -1811,12 +1811,16 @@ class Program:
                           (f"{x} != {name(v, 'x')}" if v == v else f"{x} == {x}") +
                           ": return _MISS")
         body = []
+        cvals = {}                      # const slot -> the array every replay binds to it
         for k, src in enumerate(rec.src):
             if src[0] == "const":
+                if k in plan.shared:
+                    cvals[k] = src[1]
                 if k in plan.read or k not in plan.shared:
                     body.append(f"S[{k}] = {name(src[1], 'x')}" +
                                 ("" if k in plan.shared else ".copy()"))
             elif src[0] == "obj":
+                cvals[k] = src[1]
                 body.append(f"S[{k}] = {name(src[1], 'x')}")
             elif src[0] == "ext":
                 e, field = src[1], src[2]
@@ -1838,6 +1842,8 @@ class Program:
             return name(v, "x")
         for i, lines in enumerate(rec.ops):
             if i in plan.folded:
+                for k in rec.outs_of[i]:
+                    cvals[k] = keep[k]
                 body += [f"S[{k}] = {name(keep[k], 'x')}" for k in rec.outs_of[i]
                          if k in plan.read]
                 continue
@@ -1845,6 +1851,7 @@ class Program:
                 lines = [line.replace(".copy()", "") for line in lines]
             if i in plan.no_ctx:
                 lines = rec.alt[i][1]
+            lines = _fold_views(lines, cvals, name)
             body += [_CONST_ARG.sub(const_arg, line) for line in lines]
         for t, path, gk, bump in finals:
             x = local(path)
@@ -1864,6 +1871,7 @@ class Program:
             else:
                 vals.append(name(v, "x"))
         body.append(f"return {_out_expr(out_spec, vals, name)}")
+        body = _drop_dead_binds(body)
         head = ["try:"] + [f"    {x} = {_path_expr(fn, p, name)}" for p, x in paths.items()]
         head += ["except _GE:", "    return _MISS"] if paths else []
         head = (head if paths else []) + checks + [f"S = [None] * {self.nslots}"]
@@ -1872,6 +1880,49 @@ class Program:
         self.run = _compile_lines(self.lines, env, rec.allocs, plan.pool, args="args")
         # planned buffers and shared ctxs are this program's: one replay at a time uses them
         self.lock = threading.Lock() if plan.pool or plan.no_ctx else None
+
+
+_VIEW_LINE = re.compile(r"(_v\d+) = (S\[(\d+)\]|_v\d+)\.(reshape|swapaxes|transpose)"
+                        r"\(([-\d, ()\[\]]*)\)")
+_SLOT_GETS = re.compile(r"S\[\d+\] = (_v\d+)")
+
+
+def _fold_views(lines, cvals, name):
+    """An op's replay lines with the views of constants taken once, now: a VJP trace's
+    ``_vN = S[k].reshape(..)`` / ``.swapaxes(-1, -2)`` / ``.transpose(..)`` of a constant slot
+    (``cvals``: the array each replay binds there), or of such a view, becomes a bound name
+    (the matmul backward of the seed tutorial's step reshapes and transposes its constant x
+    on every call). A view handed on as a slot's value is left alone: it stays a new view per
+    call, as eager gives."""
+    handed = {m.group(1) for m in map(_SLOT_GETS.fullmatch, lines) if m}
+    vals, names, out = {}, {}, []
+    for line in lines:
+        m = _VIEW_LINE.fullmatch(line)
+        if m and m.group(1) not in handed:
+            v, src, k, meth, arg = m.groups()
+            base = cvals.get(int(k)) if k is not None else vals.get(src)
+            if base is not None:
+                vals[v] = getattr(base, meth)(*ast.literal_eval(f"({arg},)"))
+                names[v] = name(vals[v], "x")
+                continue
+        if names:
+            line = re.sub(r"\b_v\d+\b", lambda t: names.get(t.group(0), t.group(0)), line)
+        out.append(line)
+    return out
+
+
+_BIND = re.compile(r"(S\[\d+\]) = _x_\d+")
+_WHOLE_S = re.compile(r"\bS\b(?!\[)")
+
+
+def _drop_dead_binds(body):
+    """``body`` without the bindings of a bound name to a slot nothing reads (a constant
+    whose one reader took it transformed, see const_arg; a view folded by _fold_views)."""
+    if any(_WHOLE_S.search(line) for line in body):  # (a call given all of S may read any)
+        return body
+    text = "\n".join(body)
+    return [line for line in body if not ((m := _BIND.fullmatch(line)) and
+                                          text.count(m.group(1)) == 1)]
 
 
 def _finish(rec: Recorder, fn, args, key, result):

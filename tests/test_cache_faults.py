@@ -301,3 +301,39 @@ def test_parallel_kernel_lock_follows_the_active_layer(monkeypatch, layer):
     k = cpu.ParallelKernel(Disp())
     assert k(1, 2) == 3 and k(3, 4) == 7 and k.stats == "forwarded"
     assert calls == ([True, True] if layer == "workqueue" else [True, False])
+
+
+_VMATH_CALLER = textwrap.dedent("""
+    import json, numpy as np
+    {prelude}
+    from jitgrad.backends import cpu_nn
+    x = np.array([[1.0, 2.0, 3.0], [0.0, -1.0, 5.0]], np.float32)
+    t = np.array([2, 0])
+    p, l, c = np.empty_like(x), np.empty(2, np.float32), np.empty(2)
+    total, _ = cpu_nn.cross_entropy_fwd(x, t, l, False, -100, p, l, c)
+    st = cpu_nn.cross_entropy_fwd.stats
+    print(json.dumps(dict(total=total, hits=sum(st.cache_hits.values()),
+                          misses=sum(st.cache_misses.values()))))
+""")
+
+
+def test_kernels_calling_vmath_are_recompiled_when_vmath_changes(tmp_path):
+    """A hand-written kernel that calls vmath (cpu_vm, ``calls_vmath=True``) caches under a
+    stamp that covers vmath's source: another vmath (here: another prelude hash) is a miss,
+    never the machine code of the old one; the same vmath is a hit."""
+    env = dict(os.environ, JITGRAD_CACHE_DIR=str(tmp_path),
+               PYTHONPATH=os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH"))
+                                          if p))
+
+    def run(prelude=""):
+        p = subprocess.run([sys.executable, "-c", _VMATH_CALLER.format(prelude=prelude)],
+                           env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr[-4000:]
+        return json.loads(p.stdout.strip().splitlines()[-1])
+    x = np.array([[1.0, 2.0, 3.0], [0.0, -1.0, 5.0]])
+    want = (np.log(np.exp(x).sum(1)) - x[[0, 1], [2, 0]]).sum()
+    other = "import jitgrad.backends.cpu as _c; _c._PRELUDE_HASH = '0' * 16"
+    runs = [run(), run(), run(other), run(other), run()]
+    for r in runs:
+        np.testing.assert_allclose(r["total"], want, rtol=1e-6)
+    assert [(r["hits"], r["misses"]) for r in runs] == [(0, 1), (1, 0), (0, 1), (1, 0), (0, 1)]

@@ -49,6 +49,8 @@ ALLOWED_LAZY = {
     ("jitgrad.nn.modules.module", "jitgrad.nn.modules._backward_hooks"):
         "module hooks' helper, loaded on the first module call with full backward hooks; "
         "downward (module.py is being edited alongside)",
+    ("jitgrad.backends.cpu_nn", "jitgrad.backends.cpu_vm"):
+        "kernels that call vmath (whose import takes ~28 ms): only on their first use",
     ("jitgrad.testing.fuzz", "jitgrad"): "the fuzzer imports each library it drives on demand",
     ("jitgrad.testing.fuzz", "jitgrad.lazy"): "as above (fusion_mode)",
 }

@@ -175,13 +175,15 @@ class _NumbaCache(_nc.FunctionCache):
     """Numba's per-function cache at ``path`` with checksummed files; a loaded entry that fails
     to rebuild is deleted (and compiled again) instead of raised."""
 
-    def __init__(self, py_func, py_file: str, path: str):
+    def __init__(self, py_func, py_file: str, path: str, extra_stamp=None):
         self._name = repr(py_func)
         self._py_func = py_func
         self._impl = _Impl(py_func, _Locator(py_func, py_file, path))
         self._cache_path = path
-        self._cache_file = _CheckedCacheFile(path, self._impl.filename_base,
-                                             self._impl.locator.get_source_stamp())
+        stamp = self._impl.locator.get_source_stamp()
+        if extra_stamp is not None:  # (the source of what it calls: see njit_cached)
+            stamp = (stamp, extra_stamp())
+        self._cache_file = _CheckedCacheFile(path, self._impl.filename_base, stamp)
         self.enable()
 
     def _load_overload(self, sig, target_context):
@@ -202,8 +204,9 @@ class _DiskCache:
     """What a ``njit_cached`` dispatcher holds as its Numba cache: decides where (and whether)
     to cache at its first compile, never lets a cache failure fail the compile."""
 
-    def __init__(self, py_func):
+    def __init__(self, py_func, extra_stamp=None):
         self._py_func = py_func
+        self._extra_stamp = extra_stamp
         self._cache = None
         self._base = None
         self._off = False
@@ -227,7 +230,7 @@ class _DiskCache:
                 path = os.path.join(base, "lib", _nc._CacheLocator.get_suitable_cache_subpath(
                     py_file))
             try:
-                self._cache = _NumbaCache(self._py_func, py_file, path)
+                self._cache = _NumbaCache(self._py_func, py_file, path, self._extra_stamp)
             except Exception as e:  # the source file vanished or is unreadable
                 _debug.log(f"disk cache: cannot cache {self._py_func.__qualname__}: {e}")
                 self._off = True
@@ -295,13 +298,18 @@ def njit_cached(**options):
     ``noalias=True`` (not a Numba decorator option; Numba's own compiler flag) marks every
     pointer argument LLVM ``noalias``: the caller promises that memory written through one
     array argument is not read or written through another in a different element order.
-    Generated kernels need it to vectorise without runtime overlap checks (vmath.flat_view)."""
+    Generated kernels need it to vectorise without runtime overlap checks (vmath.flat_view).
+
+    ``calls_vmath=True``: the function calls the prelude's ``vm_*`` functions. Numba's cache
+    checks only the function's own source file, so the cached code would keep an old vmath
+    after an upgrade; with this the prelude's and vmath's source are part of its stamp."""
     options.pop("cache", None)
     noalias = options.pop("noalias", False)
+    stamp = _prelude_hash if options.pop("calls_vmath", False) else None
 
     def deco(f):
         d = numba.njit(**options)(f)
-        d._cache = _DiskCache(f)
+        d._cache = _DiskCache(f, stamp)
         if noalias:
             d._compiler._customize_flags = _set_noalias
         return d

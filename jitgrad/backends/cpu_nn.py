@@ -12,6 +12,15 @@ import numpy as np
 from .cpu import njit_cached
 
 _NJIT = dict(error_model="numpy", nogil=True)  # disk-cached (cpu.njit_cached)
+_IN_CPU_VM = ("cross_entropy_fwd",)  # (kernels that call vmath: see cpu_vm)
+
+
+def __getattr__(name):
+    """The kernels of ``cpu_vm``, imported on first use (vmath is not imported with jitgrad)."""
+    if name in _IN_CPU_VM:
+        from . import cpu_vm
+        return getattr(cpu_vm, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @njit_cached(**_NJIT)
@@ -43,47 +52,6 @@ def first_bad_target(t, ignore_index, C):
         if ti != ignore_index and (ti < 0 or ti >= C):
             return i
     return -1
-
-
-@njit_cached(**_NJIT)
-def cross_entropy_fwd(x, t, w, has_w, ignore_index, probs, losses, coef):
-    """Softmax cross-entropy over the rows of x (N, C) against class indices t (N,).
-
-    Writes softmax(x) into ``probs`` (what the backward needs), the per-row loss
-    ``-w[t] * log_softmax(x)[t]`` into ``losses`` and the per-row weight ``w[t]`` (1 without a
-    weight, 0 for an ignored row) into ``coef``. Returns (sum of losses, sum of weights) in
-    float64. The caller checks first (``first_bad_target``) that every target that is not
-    ``ignore_index`` lies in [0, C), and that w has C entries when has_w."""
-    N, C = x.shape
-    total = 0.0
-    denom = 0.0
-    for i in range(N):
-        m = -np.inf
-        for j in range(C):
-            v = x[i, j]
-            if v > m or v != v:
-                m = v
-        if m == -np.inf:
-            m = 0.0
-        s = 0.0
-        for j in range(C):
-            e = np.exp(np.float64(x[i, j]) - m)
-            probs[i, j] = e
-            s += e
-        inv = 1.0 / s
-        for j in range(C):
-            probs[i, j] = probs[i, j] * inv
-        ti = t[i]
-        if ti == ignore_index:
-            losses[i] = 0.0
-            coef[i] = 0.0
-            continue
-        wi = np.float64(w[ti]) if has_w else 1.0
-        losses[i] = -(np.float64(x[i, ti]) - m - np.log(s)) * wi
-        coef[i] = wi
-        total += np.float64(losses[i])
-        denom += wi
-    return total, denom
 
 
 @njit_cached(**_NJIT)
