@@ -63,13 +63,15 @@ _FREED_MSG = (
 class Node:
     """Base of every ``grad_fn``. Subclasses are named after torch's nodes (``MulBackward0``)."""
 
-    __slots__ = ("next_edges", "saved_versions", "released", "retained", "__weakref__")
+    __slots__ = ("next_edges", "saved_versions", "released", "retained", "chain",
+                 "__weakref__")
 
     def __init__(self, next_edges):
         self.next_edges = next_edges
         self.saved_versions = None    # ((version_cell, version, tensor), ...) checked at backward
         self.released = False
         self.retained = None          # the tensor's hooks and retain_grad (TensorHooks)
+        self.chain = None             # a ChainDerivative when this node tops a unary chain
 
     def name(self) -> str:
         return type(self).__name__
@@ -101,6 +103,29 @@ class Node:
 
     def apply(self, g, create_graph: bool):  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+class ChainDerivative:
+    """What the top node of a unary elementwise chain holds when the forward computed the
+    chain's derivative along with its value (``_tensor._chain_derivatives``, at a depth cut):
+    ``d`` = d(top's output)/d(start), elementwise; ``start`` the edge below the chain's bottom
+    node; ``inner`` the chain's other nodes, top down. The sweep then sends ``g * d`` to
+    ``start`` at once instead of running every node of the chain, whose VJPs would recompute
+    the chain from the stored segment start (see lazy.MAX_DEPTH) -- but only while the chain
+    is private to this sweep: every inner node has this chain as its one consumer, no
+    gradient from elsewhere, no hooks (``_chain_holds``)."""
+
+    __slots__ = ("d", "start", "inner")
+
+    def __init__(self, d, start, inner):
+        self.d, self.start, self.inner = d, start, inner
+
+
+def _chain_holds(ch, deps, pending) -> bool:
+    for m in ch.inner:
+        if deps.get(m) != 1 or m in pending or m.retained is not None:
+            return False
+    return True
 
 
 _node_classes: dict = {}
@@ -373,6 +398,24 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
             else:
                 if hs is not None and hs.retain is not None:  # (autograd.grad too, like torch)
                     _retain(hs, g, create_graph, deferred, lazy_grads)
+                ch = n.chain
+                if ch is not None and capture is None and not create_graph and \
+                        _chain_holds(ch, deps, pending):
+                    n.check_saved()  # (the errors the chain's own VJPs would raise)
+                    for m in ch.inner:
+                        m.check_saved()
+                    e = ch.start
+                    _add_pending(pending, e, g * ch.d)
+                    c = deps[e] - 1
+                    deps[e] = c
+                    if c == 0:
+                        ready.append(e)
+                    if not retain_graph:
+                        n.release()
+                        for m in ch.inner:
+                            m.release()
+                    g = None
+                    continue
                 grads = n.apply(g, create_graph) if rec is None else \
                     rec.node_apply(n, g, create_graph)
                 if not retain_graph:

@@ -62,6 +62,10 @@ MAX_DEPTH = 64
 # a segment and recompute that segment each time.
 MAX_DEPTH_BACKWARD = 2 * MAX_DEPTH
 depth_limit = MAX_DEPTH
+# A segment cut on a unary elementwise chain (sin(y * 1.01)...) also computes the chain's
+# derivative, so the backward multiplies by it instead of recomputing the segment
+# (_tensor._chain_derivatives, _engine.ChainDerivative). False: every segment recomputes.
+CHAIN_DERIVATIVES = True
 
 # Large flat kernels run on all cores (chunks of PAR_BLOCK = 4096 elements on cpu.POOL; at
 # least 8 chunks) ...
