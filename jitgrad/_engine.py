@@ -400,7 +400,10 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
                     _retain(hs, g, create_graph, deferred, lazy_grads)
                 ch = n.chain
                 if ch is not None and capture is None and not create_graph and \
+                        (rec is None or hs is None) and lazy.CHAIN_DERIVATIVES and \
                         _chain_holds(ch, deps, pending):
+                    # (under jitgrad.compile a hooked node goes to rec.node_apply, which stops
+                    # the recording: hooks are not replayed)
                     n.check_saved()  # (the errors the chain's own VJPs would raise)
                     for m in ch.inner:
                         m.check_saved()

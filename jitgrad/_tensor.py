@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from math import prod
 import numbers
+import re
 import weakref
 
 import numpy as np
 
-from . import _engine, dtypes, interop, lazy
+from . import _engine, codegen, dtypes, interop, lazy
 from . import _state as grad_mode
 from ._engine import Node, grad_edge, hooks_of, node_class, run_backward
 from ._format import format_tensor
@@ -1071,6 +1072,44 @@ def _record_lazy(row, ops, cdt, out_shape, n, reduce):
     return lazy.make_lazy(Tensor, red), lz
 
 
+_SCALES_G: dict = {}
+_OPND = r"(\w+|T\([^()]*\))"  # (a name, or a typed constant such as T(0.5))
+_LIN_FORMS = re.compile(rf"{_OPND} \* {_OPND}|{_OPND} / {_OPND}|-(\w+)")
+
+
+def _vjp_scales_g(row, i) -> bool:
+    """Whether input ``i``'s VJP rule is ``g`` times a factor that does not read ``g`` (``g``
+    flows only through ``*``, a numerator of ``/`` and unary ``-``): then a chain of such rules
+    is ``g`` times the product of their factors, whatever ``g`` is. A rule that selects on
+    ``g`` or its operands (relu, abs, clamp, maximum, pow at 0, xlogy) gives 0 where the
+    product would give ``inf * 0``: it is not a link."""
+    key = (row, i)
+    r = _SCALES_G.get(key)
+    if r is None:
+        lin = {"g"}
+        try:
+            em, res = codegen.render_body(row.vjps[i], row.arity, True)
+        except Exception:  # (a rule the symbolic renderer cannot follow)
+            em, res = None, None
+        r = em is not None
+        for line in em.lines if em is not None else ():
+            target, _, expr = line.partition(" = ")
+            if not lin.intersection(codegen._NAME.findall(expr)):
+                continue
+            m = _LIN_FORMS.fullmatch(expr)
+            ok = m is not None and (
+                (m.group(1) is not None and (m.group(1) in lin) != (m.group(2) in lin)) or
+                (m.group(3) is not None and m.group(3) in lin and m.group(4) not in lin) or
+                (m.group(5) is not None))
+            if not ok:
+                r = False
+                break
+            lin.add(target)
+        r = r and isinstance(res, codegen.Sym) and res.name in lin
+        _SCALES_G[key] = r
+    return r
+
+
 def _chain_derivatives(roots) -> list:
     """At a depth cut (the roots are about to be computed and stored), each root that tops a
     unary elementwise chain -- every node's one differentiable operand the previous node's
@@ -1095,11 +1134,13 @@ def _chain_derivatives(roots) -> list:
             p = n.need[0]
             shape, dt = n.metas[p]
             tl = t._lazy
-            if shape != n.out_shape or dt != n.cdt.np or tl is None or tl.dtype != dt:
+            if shape != n.out_shape or dt != n.cdt.np or tl is None or tl.dtype != dt or \
+                    not _vjp_scales_g(n.row, p):
                 break
             nodes.append(n)
             u = tl.operands[p]
-            if u._arr is not None or u._lazy is None or u._lazy.value is not None:
+            if u._arr is not None or u._lazy is None or u._lazy.value is not None or \
+                    u.grad_fn is not n.next_edges[p]:
                 break  # (a computed operand: the chain's start)
             t = u
         if len(nodes) < 2:

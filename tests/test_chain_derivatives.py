@@ -83,16 +83,16 @@ def test_long_chain_gradient_skips_the_segments(monkeypatch, dtype, rtol, k):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_mixed_unary_ops(monkeypatch, dtype):
-    """tanh, exp, sigmoid, log, division and a power of a scalar in one chain (VJPs that read
-    the output or the input)."""
+    """Eight functions whose VJPs read the input or the output, one row each (a period of
+    DEPTH rows: every segment is the same kernel)."""
+    fs = [jitgrad.tanh, jitgrad.sigmoid, jitgrad.sqrt, jitgrad.log1p, jitgrad.sin, jitgrad.exp,
+          jitgrad.atan, jitgrad.cos]
+
     def run():
         x = _x(dtype)
         y = x
-        for i in range(36):
-            j = i % 6
-            y = (jitgrad.tanh(y) if j == 0 else jitgrad.exp(y * 0.3) if j == 1 else
-                 jitgrad.sigmoid(y) * 2.0 if j == 2 else jitgrad.log(y + 1.5) if j == 3 else
-                 y / 1.7 - 0.1 if j == 4 else (y * y + 0.5) ** 0.5)
+        for i in range(4 * DEPTH):
+            y = fs[i % DEPTH](y)
         y.sum().backward()
         return x.grad.numpy().copy()
     on, off = _both(monkeypatch, run)
@@ -144,18 +144,27 @@ def test_hooks_and_retain_grad_inside_a_chain(monkeypatch, how):
 
 
 def test_autograd_grad_and_create_graph(monkeypatch):
+    """autograd.grad (a captured intermediate) and create_graph run the ordinary VJPs; the
+    chain the forward computed changes nothing there."""
     def run():
         x = _x(np.float64)
-        y, ys = _w5(x, 24)
-        gx, gm = jitgrad.autograd.grad(y.sum(), [x, ys[12]], retain_graph=True)
-        (h,) = jitgrad.autograd.grad(y.sum(), [x], create_graph=True)
-        (h2,) = jitgrad.autograd.grad(h.sum(), [x])
-        return gx.numpy().copy(), gm.numpy().copy(), h2.numpy().copy()
+        y, ys = _w5(x, 18)
+        gx, gm = jitgrad.autograd.grad(y.sum(), [x, ys[9]])
+        return gx.numpy().copy(), gm.numpy().copy()
     on, off = _both(monkeypatch, run)
     for a, b in zip(on, off):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
-    _, d = _w5_ref(np.linspace(-1.5, 1.5, N), 24)
-    np.testing.assert_allclose(on[0], d, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    xs = np.linspace(-1.5, 1.5, N)
+    np.testing.assert_allclose(on[0], _w5_ref(xs, 18)[1], rtol=1e-12, atol=1e-13)
+    monkeypatch.setattr(lazy, "CHAIN_DERIVATIVES", True)
+    x = _x(np.float64)
+    y, _ = _w5(x, 18)
+    (h,) = jitgrad.autograd.grad(y.sum(), [x], create_graph=True)
+    (h2,) = jitgrad.autograd.grad(h.sum(), [x])
+    np.testing.assert_allclose(h.detach().numpy(), _w5_ref(xs, 18)[1], rtol=1e-12, atol=1e-13)
+    eps = 1e-5
+    fd = (_w5_ref(xs + eps, 18)[1] - _w5_ref(xs - eps, 18)[1]) / (2 * eps)
+    np.testing.assert_allclose(h2.numpy(), fd, rtol=1e-6, atol=1e-6)
 
 
 def test_retain_graph_twice_then_freed(monkeypatch):
@@ -197,7 +206,7 @@ def test_not_a_chain_weight_tensor_and_broadcast(monkeypatch):
         w = jitgrad.tensor(1.01, dtype=jitgrad.float64, requires_grad=True)
         b = jitgrad.tensor(np.full((1,), 0.01), requires_grad=True)
         y = x
-        for i in range(28):
+        for i in range(16):
             y = jitgrad.sin(y) if i % 2 else (y * w if i % 4 else y + b)
         y.sum().backward()
         return x.grad.numpy().copy(), w.grad.item(), b.grad.numpy().copy()
@@ -225,3 +234,58 @@ def test_compiled_step_replays_the_contracted_backward(monkeypatch):
         assert loss.item() == eager[0][0]
         np.testing.assert_array_equal(x.grad.numpy(), eager[0][1])
     assert c.stats["replayed"] >= 1 and jitgrad.explain(c).reason is None
+
+
+def test_masking_ops_are_not_links(monkeypatch):
+    """relu's VJP selects 0 where its output is 0: with an infinite incoming gradient (log of
+    0) the ordinary backward gives 0 there, a product of factors inf * 0 = NaN. Such rules end
+    a chain (_vjp_scales_g), so both paths give torch's 0."""
+    def run():
+        x = jitgrad.tensor(np.linspace(-1.5, 1.5, N), requires_grad=True)
+        y = x
+        for _ in range(DEPTH - 1):
+            y = y * 1.01
+        r = jitgrad.relu(y)  # (DEPTH deep: log(r) computes it first)
+        with np.errstate(divide="ignore"):
+            jitgrad.log(r).sum().backward()
+        return x.grad.numpy().copy()
+    on, off = _both(monkeypatch, run)
+    np.testing.assert_array_equal(on, off)
+    xs = np.linspace(-1.5, 1.5, N)
+    assert (on[xs < 0] == 0).all() and np.isfinite(on).all()
+
+
+def test_hook_on_a_chain_top_runs_on_every_call(monkeypatch):
+    """A hook registered on a segment's end after the cut: eager runs it before multiplying;
+    jitgrad.compile does not replay hooks, so the step runs eagerly (and says why)."""
+    monkeypatch.setattr(lazy, "CHAIN_DERIVATIVES", True)
+    calls = []
+    x = _x(np.float64)
+
+    def step():
+        x.grad = None
+        y, ys = _w5(x, 20)
+        ys[2 * DEPTH - 1].register_hook(lambda g: (calls.append(1), g * 2.0)[1])
+        loss = y.sum()
+        loss.backward()
+        return loss
+    c = jitgrad.compile(step)
+    _, d = _w5_ref(np.linspace(-1.5, 1.5, N), 20)
+    for k in range(3):
+        c()
+        assert len(calls) == k + 1
+        np.testing.assert_allclose(x.grad.numpy(), 2.0 * d, rtol=1e-12, atol=1e-13)
+    assert "hook" in (jitgrad.explain(c).reason or "")
+
+
+def test_several_roots_one_inside_a_chain(monkeypatch):
+    def run():
+        x = _x(np.float64)
+        y, ys = _w5(x, 40)
+        jitgrad.autograd.backward([y.sum(), ys[12].sum() * 3.0])
+        return x.grad.numpy().copy()
+    on, off = _both(monkeypatch, run)
+    np.testing.assert_allclose(on, off, rtol=1e-12, atol=1e-13)
+    xs = np.linspace(-1.5, 1.5, N)
+    np.testing.assert_allclose(on, _w5_ref(xs, 40)[1] + 3.0 * _w5_ref(xs, 13)[1], rtol=1e-12,
+                               atol=1e-13)
