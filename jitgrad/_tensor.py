@@ -4,6 +4,7 @@ structural records (ops.Structural: array forward, one VJP run on arrays or Tens
 ``jitgrad.tensor`` factory (the module is ``_tensor`` so that name is only the function)."""
 from __future__ import annotations
 
+import functools
 from math import prod
 import numbers
 import re
@@ -1072,42 +1073,34 @@ def _record_lazy(row, ops, cdt, out_shape, n, reduce):
     return lazy.make_lazy(Tensor, red), lz
 
 
-_SCALES_G: dict = {}
 _OPND = r"(\w+|T\([^()]*\))"  # (a name, or a typed constant such as T(0.5))
 _LIN_FORMS = re.compile(rf"{_OPND} \* {_OPND}|{_OPND} / {_OPND}|-(\w+)")
 
 
+@functools.cache
 def _vjp_scales_g(row, i) -> bool:
     """Whether input ``i``'s VJP rule is ``g`` times a factor that does not read ``g`` (``g``
     flows only through ``*``, a numerator of ``/`` and unary ``-``): then a chain of such rules
     is ``g`` times the product of their factors, whatever ``g`` is. A rule that selects on
     ``g`` or its operands (relu, abs, clamp, maximum, pow at 0, xlogy) gives 0 where the
     product would give ``inf * 0``: it is not a link."""
-    key = (row, i)
-    r = _SCALES_G.get(key)
-    if r is None:
-        lin = {"g"}
-        try:
-            em, res = codegen.render_body(row.vjps[i], row.arity, True)
-        except Exception:  # (a rule the symbolic renderer cannot follow)
-            em, res = None, None
-        r = em is not None
-        for line in em.lines if em is not None else ():
-            target, _, expr = line.partition(" = ")
-            if not lin.intersection(codegen._NAME.findall(expr)):
-                continue
-            m = _LIN_FORMS.fullmatch(expr)
-            ok = m is not None and (
+    try:
+        em, res = codegen.render_body(row.vjps[i], row.arity, True)
+    except Exception:  # (a rule the symbolic renderer cannot follow)
+        return False
+    lin = {"g"}
+    for line in em.lines:
+        target, _, expr = line.partition(" = ")
+        if not lin.intersection(codegen._NAME.findall(expr)):
+            continue
+        m = _LIN_FORMS.fullmatch(expr)
+        if m is None or not (
                 (m.group(1) is not None and (m.group(1) in lin) != (m.group(2) in lin)) or
                 (m.group(3) is not None and m.group(3) in lin and m.group(4) not in lin) or
-                (m.group(5) is not None))
-            if not ok:
-                r = False
-                break
-            lin.add(target)
-        r = r and isinstance(res, codegen.Sym) and res.name in lin
-        _SCALES_G[key] = r
-    return r
+                m.group(5) is not None):
+            return False
+        lin.add(target)
+    return isinstance(res, codegen.Sym) and res.name in lin
 
 
 def _chain_derivatives(roots) -> list:
@@ -1145,17 +1138,13 @@ def _chain_derivatives(roots) -> list:
             t = u
         if len(nodes) < 2:
             continue
-        st = _STATE
-        prev_grad, prev_depth = st.enabled, st.depth_limit
-        st.enabled, st.depth_limit = False, lazy.MAX_GROUP  # (no cut inside the chain's VJPs)
-        try:
+        # (no cut inside the chain's VJPs)
+        with grad_mode.no_grad(), lazy.backward_depth(lazy.MAX_GROUP):
             g = Tensor._make(np.broadcast_to(np.ones((), lz.dtype), lz.shape))
-            if st.recorder is not None:  # (jitgrad.compile: a constant of the program)
-                st.recorder.const(g._arr)
+            if _STATE.recorder is not None:  # (jitgrad.compile: a constant of the program)
+                _STATE.recorder.const(g._arr)
             for n in nodes:
                 g = n._apply_tensor(g, False)[n.need[0]]
-        finally:
-            st.enabled, st.depth_limit = prev_grad, prev_depth
         bottom = nodes[-1]
         nodes[0].chain = _engine.ChainDerivative(g, bottom.next_edges[bottom.need[0]],
                                                   tuple(nodes[1:]))

@@ -170,10 +170,11 @@ def current_depth_limit() -> int:
 
 
 @contextlib.contextmanager
-def backward_depth():
-    """Use MAX_DEPTH_BACKWARD in this thread while the engine records VJPs."""
+def backward_depth(limit=None):
+    """Use MAX_DEPTH_BACKWARD (or ``limit``) in this thread while VJPs are recorded: by the
+    engine's sweep, or by a depth cut's chain derivative (``limit`` MAX_GROUP)."""
     st = STATE
-    prev, st.depth_limit = st.depth_limit, MAX_DEPTH_BACKWARD
+    prev, st.depth_limit = st.depth_limit, MAX_DEPTH_BACKWARD if limit is None else limit
     try:
         yield
     finally:
