@@ -324,6 +324,15 @@ STAGE_MIN_CALLS = 8
 # ran at 98 ns/element, slower than unstaged (68; 41 with its 95 stages), so the cap is only
 # a bound on pathological bodies (MAX_GROUP rows give at most a few hundred calls).
 STAGE_MAX = 128
+# A wide body -- at least this many vmath calls, none waiting on a long chain of others (W1:
+# exp, tanh, sin, sigmoid of x) -- runs out of vector registers: the calls' constants and the
+# values live across them do not fit the 32 zmm, and the loop spills and reloads. It is cut
+# into stages of STAGE_WIDE_GROUP calls each, never after the last call. W1's kernel by hand,
+# 2 threads, float32 1e7: 0.81 -> 0.77 ns/element in two halves, 0.78-0.86 cut after one or
+# three calls or into 3-4 stages; float64 1.74 -> 1.60 in halves. W1 replayed, 2 threads,
+# against unstaged (4 alternating processes): 0.95-0.98 at 1e5-1e7 in both dtypes.
+STAGE_WIDE_CALLS = 4
+STAGE_WIDE_GROUP = 2
 
 
 # The element index of a loop that does not run over range(0, n) (blocked, chunked): cast to
@@ -342,7 +351,8 @@ def stage_split(body_lines, result_vars, known):
     36 ns/element against its rows' standalone 13). Cut after each vmath call, where every
     value live across the cut has a known dtype (``known``: name -> dtype name) to be kept in
     a stack array for the block; each stage is then a short loop over the block whose
-    iterations are independent."""
+    iterations are independent. A wide body (STAGE_WIDE_CALLS) is cut after every
+    STAGE_WIDE_GROUP-th call instead, for its registers' sake."""
     defs, last, chain = {}, {}, {}
     for j, line in enumerate(body_lines):
         tgt, _, expr = line.partition(" = ")
@@ -353,8 +363,12 @@ def stage_split(body_lines, result_vars, known):
         if _NAME.fullmatch(tgt):
             defs[tgt] = j
             chain[tgt] = max([chain.get(n, 0) for n in names] or [0]) + ("vm_" in expr)
-    if max(chain.values(), default=0) < STAGE_MIN_CHAIN or \
-            sum("vm_" in line for line in body_lines) < STAGE_MIN_CALLS:
+    calls = sum("vm_" in line for line in body_lines)
+    if max(chain.values(), default=0) >= STAGE_MIN_CHAIN and calls >= STAGE_MIN_CALLS:
+        group = 1  # (a latency chain: every call its own stage)
+    elif calls >= STAGE_WIDE_CALLS:
+        group = STAGE_WIDE_GROUP  # (a wide body: STAGE_WIDE_GROUP calls a stage)
+    else:
         return None
     n = len(body_lines)
     for v in result_vars:
@@ -363,15 +377,19 @@ def stage_split(body_lines, result_vars, known):
     dies = {}
     for v, j in last.items():
         dies.setdefault(j, []).append(v)
-    live, ends = set(), []
+    live, ends, seen, done = set(), [], 0, 0  # (seen: calls since the last cut)
     for j, line in enumerate(body_lines):
         tgt = line.partition(" = ")[0]
         if defs.get(tgt) == j and last.get(tgt, -1) > j:
             live.add(tgt)
         for v in dies.get(j, ()):
             live.discard(v)
-        if "vm_" in line and j < n - 1 and all(v in known for v in live):
+        done += "vm_" in line
+        seen += "vm_" in line
+        if "vm_" in line and seen >= group and j < n - 1 and all(v in known for v in live) \
+                and (group == 1 or done < calls):  # (a wide body's last stage has calls)
             ends.append(j + 1)
+            seen = 0
     if len(ends) >= STAGE_MAX:
         step = len(ends) / STAGE_MAX
         ends = sorted({ends[int((k + 1) * step) - 1] for k in range(STAGE_MAX - 1)})

@@ -214,6 +214,7 @@ def test_staged_chains(fresh_kernels, monkeypatch, dtype, parallel):
     xl[[5, 1200, 2999]] = [1e20, -3e7, np.inf]  # (far beyond either fast path's bound)
     staged_large = _chain_step(dtype, xl)
     monkeypatch.setattr(codegen, "STAGE_MIN_CHAIN", 10 ** 9)
+    monkeypatch.setattr(codegen, "STAGE_WIDE_CALLS", 10 ** 9)
     monkeypatch.setattr(cpu, "_kernels", cpu.KernelCache(0))
     srcs.clear()
     plain = _chain_step(dtype)
@@ -229,6 +230,55 @@ def test_staged_chains(fresh_kernels, monkeypatch, dtype, parallel):
     y = np.tanh(np.exp(np.where(y > 0.1, np.sin(y * 2.0), np.cos(y))) - 1.0)
     np.testing.assert_allclose(staged[0], y, rtol=1e-5 if dtype == np.float32 else 1e-12,
                                atol=1e-6 if dtype == np.float32 else 1e-13)
+
+
+def _w1_step(dtype, xv):
+    """W1 (bench/workloads.py) forward + backward: one wide body of four vmath calls."""
+    x = jg.tensor(xv.astype(dtype))
+    a = jg.tensor(np.array(0.7, dtype), requires_grad=True)
+    b = jg.tensor(np.array(-0.3, dtype), requires_grad=True)
+    y = jg.tanh(a * x + b) * jg.exp(-x * x) / (1 + x * x) + jg.sin(x) * jg.sigmoid(x)
+    s = y.sum()
+    s.backward()
+    return s.item(), a.grad.item(), b.grad.item()
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_staged_wide_body(fresh_kernels, monkeypatch, dtype, parallel):
+    """A wide body (W1: exp, tanh, sin, sigmoid of x, no long chain) is cut into stages of
+    STAGE_WIDE_GROUP calls -- here two stage loops, each vectorised -- and gives the unstaged
+    loop's values bit for bit, with and without large arguments (the guarded rerun)."""
+    from jitgrad import codegen
+    if parallel:
+        monkeypatch.setattr(lazy, "PAR_MIN", 0)
+        monkeypatch.setattr(lazy, "PAR_MIN_WORK", 0)
+    srcs = _spy_renders(monkeypatch)
+    xv = np.linspace(-3, 3, 3001)
+    xl = xv.copy()
+    xl[[7, 1500, 3000]] = [1e20, -3e7, 2e5]
+    staged = [_w1_step(dtype, v) for v in (xv, xl)]
+    wide = [s for _, s in srcs if "vm_tanh(" in s]
+    assert len(wide) == 1, [s for _, s in srcs]
+    first_run = wide[0].split("if g_big:")[0]
+    assert len(re.findall(r"for j_blk\w* in range\(m_blk\):", first_run)) == 2, wide[0]
+    key = next(k for k, s in srcs if s is wide[0])
+    disp = cpu._kernels[key]
+    (asm,) = getattr(disp, "dispatcher", disp).inspect_asm().values()
+    assert _packed(_kernel_body(asm))["ps" if dtype == np.float32 else "pd"] > 0
+    monkeypatch.setattr(codegen, "STAGE_WIDE_CALLS", 10 ** 9)
+    monkeypatch.setattr(cpu, "_kernels", cpu.KernelCache(0))
+    srcs.clear()
+    plain = [_w1_step(dtype, v) for v in (xv, xl)]
+    assert not any("sb_" in s for _, s in srcs)
+    assert staged == plain
+    one = 1.0
+    xd = xv.astype(dtype).astype(np.float64)
+    t = np.tanh(0.7 * xd - 0.3)
+    e, r = np.exp(-xd * xd), one / (one + xd * xd)
+    du = (one - t * t) * e * r
+    want = ((t * e * r + np.sin(xd) / (one + np.exp(-xd))).sum(), (du * xd).sum(), du.sum())
+    np.testing.assert_allclose(staged[0], want, rtol=1e-4 if dtype == np.float32 else 1e-10)
 
 
 _RENDER_STAGED = """
