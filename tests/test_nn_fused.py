@@ -104,6 +104,54 @@ def test_linear_matches_torch(dtype, layout):
         np.testing.assert_allclose(g, gt, rtol=TOL[dtype]["rtol"] * 10, atol=TOL[dtype]["atol"] * 10)
 
 
+@pytest.mark.parametrize("rows,k,m", [(3, 5, 70), (8, 16, 64), (13, 33, 130), (1, 1, 64),
+                                      (2, 7, 200)])
+@pytest.mark.parametrize("views", [False, True])
+def test_linear_wide_float32_transposed_product(monkeypatch, rows, k, m, views):
+    """A float32 layer with at least max(2 * rows, 64) outputs computes ``w @ x.T`` and
+    transposes it in the bias epilogue (cpu_nn.add_rows_t: 8x8 shuffled tiles plus scalar
+    edges): values and gradients against float64, a C-contiguous output, the path taken
+    (also for a transposed-view weight and a strided input)."""
+    from jitgrad.backends import cpu_nn
+    calls = []
+    real = cpu_nn.add_rows_t
+    monkeypatch.setattr(cpu_nn, "add_rows_t", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(rows * 1000 + m)
+    xv = rng.standard_normal((rows, 2 * k) if views else (rows, k)).astype(np.float32)
+    wv = rng.standard_normal((k, m) if views else (m, k)).astype(np.float32)
+    bv = rng.standard_normal(m).astype(np.float32)
+    x0, w0, b = _leaf(xv), _leaf(wv), _leaf(bv)
+    x, w = (x0[:, ::2], w0.t()) if views else (x0, w0)
+    y = F.linear(x, w, b)
+    assert calls == [1]
+    xd = xv[:, ::2].astype(np.float64) if views else xv.astype(np.float64)
+    wd = wv.T.astype(np.float64) if views else wv.astype(np.float64)
+    want = xd @ wd.T + bv
+    assert y.detach().numpy().flags.c_contiguous and y.shape == want.shape
+    np.testing.assert_allclose(y.detach().numpy(), want, rtol=1e-5, atol=1e-5)
+    cv = rng.standard_normal(want.shape)
+    (y * jitgrad.tensor(cv.astype(np.float32))).sum().backward()
+    gx, gw = cv @ wd, cv.T @ xd
+    got_x = x0.grad.numpy()[:, ::2] if views else x0.grad.numpy()
+    got_w = w0.grad.numpy().T if views else w0.grad.numpy()
+    np.testing.assert_allclose(got_x, gx, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got_w, gw, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(b.grad.numpy(), cv.sum(0), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype,rows,m", [(np.float64, 3, 70), (np.float32, 40, 64),
+                                          (np.float32, 3, 63)])
+def test_linear_plain_product_elsewhere(monkeypatch, dtype, rows, m):
+    """float64, or fewer outputs than max(2 * rows, 64): ``x @ w.T`` and the row-wise bias."""
+    from jitgrad.backends import cpu_nn
+    monkeypatch.setattr(cpu_nn, "add_rows_t", None)  # (would raise if called)
+    rng = np.random.default_rng(5)
+    xv, wv, bv = _linear_inputs(rng, dtype, rows, 9, m)
+    y = F.linear(jitgrad.tensor(xv), jitgrad.tensor(wv), jitgrad.tensor(bv))
+    np.testing.assert_allclose(y.numpy(), xv.astype(np.float64) @ wv.T.astype(np.float64) + bv,
+                               **TOL[dtype])
+
+
 def test_linear_grad_layout_follows_weight():
     """A transposed-view weight gets its gradient computed in its own layout, so the (in, out)
     parameter behind it ends up with a C-contiguous .grad, like torch's addmm backward."""
