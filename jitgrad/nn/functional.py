@@ -122,12 +122,12 @@ def _dt(d):
 
 def _transposed_product(x, w, b) -> bool:
     """Whether ``linear`` computes ``w @ x.T`` and transposes it in the bias epilogue instead of
-    ``x @ w.T``: float32 with more outputs than twice the rows (and at least 64). OpenBLAS's
-    sgemm here, one thread, ``w @ x.T`` against ``x @ w.T`` (rows B, inputs K, outputs N;
-    /tmp/s14/grid.py, K from 64 to 2048): B = 8 and N >= 256, 0.38-0.54; B = 32, N = 64 ->
-    0.74-0.82, N >= 256 -> 0.52-0.62; B = 128, N = 256 -> 0.84-0.89; B = 512, N = 1024 ->
-    0.93-0.97; but 1.1-1.9 where N <= B (W2's 10-way last layer) and about 1 in float64. The
-    epilogue's transpose costs what the plain bias add does (cpu_nn.add_rows_t)."""
+    ``x @ w.T``: float32 with at least twice as many outputs as rows, and at least 64.
+    OpenBLAS's sgemm here, one thread, time of ``w @ x.T`` over ``x @ w.T`` (rows B, inputs K
+    from 64 to 2048, outputs N; ``python -m bench.linear_layout``): B = 8, N >= 256: 0.38-0.54;
+    B = 32, N = 64: 0.74-0.82, N >= 256: 0.52-0.62; B = 128, N = 256: 0.84-0.89; B = 512,
+    N = 1024: 0.93-0.97; but 1.1-1.9 where N <= B (W2's 10-way last layer), and about 1 in
+    float64. The epilogue's transpose costs what the plain bias add does (cpu_nn.add_rows_t)."""
     n, rows = w.shape[0], x.shape[0]
     return x.dtype == np.float32 and w.dtype == np.float32 and n >= max(2 * rows, 64) and \
         rows > 0 and x.shape[1] > 0 and b.shape == (n,) and b.flags.c_contiguous
