@@ -364,9 +364,10 @@ def stage_split(body_lines, result_vars, known):
             defs[tgt] = j
             chain[tgt] = max([chain.get(n, 0) for n in names] or [0]) + ("vm_" in expr)
     calls = sum("vm_" in line for line in body_lines)
-    if max(chain.values(), default=0) >= STAGE_MIN_CHAIN and calls >= STAGE_MIN_CALLS:
+    longest = max(chain.values(), default=0)
+    if longest >= STAGE_MIN_CHAIN and calls >= STAGE_MIN_CALLS:
         group = 1  # (a latency chain: every call its own stage)
-    elif calls >= STAGE_WIDE_CALLS:
+    elif longest < STAGE_MIN_CHAIN and calls >= STAGE_WIDE_CALLS:
         group = STAGE_WIDE_GROUP  # (a wide body: STAGE_WIDE_GROUP calls a stage)
     else:
         return None
@@ -426,7 +427,8 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
     2-3x slower.
 
     ``var_dtypes`` {body variable: dtype name} (CPU kernels): a flat body with a long chain
-    of vmath calls is staged (``stage_split``): per SUM_BLOCK block, one loop per stage, the
+    of vmath calls, or with many independent ones, is staged (``stage_split``): per SUM_BLOCK
+    block, one loop per stage, the
     values crossing a stage kept in stack arrays. Same operations on the same values (and
     the same blocks for the sums): the results are bitwise those of the unstaged loop.
 

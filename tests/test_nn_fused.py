@@ -105,7 +105,7 @@ def test_linear_matches_torch(dtype, layout):
 
 
 @pytest.mark.parametrize("rows,k,m", [(3, 5, 70), (8, 16, 64), (13, 33, 130), (1, 1, 64),
-                                      (2, 7, 200)])
+                                      (2, 7, 200), (17, 9, 72), (32, 3, 64)])
 @pytest.mark.parametrize("views", [False, True])
 def test_linear_wide_float32_transposed_product(monkeypatch, rows, k, m, views):
     """A float32 layer with at least max(2 * rows, 64) outputs computes ``w @ x.T`` and

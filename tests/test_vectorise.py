@@ -281,6 +281,30 @@ def test_staged_wide_body(fresh_kernels, monkeypatch, dtype, parallel):
     np.testing.assert_allclose(staged[0], want, rtol=1e-4 if dtype == np.float32 else 1e-10)
 
 
+def test_stage_split_modes():
+    """Where stage_split cuts: a wide body (independent calls) after every second call but
+    never after its last; a dependent chain of 4-7 calls not at all (STAGE_MIN_CALLS keeps
+    short chains in one loop); a long chain after every call; a cut whose live value has no
+    known dtype moves to the next call."""
+    from jitgrad import codegen
+    wide = [f"t{j} = vm_exp(x0 * {j}.0)" for j in range(5)] + ["r = t0 + t1 + t2 + t3 + t4"]
+    known = {f"t{j}": "float32" for j in range(5)}
+    assert codegen.stage_split(wide, ["r"], known) == [2, 4, 6]
+    assert codegen.stage_split(wide[:3] + ["r = t0 + t1 + t2"], ["r"], known) is None
+    late = wide[:3] + ["a = t0 + t1"] + wide[3:5] + ["r = a + t2 + t3 + t4"]
+    assert codegen.stage_split(late, ["r"], dict(known, a="float32")) == [2, 5, 7]
+    del known["t1"]  # (live after calls 2 and 3: the cut moves past call 4, the last none)
+    assert codegen.stage_split(late, ["r"], dict(known, a="float32")) == [5, 7]
+    chain = []
+    for j in range(7):
+        chain += [f"u{j} = {'x0' if j == 0 else f'y{j - 1}'} * 1.01", f"y{j} = vm_sin(u{j})"]
+    kc = {v.partition(" = ")[0]: "float32" for v in chain}
+    assert codegen.stage_split(chain, ["y6"], kc) is None
+    chain += [f"u7 = y6 * 1.01", "y7 = vm_sin(u7)", "r = y7 * 2.0"]
+    kc.update(u7="float32", y7="float32")
+    assert codegen.stage_split(chain, ["r"], kc) == [2 * j + 2 for j in range(8)] + [17]
+
+
 _RENDER_STAGED = """
 import hashlib
 from jitgrad import codegen
