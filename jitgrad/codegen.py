@@ -317,6 +317,11 @@ STAGE_MIN_CHAIN = 3  # stage a flat body whose longest chain of vmath calls is a
 # often enough to overlap iterations anyway (W5 k=100's 7-call tail kernel ran 3.8 -> 4.3
 # ns/element staged; k=10's 10-call kernel 6.4 -> 4.8)
 STAGE_MIN_CALLS = 8
+# (Tried: cutting a wide body -- 4+ independent calls, no chain -- after every second call,
+# against its register spills. W1's kernel gained 2-5.5% replayed (1e5-1e7, both dtypes), but
+# W1 with x.grad (5 calls, 6-9 values crossing each cut) lost 12-25% and other wide bodies
+# 3-12% (exp/sin/tanh/sigmoid of x with x.grad; 6-7 calls with log1p and cos), and limiting
+# cuts to <= 4 crossing values did not rescue them. Not kept.)
 # ... into at most this many stages (evenly spaced cuts). Each stage is a loop LLVM vectorises
 # on its own, ~0.045 s of compile time per stage: W5 k=100's three kernels (8, 32 and 95
 # stages) take 17.5 s cold instead of 3.6 (once: the disk cache keeps them). Grouping calls
@@ -324,15 +329,6 @@ STAGE_MIN_CALLS = 8
 # ran at 98 ns/element, slower than unstaged (68; 41 with its 95 stages), so the cap is only
 # a bound on pathological bodies (MAX_GROUP rows give at most a few hundred calls).
 STAGE_MAX = 128
-# A wide body -- at least this many vmath calls, none waiting on a long chain of others (W1:
-# exp, tanh, sin, sigmoid of x) -- runs out of vector registers: the calls' constants and the
-# values live across them do not fit the 32 zmm, and the loop spills and reloads. It is cut
-# into stages of STAGE_WIDE_GROUP calls each, never after the last call. W1's kernel by hand,
-# 2 threads, float32 1e7: 0.81 -> 0.77 ns/element in two halves, 0.78-0.86 cut after one or
-# three calls or into 3-4 stages; float64 1.74 -> 1.60 in halves. W1 replayed, 2 threads,
-# against unstaged (4 alternating processes): 0.95-0.98 at 1e5-1e7 in both dtypes.
-STAGE_WIDE_CALLS = 4
-STAGE_WIDE_GROUP = 2
 
 
 # The element index of a loop that does not run over range(0, n) (blocked, chunked): cast to
@@ -351,8 +347,7 @@ def stage_split(body_lines, result_vars, known):
     36 ns/element against its rows' standalone 13). Cut after each vmath call, where every
     value live across the cut has a known dtype (``known``: name -> dtype name) to be kept in
     a stack array for the block; each stage is then a short loop over the block whose
-    iterations are independent. A wide body (STAGE_WIDE_CALLS) is cut after every
-    STAGE_WIDE_GROUP-th call instead, for its registers' sake."""
+    iterations are independent."""
     defs, last, chain = {}, {}, {}
     for j, line in enumerate(body_lines):
         tgt, _, expr = line.partition(" = ")
@@ -363,13 +358,8 @@ def stage_split(body_lines, result_vars, known):
         if _NAME.fullmatch(tgt):
             defs[tgt] = j
             chain[tgt] = max([chain.get(n, 0) for n in names] or [0]) + ("vm_" in expr)
-    calls = sum("vm_" in line for line in body_lines)
-    longest = max(chain.values(), default=0)
-    if longest >= STAGE_MIN_CHAIN and calls >= STAGE_MIN_CALLS:
-        group = 1  # (a latency chain: every call its own stage)
-    elif longest < STAGE_MIN_CHAIN and calls >= STAGE_WIDE_CALLS:
-        group = STAGE_WIDE_GROUP  # (a wide body: STAGE_WIDE_GROUP calls a stage)
-    else:
+    if max(chain.values(), default=0) < STAGE_MIN_CHAIN or \
+            sum("vm_" in line for line in body_lines) < STAGE_MIN_CALLS:
         return None
     n = len(body_lines)
     for v in result_vars:
@@ -378,19 +368,15 @@ def stage_split(body_lines, result_vars, known):
     dies = {}
     for v, j in last.items():
         dies.setdefault(j, []).append(v)
-    live, ends, seen, done = set(), [], 0, 0  # (seen: calls since the last cut)
+    live, ends = set(), []
     for j, line in enumerate(body_lines):
         tgt = line.partition(" = ")[0]
         if defs.get(tgt) == j and last.get(tgt, -1) > j:
             live.add(tgt)
         for v in dies.get(j, ()):
             live.discard(v)
-        done += "vm_" in line
-        seen += "vm_" in line
-        if "vm_" in line and seen >= group and j < n - 1 and all(v in known for v in live) \
-                and (group == 1 or done < calls):  # (a wide body's last stage has calls)
+        if "vm_" in line and j < n - 1 and all(v in known for v in live):
             ends.append(j + 1)
-            seen = 0
     if len(ends) >= STAGE_MAX:
         step = len(ends) / STAGE_MAX
         ends = sorted({ends[int((k + 1) * step) - 1] for k in range(STAGE_MAX - 1)})
@@ -427,8 +413,7 @@ def render_fused(name: str, loads: list, body_lines: list, results: list,
     2-3x slower.
 
     ``var_dtypes`` {body variable: dtype name} (CPU kernels): a flat body with a long chain
-    of vmath calls, or with many independent ones, is staged (``stage_split``): per SUM_BLOCK
-    block, one loop per stage, the
+    of vmath calls is staged (``stage_split``): per SUM_BLOCK block, one loop per stage, the
     values crossing a stage kept in stack arrays. Same operations on the same values (and
     the same blocks for the sums): the results are bitwise those of the unstaged loop.
 
