@@ -317,11 +317,6 @@ STAGE_MIN_CHAIN = 3  # stage a flat body whose longest chain of vmath calls is a
 # often enough to overlap iterations anyway (W5 k=100's 7-call tail kernel ran 3.8 -> 4.3
 # ns/element staged; k=10's 10-call kernel 6.4 -> 4.8)
 STAGE_MIN_CALLS = 8
-# (Tried: cutting a wide body -- 4+ independent calls, no chain -- after every second call,
-# against its register spills. W1's kernel gained 2-5.5% replayed (1e5-1e7, both dtypes), but
-# W1 with x.grad (5 calls, 6-9 values crossing each cut) lost 12-25% and other wide bodies
-# 3-12% (exp/sin/tanh/sigmoid of x with x.grad; 6-7 calls with log1p and cos), and limiting
-# cuts to <= 4 crossing values did not rescue them. Not kept.)
 # ... into at most this many stages (evenly spaced cuts). Each stage is a loop LLVM vectorises
 # on its own, ~0.045 s of compile time per stage: W5 k=100's three kernels (8, 32 and 95
 # stages) take 17.5 s cold instead of 3.6 (once: the disk cache keeps them). Grouping calls
@@ -329,6 +324,11 @@ STAGE_MIN_CALLS = 8
 # ran at 98 ns/element, slower than unstaged (68; 41 with its 95 stages), so the cap is only
 # a bound on pathological bodies (MAX_GROUP rows give at most a few hundred calls).
 STAGE_MAX = 128
+# (Tried: cutting a wide body -- 4+ independent calls, no chain -- after every second call,
+# against its register spills. W1's kernel gained 2-5.5% replayed (1e5-1e7, both dtypes), but
+# W1 with x.grad (5 calls, 6-9 values crossing each cut) lost 12-25% and other wide bodies
+# 3-12% (exp/sin/tanh/sigmoid of x with x.grad; 6-7 calls with log1p and cos), and limiting
+# cuts to <= 4 crossing values did not rescue them. Not kept.)
 
 
 # The element index of a loop that does not run over range(0, n) (blocked, chunked): cast to
