@@ -6,23 +6,10 @@ below 1: the transposed product is faster). ``jitgrad.nn.functional._transposed_
 the rule drawn from this table on OpenBLAS (one thread, unset OPENBLAS_CORETYPE).
 """
 import sys
-import time
 
 import numpy as np
 
-
-def _best(fn):
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    n = max(1, int(2e-3 / max(time.perf_counter() - t0, 1e-7)))
-    best = 1e9
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / n)
-    return best
+from bench.vs_compile import _best
 
 
 def main(dtype="float32"):
@@ -36,7 +23,7 @@ def main(dtype="float32"):
             for n in outs:
                 x = rng.standard_normal((b, k)).astype(dt)
                 w = rng.standard_normal((n, k)).astype(dt)
-                row.append(_best(lambda: w @ x.T) / _best(lambda: x @ w.T))
+                row.append(_best(lambda: w @ x.T, 0.01) / _best(lambda: x @ w.T, 0.01))
             print(f"B={b:4d} K={k:5d}  " + "  ".join(f"{r:5.2f}" for r in row), flush=True)
 
 
