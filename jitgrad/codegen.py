@@ -94,16 +94,20 @@ def _rule(rule):
 
 
 def _floor_divide(em, a, b):
-    """torch's floating floor division (:func:`floor_divide`); integers: Python's exact //."""
+    """torch's floating floor division (:func:`floor_divide`); integers: Python's exact //,
+    wrapping like NumPy where the quotient overflows (the minimum integer // -1 is itself;
+    Numba's // gave 0 there, torch's CPU kernel dies of SIGFPE)."""
     fl = _rule(floor_divide)(em, a, b)
-    return f"{em.T}({fl}) if {_is_float(em)} else ({a} // {b})"
+    return f"{em.T}({fl}) if {_is_float(em)} else (-{a} if {b} == -1 else {a} // {b})"
 
 
 def _div_trunc(em, a, b):
-    """trunc(a / b) for floats (torch); integers: C division, exact (from // and %)."""
+    """trunc(a / b) for floats (torch); integers: C division, exact (from // and %), wrapping
+    like :func:`_floor_divide` at the minimum integer / -1."""
     t = em.let(em.funcs["trunc"](em, f"({a} / {b})") if callable(em.funcs["trunc"])
                else f"{em.funcs['trunc']}({a} / {b})").name
-    q = (f"({a} // {b} + (1 if (({a} % {b}) != 0 and (({a} < 0) != ({b} < 0))) else 0))")
+    q = (f"(-{a} if {b} == -1 else {a} // {b} + "
+         f"(1 if (({a} % {b}) != 0 and (({a} < 0) != ({b} < 0))) else 0))")
     return f"{em.T}({t}) if {_is_float(em)} else {q}"
 
 

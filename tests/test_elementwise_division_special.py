@@ -41,6 +41,29 @@ def test_integer_division_family_is_exact(name, dtype):
     assert got.tolist() == want.tolist()  # exact, also past 2**53
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.int32])
+def test_integer_min_over_minus_one_wraps_like_numpy(dtype):
+    """The one overflowing integer quotient, min // -1: NumPy wraps to min (torch's CPU kernel
+    dies of SIGFPE, so it is not asked); floor, trunc, the operator and its in-place form agree,
+    the remainders are 0. (Numba's // had given 0: silently wrong.)"""
+    mn = np.iinfo(dtype).min
+    a = np.array([mn, mn, mn + 1, 7, -7, 0, mn], dtype)
+    b = np.array([-1, 1, -1, -1, 2, -1, 3], dtype)
+    j, jb = jitgrad.from_numpy(a.copy()), jitgrad.from_numpy(b)
+    with np.errstate(over="ignore"):
+        floor = np.floor_divide(a, b)
+    bits = 8 * np.dtype(dtype).itemsize
+    trunc = [(((-1 if (x < 0) != (y < 0) else 1) * (abs(x) // abs(y)) - mn) % 2 ** bits) + mn
+             for x, y in zip(a.tolist(), b.tolist())]  # (exact, then wrapped to the dtype)
+    assert jitgrad.floor_divide(j, jb).tolist() == floor.tolist()
+    assert (j // jb).tolist() == floor.tolist()
+    assert jitgrad.div(j, jb, rounding_mode="trunc").tolist() == trunc
+    assert jitgrad.remainder(j, jb).tolist() == np.remainder(a, b).tolist()
+    assert jitgrad.fmod(j, jb).tolist() == np.fmod(a, b).tolist()
+    j //= jb
+    assert j.tolist() == floor.tolist()
+
+
 def test_integer_division_by_zero_raises_and_bool_is_refused():
     x = jitgrad.tensor([4, 5])
     for f in (lambda: x % 0, lambda: x // jitgrad.tensor([1, 0]), lambda: jitgrad.fmod(x, 0),
