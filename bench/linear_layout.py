@@ -2,8 +2,8 @@
 
 ``python -m bench.linear_layout [float32|float64]`` prints, for rows B, inputs K and outputs N,
 the time of ``w @ x.T`` over that of ``x @ w.T`` (NumPy's BLAS, best of 5 runs of ~2 ms each;
-below 1: the transposed product is faster). ``jitgrad.nn.functional._transposed_product`` is
-the rule drawn from this table on OpenBLAS (one thread, unset OPENBLAS_CORETYPE).
+below 1: the transposed product is faster). ``jitgrad.backends.cpu.prefers_transposed``
+is the rule drawn from this table on OpenBLAS (one thread, unset OPENBLAS_CORETYPE).
 """
 import sys
 

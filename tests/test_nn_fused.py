@@ -109,13 +109,13 @@ def test_linear_matches_torch(dtype, layout):
 @pytest.mark.parametrize("views", [False, True])
 def test_linear_wide_float32_transposed_product(monkeypatch, rows, k, m, views):
     """A float32 layer with at least max(2 * rows, 64) outputs computes ``w @ x.T`` and
-    transposes it in the bias epilogue (cpu_nn.add_rows_t: 8x8 shuffled tiles plus scalar
+    transposes it in the bias epilogue (cpu.add_rows_t: 8x8 shuffled tiles plus scalar
     edges): values and gradients against float64, a C-contiguous output, the path taken
     (also for a transposed-view weight and a strided input)."""
-    from jitgrad.backends import cpu_nn
+    from jitgrad.backends import cpu
     calls = []
-    real = cpu_nn.add_rows_t
-    monkeypatch.setattr(cpu_nn, "add_rows_t", lambda *a: calls.append(1) or real(*a))
+    real = cpu.add_rows_t
+    monkeypatch.setattr(cpu, "add_rows_t", lambda *a: calls.append(1) or real(*a))
     rng = np.random.default_rng(rows * 1000 + m)
     xv = rng.standard_normal((rows, 2 * k) if views else (rows, k)).astype(np.float32)
     wv = rng.standard_normal((k, m) if views else (m, k)).astype(np.float32)
@@ -139,12 +139,39 @@ def test_linear_wide_float32_transposed_product(monkeypatch, rows, k, m, views):
     np.testing.assert_allclose(b.grad.numpy(), cv.sum(0), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("form", ["operator", "matmul", "mm"])
+@pytest.mark.parametrize("rows,k,m", [(3, 5, 70), (17, 9, 72), (1, 4, 64)])
+def test_matmul_by_transposed_weight_wide_float32(monkeypatch, form, rows, k, m):
+    """``x @ w.T`` (w C-contiguous, float32, m >= max(2 * rows, 64)) takes the same transposed
+    product as ``linear`` (cpu.product_t, transposed back without a bias): values and both
+    gradients against float64, a C-contiguous result."""
+    from jitgrad.backends import cpu
+    calls = []
+    real = cpu.transpose_into
+    monkeypatch.setattr(cpu, "transpose_into", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(rows + m)
+    xv = rng.standard_normal((rows, k)).astype(np.float32)
+    wv = rng.standard_normal((m, k)).astype(np.float32)
+    x, w = _leaf(xv), _leaf(wv)
+    y = {"operator": lambda: x @ w.T, "matmul": lambda: jitgrad.matmul(x, w.t()),
+         "mm": lambda: x.mm(w.t())}[form]()
+    assert calls and type(y.grad_fn).__name__ == "MmBackward0"
+    want = xv.astype(np.float64) @ wv.T.astype(np.float64)
+    assert y.detach().numpy().flags.c_contiguous
+    np.testing.assert_allclose(y.detach().numpy(), want, rtol=1e-5, atol=1e-5)
+    cv = rng.standard_normal(want.shape)
+    (y * jitgrad.tensor(cv.astype(np.float32))).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), cv @ wv.astype(np.float64), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(w.grad.numpy(), cv.T @ xv.astype(np.float64), rtol=1e-4,
+                               atol=1e-4)
+
+
 @pytest.mark.parametrize("dtype,rows,m", [(np.float64, 3, 70), (np.float32, 40, 64),
                                           (np.float32, 3, 63)])
 def test_linear_plain_product_elsewhere(monkeypatch, dtype, rows, m):
     """float64, or fewer outputs than max(2 * rows, 64): ``x @ w.T`` and the row-wise bias."""
-    from jitgrad.backends import cpu_nn
-    monkeypatch.setattr(cpu_nn, "add_rows_t", None)  # (would raise if called)
+    from jitgrad.backends import cpu
+    monkeypatch.setattr(cpu, "add_rows_t", None)  # (would raise if called)
     rng = np.random.default_rng(5)
     xv, wv, bv = _linear_inputs(rng, dtype, rows, 9, m)
     y = F.linear(jitgrad.tensor(xv), jitgrad.tensor(wv), jitgrad.tensor(bv))

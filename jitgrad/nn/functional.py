@@ -17,7 +17,7 @@ from .. import functional_ops as F
 from .._engine import all_on_cpu
 from .._state import no_grad
 from .._tensor import Ctx, Tensor, apply_elementwise, apply_fn, broadcast_shapes, full
-from ..backends import cpu_nn
+from ..backends import cpu, cpu_nn
 from ..backends import cuda  # (numba.cuda itself is imported only when a GPU op runs)
 from ..creation import default_generator
 from ..functional_ops import where
@@ -120,33 +120,18 @@ def _dt(d):
     return _SCALAR_NAMES.get(np.dtype(d).name, np.dtype(d).name)
 
 
-def _transposed_product(x, w, b) -> bool:
-    """Whether ``linear`` computes ``w @ x.T`` and transposes it in the bias epilogue instead of
-    ``x @ w.T``: float32 with at least twice as many outputs as rows, and at least 64.
-    OpenBLAS's sgemm here, one thread, time of ``w @ x.T`` over ``x @ w.T`` (rows B, inputs K
-    from 64 to 2048, outputs N; ``python -m bench.linear_layout``): B = 8, N >= 256: 0.38-0.54;
-    B = 32, N = 64: 0.74-0.82, N >= 256: 0.52-0.62; B = 128, N = 256: 0.84-0.89; B = 512,
-    N = 1024: 0.93-0.97; but 1.1-1.9 where N <= B (W2's 10-way last layer), and about 1 in
-    float64. The epilogue's transpose costs what the plain bias add does (cpu_nn.add_rows_t)."""
-    n, rows = w.shape[0], x.shape[0]
-    return x.dtype == np.float32 and w.dtype == np.float32 and n >= max(2 * rows, 64) and \
-        rows > 0 and x.shape[1] > 0 and b.shape == (n,) and b.flags.c_contiguous
-
-
 @structural("linear", "AddmmBackward0")
 class _Linear:
     """``input @ weight.T + bias`` for a 2-D input, as torch's ``addmm``: one node whose inputs
     are (bias, input, weight) in torch's order. Forward: one BLAS product into a fresh array and
     one bias epilogue (for wide float32 layers the product ``weight @ input.T``, transposed in
-    the epilogue: ``_transposed_product``). Backward: dX = g @ W, dW = g.T @ X (in the weight's
-    own layout, so a transposed-view weight gets a gradient without a copy), db = column sums of
-    g."""
+    the epilogue: ``backends.cpu.prefers_transposed``). Backward: dX = g @ W, dW = g.T @ X (in the
+    weight's own layout, so a transposed-view weight gets a gradient without a copy), db =
+    column sums of g."""
 
     def forward(ctx, b, x, w):
-        if _transposed_product(x, w, b):
-            out = np.empty((x.shape[0], w.shape[0]), x.dtype)
-            cpu_nn.add_rows_t(np.matmul(w, x.T), b, out)
-            return out
+        if b.shape == w.shape[:1] and b.flags.c_contiguous and cpu.prefers_transposed(x, w):
+            return cpu.product_t(x, w, b)
         out = np.matmul(x, w.T)
         if b.shape == out.shape[1:] and b.flags.c_contiguous:
             if out.size:
