@@ -990,9 +990,12 @@ class Recorder:
                                                           "_d['saved_tensors']", f"S[{kc}] ="))]
         if fn.name == "matmul" and not params and len(ins) == 2 and \
                 all(type(self.keep[k]) is np.ndarray for k in ins) and \
+                not cpu.matmul_transposes(*[self.keep[k] for k in ins]) and \
                 _same(np.matmul(*[self.keep[k] for k in ins]), out):
             # its forward is NumPy's matmul: called directly (ndarray.dot, the same product
-            # for operands of rank <= 2, costs a third as much on small ones)
+            # for operands of rank <= 2, costs a third as much on small ones). Not when
+            # cpu.matmul transposes: equal bits now (exact products, e.g. zeros) would not
+            # hold for the next call's data.
             a, b = (self.keep[k] for k in ins)
             mm = "_dot" if a.ndim <= 2 and b.ndim <= 2 and \
                 _same(np.ndarray.dot(a, b), out) else "_mm"

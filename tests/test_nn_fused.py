@@ -140,7 +140,7 @@ def test_linear_wide_float32_transposed_product(monkeypatch, rows, k, m, views):
 
 
 @pytest.mark.parametrize("form", ["operator", "matmul", "mm"])
-@pytest.mark.parametrize("rows,k,m", [(3, 5, 70), (17, 9, 72), (1, 4, 64)])
+@pytest.mark.parametrize("rows,k,m", [(3, 5, 70), (17, 9, 72), (1, 4, 64), (17, 9, 70)])
 def test_matmul_by_transposed_weight_wide_float32(monkeypatch, form, rows, k, m):
     """``x @ w.T`` (w C-contiguous, float32, m >= max(2 * rows, 64)) takes the same transposed
     product as ``linear`` (cpu.product_t, transposed back without a bias): values and both
@@ -164,6 +164,42 @@ def test_matmul_by_transposed_weight_wide_float32(monkeypatch, form, rows, k, m)
     np.testing.assert_allclose(x.grad.numpy(), cv @ wv.astype(np.float64), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(w.grad.numpy(), cv.T @ xv.astype(np.float64), rtol=1e-4,
                                atol=1e-4)
+
+
+def test_matmul_transposed_product_elsewhere_and_under_compile(monkeypatch):
+    """The plain product for float64, a C-contiguous right operand or too few outputs; and a
+    compiled step with ``x @ w.T`` whose first (recording) call has exact products (zeros: the
+    transposed and the plain product agree bitwise there) keeps giving eager's bits later."""
+    from jitgrad.backends import cpu
+    rng = np.random.default_rng(9)
+    calls = []
+    real = cpu.transpose_into
+    monkeypatch.setattr(cpu, "transpose_into", lambda *a: calls.append(1) or real(*a))
+    x32 = rng.standard_normal((8, 16)).astype(np.float32)
+    for a, b in ((x32.astype(np.float64), rng.standard_normal((64, 16)).T),
+                 (x32, np.ascontiguousarray(rng.standard_normal((64, 16)).T.astype(np.float32))),
+                 (x32, rng.standard_normal((15, 16)).astype(np.float32).T)):
+        got = (jitgrad.tensor(a) @ jitgrad.tensor(b)).numpy()
+        np.testing.assert_allclose(got, a.astype(np.float64) @ b.astype(np.float64), rtol=1e-5,
+                                   atol=1e-5)
+    assert calls == []
+
+    def step(x, w):
+        y = x @ w.T
+        (y * y).sum().backward()
+        return y
+    wv = rng.standard_normal((256, 784)).astype(np.float32)
+    xs = [np.zeros((8, 784), np.float32)] + [rng.standard_normal((8, 784)).astype(np.float32)
+                                             for _ in range(2)]
+    comp = jitgrad.compile(step)
+    for xv in xs:
+        outs = []
+        for f in (step, comp):
+            x, w = _leaf(xv), _leaf(wv)
+            outs.append([f(x, w).detach().numpy(), x.grad.numpy(), w.grad.numpy()])
+        for e, c in zip(*outs):
+            np.testing.assert_array_equal(c, e)
+    assert calls and comp.stats["replayed"] == 2
 
 
 @pytest.mark.parametrize("dtype,rows,m", [(np.float64, 3, 70), (np.float32, 40, 64),

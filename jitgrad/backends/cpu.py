@@ -1019,11 +1019,18 @@ def concatenate(arrays, axis: int, dtype) -> np.ndarray:
     return np.concatenate([a.astype(dtype, copy=False) for a in arrays], axis=axis)
 
 
+def matmul_transposes(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether :func:`matmul` computes ``a @ b`` as ``(b.T @ a.T).T``: ``b`` the transpose of
+    a C-contiguous float32 W and prefers_transposed. (A replay that calls NumPy's product
+    instead must ask this: the two differ in rounding, see capture.)"""
+    return a.ndim == 2 and b.ndim == 2 and b.dtype == np.float32 and b.flags.f_contiguous and \
+        not b.flags.c_contiguous and prefers_transposed(a, b.T)
+
+
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """np.matmul; ``x @ w.T`` (float32, w C-contiguous, many outputs) as ``(w @ x.T).T``,
     which OpenBLAS runs up to 2x faster (prefers_transposed)."""
-    if a.ndim == 2 and b.ndim == 2 and b.dtype == np.float32 and b.flags.f_contiguous and \
-            not b.flags.c_contiguous and prefers_transposed(a, b.T):
+    if matmul_transposes(a, b):
         return product_t(a, b.T)
     return np.matmul(a, b)
 
