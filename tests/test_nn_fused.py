@@ -184,22 +184,33 @@ def test_matmul_transposed_product_elsewhere_and_under_compile(monkeypatch):
                                    atol=1e-5)
     assert calls == []
 
-    def step(x, w):
+    def step(x, w):  # (forward: x @ w.T transposed; backward: g @ w, plain)
         y = x @ w.T
         (y * y).sum().backward()
         return y
-    wv = rng.standard_normal((256, 784)).astype(np.float32)
-    xs = [np.zeros((8, 784), np.float32)] + [rng.standard_normal((8, 784)).astype(np.float32)
-                                             for _ in range(2)]
-    comp = jitgrad.compile(step)
-    for xv in xs:
-        outs = []
-        for f in (step, comp):
-            x, w = _leaf(xv), _leaf(wv)
-            outs.append([f(x, w).detach().numpy(), x.grad.numpy(), w.grad.numpy()])
-        for e, c in zip(*outs):
-            np.testing.assert_array_equal(c, e)
-    assert calls and comp.stats["replayed"] == 2
+
+    def step_in_out(x, w):  # (w stored (in, out): forward plain; backward g @ w.T transposed)
+        y = x @ w
+        (y * y).sum().backward()
+        return y
+    for f, wv in ((step, rng.standard_normal((256, 784)).astype(np.float32)),
+                  (step_in_out, rng.standard_normal((784, 256)).astype(np.float32))):
+        xs = [np.zeros((8, 784), np.float32)] + [
+            rng.standard_normal((8, 784)).astype(np.float32) for _ in range(2)]
+        comp = jitgrad.compile(f)
+        calls.clear()
+        for xv in xs:
+            outs = []
+            for g in (f, comp):
+                x, w = _leaf(xv), _leaf(wv)
+                outs.append([g(x, w).detach().numpy(), x.grad.numpy(), w.grad.numpy()])
+            for e, c in zip(*outs):
+                np.testing.assert_array_equal(c, e)
+        wd = wv.astype(np.float64)
+        yd = xv.astype(np.float64) @ (wd.T if f is step else wd)
+        np.testing.assert_allclose(outs[0][1], 2 * yd @ (wd if f is step else wd.T), rtol=1e-4,
+                                   atol=1e-3)
+        assert len(calls) >= 2 * len(xs) and comp.stats["replayed"] == 2  # (each call)
 
 
 @pytest.mark.parametrize("dtype,rows,m", [(np.float64, 3, 70), (np.float32, 40, 64),
