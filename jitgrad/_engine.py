@@ -374,6 +374,7 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
     with grad_mode.set_grad_enabled(create_graph), lazy.backward_depth():
         while ready:
             n = ready.pop()
+            edges = n.next_edges  # (where grads go: a contracted chain's start instead)
             g = pending.pop(n, None)
             hs = n.retained  # the tensor's hooks (TensorHooks), or None
             if hs is not None and g is not None and hs.pre:
@@ -407,23 +408,16 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
                     n.check_saved()  # (the errors the chain's own VJPs would raise)
                     for m in ch.inner:
                         m.check_saved()
-                    e = ch.start
-                    _add_pending(pending, e, g * ch.d)
-                    c = deps[e] - 1
-                    deps[e] = c
-                    if c == 0:
-                        ready.append(e)
+                    edges, grads = (ch.start,), (g * ch.d,)
                     if not retain_graph:
-                        n.release()
                         for m in ch.inner:
                             m.release()
-                    g = None
-                    continue
-                grads = n.apply(g, create_graph) if rec is None else \
-                    rec.node_apply(n, g, create_graph)
+                else:
+                    grads = n.apply(g, create_graph) if rec is None else \
+                        rec.node_apply(n, g, create_graph)
                 if not retain_graph:
                     n.release()
-            for e, gi in zip(n.next_edges, grads):
+            for e, gi in zip(edges, grads):
                 if e is None:
                     continue
                 if gi is not None and (needed is None or e in needed):
@@ -432,7 +426,7 @@ def run_backward(roots, retain_graph: bool, create_graph: bool, capture=None, ac
                 deps[e] = c
                 if c == 0:
                     ready.append(e)
-            grads = gi = None  # (no stale reference to a gradient: see _SWEEP_REFS)
+            grads = gi = g = None  # (no stale reference to a gradient: see _SWEEP_REFS)
     if lazy_grads or deferred:  # every leaf gradient of this sweep in as few kernels as possible
         lazy.realize_many(lazy_grads + [g for _, g in deferred])
         if deferred:

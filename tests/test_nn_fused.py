@@ -109,13 +109,13 @@ def test_linear_matches_torch(dtype, layout):
 @pytest.mark.parametrize("views", [False, True])
 def test_linear_wide_float32_transposed_product(monkeypatch, rows, k, m, views):
     """A float32 layer with at least max(2 * rows, 64) outputs computes ``w @ x.T`` and
-    transposes it in the bias epilogue (cpu.add_rows_t: 8x8 shuffled tiles plus scalar
+    transposes it in the bias epilogue (cpu.transpose_add: 8x8 shuffled tiles plus scalar
     edges): values and gradients against float64, a C-contiguous output, the path taken
     (also for a transposed-view weight and a strided input)."""
     from jitgrad.backends import cpu
     calls = []
-    real = cpu.add_rows_t
-    monkeypatch.setattr(cpu, "add_rows_t", lambda *a: calls.append(1) or real(*a))
+    real = cpu.transpose_add
+    monkeypatch.setattr(cpu, "transpose_add", lambda *a: calls.append(a[3]) or real(*a))
     rng = np.random.default_rng(rows * 1000 + m)
     xv = rng.standard_normal((rows, 2 * k) if views else (rows, k)).astype(np.float32)
     wv = rng.standard_normal((k, m) if views else (m, k)).astype(np.float32)
@@ -123,7 +123,7 @@ def test_linear_wide_float32_transposed_product(monkeypatch, rows, k, m, views):
     x0, w0, b = _leaf(xv), _leaf(wv), _leaf(bv)
     x, w = (x0[:, ::2], w0.t()) if views else (x0, w0)
     y = F.linear(x, w, b)
-    assert calls == [1]
+    assert calls == [True]  # (one epilogue, with the bias)
     xd = xv[:, ::2].astype(np.float64) if views else xv.astype(np.float64)
     wd = wv.T.astype(np.float64) if views else wv.astype(np.float64)
     want = xd @ wd.T + bv
@@ -147,15 +147,15 @@ def test_matmul_by_transposed_weight_wide_float32(monkeypatch, form, rows, k, m)
     gradients against float64, a C-contiguous result."""
     from jitgrad.backends import cpu
     calls = []
-    real = cpu.transpose_into
-    monkeypatch.setattr(cpu, "transpose_into", lambda *a: calls.append(1) or real(*a))
+    real = cpu.transpose_add
+    monkeypatch.setattr(cpu, "transpose_add", lambda *a: calls.append(a[3]) or real(*a))
     rng = np.random.default_rng(rows + m)
     xv = rng.standard_normal((rows, k)).astype(np.float32)
     wv = rng.standard_normal((m, k)).astype(np.float32)
     x, w = _leaf(xv), _leaf(wv)
     y = {"operator": lambda: x @ w.T, "matmul": lambda: jitgrad.matmul(x, w.t()),
          "mm": lambda: x.mm(w.t())}[form]()
-    assert calls and type(y.grad_fn).__name__ == "MmBackward0"
+    assert calls == [False] and type(y.grad_fn).__name__ == "MmBackward0"  # (no bias)
     want = xv.astype(np.float64) @ wv.T.astype(np.float64)
     assert y.detach().numpy().flags.c_contiguous
     np.testing.assert_allclose(y.detach().numpy(), want, rtol=1e-5, atol=1e-5)
@@ -173,8 +173,8 @@ def test_matmul_transposed_product_elsewhere_and_under_compile(monkeypatch):
     from jitgrad.backends import cpu
     rng = np.random.default_rng(9)
     calls = []
-    real = cpu.transpose_into
-    monkeypatch.setattr(cpu, "transpose_into", lambda *a: calls.append(1) or real(*a))
+    real = cpu.transpose_add
+    monkeypatch.setattr(cpu, "transpose_add", lambda *a: calls.append(a[3]) or real(*a))
     x32 = rng.standard_normal((8, 16)).astype(np.float32)
     for a, b in ((x32.astype(np.float64), rng.standard_normal((64, 16)).T),
                  (x32, np.ascontiguousarray(rng.standard_normal((64, 16)).T.astype(np.float32))),
@@ -210,7 +210,8 @@ def test_matmul_transposed_product_elsewhere_and_under_compile(monkeypatch):
         yd = xv.astype(np.float64) @ (wd.T if f is step else wd)
         np.testing.assert_allclose(outs[0][1], 2 * yd @ (wd if f is step else wd.T), rtol=1e-4,
                                    atol=1e-3)
-        assert len(calls) >= 2 * len(xs) and comp.stats["replayed"] == 2  # (each call)
+        assert len(calls) >= 2 * len(xs) and not any(calls)  # (each call; no bias)
+        assert comp.stats["replayed"] == 2
 
 
 @pytest.mark.parametrize("dtype,rows,m", [(np.float64, 3, 70), (np.float32, 40, 64),
@@ -218,7 +219,7 @@ def test_matmul_transposed_product_elsewhere_and_under_compile(monkeypatch):
 def test_linear_plain_product_elsewhere(monkeypatch, dtype, rows, m):
     """float64, or fewer outputs than max(2 * rows, 64): ``x @ w.T`` and the row-wise bias."""
     from jitgrad.backends import cpu
-    monkeypatch.setattr(cpu, "add_rows_t", None)  # (would raise if called)
+    monkeypatch.setattr(cpu, "transpose_add", None)  # (would raise if called)
     rng = np.random.default_rng(5)
     xv, wv, bv = _linear_inputs(rng, dtype, rows, 9, m)
     y = F.linear(jitgrad.tensor(xv), jitgrad.tensor(wv), jitgrad.tensor(bv))

@@ -33,8 +33,8 @@ from llvmlite import ir
 import numba
 from numba.core import caching as _nc
 from numba.core import types as _nbt
-from numba.extending import intrinsic
 from numba.core.serialize import dumps as _nb_dumps
+from numba.extending import intrinsic
 import numpy as np
 
 from .. import _debug
@@ -1098,37 +1098,24 @@ _tile8_t_bias, _tile8_t = _mk_tile8(True), _mk_tile8(False)
 
 
 @njit_cached(error_model="numpy", nogil=True)
-def add_rows_t(src, b, out):
-    """out[i, j] = src[j, i] + b[j]: the bias epilogue of ``linear``'s transposed product (src
-    is ``w @ x.T``, (M, N); out (N, M) and b (M,)), float32, all C-contiguous."""
+def transpose_add(src, b, out, with_bias):
+    """out[i, j] = src[j, i] (+ b[j] if ``with_bias``; else b, any float32 vector, is not read):
+    the epilogue of the transposed product (src is ``w @ x.T``, (M, N); out (N, M), b (M,)),
+    float32, all C-contiguous."""
     M, N = src.shape
     m8, n8 = M - M % 8, N - N % 8
     for i0 in range(0, n8, 8):  # (row blocks of out: its stores stay in a few cache lines)
         for j0 in range(0, m8, 8):
-            _tile8_t_bias(src, j0, i0, out, b)
+            if with_bias:
+                _tile8_t_bias(src, j0, i0, out, b)
+            else:
+                _tile8_t(src, j0, i0, out, b)
     for i in range(N):
         for j in range(m8, M):
-            out[i, j] = src[j, i] + b[j]
+            out[i, j] = src[j, i] + b[j] if with_bias else src[j, i]
     for i in range(n8, N):
         for j in range(m8):
-            out[i, j] = src[j, i] + b[j]
-
-
-@njit_cached(error_model="numpy", nogil=True)
-def transpose_into(src, out, b_unused):
-    """out[i, j] = src[j, i] (``matmul``'s transposed product, as add_rows_t without the bias;
-    ``b_unused``: any float32 vector, not read)."""
-    M, N = src.shape
-    m8, n8 = M - M % 8, N - N % 8
-    for i0 in range(0, n8, 8):
-        for j0 in range(0, m8, 8):
-            _tile8_t(src, j0, i0, out, b_unused)
-    for i in range(N):
-        for j in range(m8, M):
-            out[i, j] = src[j, i]
-    for i in range(n8, N):
-        for j in range(m8):
-            out[i, j] = src[j, i]
+            out[i, j] = src[j, i] + b[j] if with_bias else src[j, i]
 
 
 _NO_BIAS = np.zeros(8, np.float32)
@@ -1141,7 +1128,7 @@ def prefers_transposed(x, w) -> bool:
     bench.linear_layout``): rows 8, N >= 256: 0.38-0.54; rows 32, N = 64: 0.74-0.82, N >= 256:
     0.52-0.62; rows 128, N = 256: 0.84-0.89; rows 512, N = 1024: 0.93-0.97; but 1.1-1.9 where
     N <= rows (W2's 10-way last layer), and about 1 in float64. The transpose back costs what
-    a row-wise bias add does (add_rows_t: 3.7 against 3.6 us for 128 x 256)."""
+    a row-wise bias add does (transpose_add: 3.7 against 3.6 us for 128 x 256)."""
     rows, n = x.shape[0], w.shape[0]
     return x.dtype == np.float32 and w.dtype == np.float32 and n >= max(2 * rows, 64) and \
         rows > 0 and x.shape[1] > 0
@@ -1151,10 +1138,7 @@ def product_t(x, w, b=None):
     """``x @ w.T`` (``+ b``, a C-contiguous (N,) float32 vector) as ``(w @ x.T).T``, into a new
     C-contiguous array (see prefers_transposed)."""
     out = np.empty((x.shape[0], w.shape[0]), np.float32)
-    if b is None:
-        transpose_into(np.matmul(w, x.T), out, _NO_BIAS)
-    else:
-        add_rows_t(np.matmul(w, x.T), b, out)
+    transpose_add(np.matmul(w, x.T), _NO_BIAS if b is None else b, out, b is not None)
     return out
 
 

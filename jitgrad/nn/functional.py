@@ -130,10 +130,11 @@ class _Linear:
     column sums of g."""
 
     def forward(ctx, b, x, w):
-        if b.shape == w.shape[:1] and b.flags.c_contiguous and cpu.prefers_transposed(x, w):
+        row_bias = b.shape == w.shape[:1] and b.flags.c_contiguous  # (one per output feature)
+        if row_bias and cpu.prefers_transposed(x, w):
             return cpu.product_t(x, w, b)
         out = np.matmul(x, w.T)
-        if b.shape == out.shape[1:] and b.flags.c_contiguous:
+        if row_bias:
             if out.size:
                 cpu_nn.add_rows(out, b)
         else:
