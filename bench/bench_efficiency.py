@@ -8,7 +8,8 @@ rows' standalone vectorised rates and against the copy bandwidth, all measured i
   forward+backward steps, so with the real operands, outputs and caches);
 * ``parts`` -- the sum over the kernel's rows (forward rows and VJP rows) of each row alone in
   an njit loop over L1-resident float arrays (load, the row's scalar code, store): the
-  compute roofline of a kernel that runs those rows one after the other;
+  compute roofline of a kernel that runs those rows one after the other (each loop
+  interleaved as codegen.loop_interleave would interleave a kernel of that row alone);
 * ``mem`` -- the bytes the kernel must move (its array operands read once, its full outputs
   written once) at ``np.copyto``'s bandwidth (bench.machine.copy_bandwidth);
 * ``eff`` -- max(parts, mem) / ns/el: 100% = at the rate of its parts (fusion saves the
@@ -69,8 +70,11 @@ def _part_rate(row, in_dtypes, cdt, n=4096, reps=200) -> float:
            "\n".join(loads) + "\n" +
            "\n".join(f"            {ln}" for ln in em.lines) + "\n"
            f"            out[i] = {out_var}\n")
-    disp, _ = cpu.load_generated(cpu.module_source(src, "part", "float64"), "part", "k",
-                                 False)
+    # (interleaved as a fused kernel with this one row would be: codegen.loop_interleave)
+    ic = codegen.loop_interleave([codegen.Load(f"a{j}", f"x{j}", "a") for j in range(len(arrays))],
+                                 em.lines, [("full", out_var, None)], None)
+    disp, _ = cpu.load_generated(cpu.module_source(src, "part", "float64", interleave=ic),
+                                 "part", "k", False)
     out = np.empty(n, cdt if np.dtype(cdt).kind == "f" else np.float64)
     disp(*arrays, out, 1)
     best = float("inf")

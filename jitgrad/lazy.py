@@ -1027,8 +1027,9 @@ def _cpu_kernel(plan):
             arrays = [k for k, kind in enumerate(plan.kinds) if kind == "a"]
             size_at = (full or arrays or [n_loads + len(params)])[0]
             wrap = lambda d: cpu.ChunkedKernel(d, sums, size_at, outs)  # noqa: E731
-        kern = cpu.compile_source(plan.key, _render(plan), "fused_fwd", "float64",
-                                  noalias=True, wrap=wrap)
+        src = _render(plan)
+        kern = cpu.compile_source(plan.key, src, "fused_fwd", "float64", noalias=True,
+                                  wrap=wrap, interleave=plan.interleave)
     return kern
 
 
@@ -1253,8 +1254,9 @@ def _render(plan) -> str:
                                    None if plan.flat else len(plan.space))
     dtypes = {}
     loads, lines, results = _render_parts(plan, codegen.FUNC_SRC, dtypes)
-    return codegen.render_fused("fused_fwd", loads, lines, results,
-                                None if plan.flat else len(plan.space), parallel=plan.par,
+    ndim = None if plan.flat else len(plan.space)
+    plan.interleave = codegen.loop_interleave(loads, lines, results, ndim, dtypes)
+    return codegen.render_fused("fused_fwd", loads, lines, results, ndim, parallel=plan.par,
                                 alias=plan.alias, var_dtypes=dtypes)
 
 

@@ -251,6 +251,51 @@ def test_stage_split_modes():
     assert codegen.stage_split(chain, ["r"], kc) == [2, 4, 8, 10, 12, 14, 16, 17]
 
 
+def test_loop_interleave_rule():
+    """How many vector iterations a kernel's loops interleave: none forced without a vmath
+    call, INTERLEAVE up to INTERLEAVE_WIDE_CALLS calls and in a staged body (one call per
+    stage loop), INTERLEAVE_WIDE for a wider unstaged body; a call on loop-invariant scalars
+    (hoisted before the loop) does not count."""
+    from jitgrad import codegen
+    loads = [codegen.Load("a0", "x0", "a"), codegen.Load("a1", "x1", "c")]
+    res = [("full", "r", None, "float32")]
+
+    def ic(body, dts=None):
+        return codegen.loop_interleave(loads, body, res, None, dts)
+    assert ic(["r = x0 * 2.0"]) == 0
+    assert ic(["s = vm_exp(x1)", "r = x0 * s"]) == 0
+    four = [f"t{j} = vm_exp(x0 * {j}.0)" for j in range(4)]
+    assert ic(four + ["r = t0 + t3"]) == codegen.INTERLEAVE
+    five = four + ["t4 = vm_sin(x0)"]
+    assert ic(five + ["r = t0 + t4"]) == codegen.INTERLEAVE_WIDE
+    chain = ["y0 = vm_sin(x0)"] + [f"y{j} = vm_sin(y{j - 1} * 1.01)" for j in range(1, 9)]
+    dts = {f"y{j}": "float32" for j in range(9)}
+    assert ic(chain + ["r = y8"], dts) == codegen.INTERLEAVE
+    assert ic(chain + ["r = y8"], None) == codegen.INTERLEAVE_WIDE
+    assert codegen.loop_interleave(loads, chain + ["r = y8"], res, 2, dts) == \
+        codegen.INTERLEAVE_WIDE   # (N-d loops are not staged)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_vmath_loops_interleave(fresh_kernels, monkeypatch, dtype):
+    """A kernel with a vmath call is compiled with its vector loop interleaved INTERLEAVE
+    times (backends/cpu._interleaved): several copies of the packed arithmetic, against
+    LLVM's own choice; and the LLVM option is reset after each such compile (a kernel built
+    afterwards with interleaving off is the same as before)."""
+    from jitgrad import codegen
+    x = jg.tensor(np.linspace(-3, 3, 1000).astype(dtype))
+    counts = []
+    for ic in (0, 4, 0):
+        monkeypatch.setattr(codegen, "INTERLEAVE", ic)
+        monkeypatch.setattr(cpu, "_kernels", cpu.KernelCache(0))
+        counts.append(sum(_packed(_asm_of(lambda: jg.sigmoid(x * 2).numpy())).values()))
+        y = jg.sigmoid(x * 2).numpy()
+        want = 1 / (1 + np.exp(-2 * np.linspace(-3, 3, 1000)))
+        np.testing.assert_allclose(y, want, rtol=2e-6 if dtype == "float32" else 1e-14)
+    assert counts[1] >= 3 * counts[0], counts
+    assert counts[2] == counts[0], counts
+
+
 _RENDER_STAGED = """
 import hashlib
 from jitgrad import codegen
