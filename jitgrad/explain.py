@@ -43,6 +43,7 @@ class Group:
         self.flat, self.parallel = plan.flat, plan.par
         self.compiled = plan.key in BACKENDS[plan.device]._kernels
         self.source = lazy._render(plan)
+        self.interleave = getattr(plan, "interleave", 0)   # (set by rendering a CPU plan)
 
     @property
     def bytes_moved(self) -> int:
@@ -51,7 +52,8 @@ class Group:
     def __str__(self):
         ops = ", ".join(f"{n}x{c}" if c > 1 else n for n, c in Counter(self.rows).items())
         loop = ("flat" if self.flat else f"{len(self.space)}-d") + \
-            (" parallel" if self.parallel else "")
+            (" parallel" if self.parallel else "") + \
+            (f" interleaved x{self.interleave}" if self.interleave > 1 else "")
         reads = "; ".join(f"{k} {s} {d}" for k, s, d in self.reads)
         writes = "; ".join(f"{k} {s} {d}" for k, s, d in self.writes)
         return (f"[{self.role}] space {self.space}, {len(self.rows)} rows ({ops}), {loop} loop, "

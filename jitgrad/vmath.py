@@ -67,8 +67,8 @@ log        0.80     0.77     all x
 log1p      0.88     0.87     all x
 tanh       0.94     1.67     all x (float32: every value checked)
 sigmoid    1.47     1.41     all x
-sin        0.93     0.78     all x (float32 beyond 1e5: 0.89)
-cos        0.90     0.76     all x (float32 beyond 1e5: 0.87)
+sin        0.88     0.77     all x (float32 beyond 1e5: 0.89)
+cos        0.88     0.76     all x (float32 beyond 1e5: 0.87)
 tan        1.23     2.07     all x (float32 beyond 1e5: 1.15)
 =========  =======  =======  ===========================================
 
@@ -1219,25 +1219,39 @@ def _mk_trig32w(name):
             y = _fma(res, inv, t)
             return x if x == 0 else y
         return tan_
-    if name == "sin":
-        @_jitable
-        def sin_(x):
-            _ai()
-            s, sl, c, cl, k = sc(x)
-            odd, ge2 = _quadrant32f(k)
-            v = c if odd else s
-            v = -v if ge2 else v
-            return x if x == 0 else v           # keeps -0.0
-        return sin_
+    return _mk_sin_cos32w(name)
+
+
+def _mk_sin_cos32w(name):
+    """float32 sin or cos for |x| <= _TRIG_F32 with one polynomial per lane, as
+    _mk_sin_cos64: sin(r + rl) = r + (r*z*S(z) + rl), cos = w + (z*z*C(z) + ((1 - w) - z/2 -
+    r*rl)), w = 1 - z/2, with S's or C's coefficients chosen by quadrant."""
+    s0, s1, s2 = (np.float32(v) for v in _SIN_P32)
+    c0, c1, c2 = (np.float32(v) for v in _COS_P32)
+    one, half = _F32K
+    is_sin = name == "sin"
 
     @_jitable
-    def cos_(x):
+    def impl(x):
         _ai()
-        s, sl, c, cl, k = sc(x)
+        r, rl, k = _red32w(x)
         odd, ge2 = _quadrant32f(k)
-        v = s if odd else c
-        return -v if (odd != ge2) else v
-    return cos_
+        use_cos = odd if is_sin else not odd
+        neg = ge2 if is_sin else odd != ge2
+        z = r * r
+        F = _fma(_fma(c0 if use_cos else s0, z, c1 if use_cos else s1), z,
+                 c2 if use_cos else s2)
+        hz = half * z
+        w = one - hz
+        head = w if use_cos else r
+        m = z * z if use_cos else r * z
+        tail = (((one - w) - hz) - r * rl) if use_cos else rl
+        v = head + _fma(m, F, tail)
+        v = -v if neg else v
+        if is_sin:
+            v = x if x == 0 else v              # keeps -0.0
+        return v
+    return impl
 
 
 @_jitable

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 import jitgrad as jg
-from jitgrad import _debug, lazy
+from jitgrad import _debug, codegen, lazy
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -853,11 +853,14 @@ def test_explain_forward_and_backward_groups():
     assert g.space == (1000,) and {"tanh", "exp", "sin", "sigmoid"} <= set(g.rows)
     assert g.bytes_read >= xv.nbytes and g.writes == [("sum", (1,), "float32")]
     assert "def fused_fwd" in g.source and "vm_tanh" in g.source
+    assert g.interleave == codegen.INTERLEAVE               # (4 calls)
+    assert f"interleaved x{codegen.INTERLEAVE}" in str(fwd)
     c0 = _launches()
     bwd = jg.explain(loss, backward=True)
     assert _launches() == c0 and x.grad is None and loss._arr is None  # nothing ran
     (gb,) = bwd.groups
     assert "cos" in gb.rows                            # d sin / dx
+    assert gb.interleave == codegen.INTERLEAVE_WIDE    # (5 calls)
     kinds = sorted(k for k, _, _ in gb.writes)
     assert kinds == ["full", "sum", "sum", "sum"]      # x.grad; a.grad, b.grad, the loss
     assert gb.bytes_moved == gb.bytes_read + gb.bytes_written >= 2 * xv.nbytes
