@@ -1404,6 +1404,13 @@ class Recorder:
 _TRACED_VJPS = frozenset(("matmul", "linear"))
 
 
+# The V methods whose replay line is one NumPy view method called on their operand: _VjpTrace
+# writes them so, and _fold_views (which matches such lines: _VIEW_LINE) takes the views of
+# constants once.
+_VIEW_FORMS = {"reshape": "{0}.reshape({1!r})", "mT": "{0}.swapaxes(-1, -2)",
+               "transpose": "{0}.transpose({1!r})"}
+
+
 class _VjpTrace:
     """``structural.ARRAYS`` for one run of a VJP rule at record time that also writes the
     replay's lines: every array it hands out or is given has a name (a slot ``S[k]`` or a local
@@ -1411,9 +1418,7 @@ class _VjpTrace:
     layout choice of ``matmul_as``) decided now. The matmul backward of the seed tutorial's step
     went from 4.4 to ~1 us of replay, and its forward no longer needs a ctx per call."""
 
-    _DIRECT = {"reshape": "{0}.reshape({1!r})", "mT": "{0}.swapaxes(-1, -2)",
-               "matmul": "_mm({0}, {1})", "transpose": "{0}.transpose({1!r})",
-               "broadcast_to": "_bto({0}, {1!r})"}
+    _DIRECT = {**_VIEW_FORMS, "matmul": "_mm({0}, {1})", "broadcast_to": "_bto({0}, {1!r})"}
 
     def __init__(self, rec):
         self.rec = rec
@@ -1887,8 +1892,9 @@ class Program:
         self.lock = threading.Lock() if plan.pool or plan.no_ctx else None
 
 
-_VIEW_LINE = re.compile(r"(_v\d+) = (S\[(\d+)\]|_v\d+)\.(reshape|swapaxes|transpose)"
-                        r"\(([-\d, ()\[\]]*)\)")
+_VIEW_LINE = re.compile(r"(_v\d+) = (S\[(\d+)\]|_v\d+)\.(" +
+                        "|".join(sorted({f[4:f.index("(")] for f in _VIEW_FORMS.values()})) +
+                        r")\(([-\d, ()\[\]]*)\)")
 _SLOT_GETS = re.compile(r"S\[\d+\] = (_v\d+)")
 
 
