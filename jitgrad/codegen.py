@@ -335,7 +335,7 @@ STAGE_MAX = 128
 # cuts to <= 4 crossing values did not rescue them. Not kept.)
 
 
-# Loop interleaving (backends/cpu._interleaved): a loop with a vmath call in it runs this many
+# Loop interleaving (backends/cpu._interleaved): a flat loop with a vmath call runs this many
 # vector iterations side by side (LLVM's cost model picks 1 for any such body, which then runs
 # at the latency of its call chains). njit loops over 4096 elements, one thread, Zen 4, ns per
 # element at interleave 1 / 2 / 4 (float32; float64):
@@ -346,7 +346,12 @@ STAGE_MAX = 128
 # Beyond INTERLEAVE_WIDE_CALLS calls the registers run out: W1 with x.grad (5 calls) ran 3.42
 # ns/element at 2 and 3.59 at 4, so such bodies get INTERLEAVE_WIDE. A staged body's loops are
 # one call each (INTERLEAVE). Loops without a call keep LLVM's choice (it interleaves short
-# bodies itself). Compile time did not change measurably (W1: 0.40-0.58 s either way).
+# bodies itself). Compile time did not change measurably (W1: 0.40-0.58 s either way). Flat
+# loops only: an N-d kernel's inner loop runs over the last axis, and with fewer than VF x 4
+# elements there (64 float32 lanes on AVX-512) the vector loop never runs and every element
+# takes the scalar remainder. sigmoid(x + b), x (rows, K), 4e5 elements, us at 1 / 4: float32
+# K = 12 568 / 931, K = 100 189 / 269; float64 K = 24 364 / 693 (given up: float32 K = 256
+# 169 / 130).
 INTERLEAVE = 4
 INTERLEAVE_WIDE = 2
 INTERLEAVE_WIDE_CALLS = 4
@@ -355,13 +360,14 @@ INTERLEAVE_WIDE_CALLS = 4
 def loop_interleave(loads, body_lines, results, ndim, var_dtypes=None) -> int:
     """How many vector iterations the loops of render_fused's kernel (the same arguments)
     interleave (0: LLVM's own choice); see INTERLEAVE."""
+    if ndim is not None:
+        return 0
     variant = split_invariant(body_lines, _loop_vars(loads, ndim))[1]
     calls = sum("vm_" in line for line in variant)
     if not calls:
         return 0
-    if calls <= INTERLEAVE_WIDE_CALLS or (ndim is None and var_dtypes is not None and
-                                          stage_split(variant, [r[1] for r in results],
-                                                      var_dtypes)):
+    if calls <= INTERLEAVE_WIDE_CALLS or (var_dtypes is not None and stage_split(
+            variant, [r[1] for r in results], var_dtypes)):
         return INTERLEAVE
     return INTERLEAVE_WIDE
 
