@@ -2,7 +2,9 @@
 rows' standalone vectorised rates and against the copy bandwidth, all measured in this run.
 
 ``python -m bench.bench_efficiency [--quick]`` prints one line per generated kernel of W1
-(float32/float64, N = 1e5 and 1e6) and W5 (k = 10, 100; float32, N = 1e5):
+(float32/float64, N = 1e5 and 1e6) and W5 (k = 10, 100; float32, N = 1e5); under pytest
+(``bench_kernel_efficiency``) the same rows go to the benchmark JSON, and ``bench/report.py``
+shows them with issue 17's target (per core, >= 70% of the parts' rate):
 
 * ``ns/el`` -- the kernel's median time per element (its launches timed inside the workload's
   forward+backward steps, so with the real operands, outputs and caches);
@@ -185,6 +187,31 @@ def run(quick=False, steps=None):
     finally:
         lazy._render = render
     return gbps, rows_out
+
+
+FIELDS = ("workload", "rows", "calls", "ns_el", "ns_el_1thr", "parts", "mem", "loop")
+
+
+def bench_kernel_efficiency(benchmark, quick):
+    """The same measurement as a pytest-benchmark entry, for ``bench/report.py``'s "Kernel
+    efficiency" section: one round of ``run`` (its time is the whole measurement's, not a
+    figure), each kernel's row in ``extra_info["kernel_efficiency"]`` (dicts of FIELDS, ns per
+    element), the copy bandwidth in ``extra_info["copy_gbps"]``."""
+    benchmark.group = "kernel-efficiency"
+    gbps, rows = benchmark.pedantic(run, kwargs=dict(quick=quick, steps=2 if quick else None),
+                                    rounds=1, iterations=1)
+    assert gbps > 0 and rows, "no kernel was timed"
+    for r in rows:  # (a kernel per workload at least; every rate measured)
+        assert all(v > 0 for v in r[3:7]), r
+    assert {r[0] for r in rows} == {name for name, _ in _workloads(quick)}
+    benchmark.extra_info.update(peer="jitgrad", case="fused kernels against their parts",
+                                copy_gbps=gbps, threads=_pool_size(),
+                                kernel_efficiency=[dict(zip(FIELDS, r)) for r in rows])
+
+
+def _pool_size():
+    from jitgrad.backends import cpu
+    return cpu.POOL.size
 
 
 def main(argv=None):

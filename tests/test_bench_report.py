@@ -183,6 +183,36 @@ def test_w5_targets(tmp_path):
     assert sorted(x.status for x in v if x.target.startswith("k ≥ 100")) == ["missed", "missed"]
 
 
+def test_kernel_efficiency_section_and_target(tmp_path):
+    """bench_efficiency's rows: their own section (eff = max(parts, mem) / time, on the run's
+    threads and per core) and issue 17's per-core >= 70% target for W1 / W5 kernels; the
+    measurement's own time is no group table."""
+    ks = [dict(workload="W1 float32 N=1e+05", rows=45, calls=1, ns_el=1.0, ns_el_1thr=2.0,
+               parts=3.0, mem=0.2, loop="par"),
+          dict(workload="W5 k=10 float32 N=1e5", rows=25, calls=1, ns_el=4.0, ns_el_1thr=5.0,
+               parts=3.0, mem=0.5, loop="ser"),
+          dict(workload="W9 other", rows=3, calls=1, ns_el=1.0, ns_el_1thr=1.0, parts=0.1,
+               mem=0.2, loop="ser")]
+    b = [_bench("kernel-efficiency", "jitgrad", 7.5, case="fused kernels against their parts",
+                copy_gbps=40.0, threads=2, kernel_efficiency=ks)]
+    res = report.load([_write(tmp_path / "a.json", b)])
+    v = {x.target: (x.figure, x.status) for x in report.targets(res) if x.source == "issue 17"}
+    assert v == {
+        "fused kernel ≥ 70% of its parts' rate, one core (W1 float32 N=1e+05, 45 rows)":
+            ("150%", "met"),
+        "fused kernel ≥ 70% of its parts' rate, one core (W5 k=10 float32 N=1e5, 25 rows)":
+            ("60%", "missed")}
+    md = report.render(res, str(tmp_path / "out"), plots=False, mach=MACHINE)
+    sec = md[md.index("## Kernel efficiency"):]
+    assert "| W1 float32 N=1e+05 | 45 | 1.00 | 2.00 | 2.00 | 3.00 | 0.20 | 300% | 150% | par |" \
+        in sec
+    assert "| W5 k=10 float32 N=1e5 | 25 | 4.00 | 5.00 | 1.25 | 3.00 | 0.50 | 75% | 60% | ser |" \
+        in sec
+    assert "| W9 other | 3 | 1.00 | 1.00 | 1.00 | 0.10 | 0.20 | 20% | 20% | ser |" in sec
+    assert "40.0 GB/s" in sec and "on 2 thread(s)" in sec
+    assert "### `kernel-efficiency`" not in md and report.fmt_time(7.5) not in md
+
+
 def test_missing_peer_is_not_measured(tmp_path):
     b = [x for x in _w1() if x["extra_info"]["peer"] != "torch_compile"]
     v = [x for x in report.targets(report.load([_write(tmp_path / "a.json", b)]))
