@@ -8,6 +8,7 @@ one CPU kernel form: an eager op is a fused group of one record, see lazy.run_no
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 
@@ -355,6 +356,30 @@ STAGE_MAX = 128
 INTERLEAVE = 4
 INTERLEAVE_WIDE = 2
 INTERLEAVE_WIDE_CALLS = 4
+_INTERLEAVE_SET = [0]   # the value this process last gave LLVM's option (0: its cost model)
+
+
+@contextlib.contextmanager
+def llvm_interleave(count: int):
+    """LLVM's ``-force-vector-interleave`` at ``count`` (0: the cost model's choice) for the
+    compiles run inside, then the value before; nothing is set when it is already ``count``,
+    so a process that builds no interleaved kernel never touches the option. The option is
+    process-wide: the caller holds Numba's compiler lock. (Once given, LLVM counts the option
+    as set for the rest of the process, so 0 also overrides a loop's own
+    ``llvm.loop.interleave.count`` metadata, which Numba never emits, and a value set through
+    llvmlite by the user.)"""
+    prev = _INTERLEAVE_SET[0]
+    if count == prev:
+        yield
+        return
+    import llvmlite.binding as llvm
+    llvm.set_option("", f"-force-vector-interleave={count}")
+    _INTERLEAVE_SET[0] = count
+    try:
+        yield
+    finally:
+        llvm.set_option("", f"-force-vector-interleave={prev}")
+        _INTERLEAVE_SET[0] = prev
 
 
 def loop_interleave(loads, body_lines, results, ndim, var_dtypes=None) -> int:

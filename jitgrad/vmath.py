@@ -68,7 +68,7 @@ log1p      0.88     0.87     all x
 tanh       0.94     1.67     all x (float32: every value checked)
 sigmoid    1.47     1.41     all x
 sin        0.88     0.77     all x (float32 beyond 1e5: 0.89)
-cos        0.88     0.76     all x (float32 beyond 1e5: 0.87)
+cos        0.88     0.78     all x (float32 beyond 1e5: 0.87)
 tan        1.23     2.07     all x (float32 beyond 1e5: 1.15)
 =========  =======  =======  ===========================================
 
@@ -119,6 +119,8 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
+
+from .codegen import llvm_interleave
 
 __all__ = ["exp", "expm1", "log", "log1p", "tanh", "sigmoid", "sin", "cos",
            "tan", "VMATH_FUNCS"]
@@ -1031,7 +1033,7 @@ def _mk_sin_cos64(name, red):
     then sin(r) = r + (r*z*F + y*(1 - z/2)) (fdlibm's __kernel_sin with its tail y) and
     cos(r) = w + (((1 - w) - z/2) + (z*z*F - r*y)), w = 1 - z/2 (__kernel_cos), so the lane's
     value is head + (m*F + tail).  Folding S1 into F rounds r**3*S1 with the rest (<= 0.1
-    ulp more, at r = pi/4).  Same max error as before (0.78 / 0.76 ulp, test_vmath); a
+    ulp more, at r = pi/4).  Max error 0.77 / 0.78 ulp (0.78 / 0.76 before; test_vmath's sweep); a
     standalone njit loop over 4096 float64 ran 0.83 -> 0.73 ns/element (Zen 4)."""
     S1, S2, S3, S4, S5, S6 = _SIN_P64
     C1, C2, C3, C4, C5, C6 = _COS_P64
@@ -1143,7 +1145,7 @@ def _mk_trig_value(name, ft, sc):
 # limit is set by k itself: x*2/pi rounded to float32 puts x near a half-integer
 # quadrant in the wrong one by up to ulp(x*2/pi)/2, so |r| exceeds pi/4 by up to
 # 0.006 at 1e5 (0.1 at 8e5, 1.8 ulp there); up to 1e5 the polynomials keep sin
-# <= 0.93, cos <= 0.90, tan <= 1.23 ulp.  Lanes beyond it take the float64-width
+# <= 0.88, cos <= 0.88, tan <= 1.23 ulp.  Lanes beyond it take the float64-width
 # path above (Payne-Hanek beyond 2.6e7) through the masked-vector call of
 # _mk_slow, whose float32 variants run that path as vector code over the whole
 # vector (_mid_vector), so the loop stays vectorised and a vector with no such
@@ -1306,7 +1308,8 @@ def _slow_scalar(context, mod, name, t, impl, sig):
     for a in ("willreturn", "memory(none)"):     # not in llvmlite's list
         set.add(fn.attributes, a)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    cres = context.compile_subroutine(b, impl, sig, flags=_slow_flags())
+    with llvm_interleave(0):            # (as _batch_fn's: compiled once, shared)
+        cres = context.compile_subroutine(b, impl, sig, flags=_slow_flags())
     _, res = context.call_internal_no_propagate(b, cres.fndesc, sig, [fn.args[0]])
     b.ret(res)                      # (impl cannot fail: the status is 0)
     return fn
@@ -1419,7 +1422,11 @@ def _batch_fn(context, mod, name, t, impl):
     fn.attributes.add("noinline")
     fn.attributes.add("nounwind")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    cres = context.compile_subroutine(b, batch, sig, flags=_slow_flags())
+    # LLVM's choice of interleave, whatever kernel's compile this runs in (backends/cpu.
+    # _interleaved): Numba compiles the subroutine once and links that copy into every later
+    # compile, and its loop runs over one vector (16-32 elements), too few to interleave
+    with llvm_interleave(0):
+        cres = context.compile_subroutine(b, batch, sig, flags=_slow_flags())
     context.call_internal_no_propagate(b, cres.fndesc, sig, list(fn.args))
     b.ret_void()
     return fn

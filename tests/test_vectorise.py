@@ -296,6 +296,50 @@ def test_vmath_loops_interleave(fresh_kernels, monkeypatch, dtype):
     assert counts[2] == counts[0], counts
 
 
+_ORDER = """
+import os, sys
+os.environ["JITGRAD_CACHE"] = "0"
+import numba, numpy as np
+import jitgrad as jg
+from jitgrad import lazy
+from jitgrad.vmath import VMATH_FUNCS
+lazy.set_fusion(True, 0)
+if sys.argv[1] == "kernel_first":   # an interleaved kernel (with the float32 trig helpers)
+    x = jg.tensor(np.linspace(-3, 3, 1000).astype(np.float32))
+    jg.sin(x * 2).numpy()
+vsin = VMATH_FUNCS["sin"]
+def short(a, b, o):
+    for i in range(o.size):
+        o[i] = a[i] * 2.0 + b[i]
+def trig(a, o):
+    for i in range(o.size):
+        o[i] = vsin(a[i])
+a = np.ones(64, np.float32)
+f, g = numba.njit(short), numba.njit(trig)
+f(a, a, a.copy()), g(a, a.copy())
+def shape(asm):  # instructions and vector-register operands (names differ between runs)
+    ins = [ln.split()[0] for ln in asm.splitlines() if ln.startswith("\t") and
+           not ln.startswith("\t.")]
+    return f"{len(ins)}/{sum(('mm' in ln) for ln in asm.splitlines())}"
+print(shape(f.inspect_asm(f.signatures[0])), shape(g.inspect_asm(g.signatures[0])))
+"""
+
+
+def test_interleave_does_not_leak():
+    """An interleaved kernel's compile leaves the rest of the process as it was: plain njit
+    code compiled after it (a short loop LLVM interleaves itself; a loop over vmath's float32
+    sin, whose large-argument helpers Numba compiles once and shares) gets the same machine
+    code as in a process that built no kernel."""
+    import subprocess
+    import sys
+    env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                                                        "jitgrad_test_order"))
+    sizes = [subprocess.run([sys.executable, "-c", _ORDER, mode], env=env, capture_output=True,
+                            text=True, check=True).stdout.split()
+             for mode in ("plain", "kernel_first")]
+    assert sizes[0] == sizes[1], sizes
+
+
 _RENDER_STAGED = """
 import hashlib
 from jitgrad import codegen

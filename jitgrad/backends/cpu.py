@@ -37,7 +37,7 @@ from numba.core.serialize import dumps as _nb_dumps
 from numba.extending import intrinsic
 import numpy as np
 
-from .. import _debug
+from .. import _debug, codegen
 from ._atomics import PAR_BLOCK, atomic_add, atomic_load, spin_pause
 
 # =============================================================================================
@@ -332,7 +332,7 @@ def _set_noalias(flags):
 
 def _interleaved(compile_fn, count: int):
     """``compile_fn`` (a dispatcher's compile step) with LLVM's ``-force-vector-interleave``
-    set to ``count`` while it runs.
+    at ``count`` while it runs (``codegen.llvm_interleave``).
 
     Why: LLVM's cost model interleaves a vectorised loop only when its body is small, so a
     loop with a vmath call in it runs one vector iteration at a time, at the latency of the
@@ -340,21 +340,18 @@ def _interleaved(compile_fn, count: int):
     execution ports idle. Interleaving several iterations fills them: float32 ``sigmoid(x)``
     0.35 -> 0.26 ns/element at 4, ``log(sigmoid(x) + y)`` 0.90 -> 0.54, W1's 45-row body 1.75
     -> 1.62 (njit loops / one thread, Zen 4). There is no per-loop switch Numba exposes (LLVM's
-    ``llvm.loop.interleave.count`` metadata would need the loop's latch), so the option is set
-    for this compile only, under Numba's compiler lock (no other compile runs meanwhile), and
-    reset to 0 (the cost model's choice) after. A disk-cache hit compiles nothing. Callees
-    compiled on the way (vmath's helpers) see the option too: they are loop-free but for
-    ``lane_sum``, and interleaving never changes a float result (no reassociation)."""
+    ``llvm.loop.interleave.count`` metadata would need the loop's latch, and a forced option
+    overrides it anyway), so the option is set for this compile only, under Numba's compiler
+    lock (no other compile runs meanwhile), and set back after. A disk-cache hit compiles
+    nothing. Callees compiled on the way see it too: vmath's helpers are loop-free but for the
+    float32 trig path's ``_batch_fn``, which vmath compiles at 0 (it is compiled once and
+    shared by every later compile, and runs over a single vector); interleaving never changes
+    a float result (no reassociation)."""
     from numba.core.compiler_lock import global_compiler_lock
-    import llvmlite.binding as llvm
 
     def compile(args, return_type):
-        with global_compiler_lock:
-            llvm.set_option("", f"-force-vector-interleave={count}")
-            try:
-                return compile_fn(args, return_type)
-            finally:
-                llvm.set_option("", "-force-vector-interleave=0")
+        with global_compiler_lock, codegen.llvm_interleave(count):
+            return compile_fn(args, return_type)
     return compile
 
 
