@@ -1032,35 +1032,56 @@ def _mk_sin_cos64(name, red):
     second polynomial _mk_sincos evaluates for tan): F = P1 + z*(P2 + ... ) with P = S or C,
     then sin(r) = r + (r*z*F + y*(1 - z/2)) (fdlibm's __kernel_sin with its tail y) and
     cos(r) = w + (((1 - w) - z/2) + (z*z*F - r*y)), w = 1 - z/2 (__kernel_cos), so the lane's
-    value is head + (m*F + tail).  Folding S1 into F rounds r**3*S1 with the rest (<= 0.1
-    ulp more, at r = pi/4).  Max error 0.77 / 0.78 ulp (0.78 / 0.76 before; test_vmath's sweep); a
-    standalone njit loop over 4096 float64 ran 0.83 -> 0.73 ns/element (Zen 4)."""
+    value is head + (m*F + tail) (_mk_sin_cos_end).  Folding S1 into F rounds r**3*S1 with
+    the rest (<= 0.1 ulp more, at r = pi/4).  Max error 0.77 / 0.78 ulp (0.78 / 0.76 before;
+    test_vmath's sweep); a standalone njit loop over 4096 float64 ran 0.83 -> 0.73
+    ns/element (Zen 4)."""
     S1, S2, S3, S4, S5, S6 = _SIN_P64
     C1, C2, C3, C4, C5, C6 = _COS_P64
-    is_sin = name == "sin"
+    use_cos, end = _mk_sin_cos_end(np.float64, name == "sin", True)
 
     @_jitable
     def impl(x):
         _ai()
         r, y, k = red(x)
         odd, ge2 = _quadrant(k)
-        use_cos = odd if is_sin else not odd
-        neg = ge2 if is_sin else odd != ge2
         z = r * r
-        F = _fma(_fma(_fma(_fma(_fma(C6 if use_cos else S6, z, C5 if use_cos else S5), z,
-                                C4 if use_cos else S4), z, C3 if use_cos else S3), z,
-                      C2 if use_cos else S2), z, C1 if use_cos else S1)
-        hz = 0.5 * z
-        w = 1.0 - hz
-        head = w if use_cos else r
-        m = z * z if use_cos else z * r
-        tail = (((1.0 - w) - hz) - r * y) if use_cos else _fma(-hz, y, y)
+        c = use_cos(odd)
+        F = _fma(_fma(_fma(_fma(_fma(C6 if c else S6, z, C5 if c else S5), z,
+                                C4 if c else S4), z, C3 if c else S3), z,
+                      C2 if c else S2), z, C1 if c else S1)
+        return end(x, r, y, z, F, odd, ge2)
+    return impl
+
+
+def _mk_sin_cos_end(ft, is_sin, tail_scaled):
+    """(use_cos, end): the part the one-polynomial sin/cos of both widths share.
+    use_cos(odd): whether the lane needs cos's polynomial; end(x, r, rl, z, F, odd, ge2): the
+    lane's sin or cos(x) from F, its polynomial in z = r*r (see _mk_sin_cos64).
+    ``tail_scaled``: sin's tail is rl*(1 - z/2) (float64's fdlibm kernel) rather than rl
+    (float32, where the product is below its rounding)."""
+    one, half = ft(1.0), ft(0.5)
+
+    @_jitable
+    def use_cos(odd):
+        _ai()
+        return odd if is_sin else not odd
+
+    @_jitable
+    def end(x, r, rl, z, F, odd, ge2):
+        _ai()
+        c = use_cos(odd)
+        hz = half * z
+        w = one - hz
+        head = w if c else r
+        m = z * z if c else z * r
+        tail = (((one - w) - hz) - r * rl) if c else (_fma(-hz, rl, rl) if tail_scaled else rl)
         v = head + _fma(m, F, tail)
-        v = -v if neg else v
+        v = -v if (ge2 if is_sin else odd != ge2) else v
         if is_sin:
             v = x if x == 0 else v          # keeps -0.0
         return v
-    return impl
+    return use_cos, end
 
 
 def _mk_trig64(name, red):
@@ -1230,29 +1251,17 @@ def _mk_sin_cos32w(name):
     r*rl)), w = 1 - z/2, with S's or C's coefficients chosen by quadrant."""
     s0, s1, s2 = (np.float32(v) for v in _SIN_P32)
     c0, c1, c2 = (np.float32(v) for v in _COS_P32)
-    one, half = _F32K
-    is_sin = name == "sin"
+    use_cos, end = _mk_sin_cos_end(np.float32, name == "sin", False)
 
     @_jitable
     def impl(x):
         _ai()
         r, rl, k = _red32w(x)
         odd, ge2 = _quadrant32f(k)
-        use_cos = odd if is_sin else not odd
-        neg = ge2 if is_sin else odd != ge2
         z = r * r
-        F = _fma(_fma(c0 if use_cos else s0, z, c1 if use_cos else s1), z,
-                 c2 if use_cos else s2)
-        hz = half * z
-        w = one - hz
-        head = w if use_cos else r
-        m = z * z if use_cos else r * z
-        tail = (((one - w) - hz) - r * rl) if use_cos else rl
-        v = head + _fma(m, F, tail)
-        v = -v if neg else v
-        if is_sin:
-            v = x if x == 0 else v              # keeps -0.0
-        return v
+        c = use_cos(odd)
+        F = _fma(_fma(c0 if c else s0, z, c1 if c else s1), z, c2 if c else s2)
+        return end(x, r, rl, z, F, odd, ge2)
     return impl
 
 
