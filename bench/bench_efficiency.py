@@ -73,8 +73,8 @@ def _part_rate(row, in_dtypes, cdt, n=4096, reps=200) -> float:
            "\n".join(f"            {ln}" for ln in em.lines) + "\n"
            f"            out[i] = {out_var}\n")
     # (interleaved as a fused kernel with this one row would be: codegen.loop_interleave)
-    ic = codegen.loop_interleave([codegen.Load(f"a{j}", f"x{j}", "a") for j in range(len(arrays))],
-                                 em.lines, [("full", out_var, None)], None)
+    ic = codegen.loop_interleave([codegen.Load(f"a{j}", f"x{j}", "a") for j in
+                                  range(len(arrays))], em.lines, [("full", out_var, None)], None)
     disp, _ = cpu.load_generated(cpu.module_source(src, "part", "float64", interleave=ic),
                                  "part", "k", False)
     out = np.empty(n, cdt if np.dtype(cdt).kind == "f" else np.float64)
@@ -197,6 +197,7 @@ def bench_kernel_efficiency(benchmark, quick):
     efficiency" section: one round of ``run`` (its time is the whole measurement's, not a
     figure), each kernel's row in ``extra_info["kernel_efficiency"]`` (dicts of FIELDS, ns per
     element), the copy bandwidth in ``extra_info["copy_gbps"]``."""
+    from jitgrad.backends import cpu
     benchmark.group = "kernel-efficiency"
     gbps, rows = benchmark.pedantic(run, kwargs=dict(quick=quick, steps=2 if quick else None),
                                     rounds=1, iterations=1)
@@ -205,13 +206,8 @@ def bench_kernel_efficiency(benchmark, quick):
         assert all(v > 0 for v in r[3:7]), r
     assert {r[0] for r in rows} == {name for name, _ in _workloads(quick)}
     benchmark.extra_info.update(peer="jitgrad", case="fused kernels against their parts",
-                                copy_gbps=gbps, threads=_pool_size(),
+                                copy_gbps=gbps, threads=cpu.POOL.size,
                                 kernel_efficiency=[dict(zip(FIELDS, r)) for r in rows])
-
-
-def _pool_size():
-    from jitgrad.backends import cpu
-    return cpu.POOL.size
 
 
 def main(argv=None):

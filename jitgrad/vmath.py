@@ -1091,14 +1091,9 @@ def _mk_trig64(name, red):
     return _mk_sin_cos64(name, red)
 
 
-@_jitable
-def _ident(x):
-    _ai()
-    return x
-
-
 def _mk_trig_value(name, ft, sc):
-    """x -> sin/cos/tan(x) from sc = _mk_sincos(ft, ...)."""
+    """x -> sin/cos/tan(x) from sc = _mk_sincos(ft, ...): tan in either width, sin/cos in
+    float32 only (its float64-width path; float64 sin/cos are _mk_sin_cos64)."""
     if name == "tan":
         if ft is np.float32:
             one32 = np.float32(1.0)
@@ -1130,15 +1125,14 @@ def _mk_trig_value(name, ft, sc):
             return x if x == 0 else y
         return tan64
 
-    quadrant = _quadrant32 if ft is np.float32 else _quadrant
-    rnd = _to_f32 if ft is np.float32 else _ident
+    assert ft is np.float32, "float64 sin/cos: _mk_sin_cos64"
     if name == "sin":
         @_jitable
         def sin_(x):
             _ai()
             s, c, k = sc(x)
-            odd, ge2 = quadrant(k)
-            s, c = rnd(s), rnd(c)
+            odd, ge2 = _quadrant32(k)
+            s, c = _to_f32(s), _to_f32(c)
             v = c if odd else s
             v = -v if ge2 else v
             return x if x == 0 else v       # keeps -0.0
@@ -1148,8 +1142,8 @@ def _mk_trig_value(name, ft, sc):
     def cos_(x):
         _ai()
         s, c, k = sc(x)
-        odd, ge2 = quadrant(k)
-        s, c = rnd(s), rnd(c)
+        odd, ge2 = _quadrant32(k)
+        s, c = _to_f32(s), _to_f32(c)
         v = s if odd else c
         return -v if (odd != ge2) else v    # q == 1 or q == 2
     return cos_

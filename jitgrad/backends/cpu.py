@@ -1077,7 +1077,7 @@ _T8 = ([0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15],
        [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15])
 
 
-def _c_f32_2d(t, ndim=2):
+def _c_f32(t, ndim):
     return isinstance(t, _nbt.Array) and t.dtype == _nbt.float32 and t.ndim == ndim and \
         t.layout == "C"
 
@@ -1088,7 +1088,7 @@ def _mk_tile8(bias):
     bounds checks: the caller keeps the tile inside the arrays)."""
     @intrinsic
     def tile(typingctx, src, j0, i0, out, b):
-        if not (_c_f32_2d(src) and _c_f32_2d(out) and _c_f32_2d(b, 1)):
+        if not (_c_f32(src, 2) and _c_f32(out, 2) and _c_f32(b, 1)):
             return None
         sig = _nbt.void(src, _nbt.intp, _nbt.intp, out, b)
 
