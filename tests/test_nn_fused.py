@@ -104,18 +104,26 @@ def test_linear_matches_torch(dtype, layout):
         np.testing.assert_allclose(g, gt, rtol=TOL[dtype]["rtol"] * 10, atol=TOL[dtype]["atol"] * 10)
 
 
-@pytest.mark.parametrize("rows,k,m", [(3, 5, 70), (8, 16, 64), (13, 33, 130), (1, 1, 64),
-                                      (2, 7, 200), (17, 9, 72), (32, 3, 64)])
-@pytest.mark.parametrize("views", [False, True])
-def test_linear_wide_float32_transposed_product(monkeypatch, rows, k, m, views):
-    """A float32 layer with at least max(2 * rows, 64) outputs computes ``w @ x.T`` and
-    transposes it in the bias epilogue (cpu.transpose_add: 8x8 shuffled tiles plus scalar
-    edges): values and gradients against float64, a C-contiguous output, the path taken
-    (also for a transposed-view weight and a strided input)."""
+@pytest.fixture
+def transpose_calls(monkeypatch):
+    """The ``with_bias`` argument of every cpu.transpose_add call (the transposed product's
+    epilogue), which still runs."""
     from jitgrad.backends import cpu
     calls = []
     real = cpu.transpose_add
     monkeypatch.setattr(cpu, "transpose_add", lambda *a: calls.append(a[3]) or real(*a))
+    return calls
+
+
+@pytest.mark.parametrize("rows,k,m", [(3, 5, 70), (8, 16, 64), (13, 33, 130), (1, 1, 64),
+                                      (2, 7, 200), (17, 9, 72), (32, 3, 64)])
+@pytest.mark.parametrize("views", [False, True])
+def test_linear_wide_float32_transposed_product(transpose_calls, rows, k, m, views):
+    """A float32 layer with at least max(2 * rows, 64) outputs computes ``w @ x.T`` and
+    transposes it in the bias epilogue (cpu.transpose_add: 8x8 shuffled tiles plus scalar
+    edges): values and gradients against float64, a C-contiguous output, the path taken
+    (also for a transposed-view weight and a strided input)."""
+    calls = transpose_calls
     rng = np.random.default_rng(rows * 1000 + m)
     xv = rng.standard_normal((rows, 2 * k) if views else (rows, k)).astype(np.float32)
     wv = rng.standard_normal((k, m) if views else (m, k)).astype(np.float32)
@@ -141,14 +149,11 @@ def test_linear_wide_float32_transposed_product(monkeypatch, rows, k, m, views):
 
 @pytest.mark.parametrize("form", ["operator", "matmul", "mm"])
 @pytest.mark.parametrize("rows,k,m", [(3, 5, 70), (17, 9, 72), (1, 4, 64), (17, 9, 70)])
-def test_matmul_by_transposed_weight_wide_float32(monkeypatch, form, rows, k, m):
+def test_matmul_by_transposed_weight_wide_float32(transpose_calls, form, rows, k, m):
     """``x @ w.T`` (w C-contiguous, float32, m >= max(2 * rows, 64)) takes the same transposed
     product as ``linear`` (cpu.product_t, transposed back without a bias): values and both
     gradients against float64, a C-contiguous result."""
-    from jitgrad.backends import cpu
-    calls = []
-    real = cpu.transpose_add
-    monkeypatch.setattr(cpu, "transpose_add", lambda *a: calls.append(a[3]) or real(*a))
+    calls = transpose_calls
     rng = np.random.default_rng(rows + m)
     xv = rng.standard_normal((rows, k)).astype(np.float32)
     wv = rng.standard_normal((m, k)).astype(np.float32)
@@ -166,15 +171,12 @@ def test_matmul_by_transposed_weight_wide_float32(monkeypatch, form, rows, k, m)
                                atol=1e-4)
 
 
-def test_matmul_transposed_product_elsewhere_and_under_compile(monkeypatch):
+def test_matmul_transposed_product_elsewhere_and_under_compile(transpose_calls):
     """The plain product for float64, a C-contiguous right operand or too few outputs; and a
     compiled step with ``x @ w.T`` whose first (recording) call has exact products (zeros: the
     transposed and the plain product agree bitwise there) keeps giving eager's bits later."""
-    from jitgrad.backends import cpu
+    calls = transpose_calls
     rng = np.random.default_rng(9)
-    calls = []
-    real = cpu.transpose_add
-    monkeypatch.setattr(cpu, "transpose_add", lambda *a: calls.append(a[3]) or real(*a))
     x32 = rng.standard_normal((8, 16)).astype(np.float32)
     for a, b in ((x32.astype(np.float64), rng.standard_normal((64, 16)).T),
                  (x32, np.ascontiguousarray(rng.standard_normal((64, 16)).T.astype(np.float32))),
